@@ -1,0 +1,152 @@
+"""Audit record encoding (security.md 2.11, glexec-interface.md section 9).  Pure.
+
+``encode`` writes one JSON object per line, pure printable ASCII, without importing
+``json`` (start-up cost).  ``classic_line`` renders gLExec's syslog line.
+"""
+
+MAX_CHARS = 4096
+
+# JSON escapes for the ASCII range; printable characters other than '"' and '\' map to
+# themselves.  Everything else (non-ASCII) is handled in _esc_str.
+_ASCII = (["\\u%04x" % c for c in range(32)] + [chr(c) for c in range(32, 127)]
+          + ["\\u007f"])
+_ASCII[8], _ASCII[9], _ASCII[10], _ASCII[12], _ASCII[13] = "\\b", "\\t", "\\n", "\\f", "\\r"
+_ASCII[0x22], _ASCII[0x5C] = '\\"', "\\\\"
+_TABLE = {i: e for i, e in enumerate(_ASCII) if e != chr(i)}
+
+
+def _raw_bytes(s):
+    try:
+        return s.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogatepass")
+
+
+def _cap(s, raw=None):
+    if len(s) <= MAX_CHARS:
+        return s
+    import hashlib
+    digest = hashlib.sha256(_raw_bytes(s) if raw is None else raw).hexdigest()
+    return s[:MAX_CHARS] + f"\u2026[truncated, sha256={digest}]"
+
+
+def _esc_str(s):
+    if s.isascii():
+        return '"' + s.translate(_TABLE) + '"'
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if o < 128:
+            out.append(_ASCII[o])
+        elif o < 0x10000:
+            out.append("\\u%04x" % o)
+        else:
+            o -= 0x10000
+            out.append("\\u%04x\\u%04x" % (0xD800 | (o >> 10), 0xDC00 | (o & 0x3FF)))
+    out.append('"')
+    return "".join(out)
+
+
+def _enc(v, out):
+    t = type(v)
+    if t is str:
+        out.append(_esc_str(_cap(v)))
+    elif isinstance(v, (bytes, bytearray, memoryview)):
+        raw = bytes(v)
+        out.append(_esc_str(_cap(raw.decode("utf-8", "surrogateescape"), raw)))
+    elif v is None:
+        out.append("null")
+    elif v is True:
+        out.append("true")
+    elif v is False:
+        out.append("false")
+    elif isinstance(v, int):
+        out.append(int.__repr__(v))
+    elif isinstance(v, float):
+        if v != v:
+            out.append("NaN")
+        elif v in (float("inf"), float("-inf")):
+            out.append("Infinity" if v > 0 else "-Infinity")
+        else:
+            out.append(float.__repr__(v))
+    elif isinstance(v, dict):
+        out.append("{")
+        first = True
+        for k, item in v.items():
+            if not first:
+                out.append(",")
+            first = False
+            if type(k) is not str:
+                k = bytes(k).decode("utf-8", "surrogateescape") if isinstance(
+                    k, (bytes, bytearray)) else str(k)
+            out.append(_esc_str(k))
+            out.append(":")
+            _enc(item, out)
+        out.append("}")
+    elif isinstance(v, (list, tuple)):
+        out.append("[")
+        first = True
+        for item in v:
+            if not first:
+                out.append(",")
+            first = False
+            _enc(item, out)
+        out.append("]")
+    elif isinstance(v, str):
+        _enc(str.__str__(v), out)
+    else:
+        # Never fail an audit write over a value type: record its repr.
+        out.append(_esc_str(_cap(repr(v))))
+
+
+def encode(record):
+    """One JSON object on one line: printable ASCII only, ending in ``\\n``.
+
+    Keys keep insertion order; str/bytes/int/bool/None/float/list/tuple/dict (nested).
+    bytes are decoded as UTF-8 with ``surrogateescape`` (so the lone surrogates come out
+    as ``\\udcXX`` and ``json.loads`` gives back the same str).  Strings longer than 4096
+    characters are cut and get ``\u2026[truncated, sha256=<hex of the full value>]``.
+    """
+    out = []
+    _enc(record, out)
+    out.append("\n")
+    return "".join(out).encode("ascii")
+
+
+# --- gLExec's classic syslog line ---------------------------------------------------
+
+_CLASSIC = None     # built on first use (import-time budget)
+
+
+def _classic_table():
+    global _CLASSIC
+    t = (["\\x%02x" % c for c in range(32)] + [chr(c) for c in range(32, 127)]
+         + ["\\x%02x" % c for c in range(127, 256)])
+    t[0x0A], t[0x22], t[0x5C] = "\\n", '\\"', "\\\\"
+    _CLASSIC = t
+    return t
+
+
+def _classic(v):
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        v = _raw_bytes(v)
+    elif not isinstance(v, bytes):
+        v = bytes(v) if isinstance(v, (bytearray, memoryview)) else str(v).encode(
+            "utf-8", "surrogateescape")
+    table = _CLASSIC or _classic_table()
+    return "".join([table[b] for b in v])
+
+
+def classic_line(caller_user, caller_group, target_user, target_group, cwd, cmd, resolved,
+                 args):
+    """gLExec's per-switch syslog line (glexec-interface.md section 9), one printable
+    ASCII line: control characters, non-ASCII, ``"`` and ``\\`` in user data escaped as
+    ``\\n``, ``\\xHH``, ``\\"``, ``\\\\``."""
+    line = (f"real_user({_classic(caller_user)}),real_group({_classic(caller_group)})"
+            f"->mapped_user({_classic(target_user)}),mapped_group({_classic(target_group)})"
+            f' cwd: "{_classic(cwd)}" cmd: "{_classic(cmd)}" (="{_classic(resolved)}")')
+    if args:
+        line += " args: " + " ".join(f'"{_classic(a)}"' for a in args)
+    return line

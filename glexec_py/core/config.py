@@ -1,0 +1,466 @@
+"""Strict YAML configuration (glexec.yaml).  Pure: works on the text.
+
+``parse_config(text, filename)`` composes the YAML node tree with PyYAML's SafeLoader
+(imported lazily, only here) and validates it against ``SCHEMA`` itself, so every error
+carries ``file:line``.  Refused outright: anchors, aliases, explicit tags, duplicate keys,
+unknown keys/sections, wrongly typed values (a value's *resolved* tag must be the expected
+one: ``linger: "yes"`` is a string, not a boolean).
+
+The engine caches ``marshal.dumps(config_to_plain(cfg))`` and rebuilds with
+``config_from_plain`` (no yaml import, no re-validation beyond the shape).
+"""
+
+from glexec_py.errors import ConfigError, SystemFault
+
+_REQ = ("required",)     # sentinel default
+
+_FORBIDDEN_GROUPS = ("root", "sudo", "adm", "disk", "docker", "shadow", "wheel", "staff",
+                     "lxd", "kvm", "libvirt")
+FACILITIES = ("LOG_DAEMON", "LOG_AUTH", "LOG_AUTHPRIV", "LOG_USER", "LOG_LOCAL0",
+              "LOG_LOCAL1", "LOG_LOCAL2", "LOG_LOCAL3", "LOG_LOCAL4", "LOG_LOCAL5",
+              "LOG_LOCAL6", "LOG_LOCAL7")
+GLEXEC_SET_VARS = ("HOME", "USER", "LOGNAME", "PATH", "X509_USER_PROXY")
+NEVER_PRESERVED_PREFIXES = ("MALLOC_", "LD_")
+ID_MAX = 4294967294
+
+# section -> ((key, kind, default), ...); kind is a string or a tuple (kind, args...).
+SCHEMA = (
+    ("callers", (
+        ("users", "callers", ()),
+        ("groups", "callers", ()),
+        ("omission_private_key", "callers", ()),
+    )),
+    ("credentials", (
+        ("ca_dir", "abspath", _REQ),
+        ("max_file_size", ("int", 1, 1048576), 65536),
+        ("x509_user_proxy_fallback", "bool", False),
+    )),
+    ("mapping", (
+        ("gridmapfile", "abspath", _REQ),
+        ("min_uid", ("int", 1, ID_MAX), 1000),
+        ("max_uid", ("int", 1, ID_MAX), ID_MAX),
+        ("forbidden_groups", "names", _FORBIDDEN_GROUPS),
+    )),
+    ("audit", (
+        ("file", "abspath", _REQ),
+        ("syslog", "bool", True),
+        ("syslog_facility", "facility", "LOG_DAEMON"),
+    )),
+    ("payload", (
+        ("linger", "bool", True),
+        ("preserve_env", "envnames", ()),
+        ("path", "pathvar", "/usr/local/bin:/usr/bin:/bin"),
+        ("keep_caller_groups", "gidranges", ()),
+        ("no_new_privs", "bool", False),
+    )),
+    ("target_proxy", (
+        ("create", "bool", True),
+        ("default_dir", "abspath", "/tmp"),
+    )),
+)
+_TOP_SCALARS = (("state_dir", "abspath", _REQ),)
+_SECTION_NAMES = tuple(s for s, _ in SCHEMA)
+
+_T = "tag:yaml.org,2002:"
+
+
+class Section:
+    """Read-only attribute access to one config section."""
+
+    __slots__ = ("_name", "_values")
+
+    def __init__(self, name, values):
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_values", values)
+
+    def __getattr__(self, key):
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(f"config section {self._name!r} has no key {key!r}") from None
+
+    def __setattr__(self, key, value):
+        raise AttributeError("config is read-only")
+
+    def __eq__(self, other):
+        if type(other) is not Section:
+            return NotImplemented
+        return self._name == other._name and self._values == other._values
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"Section({self._name!r}, {self._values!r})"
+
+
+class Config:
+    """The validated configuration: ``cfg.payload.linger``, ``cfg.state_dir`` ..."""
+
+    __slots__ = _SECTION_NAMES + ("state_dir",)
+
+    def __init__(self, sections, state_dir):
+        for name in _SECTION_NAMES:
+            object.__setattr__(self, name, Section(name, sections[name]))
+        object.__setattr__(self, "state_dir", state_dir)
+
+    def __setattr__(self, key, value):
+        raise AttributeError("config is read-only")
+
+    def __eq__(self, other):
+        if type(other) is not Config:
+            return NotImplemented
+        return config_to_plain(self) == config_to_plain(other)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"Config({config_to_plain(self)!r})"
+
+
+def config_to_plain(cfg):
+    """Plain dict/tuple/str/int/bool only (marshal-able)."""
+    d = {name: dict(getattr(cfg, name)._values) for name in _SECTION_NAMES}
+    d["state_dir"] = cfg.state_dir
+    return d
+
+
+def _bad_cache():
+    return SystemFault("config", "glexec: the cached configuration is unusable",
+                       where="config cache")
+
+
+def config_from_plain(d):
+    """Rebuild a ``Config`` from ``config_to_plain`` output; only the shape is checked
+    (``SystemFault`` if it does not match this version's schema)."""
+    if type(d) is not dict or len(d) != len(SCHEMA) + 1:
+        raise _bad_cache()
+    sections = {}
+    for name, keys in SCHEMA:
+        sec = d.get(name)
+        if type(sec) is not dict or len(sec) != len(keys):
+            raise _bad_cache()
+        values = {}
+        for key, _kind, _default in keys:
+            if key not in sec:
+                raise _bad_cache()
+            v = sec[key]
+            if type(v) is list:
+                v = tuple(tuple(x) if type(x) is list else x for x in v)
+            values[key] = v
+        sections[name] = values
+    state_dir = d.get("state_dir")
+    if type(state_dir) is not str:
+        raise _bad_cache()
+    return Config(sections, state_dir)
+
+
+def gid_kept(cfg, gid):
+    """True if ``gid`` is listed in ``payload.keep_caller_groups`` (a gid or a range)."""
+    for lo, hi in cfg.payload.keep_caller_groups:
+        if lo <= gid <= hi:
+            return True
+    return False
+
+
+# --- parsing -------------------------------------------------------------------------
+
+class _Refuse(Exception):
+    def __init__(self, line, what):
+        super().__init__(what)
+        self.line = line
+        self.what = what
+
+
+_LOADER = None
+
+
+def _loader_class(yaml):
+    global _LOADER
+    if _LOADER is None:
+        class StrictLoader(yaml.SafeLoader):
+            def compose_node(self, parent, index):
+                ev = self.peek_event()
+                line = ev.start_mark.line + 1
+                if isinstance(ev, yaml.AliasEvent) or ev.anchor is not None:
+                    raise _Refuse(line, "anchors and aliases are not allowed")
+                if getattr(ev, "tag", None) is not None:
+                    raise _Refuse(line, "explicit tags are not allowed")
+                return super().compose_node(parent, index)
+        _LOADER = StrictLoader
+    return _LOADER
+
+
+def _safe(s, limit=80):
+    """A user-supplied string made one printable ASCII line for an error message."""
+    out = []
+    for ch in s[:limit]:
+        o = ord(ch)
+        if 0x20 <= o < 0x7F and ch != "\\":
+            out.append(ch)
+        elif ch == "\\":
+            out.append("\\\\")
+        elif o < 0x100:
+            out.append("\\x%02x" % o)
+        elif o < 0x10000:
+            out.append("\\u%04x" % o)
+        else:
+            out.append("\\U%08x" % o)
+    if len(s) > limit:
+        out.append("...")
+    return "".join(out)
+
+
+def _show(node):
+    cls = type(node).__name__
+    if cls == "MappingNode":
+        return "a mapping"
+    if cls == "SequenceNode":
+        return "a list"
+    if node.tag == _T + "null":
+        return "null"
+    return "'" + _safe(node.value) + "'"
+
+
+class _Parser:
+    def __init__(self, filename, loader, yaml):
+        self.filename = filename
+        self.loader = loader
+        self.yaml = yaml
+
+    def err(self, node_or_line, what):
+        line = node_or_line if isinstance(node_or_line, int) else node_or_line.start_mark.line + 1
+        return ConfigError(self.filename, line, what)
+
+    # scalar helpers
+    def scalar(self, node, tag):
+        return isinstance(node, self.yaml.ScalarNode) and node.tag == _T + tag
+
+    def string(self, node, key, what="a string"):
+        if not self.scalar(node, "str"):
+            raise self.err(node, f"'{key}' must be {what}, not {_show(node)}")
+        if "\0" in node.value:
+            raise self.err(node, f"'{key}' must not contain a NUL character")
+        return node.value
+
+    def mapping(self, node, where):
+        """Key nodes -> (key, key_node, value_node), refusing duplicates and odd keys."""
+        out = {}
+        for knode, vnode in node.value:
+            if not isinstance(knode, self.yaml.ScalarNode):
+                raise self.err(knode, f"keys in {where} must be plain names, not {_show(knode)}")
+            key = knode.value
+            if key in out:
+                raise self.err(knode, f"duplicate key '{_safe(key)}' in {where}")
+            out[key] = (knode, vnode)
+        return out
+
+    def str_list(self, node, key, check):
+        if not isinstance(node, self.yaml.SequenceNode):
+            raise self.err(node, f"'{key}' must be a list, not {_show(node)}")
+        out = []
+        for item in node.value:
+            if not self.scalar(item, "str"):
+                raise self.err(item, f"each entry of '{key}' must be a string, not {_show(item)}")
+            v = item.value
+            problem = check(v)
+            if problem:
+                raise self.err(item, problem)
+            out.append(v)
+        return tuple(out)
+
+    # kinds
+    def value(self, kind, node, key, section):
+        if type(kind) is tuple:
+            _, lo, hi = kind
+            if not self.scalar(node, "int"):
+                raise self.err(node, f"'{key}' must be an integer, not {_show(node)}")
+            try:
+                v = self.loader.construct_yaml_int(node)
+            except ValueError:
+                raise self.err(node, f"'{key}' must be an integer between {lo} and {hi}") from None
+            if not lo <= v <= hi:
+                raise self.err(node, f"'{key}' must be an integer between {lo} and {hi}, "
+                                     f"not {_show(node)}")
+            return v
+        if kind == "bool":
+            if not self.scalar(node, "bool"):
+                raise self.err(node, f"'{key}' must be a boolean, not {_show(node)}")
+            return self.loader.construct_yaml_bool(node)
+        if kind == "abspath":
+            v = self.string(node, key, "an absolute path")
+            if not v.startswith("/"):
+                raise self.err(node, f"'{key}' must be an absolute path, not {_show(node)}")
+            return v
+        if kind == "facility":
+            v = self.string(node, key, "a syslog facility")
+            if v not in FACILITIES:
+                raise self.err(node, f"'{key}' must be one of {', '.join(FACILITIES)}, "
+                                     f"not {_show(node)}")
+            return v
+        if kind == "pathvar":
+            v = self.string(node, key)
+            if not v or any(not p.startswith("/") for p in v.split(":")):
+                raise self.err(node, f"'{key}' must be a colon-separated list of absolute "
+                                     f"directories, not {_show(node)}")
+            return v
+        if kind == "names":
+            return self.str_list(node, key, lambda v: _name_problem(v, key, pool=False))
+        if kind == "callers":
+            return self.str_list(node, key, lambda v: _name_problem(v, f"{section}.{key}",
+                                                                    pool=True))
+        if kind == "envnames":
+            return self.str_list(node, key, _env_problem)
+        if kind == "gidranges":
+            return self.gidranges(node, key)
+        raise AssertionError(kind)
+
+    def gidranges(self, node, key):
+        if not isinstance(node, self.yaml.SequenceNode):
+            raise self.err(node, f"'{key}' must be a list, not {_show(node)}")
+        out = []
+        for item in node.value:
+            if self.scalar(item, "int"):
+                try:
+                    lo = hi = self.loader.construct_yaml_int(item)
+                except ValueError:
+                    lo = hi = -1
+            elif self.scalar(item, "str"):
+                a, dash, b = item.value.partition("-")
+                if not (dash and _digits(a) and _digits(b)):
+                    raise self.err(item, f"each entry of '{key}' must be a gid or a range "
+                                         f"'low-high', not {_show(item)}")
+                lo, hi = int(a), int(b)
+                if lo > hi:
+                    raise self.err(item, f"range {_show(item)} in '{key}' is empty (low > high)")
+            else:
+                raise self.err(item, f"each entry of '{key}' must be a gid or a range "
+                                     f"'low-high', not {_show(item)}")
+            if lo == 0:
+                raise self.err(item, f"gid 0 (root) can never be kept ('{key}')")
+            if not (1 <= lo and hi <= ID_MAX):
+                raise self.err(item, f"gids in '{key}' must be between 1 and {ID_MAX}, "
+                                     f"not {_show(item)}")
+            out.append((lo, hi))
+        return tuple(out)
+
+    def section(self, name, keys, knode, vnode):
+        if vnode is None or (self.scalar(vnode, "null")):
+            entries = {}
+            where_line = knode if knode is not None else 1
+        elif isinstance(vnode, self.yaml.MappingNode):
+            entries = self.mapping(vnode, f"'{name}'")
+            where_line = knode
+        else:
+            raise self.err(vnode, f"section '{name}' must be a mapping, not {_show(vnode)}")
+        known = {k for k, _, _ in keys}
+        for key, (kn, _vn) in entries.items():
+            if key not in known:
+                raise self.err(kn, f"unknown key '{_safe(key)}' in '{name}'")
+        values = {}
+        lines = {}
+        for key, kind, default in keys:
+            if key in entries:
+                kn, vn = entries[key]
+                values[key] = self.value(kind, vn, key, name)
+                lines[key] = vn
+            elif default is _REQ:
+                if knode is None:
+                    raise self.err(where_line, f"missing required section '{name}'")
+                raise self.err(where_line, f"missing required key '{key}' in '{name}'")
+            else:
+                values[key] = default
+        return values, lines
+
+    def document(self, root):
+        if root is None or self.scalar(root, "null"):
+            top = {}
+        elif isinstance(root, self.yaml.MappingNode):
+            top = self.mapping(root, "the top level")
+        else:
+            raise self.err(root, f"the configuration must be a mapping, not {_show(root)}")
+        for key, (kn, _vn) in top.items():
+            if key not in _SECTION_NAMES and key != "state_dir":
+                raise self.err(kn, f"unknown section '{_safe(key)}'")
+        sections = {}
+        for name, keys in SCHEMA:
+            knode, vnode = top.get(name, (None, None))
+            values, lines = self.section(name, keys, knode, vnode)
+            sections[name] = values
+            if name == "mapping" and values["min_uid"] > values["max_uid"]:
+                where = lines.get("max_uid") or lines.get("min_uid")
+                raise self.err(where, f"'max_uid' ({values['max_uid']}) must not be below "
+                                      f"'min_uid' ({values['min_uid']})")
+        if "state_dir" not in top:
+            raise self.err(1, "missing required key 'state_dir'")
+        state_dir = self.value("abspath", top["state_dir"][1], "state_dir", "")
+        return Config(sections, state_dir)
+
+
+def _digits(s):
+    return s.isascii() and s.isdigit() and len(s) <= 10
+
+
+def _name_problem(v, where, pool):
+    if "*" in v:
+        return (f"'*' is not accepted in {where} ({_show_str(v)}): there are no wildcards, "
+                "list account/group names or '.prefix' for pool accounts")
+    if v == "" or (pool and v == "."):
+        return f"empty name in {where}"
+    for ch in v:
+        if ord(ch) < 0x20 or ord(ch) == 0x7F or ch == ":":
+            return f"invalid name {_show_str(v)} in {where}"
+    return None
+
+
+def _show_str(v):
+    return "'" + _safe(v) + "'"
+
+
+def _env_problem(v):
+    ok = bool(v) and v.isascii() and not v[0].isdigit() and (v.replace("_", "a").isalnum())
+    if not ok:
+        return f"{_show_str(v)} in 'preserve_env' is not a valid environment variable name"
+    if v.startswith(NEVER_PRESERVED_PREFIXES):
+        return f"{_show_str(v)} in 'preserve_env' can never be preserved (MALLOC_*/LD_*)"
+    if v in GLEXEC_SET_VARS:
+        return (f"{_show_str(v)} in 'preserve_env' can never be preserved "
+                "(glexec sets it for the payload)")
+    return None
+
+
+def parse_config(text, filename):
+    """Parse and validate glexec.yaml text; ``ConfigError(filename, line, what)`` on any
+    problem (a complete ``Config`` or an error, never a partial result)."""
+    import yaml
+
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = bytes(text)[:e.start].count(b"\n") + 1
+            raise ConfigError(filename, line, "the file is not valid UTF-8") from None
+    try:
+        loader = _loader_class(yaml)(text)
+        try:
+            root = loader.get_single_node()
+            return _Parser(filename, loader, yaml).document(root)
+        finally:
+            loader.dispose()
+    except _Refuse as e:
+        raise ConfigError(filename, e.line, e.what) from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = ", ".join(x for x in (e.context, e.problem) if x) or "invalid YAML"
+        raise ConfigError(filename, line, "YAML syntax error: " + _safe(what, 200)) from None
+    except yaml.reader.ReaderError as e:
+        line = text[:e.position].count("\n") + 1 if isinstance(e.position, int) else None
+        char = e.character
+        code = char if isinstance(char, int) else (ord(char) if isinstance(char, str) and
+                                                   len(char) == 1 else 0)
+        raise ConfigError(filename, line, "unacceptable character #x%04x in the file" % code
+                          ) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(filename, None, "YAML error: " + _safe(str(e), 200)) from None
+    except RecursionError:
+        raise ConfigError(filename, None, "the YAML is nested too deeply") from None

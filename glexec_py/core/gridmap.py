@@ -1,0 +1,276 @@
+"""LCMAPS grid-mapfile parser and lookups, bug-compatible with lcmaps-plugins-basic 1.7.1
+(reference/lcmaps-semantics.md section 2).  Pure: works on the file's bytes.
+
+Quirks kept on purpose:
+- lines are split on ``\\n`` only; a ``\\r`` stays part of the last token (a CRLF file
+  yields mappings like ``.pool\\r`` that never work);
+- the subject keeps its backslashes verbatim (``\\xC3\\xA9`` stays 8 characters, which is
+  how OpenSSL's oneline DN prints non-ASCII), while backslash escapes ARE expanded in the
+  mappings (``a\\ b`` -> ``a b``);
+- an unbalanced quote or a backslash at the end of a line makes the whole file unusable
+  (``ConfigError``: fail closed).
+"""
+
+from glexec_py.errors import ConfigError
+
+_BLANK = b" \t"
+_SEP = b", \t"
+_BS = 0x5C       # backslash
+_QUOTE = 0x22
+_HASH = 0x23
+
+
+class GridmapLine:
+    """One non-comment line: ``lineno`` (1-based), ``subject`` (bytes), ``mappings``."""
+
+    __slots__ = ("lineno", "subject", "mappings")
+
+    def __init__(self, lineno, subject, mappings):
+        self.lineno = lineno
+        self.subject = subject
+        self.mappings = mappings
+
+    def __eq__(self, other):
+        if type(other) is not GridmapLine:
+            return NotImplemented
+        return (self.lineno, self.subject, self.mappings) == (
+            other.lineno, other.subject, other.mappings)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"GridmapLine({self.lineno!r}, {self.subject!r}, {self.mappings!r})"
+
+
+def _parse_line(line, lineno, source):
+    n = len(line)
+    i = 0
+    while i < n and line[i] in _BLANK:
+        i += 1
+    if i == n or line[i] == _HASH:
+        return None
+    # Subject: backslashes are skipped while scanning, kept verbatim in the result.
+    if line[i] == _QUOTE:
+        j = i + 1
+        while True:
+            if j >= n:
+                raise ConfigError(source, lineno, "unbalanced quote in the subject")
+            c = line[j]
+            if c == _BS:
+                if j + 1 >= n:
+                    raise ConfigError(source, lineno,
+                                      "backslash at end of line (continuation not supported)")
+                j += 2
+            elif c == _QUOTE:
+                break
+            else:
+                j += 1
+        subject = line[i + 1:j]
+        j += 1
+    else:
+        j = i
+        while j < n and line[j] not in _BLANK:
+            if line[j] == _BS:
+                if j + 1 >= n:
+                    raise ConfigError(source, lineno,
+                                      "backslash at end of line (continuation not supported)")
+                j += 2
+            else:
+                j += 1
+        if j > n:
+            j = n
+        subject = line[i:j]
+    # Rest: mappings separated by runs of ',', ' ', '\t'; escapes expanded; cut at an
+    # unescaped '#'.
+    mappings = []
+    tok = bytearray()
+    have = False
+    while j < n:
+        c = line[j]
+        if c == _BS:
+            if j + 1 >= n:
+                raise ConfigError(source, lineno,
+                                  "backslash at end of line (continuation not supported)")
+            tok.append(line[j + 1])
+            have = True
+            j += 2
+            continue
+        if c == _HASH:
+            break
+        if c in _SEP:
+            if have:
+                mappings.append(bytes(tok))
+                tok.clear()
+                have = False
+        else:
+            tok.append(c)
+            have = True
+        j += 1
+    if have:
+        mappings.append(bytes(tok))
+    return GridmapLine(lineno, subject, tuple(mappings))
+
+
+def parse_gridmap(data, source):
+    """All non-comment lines of a grid-mapfile, in file order.
+
+    Raises ``ConfigError(source, lineno, what)`` on the first parse error.
+    """
+    data = bytes(data)
+    out = []
+    for idx, line in enumerate(data.split(b"\n")):
+        parsed = _parse_line(line, idx + 1, source)
+        if parsed is not None:
+            out.append(parsed)
+    return tuple(out)
+
+
+def local_account(lines, subject):
+    """localaccount plugin: exact subject match only; the first matching line with a
+    mapping not starting with ``.`` wins; returns that first non-dot mapping or None."""
+    subject = bytes(subject)
+    for line in lines:
+        if line.subject == subject:
+            for m in line.mappings:
+                if not m.startswith(b"."):
+                    return m
+    return None
+
+
+def pool_name(lines, subject, *, wildcards=True):
+    """poolaccount plugin: the first line whose subject matches (exactly, or as an
+    fnmatch pattern with FNM_NOESCAPE when ``wildcards``) and that has a mapping starting
+    with ``.``; returns that pool name without the dot (may be ``b""`` for a bare ``.``:
+    callers must refuse an empty pool name) or None."""
+    subject = bytes(subject)
+    for line in lines:
+        pat = line.subject
+        if pat == subject or (wildcards and subject_matches(pat, subject)):
+            for m in line.mappings:
+                if m.startswith(b"."):
+                    return m[1:]
+    return None
+
+
+# --- fnmatch(pattern, string, FNM_NOESCAPE), C locale, bytes ------------------------
+
+def _isclass(name, c):
+    if name == b"alpha":
+        return 65 <= c <= 90 or 97 <= c <= 122
+    if name == b"digit":
+        return 48 <= c <= 57
+    if name == b"alnum":
+        return 65 <= c <= 90 or 97 <= c <= 122 or 48 <= c <= 57
+    if name == b"upper":
+        return 65 <= c <= 90
+    if name == b"lower":
+        return 97 <= c <= 122
+    if name == b"space":
+        return c in b" \t\n\r\x0b\x0c"
+    if name == b"blank":
+        return c in b" \t"
+    if name == b"punct":
+        return 33 <= c <= 126 and not (65 <= c <= 90 or 97 <= c <= 122 or 48 <= c <= 57)
+    if name == b"print":
+        return 32 <= c <= 126
+    if name == b"graph":
+        return 33 <= c <= 126
+    if name == b"cntrl":
+        return c < 32 or c == 127
+    if name == b"xdigit":
+        return 48 <= c <= 57 or 65 <= c <= 70 or 97 <= c <= 102
+    return None    # unknown class: glibc fails the whole match
+
+
+def _bracket(pat, p, c):
+    """Match byte ``c`` against the bracket expression starting at ``pat[p] == '['``.
+
+    Returns ``(matched, next_p)``; ``next_p`` is None when the bracket is not closed
+    (then ``[`` is an ordinary character) and ``-1`` when the whole match must fail.
+    """
+    n = len(pat)
+    q = p + 1
+    negate = False
+    if q < n and pat[q] in b"!^":
+        negate = True
+        q += 1
+    matched = False
+    first = True
+    while True:
+        if q >= n:
+            return False, None
+        ch = pat[q]
+        if ch == 0x5D and not first:      # ']'
+            q += 1
+            break
+        first = False
+        if ch == 0x5B and q + 1 < n and pat[q + 1] == 0x3A:    # '[:'
+            end = pat.find(b":]", q + 2)
+            if end < 0:
+                return False, None
+            ok = _isclass(pat[q + 2:end], c)
+            if ok is None:
+                return False, -1
+            matched = matched or ok
+            q = end + 2
+            continue
+        lo = ch
+        q += 1
+        if q + 1 < n and pat[q] == 0x2D and pat[q + 1] != 0x5D:     # 'a-z'
+            hi = pat[q + 1]
+            q += 2
+            if lo <= c <= hi:
+                matched = True
+        elif lo == c:
+            matched = True
+    return matched != negate, q
+
+
+def _one(pat, p, c):
+    """Does the single-character element at ``pat[p]`` match ``c``?  -> (ok, next_p)."""
+    pc = pat[p]
+    if pc == 0x3F:                   # '?'
+        return True, p + 1
+    if pc == 0x5B:                   # '['
+        ok, q = _bracket(pat, p, c)
+        if q is None:
+            return c == 0x5B, p + 1
+        if q == -1:
+            return None, -1
+        return ok, q
+    return pc == c, p + 1
+
+
+def subject_matches(pattern, subject):
+    """``fnmatch(pattern, subject, FNM_NOESCAPE) == 0`` in the C locale: ``*`` matches
+    any bytes including ``/``, ``?`` one byte, ``[...]`` a set (``!``/``^`` negate),
+    backslash is literal.  Linear-backtracking, so hostile patterns cannot blow up."""
+    pattern = bytes(pattern)
+    subject = bytes(subject)
+    if pattern == subject:
+        return True
+    np_, ns = len(pattern), len(subject)
+    p = s = 0
+    star_p = star_s = -1
+    while s < ns:
+        if p < np_ and pattern[p] == 0x2A:      # '*'
+            while p < np_ and pattern[p] == 0x2A:
+                p += 1
+            if p == np_:
+                return True
+            star_p, star_s = p, s
+            continue
+        if p < np_:
+            ok, q = _one(pattern, p, subject[s])
+            if ok is None:
+                return False
+            if ok:
+                p, s = q, s + 1
+                continue
+        if star_p < 0:
+            return False
+        star_s += 1
+        p, s = star_p, star_s
+    while p < np_ and pattern[p] == 0x2A:
+        p += 1
+    return p == np_
