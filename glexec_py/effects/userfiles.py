@@ -1,0 +1,209 @@
+"""File I/O on behalf of a user: the caller's proxy in, the target's proxy copy out.
+
+Every path here is chosen by the caller, so every access is made with that user's file
+system identity (fsuid/fsgid/groups): the kernel, not our checks, decides what may be
+opened. Our checks come on top: owner, mode, type, size, no symlinks.
+"""
+import os
+from stat import S_ISDIR, S_ISREG
+
+from glexec_py.effects import native
+from glexec_py.errors import CallerError, SystemFault
+
+
+class as_user:
+    """Context manager. Runs as: root; switches only the file-system identity to `user`
+    (fsuid, fsgid, groups) and back to root on exit. In log-only mode (not root) it does
+    nothing: the process already is the caller."""
+
+    def __init__(self, uid, gid, groups):
+        self.ids = (uid, gid, list(groups))
+
+    def __enter__(self):
+        if os.geteuid() == 0:
+            native.set_fs_identity(*self.ids)
+        return self
+
+    def __exit__(self, *exc):
+        if os.geteuid() == 0:
+            native.restore_fs_identity()
+        return False
+
+
+def read_credential(path, caller, max_size, what="credential"):
+    """Runs as: root, with the caller's file-system identity (see `as_user`).
+
+    Returns the bytes of a caller-owned regular file, mode no wider than 0700, not a
+    symlink, at most `max_size` bytes, read under a shared flock."""
+    if not path.startswith(b"/"):
+        raise CallerError(f"{what}_path", f"glexec: {what} path must be absolute", path=path)
+    with as_user(caller.ruid, caller.rgid, caller.groups):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError as e:
+            raise _open_error(e, path, what, caller.ruid) from None
+    try:
+        st = os.fstat(fd)
+        if not S_ISREG(st.st_mode):
+            raise CallerError(f"{what}_type", f"glexec: {what} is not a regular file", path=path)
+        if st.st_uid != caller.ruid:
+            raise CallerError(f"{what}_owner", f"glexec: {what} is not owned by the caller",
+                              path=path, owner=st.st_uid)
+        if st.st_mode & 0o7077:
+            raise CallerError(f"{what}_mode", f"glexec: {what} mode {st.st_mode & 0o7777:04o} is wider than 0700",
+                              path=path, mode=st.st_mode & 0o7777)
+        if st.st_size > max_size:
+            raise CallerError(f"{what}_size", f"glexec: {what} is larger than {max_size} bytes", path=path)
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        data = os.read(fd, max_size + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_size:
+        raise CallerError(f"{what}_size", f"glexec: {what} is larger than {max_size} bytes", path=path)
+    return data
+
+
+def _open_error(e, path, what, caller_uid):
+    """Runs as: root with the caller's file-system identity (stat reveals nothing the
+    caller could not stat itself)."""
+    import errno
+    if e.errno == errno.EACCES:
+        try:
+            if os.lstat(path).st_uid != caller_uid:
+                return CallerError(f"{what}_owner", f"glexec: {what} is not owned by the caller", path=path)
+        except OSError:
+            pass
+    if e.errno == errno.ELOOP:
+        return CallerError(f"{what}_type", f"glexec: {what} is a symbolic link", path=path)
+    if e.errno in (errno.ENOENT, errno.ENOTDIR):
+        return CallerError(f"{what}_missing", f"glexec: {what} does not exist", path=path)
+    if e.errno == errno.EACCES:
+        return CallerError(f"{what}_unreadable", f"glexec: {what} is not readable by the caller", path=path)
+    return CallerError(f"{what}_unreadable", f"glexec: cannot open {what}: {os.strerror(e.errno)}", path=path)
+
+
+class StagedProxy:
+    """A target proxy written to a temporary name, waiting for `commit` (after the audit
+    record) or `discard`. Holds the directory fd, so the final rename cannot be
+    redirected by renaming directories in between."""
+
+    def __init__(self, target, dirfd, tmp_name, final_name, path):
+        self.target, self.dirfd, self.tmp_name = target, dirfd, tmp_name
+        self.final_name, self.path = final_name, path
+
+    def commit(self):
+        """Runs as: root with the target's file-system identity."""
+        with as_user(*self.target):
+            try:
+                _refuse_foreign_file(self.dirfd, self.final_name, self.target[0], self.path)
+                os.rename(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+            except OSError as e:
+                self.discard()
+                raise SystemFault("target_proxy_write", f"glexec: cannot install target proxy: {os.strerror(e.errno)}",
+                                  path=self.path) from None
+            except CallerError:
+                self.discard()
+                raise
+        os.close(self.dirfd)
+        self.dirfd = None
+
+    def discard(self):
+        """Runs as: root with the target's file-system identity."""
+        if self.dirfd is None:
+            return
+        with as_user(*self.target):
+            try:
+                os.unlink(self.tmp_name, dir_fd=self.dirfd)
+            except OSError:
+                pass
+        os.close(self.dirfd)
+        self.dirfd = None
+
+
+def _refuse_foreign_file(dirfd, name, uid, path):
+    try:
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not S_ISREG(st.st_mode) or st.st_uid != uid:
+        raise CallerError("target_proxy_location",
+                          "glexec: target proxy exists and is not a file owned by the target",
+                          path=path)
+
+
+def stage_target_proxy(path, data, target, sticky_root_dir_ok):
+    """Runs as: root with the target's file-system identity (see `as_user`).
+
+    Writes `data` (0600, owned by the target) under a temporary name in the directory of
+    `path`, which must be reached without symlinks and be owned by the target and not
+    writable by others — or, for the configured default directory only, a root-owned
+    sticky directory such as /tmp. Returns a StagedProxy."""
+    directory, _, name = path.rpartition(b"/")
+    if not path.startswith(b"/") or not name or name in (b".", b".."):
+        raise CallerError("target_proxy_location", "glexec: target proxy path must be an absolute file path",
+                          path=path)
+    uid = target[0]
+    with as_user(*target):
+        dirfd = _open_dir_nofollow(directory or b"/", path)
+        try:
+            st = os.fstat(dirfd)
+            owned = st.st_uid == uid and not st.st_mode & 0o022
+            sticky_root = sticky_root_dir_ok and st.st_uid == 0 and st.st_mode & 0o1000
+            if not S_ISDIR(st.st_mode) or not (owned or sticky_root):
+                raise CallerError("target_proxy_location",
+                                  "glexec: target proxy directory must be owned by the target and not writable by others",
+                                  path=path)
+            _refuse_foreign_file(dirfd, name, uid, path)
+            tmp = b".%s.glexec-%d" % (name, os.getpid())
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                             dir_fd=dirfd)
+            except OSError as e:
+                raise SystemFault("target_proxy_write", f"glexec: cannot create target proxy: {os.strerror(e.errno)}",
+                                  path=path) from None
+            try:
+                os.fchmod(fd, 0o600)
+                _write_all(fd, data)
+                os.fsync(fd)
+            except OSError as e:
+                os.close(fd)
+                os.unlink(tmp, dir_fd=dirfd)
+                raise SystemFault("target_proxy_write", f"glexec: cannot write target proxy: {os.strerror(e.errno)}",
+                                  path=path) from None
+            os.close(fd)
+        except BaseException:
+            os.close(dirfd)
+            raise
+    return StagedProxy(target, dirfd, tmp, name, path)
+
+
+def _open_dir_nofollow(directory, path):
+    """Open `directory` component by component, refusing any symlink on the way."""
+    fd = os.open(b"/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in directory.split(b"/"):
+            if part in (b"", b"."):
+                continue
+            try:
+                nfd = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as e:
+                raise CallerError("target_proxy_location",
+                                  f"glexec: target proxy directory not usable: {os.strerror(e.errno)}",
+                                  path=path) from None
+            os.close(fd)
+            fd = nfd
+        # Re-open for real (O_PATH fds cannot be used with fchmod/unlinkat permissions checks).
+        real = os.open(b".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return real
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]

@@ -1,0 +1,323 @@
+"""The privileged sequence, top to bottom.
+
+Started by the setuid shim as full root (or as the caller in log-only mode) with the
+caller's facts on fd 3. Gather facts, let `core` decide, let `effects` act, in one fixed
+order. Every refusal is a GlexecError: one line to the caller, one audit record, an exit
+code. Modules that only some calls need are imported where they are needed: start-up
+time is most of this program's latency.
+"""
+import os
+import sys
+import time
+
+from glexec_py import __version__
+from glexec_py.effects import trust
+from glexec_py.errors import CallerError, GlexecError, NotAuthorized, SystemFault, payload_exit_status
+
+HANDOFF_FD = 3
+SHIM_INTERPRETER = "/usr/bin/python3.11"
+
+
+def main(engine_file, args):
+    paths = Paths(engine_file, args[0] if args else "")
+    call = Call(paths)
+    try:
+        trust.check_interpreter_state()
+        facts = call.facts = read_handoff()
+        command = facts.argv[1:]
+        if command and command[0] in (b"-h", b"-v", b"-V"):
+            return informational(command[0], facts, paths)
+
+        cfg = call.cfg = load_config(paths)
+        check_caller(call, cfg)
+        identity = verify_credential(call, cfg)
+        target = map_identity(call, cfg, identity)
+        plan, staged_proxy = prepare(call, cfg, target, command)
+
+        call.audit("grant")
+        if staged_proxy:
+            staged_proxy.commit()
+        if plan is None:
+            return 0  # no command: proxy copy only (DIRAC's renewal call)
+        return run_payload(call, cfg, plan)
+    except GlexecError as refusal:
+        return call.refuse(refusal)
+    except Exception as bug:  # fail closed, with the evidence in the audit record
+        return call.refuse(SystemFault("internal", "glexec: internal error", error=repr(bug)))
+
+
+# -- the steps -------------------------------------------------------------------------
+
+def read_handoff():
+    """The caller's facts as the shim recorded them (fd 3, a sealed memfd)."""
+    from glexec_py.core import handoff
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(HANDOFF_FD, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(HANDOFF_FD)
+    except OSError:
+        raise SystemFault("handoff", "glexec: not started by the glexec shim") from None
+    return handoff.parse(b"".join(chunks))
+
+
+def informational(flag, facts, paths):
+    """-h usage, -v version, -V compile-time defaults (root only)."""
+    if flag == b"-h":
+        from glexec_py.core.envplan import usage_text
+        sys.stdout.write(usage_text())
+    elif flag == b"-v":
+        sys.stdout.write(f"glexec-py {__version__}\n")
+    elif facts.ruid != 0:
+        raise CallerError("usage", "glexec: -V is for root only")
+    else:
+        for name, value in (("GLEXEC_VERSION", __version__), ("GLEXEC_CONFIG_FILE", paths.config),
+                            ("GLEXEC_ENGINE", paths.engine), ("GLEXEC_INTERPRETER", SHIM_INTERPRETER),
+                            ("GLEXEC_STATE_DIR", paths.state_dir), ("GLEXEC_DEFAULT_AUDIT_FILE", paths.audit_file)):
+            sys.stdout.write(f'{name}="{value}"\n')
+    sys.stdout.flush()
+    return 0
+
+
+def load_config(paths):
+    from glexec_py.effects import configfile
+    return configfile.load(paths.config, paths.state_dir)
+
+
+def check_caller(call, cfg):
+    """The caller must be listed (user or group) before any of its files is read."""
+    from glexec_py.core.authz import caller_allowed
+    from glexec_py.effects.accounts import caller_names
+    user, group, group_names = call.caller_names = caller_names(call.facts)
+    allowed, why = caller_allowed(cfg.callers.users, cfg.callers.groups, user, group_names)
+    if not allowed:
+        raise NotAuthorized("caller_not_allowed", "glexec: caller is not allowed to use glexec", why=why)
+
+
+def verify_credential(call, cfg):
+    """Read GLEXEC_CLIENT_CERT as the caller and verify its proxy chain."""
+    from glexec_py.core import proxychain
+    from glexec_py.effects import native, userfiles
+    env = call.caller_env()
+    path = env.get(b"GLEXEC_CLIENT_CERT") or (
+        env.get(b"X509_USER_PROXY") if cfg.credentials.x509_user_proxy_fallback else None)
+    if not path:
+        raise CallerError("no_credential", "glexec: no credential given (set GLEXEC_CLIENT_CERT)")
+    call.credential_path = path
+    call.credential = userfiles.read_credential(path, call.facts, cfg.credentials.max_file_size)
+    trust.check_dir_chain(cfg.credentials.ca_dir)
+    result = native.verify_chain(call.credential, cfg.credentials.ca_dir, int(time.time()))
+    from glexec_py.core.authz import listed
+    key_optional = listed(cfg.callers.omission_private_key, call.caller_names[0])
+    identity = call.identity = proxychain.interpret(result, key_required=not key_optional)
+    return identity
+
+
+def map_identity(call, cfg, identity):
+    """The local account for this identity (gridmapfile, LCMAPS localaccount rules)."""
+    from glexec_py.core import gridmap
+    from glexec_py.effects.accounts import lookup_target
+    path = cfg.mapping.gridmapfile
+    try:
+        trust.check_file(path)
+        with open(path, "rb") as f:
+            lines = gridmap.parse_gridmap(f.read(), path)
+    except OSError as e:
+        raise SystemFault("gridmapfile", f"glexec: cannot read the gridmapfile: {e.strerror}", path=path) from None
+    account = gridmap.local_account(lines, _oneline_bytes(identity.subject))
+    if account is None:
+        raise NotAuthorized("no_mapping", "glexec: no mapping for this identity")
+    call.target = lookup_target(account.decode("utf-8", "surrogateescape"), cfg.mapping)
+    return call.target
+
+
+def _oneline_bytes(subject):
+    """The DN as LCMAPS compares it: OpenSSL's oneline form, where every byte >= 0x80
+    of the UTF-8 value is written as \\xHH (upper-case hex)."""
+    raw = subject.encode("utf-8", "surrogateescape")
+    if raw.isascii():
+        return raw
+    return b"".join(b"\\x%02X" % b if b >= 0x80 else bytes((b,)) for b in raw)
+
+
+def prepare(call, cfg, target, command):
+    """Everything decided before the grant record: who runs what, where, with which env,
+    and the target proxy staged under a temporary name."""
+    from glexec_py.core.envplan import payload_env
+    from glexec_py.effects import payload, userfiles
+    facts = call.facts
+    runas = target if facts.privileged else call.caller_account()
+    path = cfg.payload.path.encode()
+    if command:
+        call.resolved = payload.resolve_command(command[0], path, facts.cwd, runas)
+    staged, proxy_path = stage_target_proxy(call, cfg, runas)
+    if not command:
+        return None, staged
+    groups = tuple(runas.groups) + tuple(g for g in facts.groups if _kept(cfg, g) and g not in runas.groups)
+    env = payload_env(facts.env, preserve=cfg.payload.preserve_env, home=runas.home.encode(),
+                      user=runas.name.encode(), path=path, x509_user_proxy=proxy_path)
+    plan = payload.Plan(path=call.resolved[0], argv=command, env=env, uid=runas.uid, gid=runas.gid,
+                        groups=groups, cwd=facts.cwd, umask=facts.umask, rlimits=facts.rlimits,
+                        no_new_privs=cfg.payload.no_new_privs)
+    return plan, staged
+
+
+def _kept(cfg, gid):
+    from glexec_py.core.config import gid_kept
+    return gid_kept(cfg, gid)
+
+
+def stage_target_proxy(call, cfg, runas):
+    """GLEXEC_TARGET_PROXY (default <default_dir>/x509up_u<uid>; /dev/null = no copy),
+    written as the target from GLEXEC_SOURCE_PROXY (default: the client credential)."""
+    from glexec_py.effects import userfiles
+    env = call.caller_env()
+    dest = env.get(b"GLEXEC_TARGET_PROXY")
+    if not cfg.target_proxy.create or dest == b"/dev/null":
+        return None, None
+    source = env.get(b"GLEXEC_SOURCE_PROXY")
+    data = call.credential
+    if source and source != call.credential_path:
+        data = userfiles.read_credential(source, call.facts, cfg.credentials.max_file_size, "source_proxy")
+    default = not dest
+    if default:
+        dest = b"%s/x509up_u%d" % (cfg.target_proxy.default_dir.encode().rstrip(b"/"), runas.uid)
+    staged = userfiles.stage_target_proxy(dest, data, (runas.uid, runas.gid, runas.groups), default)
+    call.staged_proxy = staged
+    return staged, dest
+
+
+def run_payload(call, cfg, plan):
+    from glexec_py.effects import payload
+    if not cfg.payload.linger:
+        payload.exec_in_place(plan)  # never returns on success
+    pid, status, signum, cpu_user, cpu_system, exec_errno = payload.run_lingering(
+        plan, call.facts.ruid, on_started=call.started)
+    if exec_errno is not None:
+        code = 126
+        call.audit("end", payload_pid=pid, status=code, reason="exec_failed", errno=exec_errno)
+        call.say(f"glexec: cannot execute payload: {os.strerror(exec_errno) if exec_errno < 255 else 'setup failed'}")
+        return code
+    code = payload_exit_status(status, signum)
+    try:
+        call.audit("end", payload_pid=pid, status=code, signal=signum, cpu_user=round(cpu_user, 6),
+                   cpu_system=round(cpu_system, 6))
+    except SystemFault:
+        pass  # the payload has run; its status matters more than a lost end record
+    return code
+
+
+# -- the call's state and its audit trail ----------------------------------------------
+
+class Paths:
+    """Compiled-in locations: the shim passes the config path; the engine lives in
+    PREFIX/lib/glexec-py, which fixes the default state and log directories."""
+
+    def __init__(self, engine_file, config):
+        self.engine = engine_file
+        self.config = config
+        prefix = engine_file.rsplit("/", 3)[0] if engine_file.count("/") >= 3 else ""
+        var = "/var" if prefix in ("", "/usr") else prefix + "/var"
+        self.state_dir = var + "/lib/glexec-py"
+        self.audit_file = var + "/log/glexec-py/audit.jsonl"
+
+
+class Call:
+    """What is known about this invocation so far; every audit record is built from it."""
+
+    def __init__(self, paths):
+        self.paths = paths
+        self.facts = self.cfg = self.identity = self.target = self.resolved = None
+        self.caller_names = None
+        self.credential = self.credential_path = self.staged_proxy = None
+        self.payload_pid = None
+        self._env = None
+
+    def caller_env(self):
+        if self._env is None:
+            env = {}
+            for entry in self.facts.env:
+                name, sep, value = entry.partition(b"=")
+                if sep and name not in env:
+                    env[name] = value
+            self._env = env
+        return self._env
+
+    def caller_account(self):
+        from glexec_py.effects.accounts import Account
+        import pwd
+        pw = pwd.getpwuid(self.facts.ruid)
+        return Account(pw.pw_name, pw.pw_uid, self.facts.rgid, self.caller_names[1],
+                       tuple(sorted({self.facts.rgid, *self.facts.groups})), (), pw.pw_dir)
+
+    def started(self, pid):
+        self.payload_pid = pid
+
+    def say(self, line):
+        try:
+            os.write(2, line.encode("utf-8", "backslashreplace").replace(b"\n", b" ") + b"\n")
+        except OSError:
+            pass
+
+    def refuse(self, refusal):
+        if self.staged_proxy is not None:
+            self.staged_proxy.discard()
+        try:
+            self.audit("refuse", exit=refusal.exit_code, reason=refusal.reason, message=refusal.message,
+                       detail=refusal.detail)
+        except GlexecError:
+            pass  # the refusal stands; there is nothing left to run
+        message = refusal.message
+        self.say(message if message.startswith("glexec: ") else "glexec: " + message)
+        return refusal.exit_code
+
+    def record(self, event, extra):
+        facts, ident, target = self.facts, self.identity, self.target
+        now = time.time()
+        rec = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%06dZ" % int(now % 1 * 1e6),
+               "event": event, "host": os.uname().nodename, "pid": os.getpid()}
+        if facts is not None:
+            names = self.caller_names or (None, None, ())
+            rec["caller"] = {"uid": facts.ruid, "gid": facts.rgid, "user": names[0], "group": names[1],
+                             "pid": facts.pid, "ppid": facts.ppid, "sid": facts.sid, "pgid": facts.pgid,
+                             "groups": list(facts.groups)}
+            rec["log_only"] = not facts.privileged
+        if ident is not None:
+            rec.update(dn=ident.subject, issuer=ident.issuer, proxy_fingerprint=ident.leaf_sha256,
+                       eec_fingerprint=ident.eec_sha256, proxy_kinds=list(ident.kinds))
+        if target is not None:
+            rec.update(account=target.name, uid=target.uid, gid=target.gid, groups=list(target.groups))
+        if facts is not None and event != "end":
+            argv = facts.argv[1:]
+            rec.update(command=argv[0] if argv else None, resolved=self.resolved[1] if self.resolved else None,
+                       args=argv[1:], cwd=facts.cwd)
+            if event == "grant" and target is not None:
+                rec["classic"] = self.classic_line()
+        rec.update(extra)
+        return rec
+
+    def classic_line(self):
+        from glexec_py.core.audit import classic_line
+        argv = self.facts.argv[1:]
+        return classic_line(self.caller_names[0], self.caller_names[1], self.target.name, self.target.group,
+                            self.facts.cwd, argv[0] if argv else b"", self.resolved[1] if self.resolved else b"",
+                            argv[1:])
+
+    def audit(self, event, **extra):
+        """Write one record; SystemFault if it cannot be written (then nothing may run)."""
+        from glexec_py.core.audit import encode
+        from glexec_py.effects import auditlog
+        rec = self.record(event, extra)
+        path = self.cfg.audit.file if self.cfg else self.paths.audit_file
+        privileged = self.facts.privileged if self.facts is not None else os.geteuid() == 0
+        auditlog.append(path, encode(rec), privileged=privileged)
+        if self.cfg is not None and self.cfg.audit.syslog:
+            if event == "grant" and "classic" in rec:
+                auditlog.to_syslog(rec["classic"], self.cfg.audit.syslog_facility)
+            elif event == "refuse":
+                auditlog.to_syslog(f"refused ({rec.get('reason')}): {rec.get('message')}",
+                                   self.cfg.audit.syslog_facility, error=True)
+
