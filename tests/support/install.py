@@ -1,0 +1,246 @@
+"""Install glexec-py into a throw-away test prefix and write its config.
+
+The prefix lives in ``/var/lib/glexec-py-tests/prefix-<random>`` (root 0755): NOT under /tmp,
+since the shim refuses to run when any ancestor of its engine/config is group/other-writable.
+
+    prefix = install_prefix()                 # make -C <repo> install PREFIX=<prefix>
+    write_gridmap(prefix, [(dn, "gxttarget1")])
+    write_config(prefix, payload={"linger": False})   # deep-merged over the defaults
+    remove_prefix(prefix)
+
+Config schema (strict; unknown keys are errors in the engine): see ``default_config``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .accounts import TESTS_BASE
+
+__all__ = ["REPO_ROOT", "TESTS_BASE", "InstallError", "DELETE", "ensure_base", "install_prefix",
+           "remove_prefix", "cleanup_leftover_prefixes", "default_config", "render_yaml",
+           "write_config", "write_config_text", "write_gridmap", "install_trust_dir",
+           "glexec_path", "config_path", "audit_path", "gridmap_path", "trust_dir_path",
+           "make_run_dir"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DELETE = object()  # override value: remove this key from the default config
+
+
+class InstallError(RuntimeError):
+    pass
+
+
+# --- paths inside a prefix --------------------------------------------------------------------
+
+def glexec_path(prefix: Path) -> Path:
+    return Path(prefix) / "sbin" / "glexec"
+
+
+def config_path(prefix: Path) -> Path:
+    return Path(prefix) / "etc" / "glexec-py" / "glexec.yaml"
+
+
+def gridmap_path(prefix: Path) -> Path:
+    return Path(prefix) / "etc" / "glexec-py" / "grid-mapfile"
+
+
+def trust_dir_path(prefix: Path) -> Path:
+    return Path(prefix) / "etc" / "glexec-py" / "certificates"
+
+
+def audit_path(prefix: Path) -> Path:
+    return Path(prefix) / "var" / "log" / "glexec-py" / "audit.jsonl"
+
+
+# --- base dir and prefixes --------------------------------------------------------------------
+
+def _root_dir(d: Path, mode: int = 0o755) -> Path:
+    if d.is_symlink():
+        raise InstallError(f"{d} is a symlink")
+    d.mkdir(mode=mode, exist_ok=True)
+    os.chown(d, 0, 0)
+    os.chmod(d, mode)
+    return d
+
+
+def ensure_base() -> Path:
+    """Create /var/lib/glexec-py-tests (root 0755) and check its ancestors are trustworthy."""
+    for anc in reversed(TESTS_BASE.parents):
+        st = anc.lstat()
+        if not os.path.isdir(anc) or anc.is_symlink() or st.st_uid != 0 or st.st_mode & 0o022:
+            raise InstallError(f"ancestor {anc} of {TESTS_BASE} is not a root-owned, "
+                               "non-group/other-writable directory")
+    return _root_dir(TESTS_BASE)
+
+
+def make_run_dir(tag: str) -> Path:
+    """A fresh root-owned 0755 dir ``/var/lib/glexec-py-tests/<tag>-<random>``."""
+    ensure_base()
+    d = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir=TESTS_BASE))
+    os.chmod(d, 0o755)
+    return d
+
+
+def _safe_rmtree(d: Path) -> None:
+    d = Path(d)
+    if d.parent != TESTS_BASE or d.is_symlink():
+        raise InstallError(f"refusing to remove {d}: not a test dir in {TESTS_BASE}")
+    if d.exists():
+        # chattr/immutable are not used by the tests; a plain rmtree is enough
+        shutil.rmtree(d, ignore_errors=False)
+
+
+def remove_prefix(prefix: Path) -> None:
+    _safe_rmtree(Path(prefix))
+
+
+def cleanup_leftover_prefixes() -> list[Path]:
+    """Remove prefix-*/run-*/pki-* dirs of earlier (crashed) sessions. Call under session_lock."""
+    gone = []
+    if TESTS_BASE.is_dir():
+        for d in TESTS_BASE.iterdir():
+            if d.is_dir() and not d.is_symlink() and d.name.split("-")[0] in ("prefix", "run", "pki"):
+                _safe_rmtree(d)
+                gone.append(d)
+    return gone
+
+
+def install_prefix(repo: Path = REPO_ROOT, log_dir: Path | None = None) -> Path:
+    """Create a fresh prefix and ``make -C repo install PREFIX=prefix`` into it.
+
+    Raises InstallError (with the tail of make's output) when the build/install fails."""
+    prefix = make_run_dir("prefix")
+    log = (Path(log_dir) if log_dir else TESTS_BASE) / f"{prefix.name}.make.log"
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+           "LC_ALL": "C", "HOME": "/root", "DEBIAN_FRONTEND": "noninteractive"}
+    with open(log, "wb") as out:
+        p = subprocess.run(["make", "-C", str(repo), "install", f"PREFIX={prefix}"],
+                           stdout=out, stderr=subprocess.STDOUT, env=env, timeout=900)
+    text = log.read_text(errors="replace")
+    if p.returncode != 0:
+        raise InstallError(f"make install PREFIX={prefix} failed ({p.returncode}); "
+                           f"log {log}:\n{text[-4000:]}")
+    g = glexec_path(prefix)
+    st = g.stat() if g.exists() else None
+    if st is None or st.st_uid != 0 or (st.st_mode & 0o7777) != 0o4755:
+        raise InstallError(f"{g} is missing or not root 4755 after make install; log {log}")
+    log.unlink()
+    return prefix
+
+
+# --- config -----------------------------------------------------------------------------------
+
+def default_config(prefix: Path) -> dict:
+    prefix = Path(prefix)
+    return {
+        "callers": {"users": ["gxtpilot"], "groups": ["gxtpilotgrp"], "omission_private_key": []},
+        "credentials": {"ca_dir": str(trust_dir_path(prefix)), "max_file_size": 65536},
+        "mapping": {"gridmapfile": str(gridmap_path(prefix)), "min_uid": 1000},
+        "audit": {"file": str(audit_path(prefix)), "syslog": False},
+        "payload": {"linger": True, "preserve_env": [], "keep_caller_groups": []},
+        "target_proxy": {"create": True, "default_dir": "/tmp"},
+        "state_dir": str(Path(prefix) / "var" / "lib" / "glexec-py"),
+    }
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if v is DELETE:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _scalar(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, Path):
+        v = str(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid YAML double-quoted scalar
+    raise TypeError(f"cannot render {v!r} as a YAML scalar")
+
+
+def render_yaml(cfg: dict, indent: int = 0) -> str:
+    """Block-style YAML: mappings as blocks, lists in flow style, strings double-quoted."""
+    lines = []
+    pad = "  " * indent
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            if v:
+                lines.append(f"{pad}{k}:")
+                lines.append(render_yaml(v, indent + 1).rstrip("\n"))
+            else:
+                lines.append(f"{pad}{k}: {{}}")
+        elif isinstance(v, (list, tuple)):
+            lines.append(f"{pad}{k}: [{', '.join(_scalar(x) for x in v)}]")
+        else:
+            lines.append(f"{pad}{k}: {_scalar(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def _write_root_file(path: Path, data: bytes, mode: int = 0o644) -> Path:
+    """Atomically replace ``path`` (new inode, so any config cache sees the change)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.write(fd, data)
+        os.fchown(fd, 0, 0)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return path
+
+
+def write_config(prefix: Path, **overrides) -> Path:
+    """Write <prefix>/etc/glexec-py/glexec.yaml (root 0644): defaults deep-merged with overrides.
+
+    ``write_config(p, payload={"linger": False})`` changes one key; ``audit=DELETE`` drops a
+    section; an unknown key (``bogus=1``) is written as given (the engine must reject it)."""
+    cfg = _merge(default_config(prefix), overrides)
+    return write_config_text(prefix, render_yaml(cfg))
+
+
+def write_config_text(prefix: Path, text: str | bytes) -> Path:
+    data = text.encode() if isinstance(text, str) else text
+    return _write_root_file(config_path(prefix), data, 0o644)
+
+
+def write_gridmap(prefix: Path, entries) -> Path:
+    """Write the gridmapfile (LCMAPS syntax ``"<DN>" account``), root 0644."""
+    lines = []
+    for dn, account in entries:
+        if '"' in dn or "\n" in dn:
+            raise ValueError(f"DN not representable in a gridmapfile: {dn!r}")
+        lines.append(f'"{dn}" {account}\n')
+    return _write_root_file(gridmap_path(prefix), "".join(lines).encode(), 0o644)
+
+
+def install_trust_dir(prefix: Path, pki) -> Path:
+    """Copy the PKI's hash-named trust dir to <prefix>/etc/glexec-py/certificates (root 0755)."""
+    dest = trust_dir_path(prefix)
+    if dest.exists():
+        shutil.rmtree(dest)
+    pki.copy_trust_dir(dest)
+    for root, dirs, files in os.walk(dest):
+        os.chown(root, 0, 0)
+        os.chmod(root, 0o755)
+        for f in files:
+            os.chown(os.path.join(root, f), 0, 0)
+            os.chmod(os.path.join(root, f), 0o644)
+    return dest
