@@ -1,0 +1,47 @@
+/* native.h - the C API of glexec_py._native.
+ *
+ * Everything between the BEGIN/END CDEF markers is fed verbatim to cffi's cdef() by
+ * glexec_py/_native_build.py, so it must stay plain declarations (no preprocessor).
+ */
+#ifndef GLEXEC_NATIVE_H
+#define GLEXEC_NATIVE_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* BEGIN CDEF */
+/* identity.c: step that failed (0 = success); errno goes to *err. */
+enum gx_step {
+    GX_OK = 0, GX_ARGS, GX_CAP_LAST_CAP, GX_SETGROUPS, GX_SETRESGID, GX_SETRESUID,
+    GX_GETRESUID, GX_GETRESGID, GX_GETGROUPS, GX_SETUID0, GX_SETGID0, GX_CAPGET,
+    GX_AMBIENT, GX_SETFSGID, GX_SETFSUID, GX_NO_NEW_PRIVS
+};
+int gx_switch_identity(uint32_t uid, uint32_t gid, const uint32_t *groups, size_t n, int *err);
+int gx_set_fs_identity(uint32_t uid, uint32_t gid, const uint32_t *groups, size_t n, int *err);
+int gx_set_no_new_privs(int *err);
+
+/* x509chain.c */
+typedef struct {
+    unsigned char *der, *subject_der, *issuer_der;   /* OPENSSL_malloc'd */
+    int der_len, subject_der_len, issuer_der_len;
+    char *subject, *issuer, *serial;                 /* oneline names, hex serial */
+    int64_t not_before, not_after;
+    int is_ca, ca_pathlen;                           /* -1 = no CA path length */
+    int proxy;                                       /* 0 none, 1 rfc3820, 2 gt3 */
+    unsigned char *pci;                              /* proxyCertInfo value (DER), parsed */
+    int pci_len;                                     /*   in Python: RFC and GT3 differ */
+    unsigned char sha256[32];
+} gx_cert;
+typedef struct {
+    int ok, error, error_depth;                      /* error -1 = malformed input */
+    char error_text[128];
+    int ntolerated, tol_depth[64], tol_code[64];
+    int nchain;
+    gx_cert chain[40];
+    int has_key, key_matches;
+} gx_result;
+void gx_verify_chain(const char *pem, size_t len, const char *ca_dir, int64_t at_time,
+                     int crl_check, gx_result *res);
+void gx_result_free(gx_result *res);
+/* END CDEF */
+
+#endif

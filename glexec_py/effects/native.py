@@ -1,0 +1,268 @@
+"""Thin wrapper over the cffi module glexec_py._native (csrc/identity.c, csrc/x509chain.c).
+
+Kept import-light on purpose (engine start-up latency): only the compiled module and os.
+The proxyCertInfo value is decoded here (a few lines of bounds-checked DER walking) because
+RFC 3820 and the GT3 draft encode it differently and OpenSSL only knows the former.
+"""
+import os
+
+from glexec_py._native import ffi, lib
+
+__all__ = ["IdentityError", "switch_identity", "set_fs_identity", "restore_fs_identity",
+           "set_no_new_privs", "CertInfo", "ChainResult", "verify_chain"]
+
+_STEPS = {
+    lib.GX_ARGS: "args", lib.GX_CAP_LAST_CAP: "cap_last_cap", lib.GX_SETGROUPS: "setgroups",
+    lib.GX_SETRESGID: "setresgid", lib.GX_SETRESUID: "setresuid", lib.GX_GETRESUID: "getresuid",
+    lib.GX_GETRESGID: "getresgid", lib.GX_GETGROUPS: "getgroups", lib.GX_SETUID0: "setuid0",
+    lib.GX_SETGID0: "setgid0", lib.GX_CAPGET: "capget", lib.GX_AMBIENT: "ambient",
+    lib.GX_SETFSGID: "setfsgid", lib.GX_SETFSUID: "setfsuid", lib.GX_NO_NEW_PRIVS: "no_new_privs",
+}
+_MAX_ID = 0xFFFFFFFE  # (uid_t)-1 means "leave unchanged" to the kernel: never a valid id
+
+
+class IdentityError(Exception):
+    """A privileged identity step failed; ``step`` names it, ``errno`` is the OS error.
+
+    Steps: args, cap_last_cap, setgroups, setresgid, setresuid, getresuid, getresgid,
+    getgroups, setuid0, setgid0, capget, ambient, setfsgid, setfsuid, no_new_privs.
+    The get*/setuid0/setgid0/capget/ambient steps are post-switch verifications.
+    """
+
+    def __init__(self, step: str, errno: int):
+        super().__init__(f"{step}: {os.strerror(errno) if errno else 'failed'} (errno {errno})")
+        self.step = step
+        self.errno = errno
+
+    def __reduce__(self):  # picklable across the fork/pipe the tests and engine may use
+        return (IdentityError, (self.step, self.errno))
+
+
+def _valid_id(x) -> bool:
+    return type(x) is int and 0 <= x <= _MAX_ID
+
+
+def _ids(uid, gid, groups):
+    groups = list(groups)
+    if not (_valid_id(uid) and _valid_id(gid) and all(_valid_id(g) for g in groups)):
+        raise IdentityError("args", 22)  # EINVAL
+    # The kernel keeps duplicates; dropping them makes getgroups() == sorted(set(groups)).
+    return sorted(set(groups))
+
+
+def _call(fn, *args) -> None:
+    err = ffi.new("int *")
+    step = fn(*args, err)
+    if step != lib.GX_OK:
+        raise IdentityError(_STEPS.get(step, f"step{step}"), err[0])
+
+
+def switch_identity(uid: int, gid: int, groups: list[int]) -> None:
+    """Runs as: root, in the forked payload child only, single-threaded.
+
+    Permanently becomes uid/gid with exactly ``groups`` as supplementary groups:
+    setgroups -> setresgid -> setresuid, then verifies getresuid/getresgid/getgroups, that
+    setuid(0)/setgid(0) fail with EPERM (skipped for uid 0) and that the permitted,
+    effective, inheritable and ambient capability sets are empty. Raises IdentityError at
+    the first failure; the process must then exit without running anything.
+    """
+    groups = _ids(uid, gid, groups)
+    _call(lib.gx_switch_identity, uid, gid, ffi.new("uint32_t[]", groups), len(groups))
+
+
+def set_fs_identity(uid: int, gid: int, groups: list[int]) -> None:
+    """Runs as: root (euid 0); afterwards file access is checked as uid/gid/groups.
+
+    setgroups(groups), setfsgid(gid), setfsuid(uid), each read back and verified. Used to
+    read the caller's proxy and write the target's; undo with restore_fs_identity(). On
+    IdentityError the fs ids may be partly changed: restore_fs_identity() or exit.
+    """
+    groups = _ids(uid, gid, groups)
+    _call(lib.gx_set_fs_identity, uid, gid, ffi.new("uint32_t[]", groups), len(groups))
+
+
+def restore_fs_identity() -> None:
+    """Runs as: root (euid 0). Back to fsuid/fsgid 0 and no supplementary groups; verified."""
+    _call(lib.gx_set_fs_identity, 0, 0, ffi.NULL, 0)
+
+
+def set_no_new_privs() -> None:
+    """Runs as: any user. Sets PR_SET_NO_NEW_PRIVS (inherited, irreversible) and verifies it."""
+    _call(lib.gx_set_no_new_privs)
+
+
+class _Record:
+    """Minimal dataclass-like base (dataclasses would import re/inspect at start-up)."""
+
+    __slots__ = ()
+
+    def __init__(self, **kw):
+        for k in self.__slots__:
+            setattr(self, k, kw.pop(k))
+        if kw:
+            raise TypeError(f"unexpected fields {sorted(kw)}")
+
+    def __repr__(self):
+        body = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"{type(self).__name__}({body})"
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+
+class CertInfo(_Record):
+    """One certificate of a chain as libcrypto saw it.
+
+    subject/issuer: X509_NAME_oneline form (what LCMAPS prints, ``\\xHH`` escapes);
+    serial: lowercase hex without leading zeros (format(n, "x")); not_before/not_after:
+    unix seconds; is_ca: basicConstraints CA:TRUE; ca_pathlen: -1 = none; proxy: "rfc3820",
+    "gt3" or "" (not a proxy, or a legacy GT2 proxy, which Python classifies); proxy_policy:
+    policy language OID ("" if not a proxy); proxy_pathlen: -1 = unlimited; sha256: hex
+    fingerprint of der.
+    """
+
+    __slots__ = ("der", "subject_der", "issuer_der", "subject", "issuer", "serial",
+                 "not_before", "not_after", "is_ca", "ca_pathlen", "proxy", "proxy_policy",
+                 "proxy_pathlen", "sha256")
+
+
+class ChainResult(_Record):
+    """Outcome of verify_chain.
+
+    ok: chain verified (tolerated errors aside); error: X509_V_ERR code of the first fatal
+    error, -1 for malformed/oversized input, 0 if ok; tolerated: (depth, code) pairs the
+    engine must judge; chain: leaf first up to the trust anchor (partial if not ok, empty if
+    the PEM did not parse); has_key/key_matches: a private key was present / matches chain[0].
+    """
+
+    __slots__ = ("ok", "error", "error_depth", "error_text", "tolerated", "chain",
+                 "has_key", "key_matches")
+
+
+# --- proxyCertInfo (RFC 3820: SEQ {INTEGER OPT, SEQ {OID ..}}; GT3: SEQ {SEQ {OID ..}, [1] {INTEGER} OPT})
+
+def _tlv(buf: bytes, pos: int, end: int):
+    """(tag, content start, content end) of the DER element at pos; ValueError if invalid."""
+    if pos + 2 > end or buf[pos] & 0x1F == 0x1F:
+        raise ValueError("truncated or high tag")
+    tag, n, pos = buf[pos], buf[pos + 1], pos + 2
+    if n & 0x80:
+        k = n & 0x7F
+        if not 1 <= k <= 4 or pos + k > end or buf[pos] == 0:
+            raise ValueError("bad length")
+        n, pos = int.from_bytes(buf[pos:pos + k], "big"), pos + k
+        if n < 0x80:
+            raise ValueError("non-minimal length")
+    if pos + n > end:
+        raise ValueError("length beyond end")
+    return tag, pos, pos + n
+
+
+def _oid(b: bytes) -> str:
+    arcs, v, start = [], 0, True
+    for c in b:
+        if start and c == 0x80:
+            raise ValueError("non-minimal OID arc")
+        v, start = (v << 7) | (c & 0x7F), not c & 0x80
+        if start:
+            arcs.append(v)
+            v = 0
+    if not arcs or not start:
+        raise ValueError("bad OID")
+    top = min(arcs[0] // 40, 2)
+    return ".".join(map(str, [top, arcs[0] - 40 * top] + arcs[1:]))
+
+
+def _uint(buf: bytes, tag: int, s: int, e: int) -> int:
+    if tag != 0x02 or s == e or buf[s] & 0x80:
+        raise ValueError("bad path length")
+    return int.from_bytes(buf[s:e], "big")
+
+
+def _proxy_info(kind: int, pci: bytes):
+    """(policy language OID, path length or -1) from a proxyCertInfo value."""
+    tag, s, e = _tlv(pci, 0, len(pci))
+    if tag != 0x30 or e != len(pci):
+        raise ValueError("not a SEQUENCE")
+    policy, pathlen = None, -1
+    while s < e:
+        tag, cs, ce = _tlv(pci, s, e)
+        if tag == 0x30 and policy is None:
+            t, os_, oe = _tlv(pci, cs, ce)
+            if t != 0x06:
+                raise ValueError("policy language is not an OID")
+            policy = _oid(pci[os_:oe])
+        elif kind == 1 and tag == 0x02 and policy is None and pathlen < 0:
+            pathlen = _uint(pci, tag, cs, ce)
+        elif kind == 2 and tag == 0xA1 and policy is not None and pathlen < 0:
+            t, is_, ie = _tlv(pci, cs, ce)
+            if ie != ce:
+                raise ValueError("trailing data")
+            pathlen = _uint(pci, t, is_, ie)
+        else:
+            raise ValueError("unexpected element")
+        s = ce
+    if policy is None:
+        raise ValueError("no policy")
+    return policy, min(pathlen, 2**31 - 1)
+
+
+_PROXY_KIND = {0: "", 1: "rfc3820", 2: "gt3"}
+
+
+def _cert(c):
+    policy, pathlen, good = "", -1, True
+    if c.proxy:
+        try:
+            policy, pathlen = _proxy_info(c.proxy, ffi.buffer(c.pci, c.pci_len)[:])
+        except ValueError:
+            policy, pathlen, good = "", 0, False
+    info = CertInfo(
+        der=ffi.buffer(c.der, c.der_len)[:],
+        subject_der=ffi.buffer(c.subject_der, c.subject_der_len)[:],
+        issuer_der=ffi.buffer(c.issuer_der, c.issuer_der_len)[:],
+        subject=ffi.string(c.subject).decode("latin-1"),
+        issuer=ffi.string(c.issuer).decode("latin-1"),
+        serial=format(int(ffi.string(c.serial), 16), "x"),  # canonical: no zero padding
+        not_before=c.not_before, not_after=c.not_after,
+        is_ca=bool(c.is_ca), ca_pathlen=c.ca_pathlen,
+        proxy=_PROXY_KIND.get(c.proxy, ""), proxy_policy=policy, proxy_pathlen=pathlen,
+        sha256=ffi.buffer(c.sha256, 32)[:].hex(),
+    )
+    return info, good
+
+
+def verify_chain(pem: bytes, ca_dir: str, at_time: int, *, crl_check: bool = True) -> ChainResult:
+    """Runs as: any user (pure computation plus reads of ca_dir through OpenSSL's hash-dir
+    lookup); the engine calls it as root after reading the caller's file as the caller.
+
+    First certificate = leaf, the others are untrusted intermediates in any order; at most
+    one unencrypted private key. Never raises on bad input: malformed, encrypted-key,
+    > 1 MiB or > 16 certificate input gives ok=False, error=-1.
+    """
+    ca = os.fsencode(ca_dir)
+    if b"\0" in ca:
+        return ChainResult(ok=False, error=-1, error_depth=0, error_text="bad CA directory",
+                           tolerated=[], chain=[], has_key=False, key_matches=False)
+    pem = bytes(pem)
+    res = ffi.new("gx_result *")
+    lib.gx_verify_chain(pem, len(pem), ca, at_time, 1 if crl_check else 0, res)
+    try:
+        chain, good = [], True
+        for i in range(res.nchain):
+            info, ok = _cert(res.chain[i])
+            chain.append(info)
+            good = good and ok
+        ok, error = bool(res.ok), res.error
+        text = ffi.string(res.error_text).decode("latin-1")
+        depth = res.error_depth
+        if not good and ok:  # fail closed on a proxyCertInfo we cannot read
+            ok, error, depth, text = False, -1, 0, "malformed proxyCertInfo"
+        return ChainResult(
+            ok=ok, error=error, error_depth=depth, error_text=text,
+            tolerated=[(res.tol_depth[i], res.tol_code[i]) for i in range(res.ntolerated)],
+            chain=chain, has_key=bool(res.has_key), key_matches=bool(res.key_matches))
+    finally:
+        lib.gx_result_free(res)

@@ -1,0 +1,7 @@
+"""tests/native: glexec_py.effects.native against the real kernel and libcrypto (run as root)."""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
