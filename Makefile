@@ -41,7 +41,7 @@ define build_shim
 		$(LDFLAGS_SHIM) -o $(2) $(SHIM_SRC)
 endef
 
-.PHONY: all build native deps install install-preflight uninstall clean check-hardening
+.PHONY: all build native deps test-deps apt-ensure install install-preflight uninstall clean check-hardening test demo
 
 all build: build/glexec native
 
@@ -54,8 +54,17 @@ $(PSHIM): $(SHIM_DEPS)
 native:
 	$(NATIVE_BUILD)
 
+# What the test suite and the demo need on top of the runtime dependencies.
+TEST_PKGS := python3-pytest python3-hypothesis sudo util-linux strace
+
 deps:
-	@missing=""; for p in $(DEPS_PKGS); do \
+	@$(MAKE) --no-print-directory apt-ensure PKGS='$(DEPS_PKGS)'
+
+test-deps: deps
+	@$(MAKE) --no-print-directory apt-ensure PKGS='$(TEST_PKGS)'
+
+apt-ensure:
+	@missing=""; for p in $(PKGS); do \
 		dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -118,6 +127,13 @@ uninstall:
 	rm -rf '$(LIBDIR)'
 	@if [ -d tools/bin ]; then for f in tools/bin/*; do \
 		[ -f "$$f" ] && rm -f "$(PREFIX)/bin/$$(basename "$$f")"; done; true; fi
+
+# The README's two commands (fresh Debian 12, as root).
+test: test-deps build
+	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests
+
+demo: test-deps build
+	/usr/bin/python3 scripts/demo.py
 
 clean:
 	rm -rf build

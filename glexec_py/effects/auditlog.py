@@ -11,9 +11,10 @@ def append(path, line, *, privileged=True):
     """Runs as: root (or the caller in log-only mode).
 
     Appends one complete line under an exclusive flock and fsyncs it. The file must be a
-    regular, single-link file in a trusted directory, root-owned and private (in log-only
-    mode: owned by anyone but writable only by its owner). A short write is rolled back
-    with ftruncate, so no half line ever remains. Any failure raises SystemFault."""
+    regular, single-link, root-owned file in a trusted directory, private to root — in
+    log-only mode (the engine runs as the caller) the site pre-creates it group-writable for
+    the pilots' group instead. A short write is rolled back with ftruncate, so no half line
+    ever remains. Any failure raises SystemFault."""
     import fcntl
     try:
         directory = path.rpartition("/")[0] or "/"
@@ -24,8 +25,8 @@ def append(path, line, *, privileged=True):
         raise _unwritable(path, e) from None
     try:
         st = os.fstat(fd)
-        if not S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_mode & (0o077 if privileged else 0o022) \
-                or (privileged and st.st_uid != 0):
+        if not S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != 0 \
+                or st.st_mode & (0o077 if privileged else 0o007):
             raise _unwritable(path, "not a private root-owned regular file")
         fcntl.flock(fd, fcntl.LOCK_EX)
         start = os.fstat(fd).st_size
