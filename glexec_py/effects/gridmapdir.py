@@ -1,0 +1,634 @@
+"""Pool-account leases in an LCMAPS gridmapdir (reference/lcmaps-semantics.md section 4).
+
+On-disk format, shared with LCMAPS and the usual cron cleaners (lcg-expiregridmapdir):
+
+    <gridmapdir>/<pool>NNN             empty regular file per account, link count 1 = free
+    <gridmapdir>/<lease>               hard link to a pool entry = the lease (count 2)
+    <gridmapdir>/.glexec-py.lock       glexec-py's lock file (POSIX fcntl lock), root 0600
+    <gridmapdir>/.glexec-py/           metadata sidecar, root 0700
+    <gridmapdir>/.glexec-py/<account>  one JSON object (one line) per leased account
+    <gridmapdir>/.glexec-py/.tmp.*     temp files of an atomic write in progress
+
+All dot-names are skipped by LCMAPS's directory scan, so LCMAPS keeps working on a
+gridmapdir glexec-py writes, and glexec-py adopts leases LCMAPS made (they just have no
+metadata until ``repair`` writes it).
+
+Metadata record (JSON, keys sorted, bytes fields decoded as latin-1 so they round-trip):
+``{"v": 1, "account", "lease", "dn", "groups": [...], "mapcount", "ino", "state":
+"leased"|"draining", "since": <unix time>, "by": "glexec-py"|"adopted"}``.  A free
+account has no record.  Last use is the lease's mtime (``utime`` on every reuse, as LCMAPS
+does), not a field: reuse never rewrites metadata.
+
+Locking: every decision that creates or removes a link happens under an exclusive POSIX
+record lock (``fcntl(F_SETLK[W])`` via ``fcntl.lockf``) on ``.glexec-py.lock``.  POSIX locks
+work over NFSv3 (NLM) and NFSv4 (in-protocol), unlike ``flock`` on older clients; a shared pool
+on NFS therefore needs every node to use glexec-py (or accept LCMAPS's races) and NFS locking
+to be enabled (no ``nolock`` mount option).  POSIX locks belong to the process: two threads of
+one process are serialised by a per-path ``threading.Lock`` in addition.  Per-node pools
+should live on a local file system.  Whatever the lock does, correctness rests on the
+post-``link`` check (link count exactly 2 and the same inode), which also copes with NFS
+``link()`` replies that lie and with LCMAPS instances that do not take the lock.
+
+Crash consistency (new lease): lock -> choose entry -> ``link`` -> verify -> write metadata
+(tmp, rename) -> unlock -> fsync metadata file and sidecar dir (outside the lock: ~7 ms on
+ext4 that would otherwise serialise all grants; a crash before it may leave an empty record,
+``meta_corrupt`` -> removed -> ``meta_missing`` -> adopted).  A crash before ``link`` leaves nothing (at most a
+temp file: ``tmp_leftover``); after ``link`` it leaves a complete LCMAPS lease without
+metadata (``meta_missing``, adopted by ``repair``).  If writing the metadata fails, the lease
+is unlinked again and the request fails (202): nothing is left behind.  Release: unlink the
+lease, then remove the metadata (a crash in between: ``meta_orphan``, removed by repair).
+"""
+
+import errno
+import fcntl
+import json
+import os
+import stat
+import threading
+import time
+
+from glexec_py.core import leases as core
+from glexec_py.errors import NotAuthorized, SystemFault
+
+LOCK_NAME = ".glexec-py.lock"
+META_DIR = ".glexec-py"
+META_VERSION = 1
+
+_thread_locks = {}
+_thread_locks_guard = threading.Lock()
+
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _b(x):
+    return os.fsencode(x) if isinstance(x, str) else bytes(x)
+
+
+def _lat(b):
+    return bytes(b).decode("latin-1")
+
+
+def _check_dir(fd, what):
+    st = os.fstat(fd)
+    if not stat.S_ISDIR(st.st_mode):
+        raise SystemFault("gridmapdir_unsafe", f"glexec: {what} is not a directory", path=what)
+    if st.st_uid != 0 or st.st_mode & 0o022:
+        raise SystemFault("gridmapdir_unsafe",
+                          f"glexec: {what} must be owned by root and not group/other-writable",
+                          uid=st.st_uid, mode=oct(st.st_mode & 0o7777))
+
+
+class GridmapDir:
+    """Runs as: root (the gridmapdir and its sidecar are root-owned).
+
+    ``GridmapDir(path, *, lock="fcntl", strict=True, override_inconsistency=False,
+    lock_timeout=None, pools=None)``
+
+    ``lock_timeout``: None = block in ``F_SETLKW`` (kernel-queued, fair; default), a number
+    = poll with ``F_SETLK`` and give up with ``SystemFault("lease_lock_timeout")``.
+    ``pools``: pool names for ``fsck``/``repair``/``release`` (default: inferred).
+
+    ``lock``: "fcntl" (default; see module doc) or "none" (LCMAPS behaviour: rely on the
+    link-count check only; still retries the next entry instead of failing).
+    ``strict``: strict pool-prefix match (prefix + digits), LCMAPS default.
+    ``override_inconsistency``: a lease linked to an entry of another pool is removed and
+    re-made in the requested pool (LCMAPS ``-override_inconsistency``); otherwise refused.
+    The directory is opened once (O_NOFOLLOW) and every access is relative to that fd.
+    """
+
+    def __init__(self, path, *, lock="fcntl", strict=True, override_inconsistency=False,
+                 lock_timeout=None, pools=None):
+        if lock not in ("fcntl", "none"):
+            raise ValueError(f"lock must be 'fcntl' or 'none', not {lock!r}")
+        self.path = _b(path)
+        if not self.path.startswith(b"/"):
+            raise SystemFault("gridmapdir_path", "glexec: gridmapdir must be an absolute path",
+                              path=self.path)
+        self.lock_mode = lock
+        self.strict = strict
+        self.override = override_inconsistency
+        self.lock_timeout = lock_timeout
+        self.pools = None if pools is None else tuple(_b(p) for p in pools)
+        try:
+            self.fd = os.open(self.path, _O_DIR)
+        except OSError as e:
+            raise SystemFault("gridmapdir_open", f"glexec: cannot open gridmapdir: {e.strerror}",
+                              path=self.path, errno=e.errno) from None
+        self._meta_fd = None
+        self._lock_fd = None
+        try:
+            _check_dir(self.fd, "gridmapdir")
+            st = os.fstat(self.fd)
+            key = (st.st_dev, st.st_ino)
+            with _thread_locks_guard:
+                self._tlock = _thread_locks.setdefault(key, threading.Lock())
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    def close(self):
+        """Runs as: root. Closes the directory, sidecar and lock fds."""
+        for attr in ("_lock_fd", "_meta_fd", "fd"):
+            fd = getattr(self, attr, None)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, attr, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def _meta(self):
+        if self._meta_fd is None:
+            try:
+                os.mkdir(META_DIR, 0o700, dir_fd=self.fd)
+            except FileExistsError:
+                pass
+            fd = os.open(META_DIR, _O_DIR, dir_fd=self.fd)
+            try:
+                _check_dir(fd, "gridmapdir metadata directory")
+                if os.fstat(fd).st_mode & 0o077:
+                    raise SystemFault("gridmapdir_unsafe",
+                                      "glexec: gridmapdir metadata directory must be mode 0700")
+            except BaseException:
+                os.close(fd)
+                raise
+            self._meta_fd = fd
+        return self._meta_fd
+
+    def _lock(self):
+        return _Locked(self)
+
+    def _lstat(self, name):
+        try:
+            return os.lstat(name, dir_fd=self.fd)
+        except FileNotFoundError:
+            return None
+
+    def _scan(self):
+        """One readdir pass, no stat: [(name, d_ino)] in readdir order, dot-names dropped."""
+        out = []
+        with os.scandir(self.fd) as it:
+            for e in it:
+                n = os.fsencode(e.name)
+                if n[:1] != b".":
+                    out.append((n, e.inode()))
+        return out
+
+    def _pools(self, pools):
+        """Explicit pools, else the constructor's, else inferred from the directory: every
+        name not starting with ``%`` that passes the scan filter and ends in digits is
+        taken as a pool entry, its pool being the name without the trailing digits."""
+        if pools is not None:
+            return tuple(_b(p) for p in pools)
+        if self.pools is not None:
+            return self.pools
+        found = set()
+        for n, _ in self._scan():
+            if n[:1] != b"%" and not core.skip_entry(n):
+                prefix = n.rstrip(b"0123456789")
+                if prefix and prefix != n:
+                    found.add(prefix)
+        return tuple(sorted(found))
+
+    def _members(self, pool):
+        """Pool entries in readdir order, lazily (the scan stops at the first free one, as
+        LCMAPS's does).  Fast path on str names; same rule as ``core.pool_member``."""
+        p = os.fsdecode(pool)
+        n = len(p)
+        with os.scandir(self.fd) as it:
+            for e in it:
+                name = e.name
+                if not name.startswith(p) or "~" in name:
+                    continue
+                rest = name[n:]
+                if self.strict:
+                    if not (rest and rest.isascii() and rest.isdigit()):
+                        continue
+                elif name[:1] in ("%", ".") or name == "root":
+                    continue
+                yield os.fsencode(name)
+
+    def _unlink(self, name):
+        try:
+            os.unlink(name, dir_fd=self.fd)
+            return True
+        except FileNotFoundError:
+            return False
+
+    # --- metadata ---------------------------------------------------------------------
+
+    def _write_meta(self, account, record, defer=False):
+        """Atomic write (tmp, fsync, rename, fsync dir).  With ``defer`` the two fsyncs
+        are left to the caller (returned fd, to be passed to ``_sync_meta``) so they can
+        run outside the lock; the rename is already done under it."""
+        mfd = self._meta()
+        data = (json.dumps(record, sort_keys=True, ensure_ascii=True) + "\n").encode()
+        tmp = b"%s%s.%d.%s" % (core.TMP_PREFIX.encode(), account, os.getpid(),
+                               os.urandom(4).hex().encode())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=mfd)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if not defer:
+                    os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            if not defer:
+                os.close(fd)
+            os.rename(tmp, account, src_dir_fd=mfd, dst_dir_fd=mfd)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=mfd)
+            except OSError:
+                pass
+            raise
+        if defer:
+            return fd
+        os.fsync(mfd)
+        return None
+
+    def _sync_meta(self, fd):
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.fsync(self._meta())
+
+    def _read_meta(self, account):
+        """Record dict (bytes fields restored), None if absent, False if unreadable."""
+        mfd = self._meta()
+        try:
+            fd = os.open(account, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=mfd)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > 65536:
+                return False
+            raw = os.read(fd, 65537)
+        finally:
+            os.close(fd)
+        try:
+            rec = json.loads(raw)
+            rec["lease"] = rec["lease"].encode("latin-1")
+            rec["account"] = rec["account"].encode("latin-1")
+            rec["dn"] = rec["dn"].encode("latin-1") if rec.get("dn") is not None else None
+            rec["groups"] = tuple(g.encode("latin-1") for g in rec.get("groups", ()))
+            return rec
+        except (ValueError, KeyError, AttributeError, TypeError):
+            return False
+
+    def _remove_meta(self, account):
+        mfd = self._meta()
+        try:
+            os.unlink(account, dir_fd=mfd)
+        except FileNotFoundError:
+            return
+        os.fsync(mfd)
+
+    def _record(self, account, lease, dn, groups, mapcount, ino, by, state="leased",
+                since=None):
+        return {"v": META_VERSION, "account": _lat(account), "lease": _lat(lease),
+                "dn": None if dn is None else _lat(dn), "groups": [_lat(g) for g in groups],
+                "mapcount": mapcount, "ino": ino, "state": state,
+                "since": time.time() if since is None else since, "by": by}
+
+    # --- the lease algorithm ----------------------------------------------------------
+
+    def acquire(self, dn_oneline, pool, groups=(), mapcount=0):
+        """Runs as: root. Lease (or reuse) an account of ``pool`` for this identity.
+
+        Returns ``(account: bytes, lease_name: bytes, reused: bool)``.
+        LCMAPS semantics: an existing lease with link count 2 whose other link is an entry
+        of ``pool`` is reused (``utime`` refreshes its mtime); a solitary lease (count 1, or
+        whose other link vanished) is removed; a lease on another pool's entry is refused
+        (``NotAuthorized("wrong_pool")``) unless ``override_inconsistency``.  Otherwise the
+        first free entry in readdir order (not sorted) is linked; if the post-link check
+        fails (count != 2 or another inode: a racing non-locking mapper) the own link is
+        removed and the next free entry is tried.  No free entry ->
+        ``NotAuthorized("pool_exhausted")`` with nothing left behind.  A lease in state
+        "draining" is refused (``NotAuthorized("lease_draining")``, retry later).
+        """
+        dn = _b(dn_oneline)
+        pool = _b(pool)
+        groups = tuple(_b(g) for g in groups)
+        if not pool or not all(0x20 < c < 0x7F and c != 0x2F for c in pool):
+            raise SystemFault("pool_name", "glexec: invalid pool name", pool=pool)
+        lease = core.lease_name(dn, groups, mapcount)
+        if len(lease) > 255 or b"/" in lease:
+            raise NotAuthorized("lease_name", "glexec: identity too long for a pool lease",
+                                lease=lease)
+        with self._lock():
+            for _ in range(64):
+                got = self._acquire_locked(lease, dn, pool, groups, mapcount)
+                if got is not None:
+                    break
+            else:
+                raise SystemFault("lease_unstable",
+                                  "glexec: gridmapdir keeps changing; giving up", lease=lease)
+        account, lease, reused, pending = got
+        if pending is not None:
+            # Durability of the metadata outside the lock (two fsyncs cost ~7 ms on ext4
+            # and would serialise every grant).  If it fails: undo under the lock.
+            try:
+                self._sync_meta(pending)
+            except OSError as e:
+                with self._lock():
+                    lst, est = self._lstat(lease), self._lstat(account)
+                    if lst and est and lst.st_ino == est.st_ino:
+                        self._unlink(lease)
+                    try:
+                        self._remove_meta(account)
+                    except OSError:
+                        pass
+                raise SystemFault("lease_write", f"glexec: cannot record pool lease: {e.strerror}",
+                                  lease=lease, account=account, errno=e.errno) from None
+        return account, lease, reused
+
+    def _acquire_locked(self, lease, dn, pool, groups, mapcount):
+        """One attempt; None = state changed underneath (retry from the top)."""
+        lst = self._lstat(lease)
+        if lst is not None:
+            if not stat.S_ISREG(lst.st_mode):
+                raise SystemFault("lease_not_regular", "glexec: pool lease is not a regular file",
+                                  lease=lease)
+            if lst.st_nlink > 2:
+                raise SystemFault("lease_overlinked",
+                                  "glexec: pool lease is linked more than twice (run fsck)",
+                                  lease=lease, nlink=lst.st_nlink)
+            if lst.st_nlink == 2:
+                names = self._scan()
+                other = next((n for n, ino in names if ino == lst.st_ino and n != lease), None)
+                if other is not None and core.pool_member(other, pool, self.strict):
+                    rec = self._read_meta(other)
+                    if rec and rec.get("state") == "draining":
+                        raise NotAuthorized("lease_draining",
+                                            "glexec: pool account is being drained; retry later",
+                                            account=other, lease=lease)
+                    try:
+                        os.utime(lease, dir_fd=self.fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        return None
+                    again = self._lstat(lease)
+                    if again is None or again.st_ino != lst.st_ino or again.st_nlink != 2:
+                        return None
+                    return other, lease, True, None
+                if other is not None:
+                    if not self.override:
+                        raise NotAuthorized("wrong_pool",
+                                            "glexec: existing lease points into another pool",
+                                            lease=lease, entry=other, pool=pool)
+                    self._unlink(lease)
+                    rec = self._read_meta(other)
+                    if rec is False or (rec and rec["lease"] == lease):
+                        self._remove_meta(other)
+                else:
+                    self._unlink(lease)          # other link vanished: solitary
+            else:
+                self._unlink(lease)              # solitary lease (half made)
+        for entry in self._members(pool):
+            est = self._lstat(entry)
+            if est is None or not stat.S_ISREG(est.st_mode) or est.st_nlink != 1:
+                continue
+            try:
+                os.link(entry, lease, src_dir_fd=self.fd, dst_dir_fd=self.fd,
+                        follow_symlinks=False)
+            except FileExistsError:
+                return None                      # someone made our lease meanwhile
+            except FileNotFoundError:
+                continue                         # entry removed meanwhile
+            lst = self._lstat(lease)
+            est = self._lstat(entry)
+            if lst is None:
+                return None
+            if est is None or lst.st_ino != est.st_ino:
+                if est is not None and lst.st_ino != est.st_ino:
+                    return None                  # lease replaced by someone else: re-evaluate
+                self._unlink(lease)
+                continue
+            if lst.st_nlink != 2 or est.st_nlink != 2:
+                self._unlink(lease)              # raced with a non-locking mapper: back off
+                continue
+            try:
+                os.utime(lease, dir_fd=self.fd, follow_symlinks=False)
+                pending = self._write_meta(entry, self._record(
+                    entry, lease, dn, groups, mapcount, lst.st_ino, "glexec-py"), defer=True)
+            except OSError as e:
+                self._unlink(lease)
+                try:
+                    self._remove_meta(entry)
+                except OSError:
+                    pass
+                raise SystemFault("lease_write", f"glexec: cannot record pool lease: {e.strerror}",
+                                  lease=lease, account=entry, errno=e.errno) from None
+            return entry, lease, False, pending
+        raise NotAuthorized("pool_exhausted", "glexec: no free pool account (pool exhausted)",
+                            pool=pool, lease=lease)
+
+    def release(self, lease_name):
+        """Runs as: root. Remove a lease (the account becomes free) and its metadata.
+        Returns the account it held, or None if there was no such lease.  Does not check
+        for processes or files of the account: that is the caller's (pruner/sweeper's)
+        job before releasing."""
+        lease = _b(lease_name)
+        if not lease or lease.startswith(b".") or b"/" in lease:
+            raise ValueError(f"not a lease name: {lease!r}")
+        with self._lock():
+            if not core.is_lease_candidate(lease, self._pools(None), self.strict):
+                raise ValueError(f"{lease!r} is a pool entry, not a lease")
+            lst = self._lstat(lease)
+            if lst is None:
+                return None
+            if not stat.S_ISREG(lst.st_mode):
+                raise SystemFault("lease_not_regular", "glexec: pool lease is not a regular file",
+                                  lease=lease)
+            account = None
+            if lst.st_nlink >= 2:
+                account = next((n for n, ino in self._scan()
+                                if ino == lst.st_ino and n != lease), None)
+            self._unlink(lease)
+            if account is not None:
+                rec = self._read_meta(account)
+                if rec is False or (rec and rec["lease"] == lease):
+                    self._remove_meta(account)
+            return account
+
+    def drain(self, lease_name):
+        """Runs as: root. Mark a lease "draining": kept (the account is not handed to
+        anyone) but refused to its identity until released. Returns the account or None."""
+        lease = _b(lease_name)
+        with self._lock():
+            lst = self._lstat(lease)
+            if lst is None or lst.st_nlink != 2 or not stat.S_ISREG(lst.st_mode):
+                return None
+            account = next((n for n, ino in self._scan()
+                            if ino == lst.st_ino and n != lease), None)
+            if account is None:
+                return None
+            rec = self._read_meta(account)
+            if rec:
+                new = self._record(account, lease, rec.get("dn"), rec.get("groups", ()),
+                                   rec.get("mapcount", 0), lst.st_ino, rec.get("by", "adopted"),
+                                   state="draining", since=rec.get("since"))
+            else:
+                new = self._record(account, lease, None, (), 0, lst.st_ino, "adopted",
+                                   state="draining", since=lst.st_mtime)
+            self._write_meta(account, new)
+            return account
+
+    # --- checking and repair ----------------------------------------------------------
+
+    def snapshot(self):
+        """Runs as: root. ``[(name, ino, nlink, is_reg)]`` of the gridmapdir (lstat, readdir
+        order, dot-names dropped); names that vanish during the pass are left out."""
+        out = []
+        for n, _ in self._scan():
+            st = self._lstat(n)
+            if st is not None:
+                out.append((n, st.st_ino, st.st_nlink, stat.S_ISREG(st.st_mode)))
+        return out
+
+    def leases(self, pools=None):
+        """Runs as: root. ``{lease: (account, record-or-None, mtime)}`` for complete leases
+        of ``pools``."""
+        pools = self._pools(pools)
+        snap = self.snapshot()
+        by_ino = {}
+        for n, ino, nlink, reg in snap:
+            by_ino.setdefault(ino, []).append(n)
+        out = {}
+        for n, ino, nlink, reg in snap:
+            if reg and nlink == 2 and core.is_lease_candidate(n, pools, self.strict):
+                acc = [m for m in by_ino[ino] if m != n
+                       and any(core.pool_member(m, p, self.strict) for p in pools)]
+                if len(acc) == 1:
+                    st = self._lstat(n)
+                    rec = self._read_meta(acc[0])
+                    out[n] = (acc[0], rec or None, st.st_mtime if st else None)
+        return out
+
+    def _fsck_inputs(self, pools):
+        snap = self.snapshot()
+        mfd = self._meta()
+        side = [os.fsencode(n) for n in os.listdir(mfd)]
+        meta = {}
+        for n in side:
+            if not n.startswith(core.TMP_PREFIX.encode()):
+                rec = self._read_meta(n)
+                meta[n] = rec if rec else None
+        return snap, meta, side
+
+    def fsck(self, pools=None):
+        """Runs as: root. Findings (``core.leases.Finding``) for the gridmapdir and its
+        sidecar, for the given pool names (default: the constructor's ``pools``, else
+        inferred from the directory, see ``_pools``); empty list = clean (every lease has exactly one
+        pool entry with link count 2, no orphans, metadata consistent).  Takes the lock so
+        the snapshot is not torn by our own writers."""
+        with self._lock():
+            pools = self._pools(pools)
+            snap, meta, side = self._fsck_inputs(pools)
+        return core.plan_fsck(snap, pools, strict=self.strict, meta=meta, sidecar=side)
+
+    def repair(self, findings, pools=None):
+        """Runs as: root. Apply the ``action`` of each finding, re-checking each one under
+        the lock against the current state (a finding that no longer holds is skipped).
+        "manual" findings are never touched.  Returns the list of findings acted on."""
+        done = []
+        with self._lock():
+            pools = self._pools(pools)
+            snap, meta, side = self._fsck_inputs(pools)
+            current = core.plan_fsck(snap, pools, strict=self.strict, meta=meta, sidecar=side)
+            wanted = {(f.kind, f.names) for f in findings}
+            by_ino = {}
+            for n, ino, nlink, reg in snap:
+                by_ino.setdefault(ino, []).append((n, nlink))
+            for f in current:
+                if (f.kind, f.names) not in wanted or f.action == "manual":
+                    continue
+                if f.action == "unlink_lease":
+                    st = self._lstat(f.names[0])
+                    if st is None or st.st_ino != f.ino or not stat.S_ISREG(st.st_mode):
+                        continue
+                    self._unlink(f.names[0])
+                elif f.action == "remove_tmp":
+                    try:
+                        os.unlink(f.names[0], dir_fd=self._meta())
+                    except FileNotFoundError:
+                        continue
+                elif f.action == "remove_meta":
+                    self._remove_meta(f.names[0])
+                elif f.action == "write_meta":
+                    account, lease = f.names[0], f.names[1]
+                    st = self._lstat(lease)
+                    if st is None:
+                        continue
+                    old = meta.get(account)
+                    self._write_meta(account, self._record(
+                        account, lease, None, (), 0, st.st_ino, "adopted",
+                        state=(old or {}).get("state", "leased") if old else "leased",
+                        since=st.st_mtime))
+                done.append(f)
+        return done
+
+
+class _Locked:
+    def __init__(self, gd):
+        self.gd = gd
+
+    def __enter__(self):
+        gd = self.gd
+        if not gd._tlock.acquire(timeout=gd.lock_timeout if gd.lock_timeout else -1):
+            raise SystemFault("lease_lock_timeout", "glexec: gridmapdir lock busy; retry later")
+        if gd.lock_mode == "none":
+            return self
+        try:
+            if gd._lock_fd is None:
+                fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o600, dir_fd=gd.fd)
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+                    os.close(fd)
+                    raise SystemFault("gridmapdir_unsafe", "glexec: gridmapdir lock file unsafe")
+                gd._lock_fd = fd
+            if gd.lock_timeout is None:
+                fcntl.lockf(gd._lock_fd, fcntl.LOCK_EX)
+            else:
+                deadline = time.monotonic() + gd.lock_timeout
+                delay = 0.0002
+                while True:
+                    try:
+                        fcntl.lockf(gd._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except OSError as e:
+                        if e.errno not in (errno.EAGAIN, errno.EACCES):
+                            raise
+                    if time.monotonic() > deadline:
+                        raise SystemFault("lease_lock_timeout",
+                                          "glexec: gridmapdir lock busy; retry later")
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.005)
+        except BaseException:
+            gd._tlock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        gd = self.gd
+        try:
+            if gd.lock_mode != "none" and gd._lock_fd is not None:
+                fcntl.lockf(gd._lock_fd, fcntl.LOCK_UN)
+        finally:
+            gd._tlock.release()
+        return False
