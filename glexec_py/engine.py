@@ -31,6 +31,7 @@ def main(engine_file, args):
         cfg = call.cfg = load_config(paths)
         check_caller(call, cfg)
         identity = verify_credential(call, cfg)
+        apply_bans(call, cfg, identity)
         target = map_identity(call, cfg, identity)
         plan, staged_proxy = prepare(call, cfg, target, command)
 
@@ -113,7 +114,32 @@ def verify_credential(call, cfg):
     from glexec_py.core.authz import listed
     key_optional = listed(cfg.callers.omission_private_key, call.caller_names[0])
     identity = call.identity = proxychain.interpret(result, key_required=not key_optional)
+    call.chain = result.chain
     return identity
+
+
+def apply_bans(call, cfg, identity):
+    """Global bans, before any mapping: the DN at every proxy depth, the CA, fingerprints.
+    A broken ban source denies everyone."""
+    from glexec_py.effects import banfiles
+    if not banfiles.configured(cfg.bans):
+        return
+    from glexec_py.core import bans, dn
+    banlist = banfiles.load(cfg.bans, call.paths.config)
+    certs = call.chain[:identity.depth + 1]  # the proxies and the end-entity certificate
+    try:
+        subjects = [dn.parse_der_name(c.subject_der) for c in certs]
+        issuers = [dn.parse_der_name(c.issuer_der) for c in call.chain]
+    except dn.DNError as e:
+        raise CallerError("credential_invalid", "glexec: credential has a malformed name", error=str(e)) from None
+    decision = bans.check(banlist, subject_dns=subjects, issuer_dns=issuers,
+                          fingerprints=[c.sha256 for c in call.chain],
+                          subject_onelines=[c.subject for c in certs],
+                          issuer_onelines=[c.issuer for c in call.chain])
+    if decision is not None:
+        evidence = decision.to_audit()
+        del evidence["reason"]
+        raise NotAuthorized(decision.reason, "glexec: access denied by a site ban", **evidence)
 
 
 def map_identity(call, cfg, identity):
@@ -232,7 +258,7 @@ class Call:
         self.paths = paths
         self.facts = self.cfg = self.identity = self.target = self.resolved = None
         self.caller_names = None
-        self.credential = self.credential_path = self.staged_proxy = None
+        self.credential = self.credential_path = self.staged_proxy = self.chain = None
         self.payload_pid = None
         self._env = None
 

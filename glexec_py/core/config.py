@@ -57,6 +57,18 @@ SCHEMA = (
         ("create", "bool", True),
         ("default_dir", "abspath", "/tmp"),
     )),
+    # Global bans, checked before any mapping. Files use LCAS/LCMAPS ban syntax (one quoted
+    # DN or FQAN per line); a missing, unsafe or unparsable file means: deny everyone.
+    ("bans", (
+        ("dn_files", "abspaths", ()),
+        ("ca_files", "abspaths", ()),
+        ("fqan_files", "abspaths", ()),
+        ("dn", "strings", ()),
+        ("ca", "strings", ()),
+        ("fqan", "strings", ()),
+        ("fingerprint", "strings", ()),
+        ("token", "strings", ()),      # "<issuer>" or "<issuer> <subject>"
+    )),
 )
 _TOP_SCALARS = (("state_dir", "abspath", _REQ),)
 _SECTION_NAMES = tuple(s for s, _ in SCHEMA)
@@ -303,6 +315,12 @@ class _Parser:
                 raise self.err(node, f"'{key}' must be a colon-separated list of absolute "
                                      f"directories, not {_show(node)}")
             return v
+        if kind == "abspaths":
+            return self.str_list(node, key, lambda v: None if v.startswith("/") and "\0" not in v
+                                 else f"each entry of '{key}' must be an absolute path")
+        if kind == "strings":
+            return self.str_list(node, key, lambda v: None if v and "\0" not in v and "\n" not in v
+                                 else f"entries of '{key}' must be non-empty single-line strings")
         if kind == "names":
             return self.str_list(node, key, lambda v: _name_problem(v, key, pool=False))
         if kind == "callers":

@@ -35,7 +35,10 @@ def load(path, state_dir):
     key = (_CACHE_FORMAT, path, _identity(st))
     cached = _read_cache(state_dir, key)
     if cached is not None:
-        return config_model.config_from_plain(cached)
+        try:
+            return config_model.config_from_plain(cached)
+        except SystemFault:
+            pass  # written by another version of the schema: parse again
     with open(path, "rb") as f:
         raw = f.read()
     try:

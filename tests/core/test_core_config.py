@@ -377,3 +377,15 @@ def test_prop_payload_section(pairs):
         names = [k for k, _ in pairs]
         assert len(names) == len(set(names)) and "lingr" not in names
         assert isinstance(c.payload.linger, bool)
+
+
+def test_bans_section():
+    cfg = parse_config(BASE + 'bans:\n  dn_files: [/etc/glexec-py/ban_dn.db]\n  dn: ["/DC=org/CN=Eve"]\n', F)
+    assert cfg.bans.dn_files == ("/etc/glexec-py/ban_dn.db",)
+    assert cfg.bans.dn == ("/DC=org/CN=Eve",)
+    assert parse_config(BASE, F).bans.fqan_files == ()
+    assert err(BASE + "bans:\n  dn_files: [ban.db]\n") == \
+        "glexec.yaml:9: each entry of 'dn_files' must be an absolute path"
+    assert err(BASE + "bans:\n  fqan: ['']\n") == \
+        "glexec.yaml:9: entries of 'fqan' must be non-empty single-line strings"
+    assert err(BASE + "bans:\n  users: []\n") == "glexec.yaml:9: unknown key 'users' in 'bans'"

@@ -1,0 +1,81 @@
+"""Global bans through the installed binary: checked before any mapping, at every proxy
+depth, and a broken ban source denies everyone."""
+import os
+
+from tests.privileged.conftest import USER1_DN, USER2_DN
+
+
+def _banfile(gx, name, text, mode=0o644, owner=0):
+    path = gx.prefix / "etc" / "glexec-py" / name
+    path.write_text(text)
+    os.chown(path, owner, owner)
+    os.chmod(path, mode)
+    return path
+
+
+def test_banned_dn_is_refused_and_others_still_map(gx):
+    f = _banfile(gx, "ban_dn.db", f'"{USER1_DN}"\n')
+    gx.config(bans={"dn_files": [str(f)]})
+    r = gx.run(["/usr/bin/id", "-un"])
+    gx.assert_refused(r, 203, "banned_dn")
+    assert r.records[0]["detail"]["ban_entry"] == USER1_DN
+    r = gx.run(["/usr/bin/id", "-un"], proxy=gx.proxy("user2"))
+    gx.assert_granted(r)
+    assert r.stdout == b"gxttarget2\n"
+
+
+def test_ban_applies_to_a_proxy_of_a_proxy(gx, pkis):
+    f = _banfile(gx, "ban_dn.db", f'"{USER1_DN}"\n')
+    gx.config(bans={"dn_files": [str(f)]})
+    inner = pkis.proxies["user1"]
+    deeper = gx.box / "proxy2.pem"
+    # a second-level proxy signed by the first proxy, made by grid-proxy-init
+    import subprocess
+    subprocess.run(["grid-proxy-init", "-q", "-cert", str(inner), "-key", str(inner), "-out", str(deeper)],
+                   check=True, env={"X509_CERT_DIR": str(pkis.pki.ca_dir), "PATH": "/usr/bin:/bin"})
+    os.chown(deeper, gx.accounts.pilot.uid, gx.accounts.pilot.gid)
+    os.chmod(deeper, 0o600)
+    r = gx.run(["/usr/bin/id"], proxy=deeper)
+    gx.assert_refused(r, 203, "banned_dn")
+
+
+def test_wildcard_ban_in_lcmaps_syntax(gx):
+    f = _banfile(gx, "ban_dn.db", '# banned\n"/DC=test/DC=glexec-py/CN=Test User T*"\n')
+    gx.config(bans={"dn_files": [str(f)]})
+    gx.assert_refused(gx.run(["/usr/bin/id"], proxy=gx.proxy("user2")), 203, "banned_dn")
+
+
+def test_inline_ban_by_ca(gx, pkis):
+    gx.config(bans={"ca": [pkis.pki.ca_dn]})
+    gx.assert_refused(gx.run(["/usr/bin/id"]), 203, "banned_ca")
+
+
+def test_prefix_of_a_name_is_not_a_ban(gx):
+    gx.config(bans={"dn": [USER1_DN[:-1]]})  # ".../CN=Test User On" must not ban "...One"
+    gx.assert_granted(gx.run(["/usr/bin/id"]))
+
+
+def test_missing_ban_file_denies_everyone(gx):
+    gx.config(bans={"dn_files": [str(gx.prefix / "etc" / "glexec-py" / "absent.db")]})
+    for proxy in ("user1", "user2"):
+        gx.assert_refused(gx.run(["/usr/bin/id"], proxy=gx.proxy(proxy)), 203, "bans_unavailable")
+
+
+def test_ban_file_writable_by_others_denies_everyone(gx):
+    f = _banfile(gx, "ban_dn.db", '"/DC=nobody/CN=x"\n', mode=0o666)
+    gx.config(bans={"dn_files": [str(f)]})
+    gx.assert_refused(gx.run(["/usr/bin/id"], proxy=gx.proxy("user2")), 203, "bans_unavailable")
+
+
+def test_unparsable_ban_file_denies_everyone(gx):
+    f = _banfile(gx, "ban_dn.db", '"/DC=test/CN=unterminated\n')
+    gx.config(bans={"dn_files": [str(f)]})
+    gx.assert_refused(gx.run(["/usr/bin/id"], proxy=gx.proxy("user2")), 203, "bans_unavailable")
+
+
+def test_ban_takes_effect_on_the_next_call(gx):
+    f = _banfile(gx, "ban_dn.db", "# nobody yet\n")
+    gx.config(bans={"dn_files": [str(f)]})
+    gx.assert_granted(gx.run(["/usr/bin/id"]))
+    _banfile(gx, "ban_dn.db", f'"{USER1_DN}"\n')
+    gx.assert_refused(gx.run(["/usr/bin/id"]), 203, "banned_dn")
