@@ -19,6 +19,27 @@ int gx_switch_identity(uint32_t uid, uint32_t gid, const uint32_t *groups, size_
 int gx_set_fs_identity(uint32_t uid, uint32_t gid, const uint32_t *groups, size_t n, int *err);
 int gx_set_no_new_privs(int *err);
 
+/* spawn.c: the payload's plan; step that failed (0 = success), errno in err.
+ * GX_SP_IDENTITY + enum gx_step when the identity switch failed. */
+enum gx_spawn_step {
+    GX_SP_OK = 0, GX_SP_SIGNALS, GX_SP_RLIMITS, GX_SP_NO_NEW_PRIVS, GX_SP_CHDIR, GX_SP_EXEC,
+    GX_SP_CLONE, GX_SP_IDENTITY = 100
+};
+typedef struct {
+    const char *path, *cwd;
+    char **argv, **envp;
+    uint32_t uid, gid;
+    const uint32_t *groups;
+    size_t ngroups;
+    const int64_t *rlimits;          /* nrlimits triples: resource, soft, hard (-1 = inf) */
+    size_t nrlimits;
+    uint32_t umask;
+    int switch_identity, no_new_privs;
+    int step, err;                   /* out */
+} gx_plan;
+int gx_become_payload(gx_plan *plan);
+int gx_spawn_payload(gx_plan *plan);
+
 /* x509chain.c */
 typedef struct {
     unsigned char *der, *subject_der, *issuer_der;   /* OPENSSL_malloc'd */

@@ -12,7 +12,8 @@ import time
 
 from glexec_py import __version__
 from glexec_py.effects import trust
-from glexec_py.errors import CallerError, GlexecError, NotAuthorized, SystemFault, payload_exit_status
+from glexec_py.errors import (EXIT_CLIENT, EXIT_NOT_EXECUTABLE, CallerError, GlexecError, NotAuthorized,
+                              SystemFault, payload_exit_status)
 
 HANDOFF_FD = 3
 SHIM_INTERPRETER = "/usr/bin/python3.11"
@@ -220,12 +221,13 @@ def run_payload(call, cfg, plan):
     from glexec_py.effects import payload
     if not cfg.payload.linger:
         payload.exec_in_place(plan)  # never returns on success
-    pid, status, signum, cpu_user, cpu_system, exec_errno = payload.run_lingering(
+    pid, status, signum, cpu_user, cpu_system, failure = payload.run_lingering(
         plan, call.facts.ruid, on_started=call.started)
-    if exec_errno is not None:
-        code = 126
-        call.audit("end", payload_pid=pid, status=code, reason="exec_failed", errno=exec_errno)
-        call.say(f"glexec: cannot execute payload: {os.strerror(exec_errno) if exec_errno < 255 else 'setup failed'}")
+    if failure is not None:
+        # Nothing of the payload ran; chdir as the target failing is the caller's problem.
+        code = EXIT_CLIENT if failure.step == "chdir" else EXIT_NOT_EXECUTABLE
+        call.audit("end", status=code, reason="exec_failed", step=failure.step, errno=failure.errno)
+        call.say(f"glexec: cannot execute payload ({failure.step}): {os.strerror(failure.errno)}")
         return code
     code = payload_exit_status(status, signum)
     try:

@@ -266,3 +266,82 @@ def verify_chain(pem: bytes, ca_dir: str, at_time: int, *, crl_check: bool = Tru
             chain=chain, has_key=bool(res.has_key), key_matches=bool(res.key_matches))
     finally:
         lib.gx_result_free(res)
+
+
+# --- spawn.c: becoming the payload --------------------------------------------------------
+
+class SpawnError(Exception):
+    """The payload could not be started; ``step`` says where (e.g. "exec", "chdir",
+    "identity:setresuid"), ``errno`` why. Nothing of the payload ran."""
+
+    def __init__(self, step: str, errno: int):
+        super().__init__(f"{step}: {os.strerror(errno) if errno else 'failed'}")
+        self.step = step
+        self.errno = errno
+
+
+_SPAWN_STEPS = {1: "signals", 2: "rlimits", 3: "no_new_privs", 4: "chdir", 5: "exec", 6: "clone"}
+
+
+def _plan(path, argv, env, uid, gid, groups, rlimits, umask, cwd, switch, no_new_privs):
+    """A gx_plan plus the cdata objects that must outlive it."""
+    keep = []
+
+    def cstrings(items):
+        arr = [ffi.new("char[]", bytes(x)) for x in items]
+        keep.extend(arr)
+        return ffi.new("char *[]", arr + [ffi.NULL])
+
+    groups = _ids(uid, gid, groups) if switch else []
+    flat = [v for res, (soft, hard) in sorted(rlimits.items()) for v in (res, soft, hard)]
+    plan = ffi.new("gx_plan *")
+    c_path, c_cwd = ffi.new("char[]", bytes(path)), ffi.new("char[]", bytes(cwd or b""))
+    c_groups, c_rlimits = ffi.new("uint32_t[]", groups), ffi.new("int64_t[]", flat)
+    keep += [c_path, c_cwd, c_groups, c_rlimits]
+    plan.path, plan.cwd = c_path, c_cwd
+    plan.argv, plan.envp = cstrings(argv), cstrings(env)
+    keep += [plan.argv, plan.envp]
+    plan.uid, plan.gid = (uid, gid) if switch else (0, 0)
+    plan.groups, plan.ngroups = c_groups, len(groups)
+    plan.rlimits, plan.nrlimits = c_rlimits, len(flat) // 3
+    plan.umask = umask
+    plan.switch_identity, plan.no_new_privs = int(bool(switch)), int(bool(no_new_privs))
+    return plan, keep
+
+
+def _spawn_error(plan):
+    step = plan.step
+    if step >= lib.GX_SP_IDENTITY:
+        name = "identity:" + _STEPS.get(step - lib.GX_SP_IDENTITY, str(step - lib.GX_SP_IDENTITY))
+    else:
+        name = _SPAWN_STEPS.get(step, f"step{step}")
+    return SpawnError(name, plan.err)
+
+
+def spawn_payload(path, argv, env, *, uid, gid, groups, rlimits, umask, cwd, switch=True,
+                  no_new_privs=False) -> int:
+    """Runs as: root (or the caller in log-only mode, then ``switch=False``); the engine
+    must be single-threaded.
+
+    Starts the payload in a child (clone with CLONE_VM|CLONE_VFORK, like posix_spawn): the
+    child resets every signal to its default and unblocks all, restores the caller's
+    ``rlimits`` ({resource: (soft, hard)}, -1 = unlimited) and ``umask``, switches to
+    uid/gid/groups (verified), optionally sets no_new_privs, changes to ``cwd`` as the
+    target, and execs ``path`` with ``argv``/``env`` (lists of bytes). Returns the pid once
+    the exec succeeded; raises SpawnError (child already reaped) otherwise. The child stays
+    in the caller's session and process group."""
+    plan, keep = _plan(path, argv, env, uid, gid, groups, rlimits, umask, cwd, switch, no_new_privs)
+    pid = lib.gx_spawn_payload(plan)
+    if pid < 0:
+        raise _spawn_error(plan)
+    return pid
+
+
+def become_payload(path, argv, env, *, uid, gid, groups, rlimits, umask, cwd, switch=True,
+                   no_new_privs=False) -> None:
+    """Runs as: root (or the caller in log-only mode). The same steps as spawn_payload, in
+    this process: returns only by raising SpawnError (the process may then be partly
+    switched and must exit)."""
+    plan, keep = _plan(path, argv, env, uid, gid, groups, rlimits, umask, cwd, switch, no_new_privs)
+    lib.gx_become_payload(plan)
+    raise _spawn_error(plan)

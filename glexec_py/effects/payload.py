@@ -10,7 +10,7 @@ import _signal
 
 from glexec_py.effects import native
 from glexec_py.effects.userfiles import as_user
-from glexec_py.errors import CallerError, ExecFailure
+from glexec_py.errors import CallerError, ExecFailure, SystemFault
 
 FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2)
 _SI_KERNEL = 0x80  # sent by the kernel (terminal): the payload's process group already got it
@@ -42,78 +42,47 @@ def resolve_command(command, search_path, cwd, target):
 
 
 class Plan:
-    """Everything the child needs; computed before the fork so the child only acts."""
+    """Everything the payload needs; computed before the switch so the switch only acts."""
     __slots__ = ("path", "argv", "env", "uid", "gid", "groups", "cwd", "umask", "rlimits", "no_new_privs")
 
     def __init__(self, **kw):
         for k, v in kw.items():
             setattr(self, k, v)
 
+    def native_args(self):
+        return dict(uid=self.uid, gid=self.gid, groups=self.groups, rlimits=self.rlimits, umask=self.umask,
+                    cwd=self.cwd, switch=os.geteuid() == 0, no_new_privs=self.no_new_privs)
 
-def _become_payload(plan):
-    """Runs as: root, in the child (or in place when not lingering); ends in execve."""
-    for sig in range(1, _signal.NSIG):
-        if sig not in (_signal.SIGKILL, _signal.SIGSTOP):
-            try:
-                _signal.signal(sig, _signal.SIG_DFL)
-            except (OSError, ValueError):
-                pass
-    _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
-    import resource
-    for res, (soft, hard) in plan.rlimits.items():
-        try:
-            resource.setrlimit(res, (resource.RLIM_INFINITY if soft < 0 else soft,
-                                     resource.RLIM_INFINITY if hard < 0 else hard))
-        except (ValueError, OSError):
-            pass
-    os.umask(plan.umask)
-    if os.geteuid() == 0:
-        native.switch_identity(plan.uid, plan.gid, list(plan.groups))
-    if plan.no_new_privs:
-        native.set_no_new_privs()
-    if plan.cwd:
-        os.chdir(plan.cwd)
-    env = {}
-    for entry in plan.env:
-        name, _, value = entry.partition(b"=")
-        env[name] = value
-    os.execve(plan.path, plan.argv, env)
+
+def _single_threaded():
+    # The identity switch (glibc set*id) and the vfork-style spawn assume one thread.
+    if len(os.listdir("/proc/self/task")) != 1:
+        raise SystemFault("threads", "glexec: internal error (engine is not single-threaded)")
 
 
 def exec_in_place(plan):
     """Runs as: root; becomes the target and never returns (linger off)."""
+    _single_threaded()
     try:
-        _become_payload(plan)
-    except OSError as e:
-        raise ExecFailure("exec_failed", f"glexec: cannot execute payload: {os.strerror(e.errno)}",
-                          errno=e.errno) from None
+        native.become_payload(plan.path, plan.argv, plan.env, **plan.native_args())
+    except native.SpawnError as e:
+        raise ExecFailure("exec_failed", f"glexec: cannot execute payload ({e.step}): {os.strerror(e.errno)}",
+                          step=e.step, errno=e.errno) from None
 
 
 def run_lingering(plan, caller_ruid, on_started):
-    """Runs as: root. Forks the payload and waits for it.
+    """Runs as: root. Starts the payload as a child and waits for it.
 
     `on_started(pid)` is called once the exec succeeded. Returns
-    (pid, exit status or None, signal number or None, cpu_user, cpu_system, exec errno or None)."""
+    (pid, exit status or None, signal number or None, cpu_user, cpu_system, SpawnError or None)."""
+    _single_threaded()
     blocked = FORWARDED + (_signal.SIGCHLD,)
-    _signal.pthread_sigmask(_signal.SIG_BLOCK, blocked)
-    rfd, wfd = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        os.close(rfd)
-        try:
-            _become_payload(plan)
-        except BaseException as e:  # any failure before exec: report it, never run anything
-            code = getattr(e, "errno", None) or 255
-            try:
-                os.write(wfd, b"%d" % code)
-            finally:
-                os._exit(126)
-    os.close(wfd)
-    report = os.read(rfd, 64)
-    os.close(rfd)
-    exec_errno = int(report) if report else None
-    if exec_errno is None:
-        on_started(pid)
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, blocked)  # none may be lost before sigwaitinfo
+    try:
+        pid = native.spawn_payload(plan.path, plan.argv, plan.env, **plan.native_args())
+    except native.SpawnError as e:
+        return None, None, None, 0.0, 0.0, e
+    on_started(pid)
     # From here on the caller may signal us (to reach its payload), but we stay euid 0.
     if os.geteuid() == 0 and caller_ruid != 0:
         os.setresuid(caller_ruid, 0, 0)
@@ -130,4 +99,4 @@ def run_lingering(plan, caller_ruid, on_started):
                 pass
     code = os.waitstatus_to_exitcode(status)
     exit_status, signum = (code, None) if code >= 0 else (None, -code)
-    return pid, exit_status, signum, usage.ru_utime, usage.ru_stime, exec_errno
+    return pid, exit_status, signum, usage.ru_utime, usage.ru_stime, None
