@@ -122,10 +122,10 @@ def verify_credential(call, cfg):
 def apply_bans(call, cfg, identity):
     """Global bans, before any mapping: the DN at every proxy depth, the CA, fingerprints.
     A broken ban source denies everyone."""
-    from glexec_py.effects import banfiles
-    if not banfiles.configured(cfg.bans):
-        return
+    if not cfg.bans.configured():
+        return  # without bans, not even their modules are loaded
     from glexec_py.core import bans, dn
+    from glexec_py.effects import banfiles
     banlist = banfiles.load(cfg.bans, call.paths.config)
     certs = call.chain[:identity.depth + 1]  # the proxies and the end-entity certificate
     try:

@@ -94,6 +94,10 @@ class Section:
     def __setattr__(self, key, value):
         raise AttributeError("config is read-only")
 
+    def configured(self):
+        """True if any key of this section has a non-empty value (e.g. any ban source)."""
+        return any(self._values.values())
+
     def __eq__(self, other):
         if type(other) is not Section:
             return NotImplemented
@@ -117,6 +121,10 @@ class Config:
 
     def __setattr__(self, key, value):
         raise AttributeError("config is read-only")
+
+    def configured(self):
+        """True if any key of this section has a non-empty value (e.g. any ban source)."""
+        return any(self._values.values())
 
     def __eq__(self, other):
         if type(other) is not Config:

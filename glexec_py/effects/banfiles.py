@@ -4,12 +4,6 @@ from glexec_py.effects import trust
 from glexec_py.errors import ConfigError, SystemFault
 
 
-def configured(cfg_bans):
-    """True if any ban source is configured (else the ban step costs nothing)."""
-    return any(getattr(cfg_bans, k) for k in ("dn_files", "ca_files", "fqan_files", "dn", "ca", "fqan",
-                                               "fingerprint", "token"))
-
-
 def load(cfg_bans, config_path):
     """Runs as: root (reads root-owned files only).
 
