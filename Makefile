@@ -101,6 +101,11 @@ install: install-preflight deps $(PSHIM) native
 	cd glexec_py && find . -name tests -prune -o -name __pycache__ -prune -o \
 		-type f \( -name '*.py' -o -name '_native*.so' \) -print | \
 		while read -r f; do install -o root -g root -m 0644 "$$f" "$(LIBDIR)/glexec_py/$$f"; done
+	rm -rf '$(LIBDIR)/glexec_tools'
+	@if [ -d tools/glexec_tools ]; then \
+		install -d -o root -g root -m 0755 '$(LIBDIR)/glexec_tools' && \
+		for f in tools/glexec_tools/*.py; do install -o root -g root -m 0644 "$$f" '$(LIBDIR)/glexec_tools/'; done; \
+	fi
 	install -o root -g root -m 0644 packaging/glexec-engine.py '$(LIBDIR)/glexec-engine.py'
 	# Hash-based pycs that the engine never re-validates against the source: both are root-owned
 	# in trusted dirs (checked at run time), and skipping the source hash saves ~0.2 ms a module.
