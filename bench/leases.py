@@ -4,6 +4,7 @@ plugin, same run, same pool size, same parallelism (issue 4, item 8).
 
     sudo /usr/bin/python3.11 bench/leases.py [--pool 10000] [--workers 8] [--requests 2000]
                                              [--lcmaps-mode loop|exec] [--keep]
+                                             [--sync grant none]
 
 Two identical gridmapdirs of ``--pool`` entries (gxtbench00001..) are made under
 /var/lib/glexec-py-tests/leases-bench-*; every request is a distinct DN (a new lease).
@@ -47,10 +48,10 @@ def dns(tag, w, m):
             for i in range(m)]
 
 
-def _gx_worker(gmd, w, m, q):
-    g = GridmapDir(gmd)
+def _gx_worker(gmd, w, m, q, sync="grant", tag=b"gx"):
+    g = GridmapDir(gmd, sync=sync)
     lat, fails = [], []
-    for dn in dns(b"gx", w, m):
+    for dn in dns(tag, w, m):
         t0 = time.perf_counter()
         try:
             g.acquire(dn, POOL)
@@ -60,10 +61,11 @@ def _gx_worker(gmd, w, m, q):
     q.put((lat, fails))
 
 
-def run_glexec(gmd, workers, m):
+def run_glexec(gmd, workers, m, sync="grant", tag=b"gx"):
     ctx = mp.get_context("fork")
     q = ctx.Queue()
-    ps = [ctx.Process(target=_gx_worker, args=(gmd, w, m, q)) for w in range(workers)]
+    ps = [ctx.Process(target=_gx_worker, args=(gmd, w, m, q, sync, tag))
+          for w in range(workers)]
     t0 = time.perf_counter()
     for p in ps:
         p.start()
@@ -130,6 +132,8 @@ def main():
     ap.add_argument("--requests", type=int, default=2000, help="total new leases per side")
     ap.add_argument("--lcmaps-mode", choices=("loop", "exec"), default="loop")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--sync", nargs="+", choices=("grant", "none"), default=["grant", "none"],
+                    help="glexec-py metadata durability modes to run (GridmapDir sync=)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/leases.py: run as root (root-owned gridmapdir)")
@@ -139,7 +143,6 @@ def main():
     os.chmod(d, 0o755)
     try:
         gx, lc = os.path.join(d, "gmd-glexec"), os.path.join(d, "gmd-lcmaps")
-        make_pool(gx, a.pool)
         make_pool(lc, a.pool)
         harness = os.path.join(d, "harness")
         subprocess.run(["gcc", "-O2", "-o", harness,
@@ -155,22 +158,32 @@ def main():
                "LCMAPS_DEBUG_LEVEL": "0", "LCMAPS_LOG_FILE": os.path.join(d, "lcmaps.log")}
 
         print(f"pool {a.pool} entries, {a.workers} workers, {m * a.workers} new leases each side")
-        gw, glat, gfails = run_glexec(gx, a.workers, m)
-        lw, llat, lgranted, lspur = run_lcmaps(harness, env, lc, a.workers, m, a.lcmaps_mode)
         n = m * a.workers
-        gtp, ltp = (n - len(gfails)) / gw, lgranted / lw
-        print(f"glexec-py : wall {gw:7.2f}s  throughput {gtp:8.1f}/s  median {statistics.median(glat)*1e3:7.2f} ms"
-              f"  p95 {sorted(glat)[int(0.95*len(glat))]*1e3:7.2f} ms  failures {len(gfails)}"
-              f"  max nlink {max_nlink(gx)}")
+        results = []
+        # glexec-py in both metadata-durability modes, LCMAPS in between (same run)
+        for sync in a.sync:
+            gxs = gx + "-" + sync
+            make_pool(gxs, a.pool)
+            gw, glat, gfails = run_glexec(gxs, a.workers, m, sync, b"gx" + sync.encode())
+            results.append((sync, gxs, gw, glat, gfails))
+            if len(results) == 1:
+                lw, llat, lgranted, lspur = run_lcmaps(harness, env, lc, a.workers, m,
+                                                       a.lcmaps_mode)
+        ltp = lgranted / lw
+        for sync, gxs, gw, glat, gfails in results:
+            gtp = (n - len(gfails)) / gw
+            with GridmapDir(gxs) as g:
+                fs = g.fsck([POOL])
+            print(f"glexec-py : sync={sync:5s} wall {gw:7.2f}s  throughput {gtp:8.1f}/s  median "
+                  f"{statistics.median(glat)*1e3:7.2f} ms  p95 "
+                  f"{sorted(glat)[int(0.95*len(glat))]*1e3:7.2f} ms  failures {len(gfails)}  "
+                  f"max nlink {max_nlink(gxs)}  fsck findings {len(fs)}  "
+                  f"ratio {gtp / ltp:.1f}x")
+            if gfails:
+                print("  failures:", gfails[:3])
         print(f"LCMAPS    : wall {lw:7.2f}s  throughput {ltp:8.1f}/s  median {statistics.median(llat)*1e3:7.2f} ms"
               f"  p95 {sorted(llat)[int(0.95*len(llat))]*1e3:7.2f} ms  spurious failures {lspur}"
               f"  ({a.lcmaps_mode} mode)  max nlink {max_nlink(lc)}")
-        print(f"ratio     : glexec-py / LCMAPS throughput = {gtp / ltp:.1f}x")
-        with GridmapDir(gx) as g:
-            fs = g.fsck([POOL])
-        print(f"fsck glexec-py dir: {len(fs)} findings")
-        if gfails:
-            print("glexec-py failures:", gfails[:3])
     finally:
         if a.keep:
             print("kept", d)

@@ -46,6 +46,7 @@ import os
 import stat
 import threading
 import time
+import zlib
 
 from glexec_py.core import leases as core
 from glexec_py.errors import NotAuthorized, SystemFault
@@ -53,6 +54,9 @@ from glexec_py.errors import NotAuthorized, SystemFault
 LOCK_NAME = ".glexec-py.lock"
 META_DIR = ".glexec-py"
 META_VERSION = 1
+INDEX_NAME = b".index"       # in META_DIR: pool-entry listing (readdir order, d_ino)
+STATE_NAME = b".state"       # in META_DIR: directory stamp + per-pool cursors
+INDEX_MAGIC = b"GXIDX1\0"
 
 _thread_locks = {}
 _thread_locks_guard = threading.Lock()
@@ -97,7 +101,7 @@ class GridmapDir:
     """
 
     def __init__(self, path, *, lock="fcntl", strict=True, override_inconsistency=False,
-                 lock_timeout=None, pools=None):
+                 lock_timeout=None, pools=None, index=True, sync="grant"):
         if lock not in ("fcntl", "none"):
             raise ValueError(f"lock must be 'fcntl' or 'none', not {lock!r}")
         self.path = _b(path)
@@ -105,6 +109,9 @@ class GridmapDir:
             raise SystemFault("gridmapdir_path", "glexec: gridmapdir must be an absolute path",
                               path=self.path)
         self.lock_mode = lock
+        if sync not in ("grant", "none"):
+            raise ValueError(f"sync must be 'grant' or 'none', not {sync!r}")
+        self.sync = sync
         self.strict = strict
         self.override = override_inconsistency
         self.lock_timeout = lock_timeout
@@ -116,6 +123,14 @@ class GridmapDir:
                               path=self.path, errno=e.errno) from None
         self._meta_fd = None
         self._lock_fd = None
+        self._state_fd = None
+        # sidecar index (see "Index" in the module doc); only with lock="fcntl"
+        self.use_index = lock == "fcntl" and index
+        self._ix = None            # loaded listing: {"id", "names", "ino", "members"}
+        self._ix_on = False        # inside a locked section that validated the index
+        self._ix_cur = {}          # pool -> first possibly free position
+        self._ix_dirty = False     # we changed the gridmapdir in this locked section
+        self._ix_fresh = False     # listing rebuilt in this locked section
         try:
             _check_dir(self.fd, "gridmapdir")
             st = os.fstat(self.fd)
@@ -130,7 +145,7 @@ class GridmapDir:
 
     def close(self):
         """Runs as: root. Closes the directory, sidecar and lock fds."""
-        for attr in ("_lock_fd", "_meta_fd", "fd"):
+        for attr in ("_state_fd", "_lock_fd", "_meta_fd", "fd"):
             fd = getattr(self, attr, None)
             if fd is not None:
                 os.close(fd)
@@ -215,11 +230,212 @@ class GridmapDir:
                 yield os.fsencode(name)
 
     def _unlink(self, name):
+        self._ix_dirty = True
         try:
             os.unlink(name, dir_fd=self.fd)
             return True
         except FileNotFoundError:
             return False
+
+    def _link(self, entry, lease):
+        self._ix_dirty = True
+        os.link(entry, lease, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
+
+    # --- sidecar index ------------------------------------------------------------------
+    #
+    # A hint, never trusted for safety: every candidate is lstat-checked before ``link``
+    # and verified after it, exactly as without the index.  What it saves is the O(pool)
+    # readdir + lstat pass per request.  Valid only while the gridmapdir's stamp (inode,
+    # mtime, ctime, size) equals the one recorded after our own last change under the
+    # lock; anything else (LCMAPS, a cron cleaner, an admin, a crash between our change
+    # and the state write) changes mtime/ctime and forces a rescan.
+
+    def _dir_stamp(self):
+        st = os.fstat(self.fd)
+        return [st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size]
+
+    def _state(self):
+        if self._state_fd is None:
+            fd = os.open(STATE_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=self._meta())
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o077:
+                os.close(fd)
+                raise SystemFault("gridmapdir_unsafe", "glexec: gridmapdir index state unsafe")
+            self._state_fd = fd
+        return self._state_fd
+
+    def _read_state(self):
+        raw = os.pread(self._state(), 1 << 20, 0)
+        crc, _, body = raw.partition(b" ")
+        try:
+            if int(crc, 16) != zlib.crc32(body):
+                return None
+            rec = json.loads(body)
+            if rec.get("v") != 1:
+                return None
+            return rec
+        except ValueError:
+            return None
+
+    def _write_state(self, rec):
+        body = json.dumps(rec, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        data = b"%08x %s" % (zlib.crc32(body), body)
+        fd = self._state()
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+
+    def _invalidate_index(self):
+        """Drop the recorded state: the next locked section rescans."""
+        if not self.use_index:
+            return
+        try:
+            os.ftruncate(self._state(), 0)
+        except OSError:
+            pass
+        self._ix_on = False
+
+    def _load_listing(self, want_id):
+        try:
+            fd = os.open(INDEX_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=self._meta())
+        except FileNotFoundError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != 0:
+                return False
+            chunks = []
+            while True:
+                b = os.read(fd, 1 << 20)
+                if not b:
+                    break
+                chunks.append(b)
+        finally:
+            os.close(fd)
+        parts = b"".join(chunks).split(b"\0")
+        if len(parts) < 3 or parts[0] + b"\0" != INDEX_MAGIC or parts[1] != want_id \
+                or parts[-1] != b"" or len(parts) % 2 != 1:
+            return False
+        try:
+            inos = [int(x) for x in parts[2:-1:2]]
+        except ValueError:
+            return False
+        self._set_listing(want_id, parts[3:-1:2], inos)
+        return True
+
+    def _set_listing(self, lid, names, inos):
+        ino = {}
+        for n, i in zip(names, inos):
+            ino.setdefault(i, []).append(n)
+        self._ix = {"id": lid, "names": names, "ino": ino, "members": {}}
+
+    def _rescan(self, stamp):
+        """Rebuild the listing from one readdir pass (``stamp`` taken before it, so a
+        change during the pass is noticed next time); cursors restart at 0."""
+        names, inos = [], []
+        with os.scandir(self.fd) as it:
+            for e in it:
+                n = os.fsencode(e.name)
+                if n[:1] not in (b".", b"%"):
+                    names.append(n)
+                    inos.append(e.inode())
+        lid = os.urandom(8).hex().encode()
+        body = [INDEX_MAGIC, lid, b"\0"]
+        for n, i in zip(names, inos):
+            body += [b"%d\0" % i, n, b"\0"]
+        mfd = self._meta()
+        tmp = b"%sindex.%d.%s" % (core.TMP_PREFIX.encode(), os.getpid(),
+                                  os.urandom(4).hex().encode())
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600, dir_fd=mfd)
+            try:
+                view = memoryview(b"".join(body))
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            os.rename(tmp, INDEX_NAME, src_dir_fd=mfd, dst_dir_fd=mfd)
+            persisted = True
+        except OSError:
+            # No room for the hint: work from memory this time, rescan next time.
+            try:
+                os.unlink(tmp, dir_fd=mfd)
+            except OSError:
+                pass
+            persisted = False
+        self._set_listing(lid, names, inos)
+        self._ix_cur = {}
+        self._ix_fresh = True
+        self._ix_stamp = stamp
+        self._ix_on = True
+        self._ix_persisted = persisted
+
+    def _ix_begin(self):
+        """Under the lock: make the in-memory listing and cursors match the gridmapdir
+        (load another process's listing, or rescan when the directory changed)."""
+        if not self.use_index or self._ix_on:
+            return self.use_index
+        self._ix_dirty = False
+        self._ix_fresh = False
+        self._state()                   # creates the sidecar dir (a gridmapdir change) first
+        stamp = self._dir_stamp()
+        rec = self._read_state()
+        if rec is not None and rec.get("stamp") == stamp:
+            lid = rec["id"].encode()
+            if (self._ix is not None and self._ix["id"] == lid) or self._load_listing(lid):
+                self._ix_cur = {k.encode("latin-1"): v for k, v in rec.get("cur", {}).items()}
+                self._ix_stamp = stamp
+                self._ix_on = True
+                self._ix_persisted = True
+                return True
+        self._rescan(stamp)
+        return True
+
+    def _ix_end(self):
+        """Before unlocking: record the stamp after our own changes and the cursors."""
+        if not self._ix_on:
+            return
+        self._ix_on = False
+        try:
+            if not self._ix_persisted:
+                self._write_state({"v": 1})
+                return
+            stamp = self._dir_stamp() if self._ix_dirty else self._ix_stamp
+            self._write_state({"v": 1, "id": self._ix["id"].decode(), "stamp": stamp,
+                               "cur": {k.decode("latin-1"): v
+                                       for k, v in self._ix_cur.items()}})
+        except OSError:
+            self._invalidate_index()
+
+    def _ix_members(self, pool):
+        """(names, position-of-name) of ``pool``'s entries in readdir order."""
+        m = self._ix["members"].get(pool)
+        if m is None:
+            names = [n for n in self._ix["names"] if core.pool_member(n, pool, self.strict)]
+            m = (names, {n: i for i, n in enumerate(names)})
+            self._ix["members"][pool] = m
+        return m
+
+    def _ix_freed(self, account):
+        """Our own unlink made ``account`` free: lower every cursor past it."""
+        if not self._ix_on:
+            return
+        for pool, cur in list(self._ix_cur.items()):
+            pos = self._ix_members(pool)[1].get(account)
+            if pos is not None and pos < cur:
+                self._ix_cur[pool] = pos
+
+    def _other_name(self, ino, lease):
+        """The other name of a lease's inode (link count 2): from the listing's d_ino
+        map when the index is valid (verified by lstat), else one readdir pass."""
+        if self._ix_on:
+            for n in self._ix["ino"].get(ino, ()):
+                st = self._lstat(n)
+                if n != lease and st is not None and st.st_ino == ino:
+                    return n
+        return next((n for n, i in self._scan() if i == ino and n != lease), None)
 
     # --- metadata ---------------------------------------------------------------------
 
@@ -307,7 +523,7 @@ class GridmapDir:
 
     # --- the lease algorithm ----------------------------------------------------------
 
-    def acquire(self, dn_oneline, pool, groups=(), mapcount=0):
+    def acquire(self, dn_oneline, pool, groups=(), mapcount=0, account_check=None):
         """Runs as: root. Lease (or reuse) an account of ``pool`` for this identity.
 
         Returns ``(account: bytes, lease_name: bytes, reused: bool)``.
@@ -318,8 +534,16 @@ class GridmapDir:
         first free entry in readdir order (not sorted) is linked; if the post-link check
         fails (count != 2 or another inode: a racing non-locking mapper) the own link is
         removed and the next free entry is tried.  No free entry ->
-        ``NotAuthorized("pool_exhausted")`` with nothing left behind.  A lease in state
-        "draining" is refused (``NotAuthorized("lease_draining")``, retry later).
+        ``NotAuthorized("pool_exhausted")`` with nothing left behind (always after a full
+        readdir pass, never on the index alone).  A lease in state "draining" is refused
+        (``NotAuthorized("lease_draining")``, retry later).
+
+        ``account_check``: optional callable(account name as str), called under the lock
+        before a new link is made and before a reuse is granted; whatever it raises is
+        propagated with nothing left behind (the engine passes
+        ``accounts.lookup_target``: uid 0, uid outside the pool's range, privileged
+        groups, no passwd entry -> refused).  Unlike LCMAPS, which links first and
+        calls ``getpwnam`` afterwards, leaving the lease behind.
         """
         dn = _b(dn_oneline)
         pool = _b(pool)
@@ -331,14 +555,26 @@ class GridmapDir:
             raise NotAuthorized("lease_name", "glexec: identity too long for a pool lease",
                                 lease=lease)
         with self._lock():
-            for _ in range(64):
-                got = self._acquire_locked(lease, dn, pool, groups, mapcount)
-                if got is not None:
-                    break
-            else:
-                raise SystemFault("lease_unstable",
-                                  "glexec: gridmapdir keeps changing; giving up", lease=lease)
+            try:
+                self._ix_begin()
+                for _ in range(64):
+                    got = self._acquire_locked(lease, dn, pool, groups, mapcount,
+                                               account_check)
+                    if got is not None:
+                        break
+                else:
+                    raise SystemFault("lease_unstable",
+                                      "glexec: gridmapdir keeps changing; giving up", lease=lease)
+            except OSError as e:
+                # link/unlink/lstat/index I/O failed (ENOSPC, EIO, ...): whatever a step
+                # left is a state fsck knows (at worst a solitary lease, repaired by the
+                # next request for this identity); the caller gets a retryable 202.
+                raise SystemFault("lease_io", f"glexec: gridmapdir I/O error: {e.strerror}",
+                                  lease=lease, errno=e.errno) from None
         account, lease, reused, pending = got
+        if pending is not None and self.sync == "none":
+            os.close(pending)
+            pending = None
         if pending is not None:
             # Durability of the metadata outside the lock (two fsyncs cost ~7 ms on ext4
             # and would serialise every grant).  If it fails: undo under the lock.
@@ -346,9 +582,11 @@ class GridmapDir:
                 self._sync_meta(pending)
             except OSError as e:
                 with self._lock():
+                    self._ix_begin()
                     lst, est = self._lstat(lease), self._lstat(account)
                     if lst and est and lst.st_ino == est.st_ino:
                         self._unlink(lease)
+                        self._ix_freed(account)
                     try:
                         self._remove_meta(account)
                     except OSError:
@@ -357,7 +595,7 @@ class GridmapDir:
                                   lease=lease, account=account, errno=e.errno) from None
         return account, lease, reused
 
-    def _acquire_locked(self, lease, dn, pool, groups, mapcount):
+    def _acquire_locked(self, lease, dn, pool, groups, mapcount, account_check=None):
         """One attempt; None = state changed underneath (retry from the top)."""
         lst = self._lstat(lease)
         if lst is not None:
@@ -369,14 +607,15 @@ class GridmapDir:
                                   "glexec: pool lease is linked more than twice (run fsck)",
                                   lease=lease, nlink=lst.st_nlink)
             if lst.st_nlink == 2:
-                names = self._scan()
-                other = next((n for n, ino in names if ino == lst.st_ino and n != lease), None)
+                other = self._other_name(lst.st_ino, lease)
                 if other is not None and core.pool_member(other, pool, self.strict):
                     rec = self._read_meta(other)
                     if rec and rec.get("state") == "draining":
                         raise NotAuthorized("lease_draining",
                                             "glexec: pool account is being drained; retry later",
                                             account=other, lease=lease)
+                    if account_check is not None:
+                        account_check(os.fsdecode(other))
                     try:
                         os.utime(lease, dir_fd=self.fd, follow_symlinks=False)
                     except FileNotFoundError:
@@ -391,6 +630,7 @@ class GridmapDir:
                                             "glexec: existing lease points into another pool",
                                             lease=lease, entry=other, pool=pool)
                     self._unlink(lease)
+                    self._ix_freed(other)
                     rec = self._read_meta(other)
                     if rec is False or (rec and rec["lease"] == lease):
                         self._remove_meta(other)
@@ -398,13 +638,36 @@ class GridmapDir:
                     self._unlink(lease)          # other link vanished: solitary
             else:
                 self._unlink(lease)              # solitary lease (half made)
-        for entry in self._members(pool):
+        while True:
+            got = self._link_first_free(lease, dn, pool, groups, mapcount, account_check)
+            if got != "exhausted":
+                return got
+            if not self._ix_on or self._ix_fresh:
+                break
+            # The index said "nothing free from the cursor on": never answer
+            # pool_exhausted on a hint; rescan and try every entry once more.
+            self._rescan(self._dir_stamp())
+        raise NotAuthorized("pool_exhausted", "glexec: no free pool account (pool exhausted)",
+                            pool=pool, lease=lease)
+
+    def _candidates(self, pool):
+        """(position, entry) in readdir order: from the index cursor on when it is valid,
+        else one lazy readdir pass (LCMAPS's scan)."""
+        if self._ix_on:
+            names = self._ix_members(pool)[0]
+            start = self._ix_cur.get(pool, 0)
+            return ((i, names[i]) for i in range(start, len(names)))
+        return ((None, n) for n in self._members(pool))
+
+    def _link_first_free(self, lease, dn, pool, groups, mapcount, account_check):
+        for pos, entry in self._candidates(pool):
             est = self._lstat(entry)
             if est is None or not stat.S_ISREG(est.st_mode) or est.st_nlink != 1:
                 continue
+            if account_check is not None:
+                account_check(os.fsdecode(entry))
             try:
-                os.link(entry, lease, src_dir_fd=self.fd, dst_dir_fd=self.fd,
-                        follow_symlinks=False)
+                self._link(entry, lease)
             except FileExistsError:
                 return None                      # someone made our lease meanwhile
             except FileNotFoundError:
@@ -421,12 +684,15 @@ class GridmapDir:
             if lst.st_nlink != 2 or est.st_nlink != 2:
                 self._unlink(lease)              # raced with a non-locking mapper: back off
                 continue
+            if pos is not None:
+                self._ix_cur[pool] = pos + 1     # everything before pos+1 is taken
             try:
                 os.utime(lease, dir_fd=self.fd, follow_symlinks=False)
                 pending = self._write_meta(entry, self._record(
                     entry, lease, dn, groups, mapcount, lst.st_ino, "glexec-py"), defer=True)
             except OSError as e:
                 self._unlink(lease)
+                self._ix_freed(entry)
                 try:
                     self._remove_meta(entry)
                 except OSError:
@@ -434,8 +700,7 @@ class GridmapDir:
                 raise SystemFault("lease_write", f"glexec: cannot record pool lease: {e.strerror}",
                                   lease=lease, account=entry, errno=e.errno) from None
             return entry, lease, False, pending
-        raise NotAuthorized("pool_exhausted", "glexec: no free pool account (pool exhausted)",
-                            pool=pool, lease=lease)
+        return "exhausted"
 
     def release(self, lease_name):
         """Runs as: root. Remove a lease (the account becomes free) and its metadata.
@@ -445,7 +710,15 @@ class GridmapDir:
         lease = _b(lease_name)
         if not lease or lease.startswith(b".") or b"/" in lease:
             raise ValueError(f"not a lease name: {lease!r}")
+        try:
+            return self._release(lease)
+        except OSError as e:
+            raise SystemFault("lease_io", f"glexec: gridmapdir I/O error: {e.strerror}",
+                              lease=lease, errno=e.errno) from None
+
+    def _release(self, lease):
         with self._lock():
+            self._ix_begin()
             if not core.is_lease_candidate(lease, self._pools(None), self.strict):
                 raise ValueError(f"{lease!r} is a pool entry, not a lease")
             lst = self._lstat(lease)
@@ -456,10 +729,10 @@ class GridmapDir:
                                   lease=lease)
             account = None
             if lst.st_nlink >= 2:
-                account = next((n for n, ino in self._scan()
-                                if ino == lst.st_ino and n != lease), None)
+                account = self._other_name(lst.st_ino, lease)
             self._unlink(lease)
             if account is not None:
+                self._ix_freed(account)
                 rec = self._read_meta(account)
                 if rec is False or (rec and rec["lease"] == lease):
                     self._remove_meta(account)
@@ -525,7 +798,7 @@ class GridmapDir:
         side = [os.fsencode(n) for n in os.listdir(mfd)]
         meta = {}
         for n in side:
-            if not n.startswith(core.TMP_PREFIX.encode()):
+            if not n.startswith(b"."):                  # .tmp.*, .index, .state
                 rec = self._read_meta(n)
                 meta[n] = rec if rec else None
         return snap, meta, side
@@ -580,6 +853,8 @@ class GridmapDir:
                         state=(old or {}).get("state", "leased") if old else "leased",
                         since=st.st_mtime))
                 done.append(f)
+            if done:
+                self._invalidate_index()
         return done
 
 
@@ -627,8 +902,15 @@ class _Locked:
     def __exit__(self, *exc):
         gd = self.gd
         try:
+            gd._ix_end()
+        finally:
+            self._unlock()
+        return False
+
+    def _unlock(self):
+        gd = self.gd
+        try:
             if gd.lock_mode != "none" and gd._lock_fd is not None:
                 fcntl.lockf(gd._lock_fd, fcntl.LOCK_UN)
         finally:
             gd._tlock.release()
-        return False
