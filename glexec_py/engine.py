@@ -144,7 +144,8 @@ def apply_bans(call, cfg, identity):
 
 
 def map_identity(call, cfg, identity):
-    """The local account for this identity (gridmapfile, LCMAPS localaccount rules)."""
+    """The local account for this identity: the mapping sources in configured order
+    (LCMAPS localaccount, then poolaccount with a gridmapdir lease, by default)."""
     from glexec_py.core import gridmap
     from glexec_py.effects.accounts import lookup_target
     path = cfg.mapping.gridmapfile
@@ -154,11 +155,39 @@ def map_identity(call, cfg, identity):
             lines = gridmap.parse_gridmap(f.read(), path)
     except OSError as e:
         raise SystemFault("gridmapfile", f"glexec: cannot read the gridmapfile: {e.strerror}", path=path) from None
-    account = gridmap.local_account(lines, _oneline_bytes(identity.subject))
-    if account is None:
-        raise NotAuthorized("no_mapping", "glexec: no mapping for this identity")
-    call.target = lookup_target(account.decode("utf-8", "surrogateescape"), cfg.mapping)
-    return call.target
+    subject = _oneline_bytes(identity.subject)
+    for source in cfg.mapping.order:
+        if source == "local":
+            account = gridmap.local_account(lines, subject)
+            if account is not None:
+                call.target = lookup_target(account.decode("utf-8", "surrogateescape"), cfg.mapping)
+                return call.target
+        elif source == "pool":
+            pool = gridmap.pool_name(lines, subject)
+            if pool:
+                call.target = lease_pool_account(call, cfg, subject, pool)
+                return call.target
+    raise NotAuthorized("no_mapping", "glexec: no mapping for this identity")
+
+
+def lease_pool_account(call, cfg, subject, pool):
+    """A lease on a free account of `pool` in the gridmapdir (or the identity's existing
+    one), in LCMAPS's on-disk format; the account is checked before it is leased."""
+    from glexec_py.effects.accounts import lookup_target
+    from glexec_py.effects.gridmapdir import GridmapDir
+    if not cfg.mapping.gridmapdir:
+        raise SystemFault("gridmapdir", "glexec: the gridmapfile names a pool but mapping.gridmapdir is not set",
+                          pool=pool)
+    checked = {}
+
+    def account_check(name):
+        checked[name] = lookup_target(name, cfg.mapping)
+
+    with GridmapDir(cfg.mapping.gridmapdir, lock_timeout=cfg.mapping.lock_timeout) as store:
+        account, lease, reused = store.acquire(subject, pool, account_check=account_check)
+    name = account.decode("utf-8", "surrogateescape")
+    call.lease = {"name": lease, "pool": pool, "reused": reused}
+    return checked.get(name) or lookup_target(name, cfg.mapping)
 
 
 def _oneline_bytes(subject):
@@ -261,7 +290,7 @@ class Call:
         self.facts = self.cfg = self.identity = self.target = self.resolved = None
         self.caller_names = None
         self.credential = self.credential_path = self.staged_proxy = self.chain = None
-        self.payload_pid = None
+        self.payload_pid = self.lease = None
         self._env = None
 
     def caller_env(self):
@@ -318,6 +347,8 @@ class Call:
                        eec_fingerprint=ident.eec_sha256, proxy_kinds=list(ident.kinds))
         if target is not None:
             rec.update(account=target.name, uid=target.uid, gid=target.gid, groups=list(target.groups))
+            if self.lease is not None:
+                rec["lease"] = self.lease
         if facts is not None and event != "end":
             argv = facts.argv[1:]
             rec.update(command=argv[0] if argv else None, resolved=self.resolved[1] if self.resolved else None,

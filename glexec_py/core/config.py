@@ -19,6 +19,9 @@ _FORBIDDEN_GROUPS = ("root", "sudo", "adm", "disk", "docker", "shadow", "wheel",
 FACILITIES = ("LOG_DAEMON", "LOG_AUTH", "LOG_AUTHPRIV", "LOG_USER", "LOG_LOCAL0",
               "LOG_LOCAL1", "LOG_LOCAL2", "LOG_LOCAL3", "LOG_LOCAL4", "LOG_LOCAL5",
               "LOG_LOCAL6", "LOG_LOCAL7")
+# local: the gridmapfile's first non-dot account (LCMAPS localaccount);
+# pool: a lease on the gridmapfile's ".pool" in the gridmapdir (LCMAPS poolaccount).
+MAPPING_SOURCES = ("local", "pool")
 GLEXEC_SET_VARS = ("HOME", "USER", "LOGNAME", "PATH", "X509_USER_PROXY")
 NEVER_PRESERVED_PREFIXES = ("MALLOC_", "LD_")
 ID_MAX = 4294967294
@@ -37,6 +40,9 @@ SCHEMA = (
     )),
     ("mapping", (
         ("gridmapfile", "abspath", _REQ),
+        ("gridmapdir", "optpath", ""),          # pool leases (LCMAPS format); "" = no pools
+        ("order", "sources", ("local", "pool")),  # mapping sources, tried in this order
+        ("lock_timeout", ("int", 1, 3600), 30),   # seconds to wait for the gridmapdir lock
         ("min_uid", ("int", 1, ID_MAX), 1000),
         ("max_uid", ("int", 1, ID_MAX), ID_MAX),
         ("forbidden_groups", "names", _FORBIDDEN_GROUPS),
@@ -323,6 +329,20 @@ class _Parser:
                 raise self.err(node, f"'{key}' must be a colon-separated list of absolute "
                                      f"directories, not {_show(node)}")
             return v
+        if kind == "optpath":
+            v = self.string(node, key, "an absolute path")
+            if v and not v.startswith("/"):
+                raise self.err(node, f"'{key}' must be an absolute path, not {_show(node)}")
+            return v
+        if kind == "sources":
+            out = self.str_list(node, key, lambda v: None if v in MAPPING_SOURCES else
+                                f"unknown mapping source {_show_str(v)} in '{key}' "
+                                f"(known: {', '.join(MAPPING_SOURCES)})")
+            if not out:
+                raise self.err(node, f"'{key}' must name at least one mapping source")
+            if len(set(out)) != len(out):
+                raise self.err(node, f"'{key}' names a mapping source twice")
+            return out
         if kind == "abspaths":
             return self.str_list(node, key, lambda v: None if v.startswith("/") and "\0" not in v
                                  else f"each entry of '{key}' must be an absolute path")
