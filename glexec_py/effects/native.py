@@ -299,8 +299,10 @@ def _plan(path, argv, env, uid, gid, groups, rlimits, umask, cwd, switch, no_new
     c_groups, c_rlimits = ffi.new("uint32_t[]", groups), ffi.new("int64_t[]", flat)
     keep += [c_path, c_cwd, c_groups, c_rlimits]
     plan.path, plan.cwd = c_path, c_cwd
-    plan.argv, plan.envp = cstrings(argv), cstrings(env)
-    keep += [plan.argv, plan.envp]
+    # A struct field holds only the pointer: the owning cdata must be kept alive.
+    c_argv, c_envp = cstrings(argv), cstrings(env)
+    keep += [c_argv, c_envp]
+    plan.argv, plan.envp = c_argv, c_envp
     plan.uid, plan.gid = (uid, gid) if switch else (0, 0)
     plan.groups, plan.ngroups = c_groups, len(groups)
     plan.rlimits, plan.nrlimits = c_rlimits, len(flat) // 3
