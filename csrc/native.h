@@ -63,6 +63,13 @@ typedef struct {
 void gx_verify_chain(const char *pem, size_t len, const char *ca_dir, int64_t at_time,
                      int crl_check, gx_result *res);
 void gx_result_free(gx_result *res);
+/* sigverify.c (VOMS attribute certificates; the AC itself is parsed in Python) */
+int gx_verify_signature(const unsigned char *cert, size_t cert_len,
+                        const unsigned char *alg, size_t alg_len,
+                        const unsigned char *tbs, size_t tbs_len,
+                        const unsigned char *sig, size_t sig_len);
+int gx_verify_der_chain(const unsigned char *buf, const size_t *lens, int n, const char *ca_dir,
+                        int64_t at_time, int crl_check, int *error, int *error_depth);
 /* END CDEF */
 
 #endif

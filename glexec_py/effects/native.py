@@ -268,6 +268,39 @@ def verify_chain(pem: bytes, ca_dir: str, at_time: int, *, crl_check: bool = Tru
         lib.gx_result_free(res)
 
 
+# --- VOMS attribute certificates (csrc/sigverify.c) ---------------------------------
+
+def verify_signature(cert_der: bytes, alg_der: bytes, tbs_der: bytes, sig_der: bytes) -> bool:
+    """Runs as: any user (pure computation).
+
+    True iff the signature ``sig_der`` (a complete DER BIT STRING) made with ``alg_der`` (a
+    complete DER AlgorithmIdentifier) over ``tbs_der`` (one complete DER element, verified
+    byte-exactly) verifies with the public key of the certificate ``cert_der``. Never raises
+    on bad input: anything that does not decode or verify is False."""
+    args = [bytes(b) for b in (cert_der, alg_der, tbs_der, sig_der)]
+    return lib.gx_verify_signature(args[0], len(args[0]), args[1], len(args[1]),
+                                   args[2], len(args[2]), args[3], len(args[3])) == 1
+
+
+def verify_der_chain(certs, ca_dir: str, at_time: int, *, crl_check: bool = True):
+    """Runs as: any user (pure computation plus reads of ca_dir through OpenSSL's hash-dir
+    lookup).
+
+    ``certs``: DER certificates, the one to verify first, then untrusted intermediates (at
+    most 16). Verifies against the trusted CAs of ``ca_dir`` at ``at_time``: signatures,
+    validity of every certificate, CRLs (missing CRL tolerated, revoked/expired CRL not),
+    no proxy certificates. Returns ``(ok, error, depth)``: error is the X509_V_ERR code
+    (0 if ok, -1 for malformed input). Never raises on bad input."""
+    ders = [bytes(c) for c in certs]
+    ca = os.fsencode(ca_dir)
+    if not ders or len(ders) > 16 or b"\0" in ca:
+        return False, -1, 0
+    err, depth = ffi.new("int *"), ffi.new("int *")
+    ok = lib.gx_verify_der_chain(b"".join(ders), ffi.new("size_t[]", [len(d) for d in ders]),
+                                 len(ders), ca, at_time, 1 if crl_check else 0, err, depth)
+    return ok == 1, err[0], depth[0]
+
+
 # --- spawn.c: becoming the payload --------------------------------------------------------
 
 class SpawnError(Exception):
