@@ -1,0 +1,713 @@
+"""prune-users planner: which processes of pool accounts are strays, and why.  Pure.
+
+Inputs are plain values (no /proc, no passwd, no clock): a ``Snapshot`` of processes made
+by ``glexec_py.effects.procscan``, a validated ``PruneConfig`` (``parse_prune_config`` on
+the text of ``prune.yaml``) and a ``Scope`` (candidate uids -> account names, spared uids,
+lease-protected uids) that ``glexec_py.effects.prune_apply`` resolves from passwd and the
+lease store.  Output: a ``Plan`` with one ``Decision`` per process that has a candidate uid
+among its real/effective/saved uids: ``kill`` or ``keep`` plus a stable reason code and a
+human sentence (batch.md sections 7-8, security.md 2.13 and 4.I).
+
+Decision order for a process P (first rule that applies wins):
+
+1. ``uid_floor`` / ``uid_spared`` keep: any of P's r/e/s uids is 0, below ``min_uid``, or a
+   spared account (a mixed identity involving root or a system account is never touched);
+2. ``kernel_thread`` keep (PF_KTHREAD, pid 2 or ppid 2);
+3. ``zombie`` keep (already dead, only its parent or init can reap it);
+4. ``lease_protected`` keep: the account's lease was just granted/used (or any lease, with
+   ``spare_leased``); the lease lifecycle decides, never the pruner;
+5. ``job_cgroup`` keep: a line of /proc/P/cgroup lies in a job cgroup (a pattern of
+   ``job_cgroups``, anchored at the hierarchy root).  Membership cannot be changed by the user;
+6. ancestry, following ppid from P: the first ancestor whose comm is a registered daemon
+   **and** whose real uid is 0 -> ``job_daemon`` keep; (``spare_ssh``) a root-owned ``sshd``
+   -> ``ssh_session`` keep; a parent missing from the snapshot or started after its child
+   (pid reused while scanning) -> ``ancestry_incomplete`` keep (the next round decides);
+7. ``young`` keep: younger than ``min_age`` seconds, unless its uid is in ``no_grace`` (an
+   account already being purged in this run) or its parent is itself a stray;
+8. otherwise ``kill``: ``orphan`` (ppid 1), ``stray_descendant`` (parent is a stray) or
+   ``no_job_ancestor`` (the chain reaches pid 1 through other processes).
+
+Never used for a decision: the comm/cmdline of the candidate itself, environment variables
+(SLURM_JOB_ID survives in escaped processes and is user-writable), session ids.
+"""
+
+from glexec_py.errors import ConfigError
+
+ID_MAX = 4294967294
+DEFAULT_DAEMONS = ("slurmstepd", "pbs_mom", "sge_shepherd", "condor_starter", "res")
+DEFAULT_JOB_CGROUPS = (
+    "/slurm*/uid_*/job_*",                       # Slurm proctrack/task cgroup, cgroup v1
+    "/system.slice/slurmstepd.scope/job_*",      # Slurm cgroup/v2
+    "/htcondor/condor_*",                        # HTCondor BASE_CGROUP=htcondor
+    "/lsf/*/job.*",                              # LSF LSF_PROCESS_TRACKING
+)
+SIGNALS = ("SIGTERM", "SIGKILL", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+PF_KTHREAD = 0x00200000
+MAX_DEPTH = 4096          # ppid chain walk bound (pid_max is at most 4194304; chains are short)
+
+KILL, KEEP = "kill", "keep"
+
+
+# --- snapshot ---------------------------------------------------------------------------
+
+class Proc:
+    """One process as read from /proc (``procscan``).  ``comm`` is bytes (raw, may hold
+    ')' and newlines); ``cgroup`` a tuple of the /proc/P/cgroup lines as str (latin-1) or
+    None when not read (processes without a candidate uid); ``starttime`` in clock ticks
+    since boot (stat field 22)."""
+
+    __slots__ = ("pid", "ppid", "ruid", "euid", "suid", "starttime", "comm", "state",
+                 "flags", "cgroup", "full")
+
+    def __init__(self, pid, ppid, ruid, euid, suid, starttime, comm=b"", state="S", flags=0,
+                 cgroup=None, full=True):
+        self.pid = pid
+        self.ppid = ppid
+        self.ruid = ruid
+        self.euid = euid
+        self.suid = suid
+        self.starttime = starttime
+        self.comm = comm
+        self.state = state
+        self.flags = flags
+        self.cgroup = cgroup
+        # full=False: the uids are the owner of /proc/PID (the euid of a dumpable process)
+        # and cgroup was not read; a kill decision on such a Proc is "unconfirmed" until the
+        # apply step re-reads the process in full (status + cgroup) and re-plans.
+        self.full = full
+
+    @property
+    def uids(self):
+        return (self.ruid, self.euid, self.suid)
+
+    def same_process(self, other):
+        """Same pid, start time and uids: what the apply step re-checks through the pidfd."""
+        return (self.pid == other.pid and self.starttime == other.starttime
+                and self.uids == other.uids)
+
+    def __repr__(self):
+        return (f"Proc(pid={self.pid}, ppid={self.ppid}, uids={self.uids}, "
+                f"start={self.starttime}, comm={self.comm!r}, state={self.state!r})")
+
+
+class Snapshot:
+    """``procs``: {pid: Proc}; ``uptime``: seconds since boot when the scan started;
+    ``hz``: clock ticks per second (``SC_CLK_TCK``)."""
+
+    def __repr__(self):
+        return f"Snapshot({len(self.procs)} processes, uptime={self.uptime})"
+
+    __slots__ = ("procs", "uptime", "hz")
+
+    def __init__(self, procs, uptime, hz=100):
+        self.procs = procs
+        self.uptime = uptime
+        self.hz = hz
+
+
+def parse_stat(data):
+    """(pid, comm, state, ppid, flags, starttime) from the bytes of /proc/PID/stat.
+
+    comm sits between the first '(' and the *last* ')': a process may name itself
+    ``a) R 1 (`` or put newlines in it; every field after it is parsed from the last ')'."""
+    lp = data.index(b"(")
+    rp = data.rindex(b")")
+    pid = int(data[:lp])
+    rest = data[rp + 2:].split(b" ", 20)
+    # rest[0]=state(3) rest[1]=ppid(4) rest[6]=flags(9) rest[19]=starttime(22)
+    return pid, data[lp + 1:rp], rest[0].decode("ascii", "replace"), int(rest[1]), \
+        int(rest[6]), int(rest[19])
+
+
+def parse_status_uids(data):
+    """(ruid, euid, suid) from the bytes of /proc/PID/status (the ``Uid:`` line)."""
+    i = data.index(b"\nUid:")
+    j = data.index(b"\n", i + 5)
+    f = data[i + 5:j].split()
+    return int(f[0]), int(f[1]), int(f[2])
+
+
+# --- configuration ----------------------------------------------------------------------
+
+class PruneConfig:
+    """Validated prune.yaml (read-only attributes, see ``CONFIG_KEYS``)."""
+
+    def __init__(self, values):
+        self.__dict__.update(values)
+
+    def replace(self, **kw):
+        d = dict(self.__dict__)
+        for k, v in kw.items():
+            if k not in d:
+                raise AttributeError(k)
+            d[k] = v
+        return PruneConfig(d)
+
+    def __repr__(self):
+        return f"PruneConfig({self.__dict__!r})"
+
+
+_REQ = ("required",)
+# key -> (kind, default); kinds checked by _Checker.value
+CONFIG_KEYS = (
+    ("pool_accounts", "names", ()),          # account names, or ".prefix" = prefix + digits
+    ("uid_ranges", "uidranges", ()),         # "low-high" strings or single uids
+    ("min_uid", ("int", 1, ID_MAX), 1000),
+    ("spare_accounts", "names", ("nobody",)),
+    ("daemons", "names", DEFAULT_DAEMONS),
+    ("job_cgroups", "cgpatterns", DEFAULT_JOB_CGROUPS),
+    ("spare_ssh", "bool", False),
+    ("min_age", ("int", 0, 86400), 10),      # young-process grace (seconds)
+    ("signal", "signal", "SIGTERM"),
+    ("term_grace", ("int", 0, 3600), 5),     # seconds between the first signal and SIGKILL
+    ("max_kills", ("int", 1, 1000000), 1000),
+    ("max_rounds", ("int", 1, 1000), 20),
+    ("time_limit", ("int", 1, 3600), 60),
+    ("kill_all", "bool", False),             # kill(-1) as the pool uid when it has no job
+    ("gridmapdir", "abspath", None),
+    ("lease_fresh", ("int", 0, 31536000), 300),
+    ("spare_leased", "bool", False),
+    ("state_dir", "abspath", _REQ),
+    ("audit_file", "abspath", _REQ),
+    ("syslog", "bool", True),
+)
+_T = "tag:yaml.org,2002:"
+
+
+def _safe(s, limit=80):
+    return escape(s[:limit]) + ("..." if len(s) > limit else "")
+
+
+def escape(s):
+    """One printable-ASCII line for any str/bytes (bytes as latin-1, controls/non-ASCII
+    as \\xNN / \\uNNNN, backslash doubled): safe on a terminal and in a log line."""
+    if isinstance(s, (bytes, bytearray)):
+        s = bytes(s).decode("latin-1")
+    if s.isascii() and s.isprintable() and "\\" not in s:
+        return s
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif 0x20 <= o < 0x7F:
+            out.append(ch)
+        elif o < 0x100:
+            out.append("\\x%02x" % o)
+        elif o < 0x10000:
+            out.append("\\u%04x" % o)
+        else:
+            out.append("\\U%08x" % o)
+    return "".join(out)
+
+
+class _Checker:
+    def __init__(self, filename, yaml, loader):
+        self.filename = filename
+        self.yaml = yaml
+        self.loader = loader
+
+    def err(self, node, what):
+        line = node if isinstance(node, int) else node.start_mark.line + 1
+        return ConfigError(self.filename, line, what)
+
+    def scalar(self, node, tag):
+        return isinstance(node, self.yaml.ScalarNode) and node.tag == _T + tag
+
+    def str_list(self, node, key, check):
+        if not isinstance(node, self.yaml.SequenceNode):
+            raise self.err(node, f"'{key}' must be a list")
+        out = []
+        for item in node.value:
+            if not self.scalar(item, "str"):
+                raise self.err(item, f"each entry of '{key}' must be a string")
+            problem = check(item.value)
+            if problem:
+                raise self.err(item, problem)
+            if item.value in out:
+                raise self.err(item, f"duplicate entry '{_safe(item.value)}' in '{key}'")
+            out.append(item.value)
+        return tuple(out)
+
+    def int_value(self, node, key, lo, hi):
+        if not self.scalar(node, "int"):
+            raise self.err(node, f"'{key}' must be an integer")
+        try:
+            v = self.loader.construct_yaml_int(node)
+        except ValueError:
+            v = None
+        if v is None or not lo <= v <= hi:
+            raise self.err(node, f"'{key}' must be an integer between {lo} and {hi}")
+        return v
+
+    def value(self, kind, node, key):
+        if type(kind) is tuple:
+            return self.int_value(node, key, kind[1], kind[2])
+        if kind == "bool":
+            if not self.scalar(node, "bool"):
+                raise self.err(node, f"'{key}' must be a boolean (true/false)")
+            return self.loader.construct_yaml_bool(node)
+        if kind == "abspath":
+            if not self.scalar(node, "str") or not node.value.startswith("/") \
+                    or "\0" in node.value or "\n" in node.value:
+                raise self.err(node, f"'{key}' must be an absolute path")
+            return node.value
+        if kind == "signal":
+            if not self.scalar(node, "str") or node.value not in SIGNALS:
+                raise self.err(node, f"'{key}' must be one of {', '.join(SIGNALS)}")
+            return node.value
+        if kind == "names":
+            return self.str_list(node, key, _name_problem)
+        if kind == "cgpatterns":
+            return self.str_list(node, key, _cgpattern_problem)
+        if kind == "uidranges":
+            if not isinstance(node, self.yaml.SequenceNode):
+                raise self.err(node, f"'{key}' must be a list")
+            out = []
+            for item in node.value:
+                if self.scalar(item, "int"):
+                    lo = hi = self.int_value(item, key, 0, ID_MAX)
+                elif self.scalar(item, "str"):
+                    a, dash, b = item.value.partition("-")
+                    if not (dash and _digits(a) and _digits(b)):
+                        raise self.err(item, f"each entry of '{key}' must be a uid or a range "
+                                             f"'low-high', not '{_safe(item.value)}'")
+                    lo, hi = int(a), int(b)
+                    if lo > hi or hi > ID_MAX:
+                        raise self.err(item, f"range '{_safe(item.value)}' in '{key}' is empty "
+                                             f"or beyond {ID_MAX}")
+                else:
+                    raise self.err(item, f"each entry of '{key}' must be a uid or a range")
+                out.append((lo, hi, item))
+            return tuple(out)
+        raise AssertionError(kind)
+
+
+def _digits(s):
+    return s.isascii() and s.isdigit() and len(s) <= 10
+
+
+def _name_problem(v):
+    if not v or v == ".":
+        return "empty name"
+    if "*" in v or "?" in v:
+        return f"'{_safe(v)}': no wildcards (list names, or '.prefix' for a pool)"
+    if any(ord(c) < 0x21 or ord(c) == 0x7F or c in ":/" for c in v):
+        return f"invalid name '{_safe(v)}'"
+    return None
+
+
+def _cgpattern_problem(v):
+    if not v.startswith("/") or v == "/" or "//" in v or v.endswith("/"):
+        return f"job cgroup pattern '{_safe(v)}' must be an absolute path below the root"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in v) or "/../" in v + "/" or "/./" in v + "/":
+        return f"invalid job cgroup pattern '{_safe(v)}'"
+    if "?" in v or "[" in v or "]" in v:
+        return f"job cgroup pattern '{_safe(v)}': only '*' is supported as a wildcard"
+    first = v.split("/")[1]
+    if first.strip("*") == "":
+        return f"job cgroup pattern '{_safe(v)}' must name its first component"
+    return None
+
+
+def parse_prune_config(text, filename):
+    """Parse and validate prune.yaml; ``ConfigError(file, line, what)`` on any problem.
+    Strict like glexec.yaml: unknown keys, duplicates, anchors/aliases, tags and wrongly
+    typed values are refused.  Scope errors refused here: no pool accounts and no uid
+    ranges, a range that includes uid 0 or reaches below ``min_uid``."""
+    import yaml
+
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(filename, None, "the file is not valid UTF-8") from None
+
+    class Strict(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            ev = self.peek_event()
+            if isinstance(ev, yaml.AliasEvent) or ev.anchor is not None:
+                raise ConfigError(filename, ev.start_mark.line + 1,
+                                  "anchors and aliases are not allowed")
+            if getattr(ev, "tag", None) is not None:
+                raise ConfigError(filename, ev.start_mark.line + 1,
+                                  "explicit tags are not allowed")
+            return super().compose_node(parent, index)
+
+    try:
+        loader = Strict(text)
+        try:
+            root = loader.get_single_node()
+            return _document(_Checker(filename, yaml, loader), root)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise ConfigError(filename, mark.line + 1 if mark else None,
+                          "YAML syntax error: " + _safe(str(e.problem or e.context), 200)) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(filename, None, "YAML error: " + _safe(str(e), 200)) from None
+    except RecursionError:
+        raise ConfigError(filename, None, "the YAML is nested too deeply") from None
+
+
+def _document(c, root):
+    yaml = c.yaml
+    if root is None or c.scalar(root, "null"):
+        raise c.err(1, "the configuration is empty: list 'pool_accounts' or 'uid_ranges'")
+    if not isinstance(root, yaml.MappingNode):
+        raise c.err(root, "the configuration must be a mapping")
+    known = {k: (kind, d) for k, kind, d in CONFIG_KEYS}
+    seen = {}
+    for kn, vn in root.value:
+        if not c.scalar(kn, "str"):
+            raise c.err(kn, "keys must be plain names")
+        if kn.value in seen:
+            raise c.err(kn, f"duplicate key '{_safe(kn.value)}'")
+        if kn.value not in known:
+            raise c.err(kn, f"unknown key '{_safe(kn.value)}'")
+        seen[kn.value] = vn
+    values = {}
+    for key, kind, default in CONFIG_KEYS:
+        if key in seen:
+            values[key] = c.value(kind, seen[key], key)
+        elif default is _REQ:
+            raise c.err(1, f"missing required key '{key}'")
+        else:
+            values[key] = default
+    if not values["pool_accounts"] and not values["uid_ranges"]:
+        raise c.err(1, "no pool accounts and no uid ranges: refusing to run without a scope")
+    floor = values["min_uid"]
+    ranges = []
+    for lo, hi, node in values["uid_ranges"]:
+        if lo == 0:
+            raise c.err(node, "a uid range must never include uid 0 (root)")
+        if lo < floor:
+            raise c.err(node, f"uid range {lo}-{hi} reaches below min_uid {floor}")
+        ranges.append((lo, hi))
+    values["uid_ranges"] = tuple(ranges)
+    if not values["daemons"]:
+        raise c.err(seen.get("daemons", 1), "'daemons' must not be empty")
+    return PruneConfig(values)
+
+
+def default_config(**kw):
+    """A PruneConfig with the defaults and the given values (tests, benches)."""
+    values = {k: d for k, _kind, d in CONFIG_KEYS}
+    values.update(state_dir="/nonexistent", audit_file="/nonexistent/audit.jsonl")
+    for k, v in kw.items():
+        if k not in values:
+            raise KeyError(k)
+        values[k] = v
+    return PruneConfig(values)
+
+
+# --- scope ------------------------------------------------------------------------------
+
+class Scope:
+    """Resolved scope of one run.  ``candidates``: {uid: account name or None};
+    ``spared``: {uid: name} of spared accounts; ``protected``: {uid: reason text} from the
+    lease store; ``no_grace``: uids already being purged in this run (no young-process
+    grace for them)."""
+
+    __slots__ = ("candidates", "spared", "protected", "no_grace", "ranges", "min_uid")
+
+    def __init__(self, candidates, spared=None, protected=None, no_grace=(), ranges=(),
+                 min_uid=1000):
+        self.candidates = dict(candidates)
+        self.spared = dict(spared or {})
+        self.protected = dict(protected or {})
+        self.no_grace = frozenset(no_grace)
+        self.ranges = tuple(ranges)
+        self.min_uid = min_uid
+
+    def is_candidate(self, uid):
+        if uid in self.candidates:
+            return True
+        for lo, hi in self.ranges:
+            if lo <= uid <= hi:
+                return True
+        return False
+
+    __contains__ = is_candidate      # procscan: "is this uid of interest?"
+
+    def account(self, uid):
+        return self.candidates.get(uid)
+
+    def with_leases(self, protected, no_grace=()):
+        return Scope(self.candidates, self.spared, protected, no_grace, self.ranges,
+                     self.min_uid)
+
+
+def check_scope(cfg, candidates, spared):
+    """Refuse (``ValueError`` with the reason) a scope that would touch root or a system
+    account: a resolved pool account with uid 0 or below the floor, or a spared account
+    that is also a pool account."""
+    if not candidates and not cfg.uid_ranges:
+        raise ValueError("no pool account resolved and no uid range: nothing is in scope")
+    for uid, name in candidates.items():
+        if uid == 0 or uid < cfg.min_uid:
+            raise ValueError(f"pool account {escape(str(name))} has uid {uid}, below "
+                             f"min_uid {cfg.min_uid}: refusing to run")
+        if uid in spared:
+            raise ValueError(f"account {escape(str(name))} (uid {uid}) is both a pool "
+                             f"account and spared")
+
+
+# --- cgroups ----------------------------------------------------------------------------
+
+_CG_CACHE = {}
+
+
+def _cg_regex(patterns):
+    rx = _CG_CACHE.get(patterns)
+    if rx is None:
+        import re
+        alts = ["/" + "/".join(re.escape(c).replace("\\*", "[^/]*") for c in pat.split("/")[1:])
+                for pat in patterns]
+        rx = re.compile("(?:" + "|".join(alts) + ")(?=/|$)")
+        if len(_CG_CACHE) < 64:
+            _CG_CACHE[patterns] = rx
+    return rx
+
+
+def job_cgroup(lines, patterns):
+    """The job cgroup (matched prefix of the path) of the first /proc/P/cgroup line whose
+    path starts with a pattern ('*' matches within one component, never a '/'; anchored at
+    the hierarchy root), or None.  Lines are ``id:controllers:path`` (v1) or ``0::path``."""
+    if not lines:
+        return None
+    rx = _cg_regex(tuple(patterns))
+    for line in lines:
+        path = line.split(":", 2)[-1]
+        m = rx.match(path)
+        if m:
+            return line.split(":", 2)[1] + ":" + m.group(0)
+    return None
+
+
+# --- planning ---------------------------------------------------------------------------
+
+class Decision:
+    """``action`` kill/keep, ``reason`` a stable code, ``text`` the sentence (built lazily:
+    most of 10,000 decisions are never printed), ``detail`` evidence (pids, cgroup)."""
+
+    __slots__ = ("proc", "account", "action", "reason", "_text", "detail")
+
+    def __init__(self, proc, account, action, reason, text, detail=None):
+        self.proc = proc
+        self.account = account
+        self.action = action
+        self.reason = reason
+        self._text = text
+        self.detail = detail or {}
+
+    @property
+    def text(self):
+        t = self._text
+        if callable(t):
+            t = self._text = t()
+        return t
+
+    def as_dict(self):
+        p = self.proc
+        return {"pid": p.pid, "ppid": p.ppid, "uid": p.ruid, "euid": p.euid, "suid": p.suid,
+                "account": self.account, "starttime": p.starttime,
+                "comm": escape(p.comm), "state": p.state, "action": self.action,
+                "reason": self.reason, "why": self.text,
+                **{k: escape(v) if isinstance(v, (bytes, str)) else v
+                   for k, v in self.detail.items()}}
+
+    def __repr__(self):
+        return f"Decision({self.proc.pid}, {self.action}, {self.reason}: {self.text})"
+
+
+class Plan:
+    """``decisions``: one per in-scope process, pid order.  ``kills``/``keeps`` filter it;
+    ``legit_uids``: uids with at least one live process that is kept for a reason other than
+    age (a job, an ssh session, the floor) - kill(-1) is never used for them."""
+
+    __slots__ = ("decisions", "by_pid")
+
+    def __init__(self, decisions):
+        self.decisions = decisions
+        self.by_pid = {d.proc.pid: d for d in decisions}
+
+    @property
+    def kills(self):
+        return [d for d in self.decisions if d.action == KILL]
+
+    @property
+    def unconfirmed(self):
+        """Kill decisions made on partial facts (``Proc.full`` False): re-read, re-plan."""
+        return [d for d in self.decisions if d.action == KILL and not d.proc.full]
+
+    @property
+    def keeps(self):
+        return [d for d in self.decisions if d.action == KEEP]
+
+    def uids_with_kept(self):
+        """uids (any of r/e/s) that have a live kept process: kill(-1) as that uid would
+        hit it."""
+        out = set()
+        for d in self.decisions:
+            if d.action == KEEP and d.reason != "zombie":
+                out.update(d.proc.uids)
+        return out
+
+
+def _in_scope(p, scope):
+    return p.ruid in scope.candidates or p.euid in scope.candidates or \
+        p.suid in scope.candidates or (scope.ranges and (
+            scope.is_candidate(p.ruid) or scope.is_candidate(p.euid) or
+            scope.is_candidate(p.suid)))
+
+
+def _uid_of(p, scope):
+    c = scope.candidates
+    if p.ruid in c:
+        return p.ruid
+    for u in (p.ruid, p.euid, p.suid):
+        if scope.is_candidate(u):
+            return u
+    return p.ruid
+
+
+def plan_prune(snap, cfg, scope):
+    """The plan for ``snap``: one Decision per process with a candidate uid."""
+    procs = snap.procs
+    daemons = frozenset(n.encode("latin-1", "replace") if isinstance(n, str) else n
+                        for n in cfg.daemons)
+    memo = {}
+    out = []
+    for pid in sorted(procs):
+        p = procs[pid]
+        if _in_scope(p, scope):
+            out.append(_decide(p, procs, snap, cfg, scope, daemons, memo))
+    return Plan(out)
+
+
+def decide_one(proc, snap, cfg, scope):
+    """Re-decide a single (re-read) process against a snapshot: the apply step's re-check
+    after opening the pidfd.  Returns a Decision (kill/keep)."""
+    daemons = frozenset(n.encode("latin-1", "replace") for n in cfg.daemons)
+    return _decide(proc, snap.procs, snap, cfg, scope, daemons, {})
+
+
+def _decide(p, procs, snap, cfg, scope, daemons, memo):
+    hit = memo.get(p.pid)
+    if hit is not None and hit.proc is p:
+        return hit
+    d = _decide_uncached(p, procs, snap, cfg, scope, daemons, memo)
+    memo[p.pid] = d
+    return d
+
+
+def _ancestry(pid, procs, cfg, daemons, memo):
+    """Verdict of the ppid chain starting at ``pid`` (the parent of some process):
+    ("daemon", Proc) / ("ssh", Proc) / ("init", last pid: 0 or 1) / ("incomplete", pid of
+    the missing or reused ancestor).  Memoised per pid in ``memo`` under key ("a", pid)."""
+    path = []
+    seen = set()
+    child = None
+    verdict = None
+    while True:
+        hit = memo.get(("a", pid))
+        if hit is not None:
+            verdict = hit
+            break
+        if pid in (0, 1):
+            verdict = ("init", pid)
+            break
+        q = procs.get(pid)
+        if q is None or pid in seen or len(path) > MAX_DEPTH:
+            verdict = ("incomplete", pid)
+            break
+        if child is not None and q.starttime > child.starttime:
+            verdict = ("incomplete", pid)
+            break
+        if q.ruid == 0 and q.comm in daemons:
+            verdict = ("daemon", q)
+            memo[("a", pid)] = verdict
+            break
+        if cfg.spare_ssh and q.ruid == 0 and q.comm == b"sshd":
+            verdict = ("ssh", q)
+            memo[("a", pid)] = verdict
+            break
+        seen.add(pid)
+        path.append(pid)
+        child = q
+        pid = q.ppid
+    if verdict[0] != "incomplete":
+        for x in path:
+            memo[("a", x)] = verdict
+    return verdict
+
+
+def _keep(p, acct, reason, text, **detail):
+    return Decision(p, acct, KEEP, reason, text, detail)
+
+
+def _decide_uncached(p, procs, snap, cfg, scope, daemons, memo):
+    uid = _uid_of(p, scope)
+    acct = scope.candidates.get(uid)
+    floor = scope.min_uid
+    if p.ruid < floor or p.euid < floor or p.suid < floor or scope.spared:
+        for u in (p.ruid, p.euid, p.suid):
+            if u == 0 or u < floor:
+                return _keep(p, acct, "uid_floor", f"uid {u} is root or below the floor "
+                                                   f"{scope.min_uid}")
+            if u in scope.spared:
+                return _keep(p, acct, "uid_spared",
+                             f"uid {u} is the spared account {escape(str(scope.spared[u]))}")
+    if p.flags & PF_KTHREAD or p.pid == 2 or p.ppid == 2:
+        return _keep(p, acct, "kernel_thread", "kernel thread")
+    if p.state in ("Z", "X", "x"):
+        return _keep(p, acct, "zombie", "zombie: already dead, reaped by its parent or init")
+    if scope.protected:
+        for u in (p.ruid, p.euid, p.suid):
+            if u in scope.protected:
+                return _keep(p, acct, "lease_protected", scope.protected[u])
+    cg = job_cgroup(p.cgroup, cfg.job_cgroups) if p.cgroup else None
+    if cg is not None:
+        return _keep(p, acct, "job_cgroup", f"in job cgroup {escape(cg)}", cgroup=cg)
+    # ancestry
+    first = procs.get(p.ppid)
+    if p.ppid not in (0, 1) and first is not None and first.starttime > p.starttime:
+        return _keep(p, acct, "ancestry_incomplete",
+                     f"ancestor pid {p.ppid} started after its child (pid reused during "
+                     f"the scan): decided next round", ancestor=p.ppid)
+    kind, q = _ancestry(p.ppid, procs, cfg, daemons, memo)
+    if kind == "daemon":
+        return Decision(p, acct, KEEP, "job_daemon",
+                        lambda: f"descendant of {escape(q.comm)} pid {q.pid} (root-owned job "
+                                f"daemon)", {"daemon": q.comm, "daemon_pid": q.pid})
+    if kind == "ssh":
+        return _keep(p, acct, "ssh_session", f"in an ssh session (sshd pid {q.pid})",
+                     sshd_pid=q.pid)
+    if kind == "incomplete":
+        return _keep(p, acct, "ancestry_incomplete",
+                     f"ancestor pid {q} vanished or was reused during the scan: decided "
+                     f"next round", ancestor=q)
+    pid = q
+    parent_stray = first if first is not None and p.ppid not in (0, 1) \
+        and _in_scope(first, scope) else None
+    end = pid
+    # the direct parent's own verdict: a child of a stray is a stray whatever its age
+    if parent_stray is not None:
+        pd = _decide(parent_stray, procs, snap, cfg, scope, daemons, memo)
+        if pd.action == KILL:
+            return Decision(p, acct, KILL, "stray_descendant",
+                            f"descendant of stray pid {parent_stray.pid}, no job daemon above",
+                            {"stray_parent": parent_stray.pid})
+    if cfg.min_age and uid not in scope.no_grace:
+        age = snap.uptime - p.starttime / snap.hz
+        if age < cfg.min_age:
+            return _keep(p, acct, "young", f"younger than {cfg.min_age} s ({age:.1f} s): "
+                                           f"maybe a job still being set up", age=round(age, 3))
+    if p.ppid == 1:
+        return Decision(p, acct, KILL, "orphan",
+                        "orphan reparented to pid 1, no job daemon or job cgroup", {})
+    return Decision(p, acct, KILL, "no_job_ancestor",
+                    f"ancestry reaches pid {end} without a registered job daemon "
+                    f"(parent pid {p.ppid}) and no job cgroup", {})
