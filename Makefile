@@ -57,7 +57,8 @@ native:
 # What the test suite and the demo need on top of the runtime dependencies.
 TEST_PKGS := python3-pytest python3-hypothesis sudo util-linux strace scitokens-cpp \
 	liblcmaps0 liblcmaps-dev lcmaps-plugins-basic-poolaccount lcmaps-plugins-basic-localaccount \
-	lcmaps-plugins-basic-bandn lcmaps-plugins-basic-dummy lcmaps-plugins-voms lcmaps-plugins-verify-proxy
+	lcmaps-plugins-basic-bandn lcmaps-plugins-basic-dummy lcmaps-plugins-voms lcmaps-plugins-verify-proxy \
+	slurmctld slurmd slurm-client munge slurm-wlm-torque
 
 deps:
 	@$(MAKE) --no-print-directory apt-ensure PKGS='$(DEPS_PKGS)'

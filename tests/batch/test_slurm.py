@@ -1,0 +1,221 @@
+"""glexec-sutest against a real private Slurm (and its Torque wrappers qsub/qdel), with the
+installed setuid glexec, real accounts and a real proxy.  Plus pure tests of the verdicts.
+
+Which process tracking ran is printed and recorded in the report: proctrack/cgroup when the
+cgroup v1 freezer exists (the daemonized payload must then be killed), else
+proctrack/linuxproc (the daemonized payload is expected to escape: verdict "warn").
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from glexec_py.core import sutest as core
+
+# the same values as tests/batch/conftest.py (not importable: no package)
+TRACKING = "47650-47659"
+GROUPS = {"gxtbpilot": 47600, "gxtbtarget": 47601, "gxtbtrack": 47650, "gxtbextra": 47660}
+
+
+def run_sutest(binstall, slurm, *args, timeout=170):
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", **slurm.env}
+    t0 = time.monotonic()
+    p = subprocess.run([str(binstall.sutest), "--glexec", str(binstall.glexec),
+                        "--proxy", str(binstall.proxy), "--pilot", "gxtbpilot",
+                        "--target-user", "gxtbtarget", "--json", *args],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                       timeout=timeout)
+    took = time.monotonic() - t0
+    assert p.returncode in (0, 1), f"setup error rc={p.returncode}: {p.stderr}\n{p.stdout}"
+    report = json.loads(p.stdout)
+    checks = {c["check"]: c for c in report["checks"]}
+    sys.stderr.write(f"\n[batch] glexec-sutest {' '.join(args)}: {took:.1f} s, proctrack "
+                     f"{report['meta']['proctrack']}; "
+                     + ", ".join(f"{k}={v['status']}" for k, v in checks.items()) + "\n")
+    return p.returncode, report, checks
+
+
+def _show(c):
+    return json.dumps(c, indent=1, default=str)[:6000]
+
+
+def test_sutest_all_checks_on_slurm(slurm, binstall, baccounts):
+    rc, report, checks = run_sutest(binstall, slurm)
+    meta = report["meta"]
+    assert meta["proctrack"] == f"proctrack/{slurm.proctrack}"
+    assert meta["tracking_ranges"] == [[47650, 47659]], meta   # from the installed config
+
+    ident = checks["identity"]
+    assert ident["status"] == "pass", _show(ident)
+    ev = ident["evidence"]
+    assert ev["tracking_groups_of_job"] == [GROUPS["gxtbtrack"]]
+    assert len(ev["payloads"]) == 3, _show(ident)    # A, B and B's forked child
+    for p in ev["payloads"]:
+        assert p["uid"] == [baccounts.target.uid] * 3
+        assert p["gid"] == [baccounts.target.gid] * 3
+        assert GROUPS["gxtbtrack"] in p["groups"]    # tracking group kept
+        assert GROUPS["gxtbextra"] not in p["groups"]  # other caller groups dropped
+        assert (p["sid"], p["pgid"]) == (ev["job"]["sid"], ev["job"]["pgid"])
+        assert p["pid"] in ev["batch_pid_list"]
+
+    for name in ("suspend", "resume", "kill", "accounting"):
+        assert checks[name]["status"] == "pass", _show(checks[name])
+    sus = checks["suspend"]["evidence"]["processes"]
+    assert any(p["catches_tstp"] for p in sus.values())
+    assert all(p["state"] in ("T", "D") for p in sus.values())
+    kill = checks["kill"]["evidence"]
+    assert kill["cancelled_with"] == "scancel"
+    assert any(p["ignores_term"] for p in kill["processes"].values())
+
+    esc = checks["escape"]
+    if slurm.proctrack == "cgroup":
+        assert esc["status"] == "pass", _show(esc)
+        assert esc["evidence"]["killed_by_batch_system"] is True
+    else:
+        assert esc["status"] == "warn", _show(esc)
+        assert esc["evidence"]["killed_by_batch_system"] is False
+    assert len(esc["evidence"]["daemons"]) == 2
+    assert rc == 0, report
+    # nothing of the mapped account outlives the tool (leftover daemons are cleaned up)
+    assert not _procs_of(baccounts.target.uid), _procs_of(baccounts.target.uid)
+
+
+def test_torque_wrappers_qsub_qdel(slurm, binstall, baccounts):
+    """qsub (Slurm's Torque wrapper) runs a job whose payload goes through glexec; qdel, as
+    the pilot, kills the switched payload, including the one ignoring SIGTERM."""
+    rc, report, checks = run_sutest(binstall, slurm, "--batch", "torque",
+                                    "--checks", "identity,kill")
+    assert set(checks) == {"identity", "kill"}
+    assert checks["identity"]["status"] == "pass", _show(checks["identity"])
+    assert checks["kill"]["status"] == "pass", _show(checks["kill"])
+    assert checks["kill"]["evidence"]["cancelled_with"] == "qdel"
+    assert rc == 0
+    assert not _procs_of(baccounts.target.uid)
+
+
+def test_unmapped_proxy_fails_identity(slurm, binstall, baccounts):
+    """Negative control: glexec refuses (no mapping) -> identity fails with the job's output
+    as evidence, exit 1."""
+    from tests.support import install as inst
+    inst.write_gridmap(binstall.prefix, [])
+    try:
+        rc, report, checks = run_sutest(binstall, slurm, "--checks", "identity",
+                                        "--record-timeout", "4")
+    finally:
+        inst.write_gridmap(binstall.prefix, [(binstall.dn, "gxtbtarget")])
+    assert rc == 1
+    ident = checks["identity"]
+    assert ident["status"] == "fail"
+    assert "no payload" in ident["summary"]
+    assert any("glexec" in line for line in ident["evidence"]["job_output_tail"]), _show(ident)
+
+
+def _procs_of(uid, grace=2.0):
+    deadline = time.monotonic() + grace
+    while True:
+        found = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/status") as f:
+                    st = f.read()
+            except OSError:
+                continue
+            if "\nState:\tZ" in st:
+                continue
+            for line in st.splitlines():
+                if line.startswith("Uid:") and uid in {int(x) for x in line.split()[1:]}:
+                    found.append(int(d))
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+# --- pure: the verdict logic ----------------------------------------------------------------------
+
+JOB = {"ev": "job", "uid": [1000] * 3, "gid": [1000] * 3, "groups": [1000, 5, 65401],
+       "sid": 10, "pgid": 11, "pid": 12}
+
+
+def _payload(**kw):
+    p = {"ev": "proc", "tag": "A", "role": "main", "pid": 20, "uid": [2000] * 3,
+         "gid": [2000] * 3, "groups": [2000, 65401], "sid": 10, "pgid": 11}
+    p.update(kw)
+    return p
+
+
+@pytest.mark.parametrize("change,fragment", [
+    ({}, None),
+    ({"groups": [2000]}, "tracking groups of the job dropped"),
+    ({"sid": 99}, "session 99"),
+    ({"pgid": 98}, "process group 98"),
+    ({"uid": [1000] * 3}, "no identity switch"),
+    ({"uid": [2000, 0, 0]}, "real/effective/saved uid differ"),
+    ({"groups": [2000, 5, 65401]}, "want [2000, 65401]"),
+])
+def test_judge_identity(change, fragment):
+    v = core.judge_identity(JOB, [_payload(**change)], pilot_uid=1000, expect_uid=2000,
+                            expect_groups=[2000], tracking=((65400, 65500),),
+                            tracked_pids=[20])
+    if fragment is None:
+        assert v.status == core.PASS, v
+        assert "tracking groups [65401] kept" in v.summary
+    else:
+        assert v.status == core.FAIL and fragment in v.summary, v
+
+
+def test_judge_identity_untracked_pid_and_no_output():
+    v = core.judge_identity(JOB, [_payload()], pilot_uid=1000, expect_uid=None,
+                            expect_groups=None, tracking=(), tracked_pids=[1])
+    assert v.status == core.FAIL and "not among the job's processes" in v.summary
+    assert core.judge_identity(None, [], pilot_uid=1, expect_uid=None, expect_groups=None,
+                               tracking=()).status == core.FAIL
+
+
+def test_judge_suspend_resume_kill_escape_accounting():
+    ok = {1: {"tag": "A", "stopped_after": 0.2, "state": "T", "ticks_delta": 0, "window": 1.5}}
+    assert core.judge_suspend(ok, timeout=5).status == core.PASS
+    late = {1: dict(ok[1], stopped_after=None, state="R")}
+    assert core.judge_suspend(late, timeout=5).status == core.FAIL
+    ticking = {1: dict(ok[1], ticks_delta=40)}
+    assert core.judge_suspend(ticking, timeout=5).status == core.FAIL
+    assert core.judge_resume({1: {"state": "R", "ticks_delta": 50}}).status == core.PASS
+    assert core.judge_resume({1: {"state": "T", "ticks_delta": 0}}).status == core.FAIL
+    assert core.judge_kill({1: {"gone_after": 1.2}}, kill_wait=5, margin=10,
+                           how="scancel").status == core.PASS
+    assert core.judge_kill({1: {"gone_after": None}}, kill_wait=5, margin=10,
+                           how="scancel").status == core.FAIL
+    survived = {1: {"tag": "setsid/daemon", "gone_after": None}}
+    assert core.judge_escape(survived, proctrack="proctrack/linuxproc", wait=2).status == core.WARN
+    assert core.judge_escape(survived, proctrack="proctrack/cgroup", wait=2).status == core.FAIL
+    assert core.judge_escape({1: {"gone_after": 1.0}}, proctrack="proctrack/linuxproc",
+                             wait=2).status == core.PASS
+    assert core.judge_accounting(4.0, 3.9).status == core.PASS
+    assert core.judge_accounting(4.0, 1.0).status == core.FAIL
+    assert core.judge_accounting(4.0, None).status == core.FAIL
+    assert core.exit_code([core.Verdict("escape", core.WARN, "")]) == 0
+    assert core.exit_code([core.Verdict("kill", core.FAIL, "")]) == 1
+
+
+def test_parsers():
+    st = core.parse_stat("42 (a) b) (c) S 1 42 42 0 -1 4194304 0 0 0 0 17 3 0 0 20 0 1 0 "
+                         "98765 1000 10 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n")
+    assert (st.pid, st.comm, st.state, st.ppid, st.utime, st.stime, st.starttime) == \
+        (42, "a) b) (c", "S", 1, 17, 3, 98765)
+    assert core.parse_duration("00:00:07.500") == 7.5
+    assert core.parse_duration("01:02.250") == 62.25
+    assert core.parse_duration("1-00:00:01") == 86401
+    assert core.parse_duration("") is None and core.parse_duration("x") is None
+    assert core.parse_gid_ranges("65400-65500, 47650") == ((65400, 65500), (47650, 47650))
+    with pytest.raises(ValueError):
+        core.parse_gid_ranges("5-1")
+    assert core.parse_kill_wait("KillOnBadExit = 0\nKillWait = 5 sec\n") == 5
+    recs = core.parse_records('x\nSUTEST {"ev": "job"}\nSUTEST {bad\nSUTEST [1]\n')
+    assert recs == [{"ev": "job"}]
+    assert TRACKING == "47650-47659"
