@@ -1,0 +1,618 @@
+"""glexec-sweep effects: the fd-only tree walk, SysV IPC removal, the run lock, the
+process scan and the per-account state record.
+
+Every function here runs as root.  The walk never resolves a path by name below a root:
+each directory is opened with ``openat(parent_fd, name, O_DIRECTORY|O_NOFOLLOW)`` and
+checked to be the very inode the scan saw (st_dev, st_ino); entries are ``fstatat``-ed
+with AT_SYMLINK_NOFOLLOW and removed with ``unlinkat``/``unlinkat(AT_REMOVEDIR)`` relative
+to the directory fd.  It never follows a symlink, never leaves the root's device (nor a
+mount point listed in mountinfo: bind mounts of the same file system), never chmods,
+chowns or renames anything, and handles names as the kernel gives them (newline,
+invalid UTF-8, leading '-': Python's surrogateescape round-trips them exactly, and no
+name is ever given to a program or shell).
+
+Removal identity: with ``as_owner`` "preferred" (default) or "required" the removals of a
+directory's entries run with fsuid/fsgid = the owning pool account and no supplementary
+groups (``set_fs_identity``), so the kernel itself refuses anything the account could not
+remove (in a sticky directory such as /tmp: only its own entries).  Right before each
+unlink the entry is lstat-ed again (as that identity) and must still be the same inode,
+type, device and owner.  When the kernel refuses as the owner (the account lost write
+permission on a directory, e.g. a root-owned 0755 parent), "preferred" retries as root
+after the same re-check, "required" keeps the entry; "never" removes as root after the
+re-check.
+"""
+
+import errno
+import fcntl
+import os
+import stat
+import time
+
+from glexec_py.core import sweep as core
+
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+class SweepStop(Exception):
+    """A cap was reached (runtime or count): the run stops where it is, incomplete."""
+
+
+class RootRefused(Exception):
+    """A sweep root cannot be opened safely (symlink component, not root-owned ...)."""
+
+
+class Stats:
+    """Per-uid counters of one run."""
+
+    __slots__ = ("removed", "removed_dirs", "kept", "errors", "bytes", "as_root", "ipc")
+
+    def __init__(self):
+        self.removed = 0        # non-directories unlinked
+        self.removed_dirs = 0
+        self.kept = 0           # entries of the uid left in place (young, sticky, excluded ...)
+        self.errors = 0
+        self.bytes = 0
+        self.as_root = 0        # removals that had to be done as root (fallback)
+        self.ipc = []           # [(kind, id)]
+
+    def as_dict(self):
+        return {"removed": self.removed, "removed_dirs": self.removed_dirs, "kept": self.kept,
+                "errors": self.errors, "bytes": self.bytes, "as_root": self.as_root,
+                "ipc": [f"{k}:{i}" for k, i in self.ipc]}
+
+
+def open_root(path):
+    """Runs as: root.  An fd of the directory ``path`` (absolute, normalised bytes), opened
+    component by component from "/" with O_NOFOLLOW; every component including the root
+    must be a directory owned by root (so nobody else can swap a component).  Returns
+    (fd, lstat).  RootRefused if not."""
+    problem = core._bad_root(path)
+    if problem:
+        raise RootRefused(problem)
+    fd = os.open("/", _O_DIR)
+    try:
+        for comp in path.split(b"/")[1:]:
+            try:
+                nfd = os.open(comp, _O_DIR, dir_fd=fd)
+            except OSError as e:
+                what = e.strerror
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    try:
+                        if stat.S_ISLNK(os.lstat(comp, dir_fd=fd).st_mode):
+                            what = "a symlink (never followed)"
+                    except OSError:
+                        pass
+                raise RootRefused(f"component {comp.decode('utf-8', 'surrogateescape')!r}: "
+                                  f"{what}") from None
+            os.close(fd)
+            fd = nfd
+            st = os.fstat(fd)
+            if st.st_uid != 0:
+                raise RootRefused(f"component {comp!r} is not owned by root")
+        return fd, os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _unescape_mount(s):
+    out, i = bytearray(), 0
+    while i < len(s):
+        if s[i] == 0x5C and i + 3 < len(s) + 0 and s[i + 1:i + 4].isdigit():
+            out.append(int(s[i + 1:i + 4], 8))
+            i += 4
+        else:
+            out.append(s[i])
+            i += 1
+    return bytes(out)
+
+
+def mount_points(root):
+    """Runs as: root.  Relative path bytes of every mount point strictly below ``root``
+    (from /proc/self/mountinfo; bind mounts included)."""
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            data = f.read()
+    except OSError:
+        return set()
+    out = set()
+    prefix = root + b"/"
+    for line in data.splitlines():
+        f = line.split(b" ")
+        if len(f) > 4:
+            mp = _unescape_mount(f[4])
+            if mp.startswith(prefix):
+                out.add(mp[len(prefix):])
+    return out
+
+
+class _Frame:
+    __slots__ = ("fd", "rel", "depth", "subdirs", "left", "st", "rmdir", "name", "uid")
+
+    def __init__(self, fd, rel, depth, st, rmdir, name):
+        self.fd, self.rel, self.depth, self.st, self.rmdir, self.name = fd, rel, depth, st, rmdir, name
+        self.subdirs = []
+        self.left = 0          # entries still in the directory after our removals
+
+
+class Walker:
+    """Runs as: root.  One sweep run over several roots; see the module doc.
+
+    ``Walker(uids, gids, *, dry_run, as_owner, deadline, max_removals, emit)``:
+    ``uids`` the swept uids, ``gids`` {uid: primary gid} (for the fs identity), ``deadline``
+    a ``time.monotonic()`` value, ``emit(root, rel, st, decision)`` called for every
+    decision (the dry-run/verbose printer; None = silent).  ``stats`` {uid: Stats}.
+    """
+
+    def __init__(self, uids, gids, *, dry_run=False, as_owner="preferred", deadline=None,
+                 max_removals=None, emit=None, now=None):
+        self.uids = frozenset(uids)
+        self.gids = dict(gids)
+        self.dry_run = dry_run
+        self.as_owner = as_owner
+        self.deadline = deadline
+        self.budget = max_removals
+        self.emit = emit
+        self.now = time.time() if now is None else now
+        self.stats = {u: Stats() for u in self.uids}
+        self.removals = 0
+        self.incomplete = None       # why the run stopped early
+        self._fs = None              # current fs identity (uid) or None = root
+        self._native = None
+
+    # -- identity -------------------------------------------------------------------
+
+    def _become(self, uid, gid):
+        if self._fs == uid:
+            return
+        if self._native is None:
+            from glexec_py.effects import native
+            self._native = native
+        self._native.set_fs_identity(uid, gid, [])
+        self._fs = uid
+
+    def _root(self):
+        if self._fs is not None:
+            self._native.restore_fs_identity()
+            self._fs = None
+
+    # -- caps -----------------------------------------------------------------------
+
+    def _tick(self):
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise SweepStop("runtime cap reached")
+
+    def _count(self, n=1):
+        self.removals += n
+        if self.budget is not None and self.removals >= self.budget:
+            raise SweepStop("removal count cap reached")
+
+    # -- the walk -------------------------------------------------------------------
+
+    def sweep(self, rule, workers=1):
+        """Sweep one rule's tree.  Raises RootRefused (nothing done) or SweepStop (caps;
+        ``incomplete`` is set, the fds are closed).  ``workers`` > 1: the root's
+        subdirectories are shared out to that many forked worker processes (each with its
+        own fs identity; results come back over a pipe); only without ``emit``."""
+        fd, rst = open_root(rule.root)
+        planner = core.Planner(rule, self.uids, self.now, rst.st_dev, mount_points(rule.root))
+        root = _Frame(fd, b"", -1, rst, False, None)
+        try:
+            self._scan(planner, root)
+            if workers > 1 and len(root.subdirs) > 1 and self.emit is None:
+                self._parallel(planner, root, rst, workers)
+            else:
+                self._loop(planner, [root], rst)
+        except SweepStop as e:
+            self.incomplete = str(e)
+            raise
+        finally:
+            self._root()
+            os.close(fd)
+
+    def _loop(self, planner, stack, rst):
+        """Depth-first over the frames' queued subdirectories; the bottom frame (the
+        root, ``name`` None) is left open for the caller."""
+        rule = planner.rule
+        try:
+            while stack:
+                top = stack[-1]
+                if top.subdirs:
+                    name, rel, st, d = top.subdirs.pop()
+                    self._tick()
+                    try:
+                        cfd = os.open(name, _O_DIR, dir_fd=top.fd)
+                    except OSError as e:
+                        self._error(st.st_uid, rule, rel, st, f"cannot open directory: {e.strerror}")
+                        top.left += 1
+                        continue
+                    cst = os.fstat(cfd)
+                    if (cst.st_dev, cst.st_ino) != (st.st_dev, st.st_ino) or cst.st_dev != rst.st_dev:
+                        os.close(cfd)
+                        self._error(st.st_uid, rule, rel, st, "directory replaced during the walk")
+                        top.left += 1
+                        continue
+                    frame = _Frame(cfd, rel, top.depth + 1, st, d.rmdir, name)
+                    stack.append(frame)
+                    self._scan(planner, frame)
+                    continue
+                stack.pop()
+                self._root()
+                if top.name is None:
+                    continue
+                parent = stack[-1]
+                os.close(top.fd)
+                top.fd = -1
+                if top.rmdir and top.left == 0:
+                    if not self._rmdir(planner, parent, top):
+                        parent.left += 1
+                else:
+                    parent.left += 1
+                    if top.st.st_uid in self.uids:
+                        self.stats[top.st.st_uid].kept += 1
+        finally:
+            self._root()
+            for fr in stack:
+                if fr.name is not None and fr.fd >= 0:
+                    try:
+                        os.close(fr.fd)
+                    except OSError:
+                        pass
+
+    def _parallel(self, planner, root, rst, workers):
+        import json
+        import struct
+        items = root.subdirs
+        root.subdirs = []
+        workers = min(workers, len(items))
+        budget = None if self.budget is None else max(1, (self.budget - self.removals) // workers)
+        qr, qw = os.pipe()
+        kids = []
+        for _ in range(workers):
+            rr, rw = os.pipe()
+            pid = os.fork()
+            if pid == 0:                                   # worker
+                code = 0
+                try:
+                    os.close(qw)
+                    os.close(rr)
+                    self.budget, self.removals = budget, 0
+                    self.stats = {u: Stats() for u in self.uids}
+                    frame = _Frame(root.fd, b"", -1, rst, False, None)
+                    while True:
+                        b = os.read(qr, 4)
+                        if len(b) < 4:
+                            break
+                        frame.subdirs = [items[struct.unpack("=I", b)[0]]]
+                        try:
+                            self._loop(planner, [frame], rst)
+                        except SweepStop as e:
+                            self.incomplete = str(e)
+                            break
+                    res = {"left": frame.left, "removals": self.removals, "incomplete": self.incomplete,
+                           "stats": {str(u): s.as_dict() for u, s in self.stats.items()}}
+                    data = json.dumps(res).encode()
+                    while data:
+                        data = data[os.write(rw, data):]
+                except BaseException:
+                    code = 1
+                finally:
+                    os._exit(code)
+            os.close(rw)
+            kids.append((pid, rr))
+        os.close(qr)
+        try:
+            data = b"".join(struct.pack("=I", i) for i in range(len(items)))
+            while data:
+                data = data[os.write(qw, data):]
+        except BrokenPipeError:
+            pass
+        finally:
+            os.close(qw)
+        failed = False
+        for pid, rr in kids:
+            chunks = []
+            while True:
+                c = os.read(rr, 65536)
+                if not c:
+                    break
+                chunks.append(c)
+            os.close(rr)
+            _, status = os.waitpid(pid, 0)
+            if status or not chunks:
+                failed = True
+                continue
+            res = json.loads(b"".join(chunks))
+            root.left += res["left"]
+            self.removals += res["removals"]
+            if res["incomplete"] and not self.incomplete:
+                self.incomplete = res["incomplete"]
+            for u, d in res["stats"].items():
+                s = self.stats[int(u)]
+                for k in ("removed", "removed_dirs", "kept", "errors", "bytes", "as_root"):
+                    setattr(s, k, getattr(s, k) + d[k])
+        if failed:
+            for s in self.stats.values():
+                s.errors += 1
+            self.incomplete = self.incomplete or "a worker failed"
+        if self.incomplete:
+            raise SweepStop(self.incomplete)
+
+    def _error(self, uid, rule, rel, st, why):
+        if uid in self.stats:
+            self.stats[uid].errors += 1
+        if self.emit:
+            self.emit(rule.root, rel, st, core.Decision("error", why))
+
+    def _scan(self, planner, frame):
+        """List one directory, decide every entry, remove the files (batched per owner),
+        queue the subdirectories."""
+        fd, prefix, depth = frame.fd, frame.rel, frame.depth + 1
+        emit, uids = self.emit, self.uids
+        rule = planner.rule
+        batches = {}
+        n = 0
+        with os.scandir(fd) as it:
+            for entry in it:
+                n += 1
+                if not n & 255:
+                    self._tick()
+                name = entry.name
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue                      # vanished
+                bname = os.fsencode(name)
+                rel = prefix + b"/" + bname if prefix else bname
+                d = planner.decide(rel, st, depth)
+                if emit:
+                    emit(rule.root, rel, st, d)
+                a = d.action
+                if a == "remove":
+                    if self.dry_run:
+                        self.stats[st.st_uid].removed += 1
+                        self._count()
+                        continue
+                    batches.setdefault(st.st_uid, []).append((name, st, rel))
+                elif a == "descend":
+                    frame.subdirs.append((name, rel, st, d))
+                else:
+                    frame.left += 1
+                    if a == "keep":
+                        self.stats[st.st_uid].kept += 1
+        for uid, items in batches.items():
+            self._remove_batch(planner, frame, uid, items)
+
+    def _remove_batch(self, planner, frame, uid, items):
+        fd = frame.fd
+        s = self.stats[uid]
+        refused = []
+        owner = self.as_owner != "never"
+        if owner:
+            try:
+                self._become(uid, self.gids.get(uid, items[0][1].st_gid))
+            except Exception:
+                self._root()
+                owner = False
+        recheck = planner.recheck
+        lstat, unlink = os.lstat, os.unlink
+        for name, st, rel in items:
+            try:
+                now_st = lstat(name, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                if owner and e.errno in _DENIED:
+                    refused.append((name, st, rel))
+                    continue
+                s.errors += 1
+                frame.left += 1
+                continue
+            why = recheck(st, now_st)
+            if why:
+                frame.left += 1
+                s.kept += 1
+                if self.emit:
+                    self.emit(planner.rule.root, rel, now_st, core.Decision("keep", why))
+                continue
+            try:
+                unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                if owner and e.errno in _DENIED:
+                    refused.append((name, st, rel))
+                    continue
+                s.errors += 1
+                frame.left += 1
+                continue
+            s.removed += 1
+            s.bytes += now_st.st_size
+            self._count()
+        self._root()
+        if not refused:
+            return
+        for name, st, rel in refused:
+            if self.as_owner == "required":
+                s.kept += 1
+                frame.left += 1
+                if self.emit:
+                    self.emit(planner.rule.root, rel, st, core.Decision(
+                        "keep", "kernel refused removal as the owner (as_owner: required)"))
+                continue
+            try:
+                now_st = os.lstat(name, dir_fd=fd)
+                why = planner.recheck(st, now_st)
+                if why:
+                    s.kept += 1
+                    frame.left += 1
+                    continue
+                os.unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                s.errors += 1
+                frame.left += 1
+                continue
+            s.removed += 1
+            s.as_root += 1
+            s.bytes += now_st.st_size
+            self._count()
+
+    def _rmdir(self, planner, parent, frame):
+        """Remove an emptied old directory of a swept uid; True if it is gone."""
+        st = frame.st
+        uid = st.st_uid
+        s = self.stats[uid]
+        if self.dry_run:
+            s.removed_dirs += 1
+            return True
+        name = frame.name
+        for as_root in ((False, True) if self.as_owner == "preferred" else
+                        ((False,) if self.as_owner == "required" else (True,))):
+            try:
+                if not as_root:
+                    self._become(uid, self.gids.get(uid, st.st_gid))
+                now_st = os.lstat(name, dir_fd=parent.fd)
+                if now_st.st_uid != uid or (now_st.st_dev, now_st.st_ino) != (st.st_dev, st.st_ino):
+                    s.kept += 1
+                    return False
+                os.rmdir(name, dir_fd=parent.fd)
+            except FileNotFoundError:
+                return True
+            except OSError as e:
+                self._root()
+                if e.errno in _DENIED and not as_root:
+                    continue
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    s.kept += 1
+                else:
+                    s.errors += 1
+                return False
+            except Exception:
+                self._root()
+                continue
+            self._root()
+            s.removed_dirs += 1
+            s.as_root += as_root
+            self._count()
+            return True
+        s.kept += 1
+        return False
+
+
+# --- SysV IPC ---------------------------------------------------------------------------
+
+_IPC_RMID = 0
+
+
+def sysv_objects(proc="/proc/sysvipc"):
+    """Runs as: root.  [(kind, id, uid, cuid)] for shm, msg and sem."""
+    out = []
+    for kind in ("shm", "msg", "sem"):
+        try:
+            with open(f"{proc}/{kind}", "r", encoding="ascii", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            continue
+        out += [(kind, i, u, c) for i, u, c in core.parse_sysvipc(kind, text)]
+    return out
+
+
+def remove_sysv(kind, ident, uids, proc="/proc/sysvipc"):
+    """Runs as: root.  IPC_RMID on one object after re-reading that it is still owned or
+    created by one of ``uids`` (ids are not reused quickly, but check anyway).  Returns
+    None on success or a reason."""
+    import ctypes
+    still = [o for o in sysv_objects(proc) if o[0] == kind and o[1] == ident
+             and (o[2] in uids or o[3] in uids)]
+    if not still:
+        return "gone"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if kind == "shm":
+        r = libc.shmctl(ctypes.c_int(ident), _IPC_RMID, None)
+    elif kind == "msg":
+        r = libc.msgctl(ctypes.c_int(ident), _IPC_RMID, None)
+    else:
+        r = libc.semctl(ctypes.c_int(ident), 0, _IPC_RMID)
+    if r != 0:
+        e = ctypes.get_errno()
+        return "gone" if e in (errno.EINVAL, errno.EIDRM) else os.strerror(e)
+    return None
+
+
+# --- processes ----------------------------------------------------------------------------
+
+def uids_with_processes():
+    """Runs as: root.  Every uid that is the real, effective, saved or fs uid of a live
+    process (threads included via their process)."""
+    out = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"Uid:"):
+                        out.update(int(x) for x in line.split()[1:5])
+                        break
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+# --- run lock and state records ----------------------------------------------------------
+
+def ensure_private_dir(path):
+    """Runs as: root.  ``path`` as a root-owned 0700 directory (created if missing);
+    refuses a symlink or a foreign/writable one.  Returns an fd."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    fd = os.open(path, _O_DIR)
+    st = os.fstat(fd)
+    if st.st_uid != 0 or st.st_mode & 0o077:
+        os.close(fd)
+        raise PermissionError(f"{path} must be a root-owned 0700 directory")
+    return fd
+
+
+class RunLock:
+    """Runs as: root.  An exclusive, non-blocking flock on a root-owned file: a second
+    glexec-sweep while one runs gets ``BlockingIOError`` from ``acquire`` (it must refuse,
+    never wait: cron would pile runs up).  Released when the process exits."""
+
+    def __init__(self, dir_fd, name=".lock"):
+        self.fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=dir_fd)
+        st = os.fstat(self.fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or st.st_nlink != 1:
+            os.close(self.fd)
+            raise PermissionError("lock file is not a private root-owned regular file")
+
+    def acquire(self):
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, b"%d\n" % os.getpid())
+
+    def release(self):
+        os.close(self.fd)
+
+
+def write_state(dir_fd, account, data):
+    """Runs as: root.  ``<state_dir>/sweep/<account>.json`` replaced atomically (temp file
+    O_EXCL 0600, fsync, rename, fsync of the directory)."""
+    if not account or "/" in account or account.startswith(".") or "\0" in account:
+        raise ValueError(f"bad account name {account!r}")
+    tmp = f".{account}.json.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                 dir_fd=dir_fd)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, f"{account}.json", src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    os.fsync(dir_fd)

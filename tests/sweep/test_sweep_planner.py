@@ -1,0 +1,193 @@
+"""Pure planner tests (glexec_py.core.sweep): decisions, reasons, config refusal."""
+import stat
+from types import SimpleNamespace as NS
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from glexec_py.core import sweep as core
+
+NOW = 2_000_000_000.0
+DAY = 86400
+POOL = {47501, 47502}
+DEV = 42
+
+
+def ent(mode=stat.S_IFREG | 0o644, uid=47501, a=NOW - 10 * DAY, m=NOW - 10 * DAY,
+        c=NOW - 10 * DAY, dev=DEV, ino=1, size=0, gid=0):
+    return NS(st_mode=mode, st_uid=uid, st_gid=gid, st_atime=a, st_mtime=m, st_ctime=c,
+              st_dev=dev, st_ino=ino, st_size=size)
+
+
+def planner(**kw):
+    rule = core.Rule(kw.pop("root", b"/scratch"), kw.pop("age", DAY), **kw)
+    return core.Planner(rule, POOL, NOW, DEV, kw.pop("mounts", ()) if "mounts" in kw else ())
+
+
+def test_default_all_three_old():
+    p = planner()
+    assert p.decide(b"f", ent(), 0).action == "remove"
+    d = p.decide(b"f", ent(c=NOW), 0)
+    assert (d.action, d.reason) == ("keep", "young by ctime")
+    assert p.decide(b"f", ent(a=NOW), 0).reason == "young by atime"
+    assert p.decide(b"f", ent(m=NOW, a=NOW), 0).reason == "young by atime+mtime"
+
+
+def test_age_by_selection_like_tmpfiles():
+    p = planner(age_by="m")
+    assert p.decide(b"f", ent(a=NOW, c=NOW), 0).action == "remove"
+    assert p.decide(b"f", ent(m=NOW), 0).action == "keep"
+
+
+def test_other_owner_sticky_types_lostfound_mounts():
+    p = core.Planner(core.Rule(b"/s", DAY), POOL, NOW, DEV, {b"mnt"})
+    assert p.decide(b"f", ent(uid=0), 0) == core.Decision("skip", "other owner")
+    assert p.decide(b"f", ent(mode=stat.S_IFREG | stat.S_ISVTX | 0o644), 0).reason == "sticky bit (opt-out)"
+    assert p.decide(b"p", ent(mode=stat.S_IFIFO | 0o644), 0) == core.Decision("keep", "type fifo not selected")
+    assert p.decide(b"l", ent(mode=stat.S_IFLNK | 0o777), 0).action == "remove"
+    assert p.decide(b"lost+found", ent(mode=stat.S_IFDIR | 0o700, uid=0), 0).action == "skip"
+    assert p.decide(b"x", ent(mode=stat.S_IFDIR | 0o755, dev=7), 0).reason.startswith("other file system")
+    assert p.decide(b"mnt", ent(mode=stat.S_IFDIR | 0o755), 0) == core.Decision("skip", "mount point")
+    fifo = core.Planner(core.Rule(b"/s", DAY, types=("file", "fifo")), POOL, NOW, DEV)
+    assert fifo.decide(b"p", ent(mode=stat.S_IFIFO | 0o644), 0).action == "remove"
+
+
+def test_dirs_ignore_atime_and_ctime():
+    p = planner()
+    d = p.decide(b"d", ent(mode=stat.S_IFDIR | 0o755, a=NOW, c=NOW), 0)
+    assert d.action == "descend" and d.rmdir
+    d = p.decide(b"d", ent(mode=stat.S_IFDIR | 0o755, m=NOW), 0)
+    assert d.action == "descend" and not d.rmdir
+    d = p.decide(b"d", ent(mode=stat.S_IFDIR | 0o755, uid=0), 0)
+    assert d.action == "descend" and not d.rmdir
+
+
+def test_excludes():
+    p = planner(root=b"/s", exclude=[b"/s/keep"], patterns=[b"*.pin", b"/s/a/*/deep"])
+    assert p.decide(b"keep", ent(mode=stat.S_IFDIR | 0o755), 0) == core.Decision("keep", "excluded path")
+    assert p.decide(b"keep", ent(mode=stat.S_IFDIR | 0o755, uid=0), 0).action == "skip"
+    assert p.decide(b"x/y.pin", ent(), 1).reason == "excluded pattern"
+    assert p.decide(b"a/b/deep", ent(), 2).reason == "excluded pattern"
+    assert p.decide(b"a/b/other", ent(), 2).action == "remove"
+
+
+def test_recheck():
+    p = planner()
+    before = ent(ino=5)
+    assert p.recheck(before, ent(ino=5)) is None
+    assert p.recheck(before, ent(ino=5, uid=0)) == "owner changed"
+    assert p.recheck(before, ent(ino=6)) == "replaced"
+    assert p.recheck(before, ent(ino=5, dev=9)) == "device changed"
+
+
+@settings(max_examples=500, deadline=None)
+@given(mode=st.sampled_from([stat.S_IFREG, stat.S_IFLNK, stat.S_IFDIR, stat.S_IFIFO, stat.S_IFSOCK,
+                             stat.S_IFCHR, stat.S_IFBLK]),
+       perm=st.integers(0, 0o7777), uid=st.sampled_from([0, 1, 1000, 47501, 47502, 47503]),
+       a=st.floats(NOW - 100 * DAY, NOW + DAY), m=st.floats(NOW - 100 * DAY, NOW + DAY),
+       c=st.floats(NOW - 100 * DAY, NOW + DAY), dev=st.sampled_from([DEV, DEV + 1]),
+       age=st.integers(0, 50 * DAY), age_by=st.sampled_from(["amc", "am", "m", "c", "a", "mc"]),
+       name=st.binary(min_size=1, max_size=12).filter(lambda b: b"/" not in b and b not in (b".", b"..")),
+       depth=st.integers(0, 5))
+def test_property_never_removes_what_it_must_not(mode, perm, uid, a, m, c, dev, age, age_by, name, depth):
+    rule = core.Rule(b"/scratch", age, age_by=age_by)
+    p = core.Planner(rule, POOL, NOW, DEV)
+    e = ent(mode=mode | perm, uid=uid, a=a, m=m, c=c, dev=dev)
+    d = p.decide(name, e, depth)
+    assert d.action in ("remove", "descend", "keep", "skip") and d.reason
+    if d.action == "remove":
+        cutoff = NOW - age
+        assert uid in POOL and dev == DEV
+        assert mode in (stat.S_IFREG, stat.S_IFLNK)             # default types
+        assert not perm & stat.S_ISVTX
+        times = {"a": a, "m": m, "c": c}
+        assert all(times[k] < cutoff for k in age_by)
+    if d.rmdir:
+        assert mode == stat.S_IFDIR and uid in POOL and m < NOW - age and dev == DEV
+    if dev != DEV:
+        assert d.action == "skip"                                # never descends another fs
+
+
+BASE = """state_dir: /var/lib/glexec-py
+pool: [gxtsw01, 47501, "47510-47520"]
+roots:
+  - path: {root}
+    age: 10d
+"""
+
+
+@pytest.mark.parametrize("root", ["/", "//", "''", "relative/dir", "/tmp/../etc", "/tmp/./x", "/tmp/",
+                                  "/tmp//x", "null", "/a\\0b"])
+def test_bad_roots_refused(root):
+    with pytest.raises(core.ConfigProblem):
+        core.parse_config(BASE.format(root=root if root != "/a\\0b" else '"/a\\0b"'))
+
+
+@pytest.mark.parametrize("pool", ["[]", "[0]", "[root]", '["0-10"]', '["999-2000"]', "[500]",
+                                  '["2000-1000"]', "null", "gxtsw01", '["a:b"]'])
+def test_bad_pools_refused(pool):
+    text = BASE.format(root="/tmp").replace('[gxtsw01, 47501, "47510-47520"]', pool)
+    with pytest.raises(core.ConfigProblem):
+        core.parse_config(text)
+
+
+def test_resolve_pool_refuses_root_and_empty():
+    with pytest.raises(core.ConfigProblem):
+        core.resolve_pool(("toor",), lambda n: 0, 1000)           # a name that maps to uid 0
+    with pytest.raises(core.ConfigProblem):
+        core.resolve_pool(("nosuch",), lambda n: None, 1000)
+    assert core.resolve_pool(("47501-47502", "x"), lambda n: 47600, 1000) == {
+        47501: None, 47502: None, 47600: "x"}
+
+
+@pytest.mark.parametrize("text,what", [
+    ("state_dir: /s\npool: [47501]\nroots:\n  - path: /tmp\n    age: 1d\nbogus: 1\n", "unknown key"),
+    ("state_dir: /s\npool: [47501]\nroots:\n  - path: /tmp\n    age: 1d\n  - path: /tmp/x\n    age: 1d\n", "overlap"),
+    ("state_dir: /s\npool: [47501]\nroots:\n  - path: /tmp\n    age: soon\n", "age"),
+    ("state_dir: /s\npool: [47501]\nroots:\n  - path: /tmp\n    age: 1d\n    age_by: amb\n", "age_by"),
+    ("state_dir: /s\nstate_dir: /t\npool: [47501]\nroots: []\n", "duplicate"),
+    ("state_dir: &a /s\npool: [47501]\nroots: []\n", "anchors"),
+    ("state_dir: !!str /s\npool: [47501]\nroots: []\n", "tags"),
+    ("pool: [47501]\nroots:\n  - path: /tmp\n    age: 1d\n", "state_dir"),
+    ("state_dir: /s\npool: [47501]\nroots: []\n", "roots"),
+])
+def test_config_refusals(text, what):
+    with pytest.raises(core.ConfigProblem) as e:
+        core.parse_config(text)
+    assert what in e.value.what
+
+
+def test_good_config():
+    cfg = core.parse_config(BASE.format(root="/scratch") + "  - path: /var/tmp\n    age: 1d12h\n"
+                            "    age_by: m\n    types: [file, fifo]\n    exclude: [/var/tmp/keep]\n"
+                            "mqueue_dir: /dev/mqueue\ndevshm_dir: /dev/shm\n")
+    assert [r.root for r in cfg.rules] == [b"/scratch", b"/var/tmp"]
+    assert cfg.rules[1].age == 129600 and cfg.rules[1].age_by == frozenset("m")
+    assert cfg.rules[0].age_by == frozenset("amc") and cfg.as_owner == "preferred"
+
+
+@given(st.text(max_size=20))
+def test_parse_age_total(s):
+    v = core.parse_age(s)
+    assert v is None or (type(v) is int and v >= 0)
+
+
+def test_ipc_parsing_and_plan():
+    shm = ("       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap\n"
+           "         0          5  600                  4096  100   0      0 47501 47501 47501 47501          0          0 1700000000                     0                     0\n"
+           "         0          6  600                  4096  100   0      0     0     0 47502     0          0          0 1700000000                     0                     0\n"
+           "         0          7  600                  4096  100   0      0     0     0     0     0          0          0 1700000000                     0                     0\n")
+    rows = core.parse_sysvipc("shm", shm)
+    assert rows == [(5, 47501, 47501), (6, 0, 47502), (7, 0, 0)]
+    plan = core.plan_ipc([("shm", *r) for r in rows], POOL)
+    assert [(k, i) for k, i, _ in plan] == [("shm", 5), ("shm", 6)]
+    assert core.parse_sysvipc("msg", "") == []
+
+
+def test_account_verdict():
+    v = core.account_verdict
+    assert v(47501, "a", leases={"a"}, processes=set(), draining=set(), sweep_draining=True) == (False, "active lease")
+    assert v(47501, "a", leases={"a"}, processes=set(), draining={"a"}, sweep_draining=True)[0]
+    assert not v(47501, "a", leases={"a"}, processes=set(), draining={"a"}, sweep_draining=False)[0]
+    assert v(47501, "a", leases=set(), processes={47501}, draining=set(), sweep_draining=True) == (False, "has processes")
+    assert v(0, "root", leases=set(), processes=set(), draining=set(), sweep_draining=True)[0] is False
