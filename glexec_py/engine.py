@@ -32,7 +32,8 @@ def main(engine_file, args):
         cfg = call.cfg = load_config(paths)
         check_caller(call, cfg)
         identity = verify_credential(call, cfg)
-        apply_bans(call, cfg, identity)
+        fqans = verify_voms(call, cfg, identity)
+        apply_bans(call, cfg, identity, fqans)
         target = map_identity(call, cfg, identity)
         plan, staged_proxy = prepare(call, cfg, target, command)
 
@@ -111,7 +112,8 @@ def verify_credential(call, cfg):
     call.credential_path = path
     call.credential = userfiles.read_credential(path, call.facts, cfg.credentials.max_file_size)
     trust.check_dir_chain(cfg.credentials.ca_dir)
-    result = native.verify_chain(call.credential, cfg.credentials.ca_dir, int(time.time()))
+    call.verified_at = int(time.time())
+    result = native.verify_chain(call.credential, cfg.credentials.ca_dir, call.verified_at)
     from glexec_py.core.authz import listed
     key_optional = listed(cfg.callers.omission_private_key, call.caller_names[0])
     identity = call.identity = proxychain.interpret(result, key_required=not key_optional)
@@ -119,7 +121,20 @@ def verify_credential(call, cfg):
     return identity
 
 
-def apply_bans(call, cfg, identity):
+def verify_voms(call, cfg, identity):
+    """The verified VOMS FQANs of the chain (canonical, in AC order; first = primary).
+    In lcmaps mode a bad attribute certificate drops them all, as LCMAPS does."""
+    if not cfg.credentials.vomsdir:
+        return ()
+    from glexec_py.effects import vomsdir
+    result = vomsdir.check_voms([c.der for c in call.chain], identity.depth, cfg.credentials.ca_dir,
+                                cfg.credentials.vomsdir, call.verified_at, mode=cfg.credentials.voms_mode,
+                                skew=cfg.credentials.voms_skew)
+    call.voms = result
+    return result.fqans
+
+
+def apply_bans(call, cfg, identity, fqans):
     """Global bans, before any mapping: the DN at every proxy depth, the CA, fingerprints.
     A broken ban source denies everyone."""
     if not cfg.bans.configured():
@@ -133,7 +148,7 @@ def apply_bans(call, cfg, identity):
         issuers = [dn.parse_der_name(c.issuer_der) for c in call.chain]
     except dn.DNError as e:
         raise CallerError("credential_invalid", "glexec: credential has a malformed name", error=str(e)) from None
-    decision = bans.check(banlist, subject_dns=subjects, issuer_dns=issuers,
+    decision = bans.check(banlist, subject_dns=subjects, issuer_dns=issuers, fqans=fqans,
                           fingerprints=[c.sha256 for c in call.chain],
                           subject_onelines=[c.subject for c in certs],
                           issuer_onelines=[c.issuer for c in call.chain])
@@ -156,17 +171,22 @@ def map_identity(call, cfg, identity):
     except OSError as e:
         raise SystemFault("gridmapfile", f"glexec: cannot read the gridmapfile: {e.strerror}", path=path) from None
     subject = _oneline_bytes(identity.subject)
+    fqans = [f.encode() for f in call.voms.fqans] if call.voms is not None else []
     for source in cfg.mapping.order:
-        if source == "local":
-            account = gridmap.local_account(lines, subject)
-            if account is not None:
-                call.target = lookup_target(account.decode("utf-8", "surrogateescape"), cfg.mapping)
-                return call.target
-        elif source == "pool":
-            pool = gridmap.pool_name(lines, subject)
-            if pool:
-                call.target = lease_pool_account(call, cfg, subject, pool)
-                return call.target
+        keys = fqans if source.startswith("voms_") else [subject]
+        for key in keys:
+            if source.endswith("local"):
+                account = gridmap.local_account(lines, key, wildcards=source == "voms_local")
+                if account is not None:
+                    call.mapped_by = {"source": source, "key": key}
+                    call.target = lookup_target(account.decode("utf-8", "surrogateescape"), cfg.mapping)
+                    return call.target
+            else:
+                pool = gridmap.pool_name(lines, key)
+                if pool:
+                    call.mapped_by = {"source": source, "key": key}
+                    call.target = lease_pool_account(call, cfg, subject, pool)
+                    return call.target
     raise NotAuthorized("no_mapping", "glexec: no mapping for this identity")
 
 
@@ -290,6 +310,7 @@ class Call:
         self.facts = self.cfg = self.identity = self.target = self.resolved = None
         self.caller_names = None
         self.credential = self.credential_path = self.staged_proxy = self.chain = None
+        self.voms = self.mapped_by = self.verified_at = None
         self.payload_pid = self.lease = None
         self._env = None
 
@@ -345,8 +366,12 @@ class Call:
         if ident is not None:
             rec.update(dn=ident.subject, issuer=ident.issuer, proxy_fingerprint=ident.leaf_sha256,
                        eec_fingerprint=ident.eec_sha256, proxy_kinds=list(ident.kinds))
+        if self.voms is not None:
+            rec["voms"] = self.voms.to_audit()
         if target is not None:
             rec.update(account=target.name, uid=target.uid, gid=target.gid, groups=list(target.groups))
+            if self.mapped_by is not None:
+                rec["mapped_by"] = self.mapped_by
             if self.lease is not None:
                 rec["lease"] = self.lease
         if facts is not None and event != "end":

@@ -19,9 +19,11 @@ _FORBIDDEN_GROUPS = ("root", "sudo", "adm", "disk", "docker", "shadow", "wheel",
 FACILITIES = ("LOG_DAEMON", "LOG_AUTH", "LOG_AUTHPRIV", "LOG_USER", "LOG_LOCAL0",
               "LOG_LOCAL1", "LOG_LOCAL2", "LOG_LOCAL3", "LOG_LOCAL4", "LOG_LOCAL5",
               "LOG_LOCAL6", "LOG_LOCAL7")
-# local: the gridmapfile's first non-dot account (LCMAPS localaccount);
+# local: the gridmapfile's first non-dot account for the DN (LCMAPS localaccount);
 # pool: a lease on the gridmapfile's ".pool" in the gridmapdir (LCMAPS poolaccount).
-MAPPING_SOURCES = ("local", "pool")
+# voms_local / voms_pool: the same for the first FQAN (in AC order) that has such a line
+# (LCMAPS voms_localaccount / voms_poolaccount without group-mapped leases).
+MAPPING_SOURCES = ("voms_local", "voms_pool", "local", "pool")
 GLEXEC_SET_VARS = ("HOME", "USER", "LOGNAME", "PATH", "X509_USER_PROXY")
 NEVER_PRESERVED_PREFIXES = ("MALLOC_", "LD_")
 ID_MAX = 4294967294
@@ -37,11 +39,14 @@ SCHEMA = (
         ("ca_dir", "abspath", _REQ),
         ("max_file_size", ("int", 1, 1048576), 65536),
         ("x509_user_proxy_fallback", "bool", False),
+        ("vomsdir", "optpath", ""),            # VOMS .lsc files; "" = ignore VOMS attributes
+        ("voms_mode", "vomsmode", "lcmaps"),   # lcmaps: a bad AC drops all FQANs; strict: refuse
+        ("voms_skew", ("int", 0, 3600), 300),  # seconds of clock skew for AC validity
     )),
     ("mapping", (
         ("gridmapfile", "abspath", _REQ),
         ("gridmapdir", "optpath", ""),          # pool leases (LCMAPS format); "" = no pools
-        ("order", "sources", ("local", "pool")),  # mapping sources, tried in this order
+        ("order", "sources", ("voms_local", "voms_pool", "local", "pool")),  # tried in this order
         ("lock_timeout", ("int", 1, 3600), 30),   # seconds to wait for the gridmapdir lock
         ("min_uid", ("int", 1, ID_MAX), 1000),
         ("max_uid", ("int", 1, ID_MAX), ID_MAX),
@@ -328,6 +333,11 @@ class _Parser:
             if not v or any(not p.startswith("/") for p in v.split(":")):
                 raise self.err(node, f"'{key}' must be a colon-separated list of absolute "
                                      f"directories, not {_show(node)}")
+            return v
+        if kind == "vomsmode":
+            v = self.string(node, key)
+            if v not in ("lcmaps", "strict"):
+                raise self.err(node, f"'{key}' must be 'lcmaps' or 'strict', not {_show(node)}")
             return v
         if kind == "optpath":
             v = self.string(node, key, "an absolute path")

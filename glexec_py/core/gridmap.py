@@ -125,12 +125,13 @@ def parse_gridmap(data, source):
     return tuple(out)
 
 
-def local_account(lines, subject):
-    """localaccount plugin: exact subject match only; the first matching line with a
-    mapping not starting with ``.`` wins; returns that first non-dot mapping or None."""
+def local_account(lines, subject, *, wildcards=False):
+    """localaccount plugin: exact subject match only (voms_localaccount: also fnmatch
+    patterns, ``wildcards=True``); the first matching line with a mapping not starting
+    with ``.`` wins; returns that first non-dot mapping or None."""
     subject = bytes(subject)
     for line in lines:
-        if line.subject == subject:
+        if line.subject == subject or (wildcards and subject_matches(line.subject, subject)):
             for m in line.mappings:
                 if not m.startswith(b"."):
                     return m
