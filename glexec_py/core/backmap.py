@@ -1,0 +1,658 @@
+"""Back-mapping semantics: audit records -> occupation intervals -> answers.  Pure.
+
+Who held uid U at time T?  The audit log is the evidence; this module turns its records
+into *occupations* and answers questions about them.  It never guesses: every answer has a
+``status``:
+
+* ``known``   -- the records prove it (one or more matches, nothing unreliable near T);
+* ``unknown`` -- a candidate whose end (or start) is not recorded, or T lies in a region the
+  records cannot vouch for (clock step, damaged/missing records, outside the history);
+* ``none``    -- T lies inside the retained history, nothing unreliable is near it, and no
+  record shows an occupation of U at T.
+
+Semantics (times are integer microseconds since the epoch, UTC, as the engine writes them):
+
+* An occupation with a grant record at S and an end record at E covers **[S, E], inclusive
+  at both ends**.  The grant record is written (and fsync'ed) before the payload starts and
+  the end record after it was reaped, so the payload's whole life lies inside [S, E]; being
+  inclusive errs on the side of naming the holder, never of hiding one.
+* A grant without an end (payload still running, ``linger: false``, engine killed) is a
+  candidate from S until the next grant of the same uid on the same host, or a reboot
+  marker of that host (``event: "boot"`` or a changed ``boot_id``), **exclusive** of that
+  cut instant (at the cut the next holder's own interval starts).  Queries in that span say
+  ``unknown`` ("end not recorded") and name the candidate; no end is ever invented.
+* An end record whose grant is not in the history (older file gone, damaged line) is a
+  candidate from the beginning of time until E: ``unknown`` ("start not recorded").
+* Occupations are per (host, uid): uids are per machine.  Two identities covering the same
+  instant on the same host are both reported (a shared static account); the pool lease
+  lifecycle is what makes that impossible for pool accounts.
+* Clock step: a record whose time is earlier than its predecessor's in the same series
+  (rotated files in order, then the active file) flags [its time, the predecessor's time]
+  as unreliable, and every occupation open at that moment becomes uncertain over its whole
+  span (its two ends were read off different clocks).  Limitation: records carry no
+  monotonic time, so a step during a quiet period can hide a wider ambiguous window than
+  the neighbouring records show.
+* Damage: a line that is not a complete, parseable record flags [previous good record,
+  next good record] of its series for every uid.  If the uid can still be read from the
+  damaged bytes, it also becomes an uncertain, open candidate for that uid (a lost grant).
+  A file missing from a rotated series flags the time between its neighbours.
+* Outside [first record, last record] of the retained history the answer is ``unknown``.
+
+Second source (later): pool leases from the gridmapdir become occupations of ``kind``
+"lease" with the same fields; the answer functions do not care where an occupation came from.
+"""
+
+import json
+import re
+
+__all__ = ["NEVER", "FOREVER", "parse_time", "format_time", "Ref", "Identity", "Caller",
+           "Event", "Damaged", "Occupation", "Flag", "Answer", "parse_record",
+           "HistoryBuilder", "answer_at", "answer_range", "answer_listing", "build_history",
+           "first_line_fingerprint"]
+
+NEVER = -(1 << 62)        # "since before the history": lower bound of an unknown start
+FOREVER = 1 << 62         # "until further notice": upper bound of an unknown end
+US = 1_000_000
+
+
+# -- time ----------------------------------------------------------------------------------
+
+def _days_from_civil(y, m, d):
+    """Days since 1970-01-01 (Howard Hinnant's algorithm): exact, no time module."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,6}))?"
+                  r"(Z|[+-]\d{2}:?\d{2})?\Z", re.ASCII)
+
+
+_DAY_CACHE = {}
+
+
+def _engine_form(text):
+    """Fast path for exactly ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (every engine record)."""
+    day = _DAY_CACHE.get(text[:10])
+    if day is None:
+        m = _ISO.match(text)
+        if m is None or m.group(8) != "Z":
+            return None
+        y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        if not (1 <= mo <= 12 and 1 <= d <= 31):
+            return None
+        day = _DAY_CACHE[text[:10]] = _days_from_civil(y, mo, d) * 86400
+    hms, frac = text[11:19], text[20:26]
+    if not (hms[2] == hms[5] == ":" and hms[:2].isdigit() and hms[3:5].isdigit()
+            and hms[6:].isdigit() and frac.isdigit() and frac.isascii()):
+        return None
+    h, mi, sec = int(hms[:2]), int(hms[3:5]), int(hms[6:])
+    if h > 23 or mi > 59 or sec > 60:
+        return None
+    return (day + h * 3600 + mi * 60 + sec) * US + int(frac)
+
+
+def parse_time(text):
+    """ISO 8601 UTC text -> integer microseconds since the epoch; None if malformed.
+
+    Accepts the engine's form ``2026-11-21T22:33:04.123456Z``, whole seconds, and an
+    explicit offset (``+02:00``).  Text without a zone is taken as UTC."""
+    if type(text) is not str:
+        return None
+    if len(text) == 27 and text[10] == "T" and text[19] == "." and text[26] == "Z" \
+            and text[4] == text[7] == "-":
+        return _engine_form(text)
+    m = _ISO.match(text)
+    if m is None:
+        return None
+    y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and h <= 23 and mi <= 59 and s <= 60):
+        return None
+    frac = m.group(7) or ""
+    us = int(frac.ljust(6, "0")) if frac else 0
+    seconds = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s
+    zone = m.group(8)
+    if zone and zone != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        seconds -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+    return seconds * US + us
+
+
+def _civil_from_days(z):
+    z += 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + (3 if mp < 10 else -9)
+    return yoe + era * 400 + (m <= 2), m, d
+
+
+def format_time(us):
+    """Microseconds since the epoch -> the engine's ISO form; the bounds read as words."""
+    if us is None:
+        return None
+    if us <= NEVER:
+        return "-inf"
+    if us >= FOREVER:
+        return "+inf"
+    seconds, frac = divmod(us, US)
+    days, rest = divmod(seconds, 86400)
+    y, m, d = _civil_from_days(days)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (y, m, d, rest // 3600, rest // 60 % 60,
+                                                    rest % 60, frac)
+
+
+# -- values --------------------------------------------------------------------------------
+
+class Ref(tuple):
+    """Where a record is: (source fingerprint, byte offset, line number) -- stable across
+    rotation and compression, because a source is known by its first line's hash."""
+    __slots__ = ()
+
+    def __new__(cls, source, offset, line):
+        return tuple.__new__(cls, (source, offset, line))
+
+    source = property(lambda self: self[0])
+    offset = property(lambda self: self[1])
+    line = property(lambda self: self[2])
+
+
+class Identity(tuple):
+    __slots__ = ()
+
+    def __new__(cls, dn, issuer, fqans=()):
+        return tuple.__new__(cls, (dn, issuer, tuple(fqans)))
+
+    dn = property(lambda self: self[0])
+    issuer = property(lambda self: self[1])
+    fqans = property(lambda self: self[2])
+
+
+_CALLER_FIELDS = ("uid", "gid", "user", "group", "pid", "ppid", "sid", "pgid", "groups")
+
+
+class Caller(tuple):
+    """The pilot that called glexec (the ``caller`` object of the record)."""
+    __slots__ = ()
+
+    def __new__(cls, uid=None, gid=None, user=None, group=None, pid=None, ppid=None,
+                sid=None, pgid=None, groups=()):
+        return tuple.__new__(cls, (uid, gid, user, group, pid, ppid, sid, pgid, tuple(groups)))
+
+    def as_dict(self):
+        d = dict(zip(_CALLER_FIELDS, self))
+        d["groups"] = list(self[8])
+        return d
+
+
+for _i, _name in enumerate(_CALLER_FIELDS):
+    setattr(Caller, _name, property(lambda self, i=_i: self[i]))
+
+
+class Event:
+    """One parsed audit record (only what back-mapping needs)."""
+    __slots__ = ("kind", "time", "host", "engine_pid", "uid", "account", "identity",
+                 "caller", "payload_pid", "status", "boot_id", "ref")
+
+    def __init__(self, kind, time, host, engine_pid, uid=None, account=None, identity=None,
+                 caller=None, payload_pid=None, status=None, boot_id=None, ref=None):
+        self.kind, self.time, self.host, self.engine_pid = kind, time, host, engine_pid
+        self.uid, self.account, self.identity, self.caller = uid, account, identity, caller
+        self.payload_pid, self.status, self.boot_id, self.ref = payload_pid, status, boot_id, ref
+
+
+class Damaged:
+    """A line that is not a usable record; ``uid``/``host`` if they could be read anyway."""
+    __slots__ = ("ref", "why", "uid", "host")
+
+    def __init__(self, ref, why, uid=None, host=None):
+        self.ref, self.why, self.uid, self.host = ref, why, uid, host
+
+
+class Occupation:
+    """One holding of (host, uid) by an identity.  ``lo``/``hi`` is the inclusive span in
+    which it is a candidate; ``certain`` is False when either end is not recorded or
+    read off a stepped clock."""
+    __slots__ = ("kind", "host", "uid", "account", "identity", "caller", "engine_pid",
+                 "start", "end", "cut", "payload_pid", "status", "evidence", "notes",
+                 "row_id")
+
+    def __init__(self, kind, host, uid, account, identity, caller, engine_pid, start,
+                 end=None, cut=None, payload_pid=None, status=None, evidence=(), notes=(),
+                 row_id=None):
+        self.kind, self.host, self.uid, self.account = kind, host, uid, account
+        self.identity, self.caller, self.engine_pid = identity, caller, engine_pid
+        self.start, self.end, self.cut = start, end, cut
+        self.payload_pid, self.status = payload_pid, status
+        self.evidence, self.notes, self.row_id = list(evidence), list(notes), row_id
+
+    @property
+    def lo(self):
+        if self.start is None:
+            return NEVER
+        return self.start if self.end is None else min(self.start, self.end)  # end < start: clock step
+
+    @property
+    def hi(self):
+        start = NEVER if self.start is None else self.start
+        if self.end is not None:
+            return max(start, self.end)
+        if self.cut is not None:
+            return max(self.cut - 1, start)      # the cut instant belongs to the next holder
+        return FOREVER
+
+    @property
+    def certain(self):
+        return (self.kind != "damaged" and self.start is not None and self.end is not None
+                and "clock_step" not in self.notes)
+
+    def covers(self, t):
+        return self.lo <= t <= self.hi
+
+    def overlaps(self, t1, t2):
+        return self.lo <= t2 and self.hi >= t1
+
+    def why(self):
+        if self.kind == "damaged":
+            return "a damaged record may be a grant of this uid"
+        if "clock_step" in self.notes:
+            return "the clock stepped while it was open"
+        if self.start is None:
+            return "start not recorded (grant not in the retained history)"
+        if self.end is None:
+            cut = "" if self.cut is None else f", next grant/reboot at {format_time(self.cut)}"
+            return "end not recorded (payload running, linger off, or engine killed)" + cut
+        return "grant and end recorded"
+
+    def as_dict(self):
+        ident = self.identity
+        return {
+            "kind": self.kind, "host": self.host, "uid": self.uid, "account": self.account,
+            "dn": ident.dn if ident else None, "issuer": ident.issuer if ident else None,
+            "fqans": list(ident.fqans) if ident else None,
+            "caller": self.caller.as_dict() if self.caller else None,
+            "engine_pid": self.engine_pid, "payload_pid": self.payload_pid,
+            "status": self.status, "start": format_time(self.start),
+            "end": format_time(self.end), "end_known": self.end is not None,
+            "next_grant_or_reboot": format_time(self.cut),
+            "certain": self.certain, "why": self.why(), "notes": list(self.notes),
+            "evidence": [list(r) for r in self.evidence],
+        }
+
+
+class Flag:
+    """A region [lo, hi] the records cannot vouch for (``host`` None = every host)."""
+    __slots__ = ("kind", "host", "lo", "hi", "ref", "why", "row_id", "series")
+
+    def __init__(self, kind, host, lo, hi, ref, why, row_id=None, series=None):
+        self.kind, self.host, self.lo, self.hi = kind, host, lo, hi
+        self.ref, self.why, self.row_id, self.series = ref, why, row_id, series
+
+    def overlaps(self, t1, t2):
+        return self.lo <= t2 and self.hi >= t1
+
+    def as_dict(self):
+        return {"kind": self.kind, "host": self.host, "from": format_time(self.lo),
+                "to": format_time(self.hi), "why": self.why,
+                "evidence": list(self.ref) if self.ref else None}
+
+
+# -- parsing -------------------------------------------------------------------------------
+
+_SALVAGE_UID = re.compile(rb',\s*"uid":\s*(\d{1,10})\s*,\s*"gid"')   # the target's: the caller's follows "{"
+_SALVAGE_HOST = re.compile(rb'"host":\s*"([^"\\]{1,255})"')
+
+
+def first_line_fingerprint(line):
+    """A source's identity: sha256 of its first complete line (newline included)."""
+    import hashlib          # only when a file is read (query start-up time)
+    return hashlib.sha256(line).hexdigest()
+
+
+def _int(v):
+    return v if type(v) is int else None
+
+
+def _str(v):
+    return v if type(v) is str else None
+
+
+def _caller(c):
+    if type(c) is not dict:
+        return None
+    groups = c.get("groups")
+    groups = tuple(g for g in groups if type(g) is int) if type(groups) is list else ()
+    get = c.get
+    return tuple.__new__(Caller, (get("uid"), get("gid"), get("user"), get("group"), get("pid"),
+                                  get("ppid"), get("sid"), get("pgid"), groups))
+
+
+def _identity(rec):
+    dn = rec.get("dn")
+    if type(dn) is not str:
+        return None
+    fqans = rec.get("fqans")
+    fqans = tuple(f for f in fqans if type(f) is str) if type(fqans) is list else ()
+    return tuple.__new__(Identity, (dn, _str(rec.get("issuer")), fqans))
+
+
+def parse_record(line, ref):
+    """One line (bytes, newline included or not) -> Event, or Damaged with the reason."""
+    try:
+        rec = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return _damaged(line, ref, "not a JSON record")
+    if type(rec) is not dict:
+        return _damaged(line, ref, "not a JSON object")
+    t = parse_time(rec.get("time"))
+    kind = rec.get("event")
+    host = _str(rec.get("host"))
+    if t is None or type(kind) is not str or host is None:
+        return _damaged(line, ref, "record without time, event or host")
+    ev = Event(kind, t, host, _int(rec.get("pid")), boot_id=_str(rec.get("boot_id")), ref=ref)
+    if kind in ("grant", "end"):
+        ev.uid, ev.account = _int(rec.get("uid")), _str(rec.get("account"))
+        ev.identity, ev.caller = _identity(rec), _caller(rec.get("caller"))
+        if ev.uid is None or ev.engine_pid is None:
+            return _damaged(line, ref, f"{kind} record without uid or pid")
+        if kind == "end":
+            ev.payload_pid, ev.status = _int(rec.get("payload_pid")), _int(rec.get("status"))
+    return ev
+
+
+def _damaged(line, ref, why):
+    uid = _SALVAGE_UID.search(line)
+    host = _SALVAGE_HOST.search(line)
+    return Damaged(ref, why, int(uid.group(1)) if uid else None,
+                   host.group(1).decode("ascii", "replace") if host else None)
+
+
+# -- building the history ------------------------------------------------------------------
+
+class HistoryBuilder:
+    """Folds records (in log order, per series) into occupations and flags.
+
+    State that outlives one batch (open occupations, a series' last time, a pending damage
+    flag) is fetched through the optional callbacks, so an index can resume where it
+    stopped; each callback returns objects this builder created earlier (with ``row_id``).
+    ``dirty_occupations`` / ``dirty_flags`` list what changed, for the caller to store."""
+
+    def __init__(self, open_by_engine=None, open_by_uid=None, open_by_host=None):
+        self._load_engine = open_by_engine or (lambda host, pid: [])
+        self._load_uid = open_by_uid or (lambda host, uid: [])
+        self._load_host = open_by_host or (lambda host: [])
+        self._by_engine = {}     # (host, engine pid) -> open occupations, oldest first
+        self._by_uid = {}        # (host, uid) -> open, not yet cut occupations
+        self._hosts_loaded = set()
+        self._stored = {}        # row_id -> occupation, for loaded ones
+        self._boot_ids = {}
+        self.series = {}         # series -> {"last": time, "last_good": time, "pending": [Flag]}
+        self.dirty_occupations = {}
+        self.dirty_flags = []
+        self.first_time = None
+        self.last_time = None
+
+    def resume_series(self, name, last_time, pending_flags=()):
+        self.series[name] = {"last": last_time, "pending": list(pending_flags)}
+
+    # dirty bookkeeping
+    def _touch(self, occ):
+        self.dirty_occupations[id(occ)] = occ
+
+    def take_dirty(self):
+        occs, flags = list(self.dirty_occupations.values()), self.dirty_flags
+        self.dirty_occupations, self.dirty_flags = {}, []
+        return occs, flags
+
+    def _canon(self, occ):
+        """One object per stored occupation, however many callbacks returned it."""
+        if occ.row_id is None:
+            return occ
+        return self._stored.setdefault(occ.row_id, occ)
+
+    def _engine_list(self, key):
+        lst = self._by_engine.get(key)
+        if lst is None:
+            lst = self._by_engine[key] = [self._canon(o) for o in self._load_engine(*key)]
+        return lst
+
+    def _uid_list(self, key):
+        lst = self._by_uid.get(key)
+        if lst is None:
+            lst = self._by_uid[key] = [self._canon(o) for o in self._load_uid(*key)]
+        return lst
+
+    def forget_settled(self, stored=()):
+        """After the caller stored ``stored`` (now with row ids): drop map entries that hold
+        nothing (bounded memory) and remember the open ones, so that a callback returning
+        the stored copy later yields this same object."""
+        for d in (self._by_engine, self._by_uid):
+            for key in [k for k, v in d.items() if not v]:
+                del d[key]
+        for occ in stored:
+            if occ.row_id is not None:
+                self._stored[occ.row_id] = occ
+        self._stored = {k: o for k, o in self._stored.items() if o.end is None}
+
+    def feed(self, series, item):
+        state = self.series.setdefault(series, {"last": None, "pending": []})
+        if isinstance(item, Damaged):
+            return self._damaged(series, state, item)
+        t = item.time
+        self.first_time = t if self.first_time is None else min(self.first_time, t)
+        self.last_time = t if self.last_time is None else max(self.last_time, t)
+        for flag in state["pending"]:          # a damage region ends at the next good record
+            flag.hi = max(t, flag.lo)
+            self.dirty_flags.append(flag)
+        state["pending"] = []
+        if state["last"] is not None and t < state["last"]:
+            self._clock_step(series, item, state["last"])
+        state["last"] = t          # the predecessor of the next record, in either clock era
+        self._reboot_check(item)
+        if item.kind == "grant":
+            self._grant(item)
+        elif item.kind == "end":
+            self._end(item)
+        elif item.kind == "boot":
+            self._cut_host(item.host, item.time, item.ref, "reboot")
+
+    def _clock_step(self, series, ev, before):
+        self._load_host_open(ev.host)
+        self.dirty_flags.append(Flag("clock_step", ev.host, ev.time, before, ev.ref,
+                                     f"clock stepped back from {format_time(before)} to "
+                                     f"{format_time(ev.time)}", series=series))
+        for lst in list(self._by_engine.values()) + list(self._by_uid.values()):
+            for occ in lst:
+                if occ.host == ev.host and "clock_step" not in occ.notes:
+                    occ.notes.append("clock_step")
+                    self._touch(occ)
+
+    def _reboot_check(self, ev):
+        if ev.boot_id is None:
+            return
+        previous = self._boot_ids.get(ev.host)
+        self._boot_ids[ev.host] = ev.boot_id
+        if previous is not None and previous != ev.boot_id:
+            self._cut_host(ev.host, ev.time, ev.ref, "reboot")
+
+    def _load_host_open(self, host):
+        """Every stored open occupation of the host, merged into the in-memory maps."""
+        if host in self._hosts_loaded:
+            return
+        self._hosts_loaded.add(host)
+        for occ in self._load_host(host):
+            occ = self._canon(occ)
+            engine = self._engine_list((host, occ.engine_pid))
+            if occ not in engine:
+                engine.append(occ)
+            if occ.cut is None:
+                uids = self._uid_list((host, occ.uid))
+                if occ not in uids:
+                    uids.append(occ)
+
+    def _cut_host(self, host, t, ref, why):
+        self._load_host_open(host)
+        for (h, uid), lst in self._by_uid.items():
+            if h == host:
+                self._cut(lst, t, ref)
+
+    def _cut(self, lst, t, ref):
+        for occ in lst:
+            occ.cut = t
+            occ.evidence.append(ref)
+            self._touch(occ)
+        lst.clear()
+
+    def _grant(self, ev):
+        key = (ev.host, ev.uid)
+        self._cut(self._uid_list(key), ev.time, ev.ref)
+        occ = Occupation("audit", ev.host, ev.uid, ev.account, ev.identity, ev.caller,
+                         ev.engine_pid, ev.time, evidence=[ev.ref])
+        self._by_uid[key].append(occ)
+        self._engine_list((ev.host, ev.engine_pid)).append(occ)
+        self._touch(occ)
+
+    def _end(self, ev):
+        candidates = self._engine_list((ev.host, ev.engine_pid))
+        occ = next((o for o in reversed(candidates) if o.uid == ev.uid), None)
+        if not candidates:
+            self._by_engine.pop((ev.host, ev.engine_pid), None)
+        if occ is None:
+            occ = Occupation("audit", ev.host, ev.uid, ev.account, ev.identity, ev.caller,
+                             ev.engine_pid, None, notes=["orphan_end"])
+        else:
+            candidates.remove(occ)
+            uid_list = self._by_uid.get((ev.host, ev.uid)) or []
+            if occ in uid_list:
+                uid_list.remove(occ)
+            if ev.time < occ.start and "clock_step" not in occ.notes:
+                occ.notes.append("clock_step")
+        occ.end, occ.payload_pid, occ.status = ev.time, ev.payload_pid, ev.status
+        occ.evidence.append(ev.ref)
+        self._touch(occ)
+
+    def _damaged(self, series, state, item):
+        host = item.host
+        flag = Flag("damaged", None, state["last"] if state["last"] is not None else NEVER,
+                    FOREVER, item.ref, f"damaged record ({item.why})", series=series)
+        state["pending"].append(flag)
+        self.dirty_flags.append(flag)
+        if item.uid is not None and host is not None:
+            # Possibly a lost grant: an uncertain candidate until the uid's next grant.
+            start = state["last"] if state["last"] is not None else None
+            occ = Occupation("damaged", host, item.uid, None, None, None, None, start,
+                             evidence=[item.ref], notes=["damaged"])
+            self._uid_list((host, item.uid)).append(occ)
+            self._touch(occ)
+
+    def flag_region(self, kind, host, lo, hi, ref, why, series=None):
+        """A region found outside the records themselves (missing file, untrusted file)."""
+        self.dirty_flags.append(Flag(kind, host, lo, hi, ref, why, series=series))
+
+
+def build_history(series_lines):
+    """All in memory: {series: [line bytes, ...]} (log order) -> (occupations, flags,
+    coverage).  The reference path for tests; the index does the same incrementally."""
+    builder = HistoryBuilder()
+    occupations, flags = {}, []
+    for series, lines in series_lines.items():
+        offset = 0
+        for number, line in enumerate(lines, 1):
+            builder.feed(series, parse_record(line, Ref(series, offset, number)))
+            offset += len(line)
+    occs, flags = builder.take_dirty()
+    coverage = (builder.first_time, builder.last_time)
+    return occs, _unique(flags), coverage
+
+
+def _unique(flags):
+    seen, out = set(), []
+    for f in flags:
+        if id(f) not in seen:
+            seen.add(id(f))
+            out.append(f)
+    return out
+
+
+# -- answers -------------------------------------------------------------------------------
+
+class Answer:
+    """``status`` known | unknown | none, ``why`` in words, ``matches`` (occupations),
+    ``flags`` (unreliable regions touching the question), ``evidence`` (record refs)."""
+
+    def __init__(self, question, status, why, matches, flags, coverage):
+        self.question, self.status, self.why = question, status, why
+        self.matches, self.flags, self.coverage = matches, flags, coverage
+
+    @property
+    def evidence(self):
+        refs = [r for m in self.matches for r in m.evidence]
+        refs += [f.ref for f in self.flags if f.ref]
+        return refs
+
+    def as_dict(self):
+        lo, hi = self.coverage
+        return {"question": self.question, "status": self.status, "why": self.why,
+                "history": {"from": format_time(lo), "to": format_time(hi)},
+                "matches": [m.as_dict() for m in self.matches],
+                "flags": [f.as_dict() for f in self.flags]}
+
+
+def _host_ok(host, wanted):
+    return wanted is None or host is None or host == wanted
+
+
+def answer_range(question, t1, t2, candidates, flags, coverage, host=None):
+    """Who held it at any instant in [t1, t2] (an instant query is t1 == t2)."""
+    matches = sorted((o for o in candidates if o.overlaps(t1, t2) and _host_ok(o.host, host)),
+                     key=lambda o: (o.lo, o.hi))
+    touching = [f for f in flags if f.overlaps(t1, t2) and _host_ok(f.host, host)]
+    lo, hi = coverage
+    when = format_time(t1) if t1 == t2 else f"{format_time(t1)} .. {format_time(t2)}"
+    if lo is None or t1 < lo or t2 > hi:
+        span = "no records" if lo is None else f"records cover {format_time(lo)} .. {format_time(hi)}"
+        return Answer(question, "unknown", f"{when} is outside the audit history ({span})",
+                      matches, touching, coverage)
+    uncertain = [m for m in matches if not m.certain]
+    if touching:
+        kinds = ", ".join(sorted({f.kind for f in touching}))
+        return Answer(question, "unknown", f"the records are unreliable at {when} ({kinds})",
+                      matches, touching, coverage)
+    if uncertain:
+        return Answer(question, "unknown", uncertain[0].why(), matches, touching, coverage)
+    if not matches:
+        return Answer(question, "none", f"no occupation recorded at {when}", matches,
+                      touching, coverage)
+    holders = {(m.host, m.identity) for m in matches}
+    why = f"{len(matches)} occupation(s) recorded"
+    if t1 == t2 and len(holders) > 1:
+        why += f"; {len(holders)} identities held it at once (shared account)"
+    return Answer(question, "known", why, matches, touching, coverage)
+
+
+def answer_at(question, t, candidates, flags, coverage, host=None):
+    return answer_range(question, t, t, candidates, flags, coverage, host)
+
+
+def answer_listing(question, matches, flags, coverage):
+    """A listing (reverse DN look-up, payload pid): known when something matched; when
+    nothing did but damaged records exist, ``unknown`` (one of them may have matched)."""
+    matches = sorted(matches, key=lambda o: (o.lo, o.hi))
+    damage = [f for f in flags if f.kind in ("damaged", "missing_file", "untrusted_file")]
+    if matches:
+        uncertain = sum(1 for m in matches if not m.certain)
+        why = f"{len(matches)} occupation(s) recorded" + (
+            f", {uncertain} with an end or start not recorded" if uncertain else "")
+        return Answer(question, "known", why, matches, damage, coverage)
+    if damage:
+        return Answer(question, "unknown", "nothing matched, but damaged or missing records "
+                      "could have", matches, damage, coverage)
+    return Answer(question, "none", "nothing matched in the audit history", matches, [],
+                  coverage)

@@ -1,0 +1,243 @@
+"""glexec-backmap: who held a uid (account, pid) at a time, from the audit records.
+
+Runs as: root only (the DN history is admin-only).  Answers come from an SQLite index that
+is brought up to date with the audit files before every query; semantics in
+``glexec_py.core.backmap``, storage in ``glexec_py.effects.backmap_index``.
+
+Exit: 0 the answer is known; 1 unknown or none; 2 usage or permission error.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+import unicodedata
+
+EXIT_KNOWN, EXIT_NOT_KNOWN, EXIT_USAGE = 0, 1, 2
+_ESCAPED_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")   # controls, bidi, separators
+
+
+def default_config_path():
+    """PREFIX/etc/glexec-py/glexec.yaml for the PREFIX this tool is installed in."""
+    here = os.path.realpath(__file__)
+    lib = os.path.dirname(os.path.dirname(here))           # .../lib/glexec-py
+    if lib.endswith("/lib/glexec-py"):
+        prefix = lib[: -len("/lib/glexec-py")]
+        return ("" if prefix in ("", "/usr") else prefix) + "/etc/glexec-py/glexec.yaml"
+    return "/usr/local/etc/glexec-py/glexec.yaml"
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="glexec-backmap",
+        description="Who held a uid, account or process at a time (from the glexec audit records).",
+        epilog="Exit status: 0 known, 1 unknown or none, 2 usage or permission error.")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--uid", type=int, help="the local uid")
+    what.add_argument("--account", help="the local account name")
+    what.add_argument("--pid", type=int, help="a payload process: live (/proc) or from end records")
+    what.add_argument("--dn", help="reverse: every account and interval of this DN (exact)")
+    p.add_argument("--at", help="instant, ISO 8601 UTC (2026-11-21T22:33:04Z) or 'now'")
+    p.add_argument("--from", dest="t_from", help="start of a range (inclusive)")
+    p.add_argument("--to", dest="t_to", help="end of a range (inclusive)")
+    p.add_argument("--host", help="only this host's records")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--audit-file", action="append", default=[], metavar="PATH",
+                   help="audit file (its rotated .N/.N.gz siblings are read too); repeatable")
+    p.add_argument("--config", help="glexec.yaml (default: PREFIX/etc/glexec-py/glexec.yaml of this install)")
+    p.add_argument("--index", help="index file (default: <state_dir>/backmap.sqlite)")
+    p.add_argument("--reindex", action="store_true", help="rebuild the index from the audit files")
+    p.add_argument("--no-refresh", action="store_true", help="answer from the index as it is")
+    return p
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_instant(text, now_us):
+    from glexec_py.core.backmap import parse_time
+    if text == "now":
+        return now_us
+    t = parse_time(text)
+    if t is None:
+        raise UsageError(f"not an ISO 8601 time: {escape(text)!s} (e.g. 2026-11-21T22:33:04Z)")
+    return t
+
+
+def escape(value):
+    """One printable line: control characters, bidi overrides, separators, surrogates and
+    backslashes written as escapes, so a hostile DN cannot drive the admin's terminal."""
+    if value is None:
+        return "-"
+    s = str(value)
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif 0x20 <= o < 0x7F:
+            out.append(ch)
+        elif o < 0x80 or unicodedata.category(ch) in _ESCAPED_CATEGORIES:
+            out.append("\\x%02x" % o if o < 0x100 else "\\u%04x" % o if o < 0x10000 else "\\U%08x" % o)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def audit_files_and_index(args):
+    """The audit files and index path: from the options, else from the configuration."""
+    files, index = list(args.audit_file), args.index
+    if files and index:
+        return files, index
+    from glexec_py.effects import configfile
+    path = args.config or default_config_path()
+    prefix = path.rsplit("/etc/glexec-py/", 1)[0] if "/etc/glexec-py/" in path else ""
+    state_guess = (prefix or "") + "/var/lib/glexec-py"
+    cfg = configfile.load(path, state_guess if os.path.isdir(state_guess) else "")
+    return files or [cfg.audit.file], index or cfg.state_dir.rstrip("/") + "/backmap.sqlite"
+
+
+def ask(index, args, now_us):
+    """The question the options pose, answered by the index."""
+    t_at = parse_instant(args.at, now_us) if args.at else None
+    t1 = parse_instant(args.t_from, now_us) if args.t_from else None
+    t2 = parse_instant(args.t_to, now_us) if args.t_to else None
+    if t_at is not None and (t1 is not None or t2 is not None):
+        raise UsageError("give --at or --from/--to, not both")
+    if (t1 is None) != (t2 is None):
+        raise UsageError("--from and --to go together")
+    if t1 is not None and t1 > t2:
+        raise UsageError("--from is after --to")
+    if args.dn is not None:
+        return index.by_dn(args.dn)
+    if args.pid is not None:
+        return ask_pid(index, args.pid, t_at, now_us)
+    if t_at is None and t1 is None:
+        raise UsageError("give --at T or --from T1 --to T2")
+    lo, hi = (t_at, t_at) if t_at is not None else (t1, t2)
+    if args.uid is not None:
+        if lo == hi:
+            return index.uid_at(args.uid, lo, args.host)
+        return index.uid_between(args.uid, lo, hi, args.host)
+    if args.account is not None:
+        return index.account_between(args.account, lo, hi, args.host)
+    return index.all_between(lo, hi, args.host)
+
+
+def ask_pid(index, pid, t_at, now_us):
+    """A live process: its uid and start time from /proc, answered at its start; a process
+    that is gone: the end records that name it as the payload."""
+    live = read_proc(pid)
+    if live is None or t_at is not None:
+        return index.by_payload_pid(pid, t_at)
+    uid, started = live
+    answer = index.uid_between(uid, started, started + 1_000_000, os.uname().nodename)
+    answer.question = {"pid": pid, "uid": uid, "process_started": _fmt(started), "live": True}
+    identities = {m.identity for m in answer.matches}
+    if answer.status == "unknown" and not answer.flags and len(identities) == 1 and answer.matches \
+            and all(m.start is not None and m.start <= started + 1_000_000 for m in answer.matches):
+        # The live process proves the holder was there at its start: an open grant that is
+        # the only candidate around that second is no longer in doubt.
+        answer.status = "known"
+        answer.why = "live process started while only this identity held the uid (end not recorded yet)"
+    return answer
+
+
+def _fmt(us):
+    from glexec_py.core.backmap import format_time
+    return format_time(us)
+
+
+def read_proc(pid):
+    """Runs as: root.  (real uid, start time in µs, ±1 s: the boot time is whole seconds)
+    of a live process, or None."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            status = f.read()
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+    except (OSError, StopIteration, ValueError):
+        return None
+    uid = next((int(line.split()[1]) for line in status.splitlines() if line.startswith(b"Uid:")), None)
+    fields = stat.rpartition(b")")[2].split()     # comm may hold ')' or spaces
+    ticks = int(fields[19])                         # field 22: starttime
+    start_us = boot * 1_000_000 + ticks * 1_000_000 // os.sysconf("SC_CLK_TCK")
+    return None if uid is None else (uid, start_us)
+
+
+# -- output -----------------------------------------------------------------------------
+
+def render_text(answer, index):
+    d = answer.as_dict()
+    q = " ".join(f"{k}={escape(v)}" for k, v in d["question"].items() if v is not None)
+    lines = [f"{answer.status.upper()}: {escape(answer.why)}", f"  question: {q}",
+             f"  history:  {d['history']['from']} .. {d['history']['to']}"]
+    for m in d["matches"]:
+        c = m["caller"] or {}
+        lines += [f"  - {escape(m['account'])} (uid {m['uid']}) on {escape(m['host'])}"
+                  f"  {m['start'] or 'start unknown'} .. {m['end'] or 'end unknown'}"
+                  + ("" if m["certain"] else "  [uncertain: " + escape(m["why"]) + "]"),
+                  f"      dn:     {escape(m['dn'])}",
+                  f"      issuer: {escape(m['issuer'])}"
+                  + (f"\n      fqans:  {escape(', '.join(m['fqans']))}" if m["fqans"] else ""),
+                  f"      pilot:  {escape(c.get('user'))} (uid {c.get('uid')}, pid {c.get('pid')})"
+                  f"  engine pid {m['engine_pid']}  payload pid {m['payload_pid'] or '-'}"
+                  f"  status {m['status'] if m['status'] is not None else '-'}"]
+        lines += [f"      record: {escape(ref)}" for ref in evidence_text(m["evidence"], index)]
+    for f in d["flags"]:
+        lines.append(f"  ! {f['kind']}: {escape(f['why'])} ({f['from']} .. {f['to']})")
+        lines += [f"      record: {escape(ref)}" for ref in evidence_text([f["evidence"]] if f["evidence"] else [], index)]
+    return "\n".join(lines) + "\n"
+
+
+def evidence_text(refs, index):
+    out = []
+    for source, offset, line in refs:
+        path, fp = index.describe_source(source)
+        out.append(f"{path}:{line} (byte {offset}, first-line sha256 {fp[:16] if fp else '?'})")
+    return out
+
+
+def render_json(answer, index):
+    d = answer.as_dict()
+    for item in d["matches"] + d["flags"]:
+        refs = item["evidence"] if item in d["matches"] else ([item["evidence"]] if item["evidence"] else [])
+        item["records"] = [dict(zip(("file", "sha256_first_line", "offset", "line"),
+                                    (*index.describe_source(s), o, n))) for s, o, n in refs]
+    return json.dumps(d, ensure_ascii=True, indent=1) + "\n"
+
+
+def main(argv=None):
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return EXIT_USAGE if e.code else 0
+    if os.geteuid() != 0:
+        sys.stderr.write("glexec-backmap: permission denied: root only (the DN history is admin-only)\n")
+        return EXIT_USAGE
+    os.umask(0o077)
+    from glexec_py.effects.backmap_index import Index
+    from glexec_py.errors import GlexecError
+    try:
+        files, index_path = audit_files_and_index(args)
+        index = Index(index_path)
+        try:
+            if not args.no_refresh or args.reindex:
+                index.refresh(files, rebuild=args.reindex)
+            if args.reindex and not any(v is not None for v in (args.uid, args.account, args.pid, args.dn, args.at, args.t_from)):
+                return 0
+            answer = ask(index, args, int(time.time() * 1_000_000))
+            sys.stdout.write(render_json(answer, index) if args.json else render_text(answer, index))
+        finally:
+            index.close()
+    except UsageError as e:
+        sys.stderr.write(f"glexec-backmap: {e}\n")
+        return EXIT_USAGE
+    except GlexecError as e:
+        sys.stderr.write(escape(e.message.replace("glexec: ", "glexec-backmap: ", 1)) + "\n")
+        return EXIT_USAGE
+    return EXIT_KNOWN if answer.status == "known" else EXIT_NOT_KNOWN
