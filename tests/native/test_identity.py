@@ -12,7 +12,7 @@ import tempfile
 import pytest
 
 from glexec_py.effects import native
-from native_helpers import proc_status, run_in_child
+from tests.native.native_helpers import proc_status, run_in_child
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

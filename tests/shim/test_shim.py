@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, UID, XGID, parse_blob
+from tests.shim.conftest import REPO, UID, XGID, parse_blob
 
 INTERP = "/usr/bin/python3.11"
 NOT_PRIV = b"glexec: setuid bit ignored (ptrace, no_new_privs or nosuid); not running with privilege\n"
