@@ -289,6 +289,15 @@ def run_payload(call, cfg, plan):
 
 # -- the call's state and its audit trail ----------------------------------------------
 
+def _boot_id():
+    """This boot's id: the back-mapper never compares monotonic times across boots."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            return f.read(64).strip().decode("ascii", "replace")
+    except OSError:
+        return None
+
+
 class Paths:
     """Compiled-in locations: the shim passes the config path; the engine lives in
     PREFIX/lib/glexec-py, which fixes the default state and log directories."""
@@ -356,7 +365,8 @@ class Call:
         facts, ident, target = self.facts, self.identity, self.target
         now = time.time()
         rec = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%06dZ" % int(now % 1 * 1e6),
-               "event": event, "host": os.uname().nodename, "pid": os.getpid()}
+               "event": event, "host": os.uname().nodename, "boot_id": _boot_id(), "mono": round(time.monotonic(), 6),
+               "pid": os.getpid()}
         if facts is not None:
             names = self.caller_names or (None, None, ())
             rec["caller"] = {"uid": facts.ruid, "gid": facts.rgid, "user": names[0], "group": names[1],

@@ -150,3 +150,28 @@ def classic_line(caller_user, caller_group, target_user, target_group, cwd, cmd,
     if args:
         line += " args: " + " ".join(f'"{_classic(a)}"' for a in args)
     return line
+
+
+def chain_breaks(lines):
+    """Where a sequence of audit lines (bytes, without newlines) breaks the seq/prev chain
+    that the audit sink writes: [(index, why)]. Empty for an untouched file. A deleted,
+    inserted, reordered or edited line shows up here."""
+    import _sha256
+    breaks = []
+    prev_line = None
+    prev_seq = 0
+    for i, line in enumerate(lines):
+        at = line.rfind(b',"seq":')
+        seq_field = line[at + 7:].split(b",", 1)[0] if at >= 0 else b""
+        pv = line.rfind(b',"prev":"')
+        prev_field = line[pv + 9:].split(b'"', 1)[0] if pv >= 0 else None
+        if not seq_field.isdigit():
+            breaks.append((i, "no sequence number"))
+        elif int(seq_field) != prev_seq + 1:
+            breaks.append((i, f"sequence {int(seq_field)} follows {prev_seq}"))
+        want = _sha256.sha256(prev_line).hexdigest().encode() if prev_line is not None else b""
+        if prev_field != want:
+            breaks.append((i, "hash of the previous line does not match"))
+        prev_seq = int(seq_field) if seq_field.isdigit() else prev_seq + 1
+        prev_line = line
+    return breaks

@@ -10,16 +10,19 @@ from glexec_py.errors import SystemFault
 def append(path, line, *, privileged=True):
     """Runs as: root (or the caller in log-only mode).
 
-    Appends one complete line under an exclusive flock and fsyncs it. The file must be a
-    regular, single-link, root-owned file in a trusted directory, private to root — in
-    log-only mode (the engine runs as the caller) the site pre-creates it group-writable for
-    the pilots' group instead. A short write is rolled back with ftruncate, so no half line
-    ever remains. Any failure raises SystemFault."""
+    Appends one complete record line (a JSON object) under an exclusive flock and fsyncs
+    it. Under the lock the record gets ``seq`` (one more than the last record's) and
+    ``prev`` (SHA-256 of the last line): a deleted, inserted or edited line breaks the
+    chain, which the back-mapper checks. The file must be a regular, single-link,
+    root-owned file in a trusted directory, private to root — in log-only mode (the engine
+    runs as the caller) the site pre-creates it group-writable for the pilots' group
+    instead. A short write is rolled back with ftruncate, so no half line ever remains.
+    Any failure raises SystemFault."""
     import fcntl
     try:
         directory = path.rpartition("/")[0] or "/"
         trust.check_dir_chain(directory)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                      0o600)
     except (OSError, SystemFault) as e:
         raise _unwritable(path, e) from None
@@ -30,6 +33,7 @@ def append(path, line, *, privileged=True):
             raise _unwritable(path, "not a private root-owned regular file")
         fcntl.flock(fd, fcntl.LOCK_EX)
         start = os.fstat(fd).st_size
+        line = _chained(line, *_chain_position(fd, start))
         try:
             written = os.write(fd, line)
             if written != len(line):
@@ -42,6 +46,40 @@ def append(path, line, *, privileged=True):
         raise _unwritable(path, e) from None
     finally:
         os.close(fd)
+
+
+def _chained(line, seq, prev):
+    if not line.endswith(b"}\n"):
+        raise SystemFault("audit_unwritable", "glexec: internal error (audit record is not one JSON line)")
+    return line[:-2] + b',"seq":%d,"prev":"%s"}\n' % (seq, prev)
+
+
+def _chain_position(fd, size):
+    """(seq, prev) for the record that follows the file's last line."""
+    if size == 0:
+        return 1, b""
+    last = _last_line(fd, size)
+    import _sha256  # builtin: hashlib would load OpenSSL's (~8 ms)
+    prev = _sha256.sha256(last).hexdigest().encode()
+    # seq is always the record's last-but-one field; inside user strings quotes are escaped
+    at = last.rfind(b',"seq":')
+    digits = last[at + 7:].split(b",", 1)[0] if at >= 0 else b""
+    return (int(digits) + 1 if digits.isdigit() else 1), prev
+
+
+def _last_line(fd, size):
+    """The file's last line without its newline, read backwards in blocks."""
+    end = size - 1 if size else 0  # every append ends with a newline
+    buf = b""
+    pos = end
+    while pos > 0:
+        start = max(0, pos - 8192)
+        buf = os.pread(fd, pos - start, start) + buf
+        nl = buf.rfind(b"\n")
+        if nl >= 0:
+            return buf[nl + 1:]
+        pos = start
+    return buf
 
 
 def _unwritable(path, cause):
