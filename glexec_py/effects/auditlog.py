@@ -15,15 +15,16 @@ def append(path, line, *, privileged=True):
     ``prev`` (SHA-256 of the last line): a deleted, inserted or edited line breaks the
     chain, which the back-mapper checks. The file must be a regular, single-link,
     root-owned file in a trusted directory, private to root — in log-only mode (the engine
-    runs as the caller) the site pre-creates it group-writable for the pilots' group
-    instead. A short write is rolled back with ftruncate, so no half line ever remains.
+    runs as the caller) the site pre-creates it group-writable (not readable) for the
+    pilots' group instead, and records carry no chain. A short write is rolled back with ftruncate, so no half line ever remains.
     Any failure raises SystemFault."""
     import fcntl
     try:
         directory = path.rpartition("/")[0] or "/"
         trust.check_dir_chain(directory)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                     0o600)
+        # Log-only mode: the pilots may append but not read others' records, so no chain.
+        access = os.O_RDWR if privileged else os.O_WRONLY
+        fd = os.open(path, access | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
     except (OSError, SystemFault) as e:
         raise _unwritable(path, e) from None
     try:
@@ -33,7 +34,8 @@ def append(path, line, *, privileged=True):
             raise _unwritable(path, "not a private root-owned regular file")
         fcntl.flock(fd, fcntl.LOCK_EX)
         start = os.fstat(fd).st_size
-        line = _chained(line, *_chain_position(fd, start))
+        if privileged:
+            line = _chained(line, *_chain_position(fd, start))
         try:
             written = os.write(fd, line)
             if written != len(line):

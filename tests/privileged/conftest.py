@@ -282,6 +282,7 @@ def gx(prefix, accounts, pkis, run_dir, request):
     os.chmod(box / "out", 0o1777)
     g = GX(prefix, accounts, pkis, box)
     yield g
+    write_default_policy(prefix)  # tests that use `prefix` directly see the default policy
     # P2: nothing of the test accounts may outlive a test (grace: a payload's `sleep 0.1`)
     leftovers = _processes_of(accounts.uids, grace=1.5)
     acc.kill_uid_processes(accounts.uids)
