@@ -32,9 +32,9 @@ def main(engine_file, args):
         cfg = call.cfg = load_config(paths)
         check_caller(call, cfg)
         identity = verify_credential(call, cfg)
-        fqans = verify_voms(call, cfg, identity)
-        apply_bans(call, cfg, identity, fqans)
-        target = map_identity(call, cfg, identity)
+        groups = verify_groups(call, cfg, identity)
+        apply_bans(call, cfg, identity, groups)
+        target = map_identity(call, cfg, identity, groups)
         plan, staged_proxy = prepare(call, cfg, target, command)
 
         call.audit("grant")
@@ -101,29 +101,59 @@ def check_caller(call, cfg):
 
 
 def verify_credential(call, cfg):
-    """Read GLEXEC_CLIENT_CERT as the caller and verify its proxy chain."""
-    from glexec_py.core import proxychain
-    from glexec_py.effects import native, userfiles
+    """The caller's credential, read as the caller: a proxy chain (GLEXEC_CLIENT_CERT) or,
+    where the site accepts tokens, a JWT (GLEXEC_CLIENT_TOKEN) — never both."""
     env = call.caller_env()
-    path = env.get(b"GLEXEC_CLIENT_CERT") or (
+    cert = env.get(b"GLEXEC_CLIENT_CERT") or (
         env.get(b"X509_USER_PROXY") if cfg.credentials.x509_user_proxy_fallback else None)
-    if not path:
+    token = env.get(b"GLEXEC_CLIENT_TOKEN")
+    if cert and token:
+        raise CallerError("credential_ambiguous", "glexec: set GLEXEC_CLIENT_CERT or GLEXEC_CLIENT_TOKEN, not both")
+    if token:
+        return verify_token(call, cfg, token)
+    if not cert:
         raise CallerError("no_credential", "glexec: no credential given (set GLEXEC_CLIENT_CERT)")
+    return verify_proxy(call, cfg, cert)
+
+
+def verify_proxy(call, cfg, path):
+    """RFC 3820 proxy chain: signatures, validity, CRLs (libcrypto), then its meaning."""
+    from glexec_py.core import proxychain
+    from glexec_py.core.authz import listed
+    from glexec_py.effects import native, userfiles
     call.credential_path = path
     call.credential = userfiles.read_credential(path, call.facts, cfg.credentials.max_file_size)
     trust.check_dir_chain(cfg.credentials.ca_dir)
     call.verified_at = int(time.time())
     result = native.verify_chain(call.credential, cfg.credentials.ca_dir, call.verified_at)
-    from glexec_py.core.authz import listed
     key_optional = listed(cfg.callers.omission_private_key, call.caller_names[0])
-    identity = call.identity = proxychain.interpret(result, key_required=not key_optional)
+    call.identity = proxychain.interpret(result, key_required=not key_optional)
     call.chain = result.chain
-    return identity
+    return call.identity
 
 
-def verify_voms(call, cfg, identity):
-    """The verified VOMS FQANs of the chain (canonical, in AC order; first = primary).
-    In lcmaps mode a bad attribute certificate drops them all, as LCMAPS does."""
+def verify_token(call, cfg, path):
+    """WLCG/SciTokens JWT, verified offline against the configured issuers' local keys."""
+    if cfg.tokens is None:
+        raise CallerError("token_disabled", "glexec: this site does not accept tokens")
+    from glexec_py.core import tokens
+    from glexec_py.effects import tokenkeys, userfiles
+    policy = tokens.TokenPolicy(cfg.tokens)
+    raw = userfiles.read_credential(path, call.facts, policy.max_size, "token")
+    call.identity = tokens.verify_token(raw, policy, tokenkeys.KeyStore(policy), time.time())
+    return call.identity
+
+
+def _is_token(identity):
+    return getattr(identity, "kind", None) == "jwt"
+
+
+def verify_groups(call, cfg, identity):
+    """The identity's groups, ordered, first = primary: a token's wlcg.groups, or the
+    verified VOMS FQANs of a proxy (canonical, in AC order). In lcmaps mode a bad attribute
+    certificate drops them all, as LCMAPS does."""
+    if _is_token(identity):
+        return tuple(identity.groups)
     if not cfg.credentials.vomsdir:
         return ()
     from glexec_py.effects import vomsdir
@@ -134,31 +164,39 @@ def verify_voms(call, cfg, identity):
     return result.fqans
 
 
-def apply_bans(call, cfg, identity, fqans):
-    """Global bans, before any mapping: the DN at every proxy depth, the CA, fingerprints.
-    A broken ban source denies everyone."""
+def apply_bans(call, cfg, identity, groups):
+    """Global bans, before any mapping: the DN at every proxy depth, the CA, fingerprints,
+    FQANs/groups, token issuer+subject. A broken ban source denies everyone."""
     if not cfg.bans.configured():
         return  # without bans, not even their modules are loaded
     from glexec_py.core import bans, dn
     from glexec_py.effects import banfiles
     banlist = banfiles.load(cfg.bans, call.paths.config)
+    if _is_token(identity):
+        decision = bans.check(banlist, token=identity.key, fqans=groups, fingerprints=[identity.fingerprint])
+        _refuse_if_banned(decision)
+        return
     certs = call.chain[:identity.depth + 1]  # the proxies and the end-entity certificate
     try:
         subjects = [dn.parse_der_name(c.subject_der) for c in certs]
         issuers = [dn.parse_der_name(c.issuer_der) for c in call.chain]
     except dn.DNError as e:
         raise CallerError("credential_invalid", "glexec: credential has a malformed name", error=str(e)) from None
-    decision = bans.check(banlist, subject_dns=subjects, issuer_dns=issuers, fqans=fqans,
+    decision = bans.check(banlist, subject_dns=subjects, issuer_dns=issuers, fqans=groups,
                           fingerprints=[c.sha256 for c in call.chain],
                           subject_onelines=[c.subject for c in certs],
                           issuer_onelines=[c.issuer for c in call.chain])
+    _refuse_if_banned(decision)
+
+
+def _refuse_if_banned(decision):
     if decision is not None:
         evidence = decision.to_audit()
         del evidence["reason"]
         raise NotAuthorized(decision.reason, "glexec: access denied by a site ban", **evidence)
 
 
-def map_identity(call, cfg, identity):
+def map_identity(call, cfg, identity, groups):
     """The local account for this identity: the mapping sources in configured order
     (LCMAPS localaccount, then poolaccount with a gridmapdir lease, by default)."""
     from glexec_py.core import gridmap
@@ -170,10 +208,11 @@ def map_identity(call, cfg, identity):
             lines = gridmap.parse_gridmap(f.read(), path)
     except OSError as e:
         raise SystemFault("gridmapfile", f"glexec: cannot read the gridmapfile: {e.strerror}", path=path) from None
-    subject = _oneline_bytes(identity.subject)
-    fqans = [f.encode() for f in call.voms.fqans] if call.voms is not None else []
+    # A proxy maps by its DN as LCMAPS renders it, a token by "iss,sub" (HTCondor's name).
+    subject = identity.mapping_name.encode() if _is_token(identity) else _oneline_bytes(identity.subject)
+    group_keys = [g.encode() for g in groups]
     for source in cfg.mapping.order:
-        keys = fqans if source.startswith("voms_") else [subject]
+        keys = group_keys if source.startswith("voms_") else [subject]
         for key in keys:
             if source.endswith("local"):
                 account = gridmap.local_account(lines, key, wildcards=source == "voms_local")
@@ -185,7 +224,8 @@ def map_identity(call, cfg, identity):
                 pool = gridmap.pool_name(lines, key)
                 if pool:
                     call.mapped_by = {"source": source, "key": key}
-                    call.target = lease_pool_account(call, cfg, subject, pool)
+                    lease_key = _token_lease_key(subject) if _is_token(identity) else subject
+                    call.target = lease_pool_account(call, cfg, lease_key, pool)
                     return call.target
     raise NotAuthorized("no_mapping", "glexec: no mapping for this identity")
 
@@ -208,6 +248,21 @@ def lease_pool_account(call, cfg, subject, pool):
     name = account.decode("utf-8", "surrogateescape")
     call.lease = {"name": lease, "pool": pool, "reused": reused}
     return checked.get(name) or lookup_target(name, cfg.mapping)
+
+
+def _token_lease_key(name):
+    """A token's "iss,sub" made safe for LCMAPS's lower-casing lease names: upper-case
+    letters, '^' and non-ASCII bytes are escaped first (injective), so two subjects that
+    differ only in case never share a lease. DN leases start with "%2f", these never do."""
+    out = bytearray()
+    for b in name:
+        if 0x41 <= b <= 0x5A:
+            out += b"^" + bytes((b + 0x20,))
+        elif b == 0x5E or b >= 0x80:
+            out += b"^%02x" % b
+        else:
+            out.append(b)
+    return bytes(out)
 
 
 def _oneline_bytes(subject):
@@ -255,9 +310,11 @@ def stage_target_proxy(call, cfg, runas):
     if not cfg.target_proxy.create or dest == b"/dev/null":
         return None, None
     source = env.get(b"GLEXEC_SOURCE_PROXY")
-    data = call.credential
+    data = call.credential  # None for a token: there is no proxy to copy unless one is given
     if source and source != call.credential_path:
         data = userfiles.read_credential(source, call.facts, cfg.credentials.max_file_size, "source_proxy")
+    if data is None:
+        return None, None
     default = not dest
     if default:
         dest = b"%s/x509up_u%d" % (cfg.target_proxy.default_dir.encode().rstrip(b"/"), runas.uid)
@@ -373,7 +430,9 @@ class Call:
                              "pid": facts.pid, "ppid": facts.ppid, "sid": facts.sid, "pgid": facts.pgid,
                              "groups": list(facts.groups)}
             rec["log_only"] = not facts.privileged
-        if ident is not None:
+        if ident is not None and _is_token(ident):
+            rec["token"] = ident.to_audit()
+        elif ident is not None:
             rec.update(dn=ident.subject, issuer=ident.issuer, proxy_fingerprint=ident.leaf_sha256,
                        eec_fingerprint=ident.eec_sha256, proxy_kinds=list(ident.kinds))
         if self.voms is not None:

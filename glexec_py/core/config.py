@@ -121,14 +121,17 @@ class Section:
 
 
 class Config:
-    """The validated configuration: ``cfg.payload.linger``, ``cfg.state_dir`` ..."""
+    """The validated configuration: ``cfg.payload.linger``, ``cfg.state_dir`` ...
+    ``cfg.tokens`` is the plain ``tokens:`` section (validated by core.tokens.TokenPolicy)
+    or None when tokens are not accepted."""
 
-    __slots__ = _SECTION_NAMES + ("state_dir",)
+    __slots__ = _SECTION_NAMES + ("state_dir", "tokens")
 
-    def __init__(self, sections, state_dir):
+    def __init__(self, sections, state_dir, tokens=None):
         for name in _SECTION_NAMES:
             object.__setattr__(self, name, Section(name, sections[name]))
         object.__setattr__(self, "state_dir", state_dir)
+        object.__setattr__(self, "tokens", tokens)
 
     def __setattr__(self, key, value):
         raise AttributeError("config is read-only")
@@ -152,6 +155,7 @@ def config_to_plain(cfg):
     """Plain dict/tuple/str/int/bool only (marshal-able)."""
     d = {name: dict(getattr(cfg, name)._values) for name in _SECTION_NAMES}
     d["state_dir"] = cfg.state_dir
+    d["tokens"] = cfg.tokens
     return d
 
 
@@ -163,7 +167,7 @@ def _bad_cache():
 def config_from_plain(d):
     """Rebuild a ``Config`` from ``config_to_plain`` output; only the shape is checked
     (``SystemFault`` if it does not match this version's schema)."""
-    if type(d) is not dict or len(d) != len(SCHEMA) + 1:
+    if type(d) is not dict or len(d) != len(SCHEMA) + 2:
         raise _bad_cache()
     sections = {}
     for name, keys in SCHEMA:
@@ -179,10 +183,10 @@ def config_from_plain(d):
                 v = tuple(tuple(x) if type(x) is list else x for x in v)
             values[key] = v
         sections[name] = values
-    state_dir = d.get("state_dir")
-    if type(state_dir) is not str:
+    state_dir, tokens = d.get("state_dir"), d.get("tokens")
+    if type(state_dir) is not str or not (tokens is None or type(tokens) is dict):
         raise _bad_cache()
-    return Config(sections, state_dir)
+    return Config(sections, state_dir, tokens)
 
 
 def gid_kept(cfg, gid):
@@ -435,7 +439,7 @@ class _Parser:
         else:
             raise self.err(root, f"the configuration must be a mapping, not {_show(root)}")
         for key, (kn, _vn) in top.items():
-            if key not in _SECTION_NAMES and key != "state_dir":
+            if key not in _SECTION_NAMES and key not in ("state_dir", "tokens"):
                 raise self.err(kn, f"unknown section '{_safe(key)}'")
         sections = {}
         for name, keys in SCHEMA:
@@ -449,7 +453,28 @@ class _Parser:
         if "state_dir" not in top:
             raise self.err(1, "missing required key 'state_dir'")
         state_dir = self.value("abspath", top["state_dir"][1], "state_dir", "")
-        return Config(sections, state_dir)
+        tokens = self.tokens(*top["tokens"]) if "tokens" in top else None
+        return Config(sections, state_dir, tokens)
+
+    def tokens(self, knode, vnode):
+        """The `tokens:` section: shapes checked here (with lines), meaning by TokenPolicy."""
+        from glexec_py.core.tokens import TokenPolicy
+        plain = self.plain(vnode, "tokens")
+        try:
+            TokenPolicy(plain, "tokens")
+        except ConfigError as e:
+            raise self.err(knode, e.what) from None
+        return plain
+
+    def plain(self, node, where):
+        if isinstance(node, self.yaml.MappingNode):
+            return {k: self.plain(vn, f"{where}.{k}") for k, (kn, vn) in self.mapping(node, f"'{where}'").items()}
+        if isinstance(node, self.yaml.SequenceNode):
+            return [self.plain(item, where) for item in node.value]
+        value = self.loader.construct_object(node)
+        if value is not None and type(value) not in (str, int, bool):
+            raise self.err(node, f"'{where}' must hold strings, numbers and booleans, not {_show(node)}")
+        return value
 
 
 def _digits(s):
