@@ -72,8 +72,19 @@ def main():
                 sys.exit(f"demo: glexec failed: {res.stderr.decode(errors='replace')}")
 
             step("the audit records of that call (JSON lines, fsync'ed before the payload started)")
-            for rec in read_audit(prefix):
+            records = read_audit(prefix)
+            for rec in records:
                 print(json.dumps(rec, indent=1))
+
+            grant = next(r for r in records if r["event"] == "grant")
+            step(f"incident response: who was uid {grant['uid']} at {grant['time']}?")
+            backmap = [str(prefix / "bin" / "glexec-backmap"), "--config", str(inst.config_path(prefix)),
+                       "--uid", str(grant["uid"]), "--at", grant["time"]]
+            print("$ " + " ".join(backmap[:1] + ["--uid", str(grant["uid"]), "--at", grant["time"]]))
+            answer = subprocess.run(backmap, capture_output=True, text=True)
+            print(answer.stdout.rstrip() or answer.stderr.rstrip())
+            if answer.returncode != 0:
+                sys.exit(f"demo: glexec-backmap did not know the answer ({answer.returncode})")
 
             step("an outsider may not use glexec")
             res = run_as("gxtoutsider", [str(glexec), "/usr/bin/id"], env=env, cwd="/")
