@@ -59,9 +59,11 @@ typedef struct {
     int nchain;
     gx_cert chain[40];
     int has_key, key_matches;
+    int flags;                                       /* in: the gx_verify_chain flags */
 } gx_result;
+enum gx_verify_flags { GX_VC_CRL_CHECK = 1, GX_VC_CRL_EXPIRED_OK = 2 };
 void gx_verify_chain(const char *pem, size_t len, const char *ca_dir, int64_t at_time,
-                     int crl_check, gx_result *res);
+                     int flags, gx_result *res);
 void gx_result_free(gx_result *res);
 /* sigverify.c (VOMS attribute certificates; the AC itself is parsed in Python) */
 int gx_verify_signature(const unsigned char *cert, size_t cert_len,
@@ -71,5 +73,12 @@ int gx_verify_signature(const unsigned char *cert, size_t cert_len,
 int gx_verify_der_chain(const unsigned char *buf, const size_t *lens, int n, const char *ca_dir,
                         int64_t at_time, int crl_check, int *error, int *error_depth);
 /* END CDEF */
+
+/* x509info.c: helpers of x509chain.c, not part of the module's API (hidden, not in the cdef). */
+struct x509_st;
+__attribute__((visibility("hidden"))) int gx_gt3_ext(struct x509_st *x, int *only);
+__attribute__((visibility("hidden"))) int gx_legacy_proxy_of(struct x509_st *issuer,
+                                                             struct x509_st *x);
+__attribute__((visibility("hidden"))) int gx_cert_info(struct x509_st *x, gx_cert *c);
 
 #endif

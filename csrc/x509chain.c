@@ -2,7 +2,6 @@
  * trust store, CRLs, proxies allowed, a few errors tolerated but recorded so the Python engine can
  * judge them against the chain classification.  Results are copies owned by gx_result. */
 #define _GNU_SOURCE
-#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -13,87 +12,58 @@
 #define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
 #define MAX_PEM (1 << 20)
 #define MAX_CERTS 16
-/* DER content of OID 1.3.6.1.4.1.3536.1.222, the GT3 (draft) proxyCertInfo extension */
-static const unsigned char GT3[] = {0x2b, 6, 1, 4, 1, 0x9b, 0x50, 1, 0x81, 0x5e};
-
 static void set_err(gx_result *res, int code, int depth, const char *text) {
     if (res->error == 0)    /* the first error is reported; later ones are its consequences */
         res->error = code, res->error_depth = depth,
         snprintf(res->error_text, sizeof res->error_text, "%s", text);
 }
 
-/* Index of the critical GT3 proxy extension (-1: none); *only: no other unhandled critical ext. */
-static int gt3_ext(X509 *x, int *only) {
-    int i, idx = -1, other = 0;
-    for (i = 0; i < X509_get_ext_count(x); i++) {
-        X509_EXTENSION *e = X509_get_ext(x, i);
-        const ASN1_OBJECT *o = X509_EXTENSION_get_object(e);
-        if (!X509_EXTENSION_get_critical(e))
-            continue;
-        if (idx < 0 && OBJ_length(o) == sizeof GT3 && !memcmp(OBJ_get0_data(o), GT3, sizeof GT3))
-            idx = i;
-        else if (!X509_supported_extension(e))
-            other = 1;
-    }
-    *only = idx >= 0 && !other;
-    return idx;
+/* 1 iff some certificate of the built chain is shaped like a GT2/GT3 proxy of the one above. */
+static int has_legacy(STACK_OF(X509) *ch) {
+    int k;
+    for (k = 1; ch && k < sk_X509_num(ch); k++)
+        if (gx_legacy_proxy_of(sk_X509_value(ch, k), sk_X509_value(ch, k - 1)))
+            return 1;
+    return 0;
 }
 
-/* Tolerate (and record) what LCMAPS verify-proxy tolerates; any other error is fatal. */
+/* Tolerate (and record) what LCMAPS verify-proxy tolerates; any other error is fatal.  What
+ * OpenSSL reports for the issuer of a GT2/GT3 proxy (it takes it for a CA: INVALID_CA, no
+ * keyCertSign) only where the issued certificate is shaped like one; a CA path length it
+ * counted legacy proxies into only if there are any (Python recounts without them). */
 static int verify_cb(int ok, X509_STORE_CTX *ctx) {
     gx_result *res = X509_STORE_CTX_get_app_data(ctx);
-    int e = X509_STORE_CTX_get_error(ctx), d = X509_STORE_CTX_get_error_depth(ctx), only = 0;
+    STACK_OF(X509) *ch = X509_STORE_CTX_get0_chain(ctx);
+    int e = X509_STORE_CTX_get_error(ctx), d = X509_STORE_CTX_get_error_depth(ctx), tol = 0, only = 0;
     X509 *x = X509_STORE_CTX_get_current_cert(ctx);
     if (ok)
         return 1;
-    if (e == X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION && x)
-        gt3_ext(x, &only);
-    if ((only || e == X509_V_ERR_UNABLE_TO_GET_CRL || e == X509_V_ERR_INVALID_CA
-         || e == X509_V_ERR_INVALID_PURPOSE || e == X509_V_ERR_INVALID_NON_CA)
-        && res->ntolerated < NELEM(res->tol_code)) {
+    switch (e) {
+    case X509_V_ERR_UNABLE_TO_GET_CRL: case X509_V_ERR_INVALID_PURPOSE:
+    case X509_V_ERR_INVALID_NON_CA:
+        tol = 1;
+        break;
+    case X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION:
+        tol = x && gx_gt3_ext(x, &only) >= 0 && only;
+        break;
+    case X509_V_ERR_INVALID_CA: case X509_V_ERR_KEYUSAGE_NO_CERTSIGN:
+        tol = ch && d > 0 && d < sk_X509_num(ch) && sk_X509_value(ch, d) == x
+            && gx_legacy_proxy_of(x, sk_X509_value(ch, d - 1));
+        break;
+    case X509_V_ERR_PATH_LENGTH_EXCEEDED:
+        tol = x && (X509_get_extension_flags(x) & EXFLAG_CA) && has_legacy(ch);
+        break;
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+        tol = (res->flags & GX_VC_CRL_EXPIRED_OK) != 0;
+        break;
+    }
+    if (tol && res->ntolerated < NELEM(res->tol_code)) {
         res->tol_depth[res->ntolerated] = d;
         res->tol_code[res->ntolerated++] = e;
         return 1;
     }
     set_err(res, e ? e : -1, d, e ? X509_verify_cert_error_string(e) : "verify failed");
     return 0;
-}
-
-/* Fill one gx_cert; -1 if any field cannot be produced. */
-static int cert_info(X509 *x, gx_cert *c) {
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
-    const ASN1_OCTET_STRING *v;
-    unsigned int mdlen = 0;
-    long pl = X509_get_pathlen(x);
-    struct tm nb, na;
-    int idx, only, bad;
-    c->der_len = i2d_X509(x, &c->der);      /* i2d allocates when *out is NULL */
-    c->subject_der_len = i2d_X509_NAME(X509_get_subject_name(x), &c->subject_der);
-    c->issuer_der_len = i2d_X509_NAME(X509_get_issuer_name(x), &c->issuer_der);
-    c->subject = X509_NAME_oneline(X509_get_subject_name(x), NULL, 0);
-    c->issuer = X509_NAME_oneline(X509_get_issuer_name(x), NULL, 0);
-    c->serial = bn ? BN_bn2hex(bn) : NULL;
-    BN_free(bn);
-    bad = !ASN1_TIME_to_tm(X509_get0_notBefore(x), &nb)
-        || !ASN1_TIME_to_tm(X509_get0_notAfter(x), &na);
-    c->not_before = bad ? 0 : (int64_t)timegm(&nb);
-    c->not_after = bad ? 0 : (int64_t)timegm(&na);
-    c->is_ca = (X509_get_extension_flags(x) & EXFLAG_CA) != 0;
-    c->ca_pathlen = pl < 0 ? -1 : pl > INT_MAX ? INT_MAX : (int)pl;
-    /* RFC 3820 as OpenSSL itself classified it (EXFLAG_PROXY), else a critical GT3 ext. */
-    idx = X509_get_ext_by_NID(x, NID_proxyCertInfo, -1);
-    if ((X509_get_extension_flags(x) & EXFLAG_PROXY) && idx >= 0)
-        c->proxy = 1;
-    else if ((idx = gt3_ext(x, &only)) >= 0)
-        c->proxy = 2;
-    if (c->proxy) {                         /* the value is parsed in Python (RFC/GT3 differ) */
-        v = X509_EXTENSION_get_data(X509_get_ext(x, idx));
-        c->pci_len = ASN1_STRING_length(v);
-        bad |= !(c->pci = OPENSSL_memdup(ASN1_STRING_get0_data(v), c->pci_len));
-    }
-    bad |= !X509_digest(x, EVP_sha256(), c->sha256, &mdlen) || mdlen != sizeof c->sha256;
-    return bad || c->der_len <= 0 || c->subject_der_len <= 0 || c->issuer_der_len <= 0
-        || !c->subject || !c->issuer || !c->serial ? -1 : 0;
 }
 
 /* Certificates and at most one unencrypted key; -1 if malformed or too many certificates. */
@@ -130,7 +100,7 @@ static int parse_pem(BIO *bio, STACK_OF(X509) *certs, EVP_PKEY **key, gx_result 
 }
 
 void gx_verify_chain(const char *pem, size_t len, const char *ca_dir, int64_t at_time,
-                     int crl_check, gx_result *res) {
+                     int flags, gx_result *res) {
     STACK_OF(X509) *certs = sk_X509_new_null(), *chain = NULL;
     X509_STORE *store = NULL;
     X509_STORE_CTX *ctx = NULL;
@@ -142,6 +112,7 @@ void gx_verify_chain(const char *pem, size_t len, const char *ca_dir, int64_t at
     OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
     ERR_clear_error();
     memset(res, 0, sizeof *res);
+    res->flags = flags;
     if (len > MAX_PEM)
         set_err(res, -1, 0, "PEM too large");
     else if (!ca_dir || !*ca_dir || strchr(ca_dir, ':'))    /* ':' would make it a dir list */
@@ -162,7 +133,7 @@ void gx_verify_chain(const char *pem, size_t len, const char *ca_dir, int64_t at
     }
     X509_STORE_CTX_set_time(ctx, 0, (time_t)at_time);
     X509_STORE_CTX_set_depth(ctx, 32);     /* keeps the built chain within res->chain */
-    X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_ALLOW_PROXY_CERTS | (crl_check
+    X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_ALLOW_PROXY_CERTS | (flags & GX_VC_CRL_CHECK
                              ? X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL : 0));
     X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
     X509_STORE_CTX_set_verify_cb(ctx, verify_cb);
@@ -174,7 +145,7 @@ void gx_verify_chain(const char *pem, size_t len, const char *ca_dir, int64_t at
     n = chain ? sk_X509_num(chain) : 0;
     for (i = 0; i < n && i < NELEM(res->chain); i++) {
         res->nchain = i + 1;                /* a partly filled entry is freed too */
-        if (cert_info(sk_X509_value(chain, i), &res->chain[i]))
+        if (gx_cert_info(sk_X509_value(chain, i), &res->chain[i]))
             set_err(res, -1, i, "unusable certificate in chain");
     }
     if (n > NELEM(res->chain))

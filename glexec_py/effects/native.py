@@ -234,13 +234,21 @@ def _cert(c):
     return info, good
 
 
-def verify_chain(pem: bytes, ca_dir: str, at_time: int, *, crl_check: bool = True) -> ChainResult:
+def verify_chain(pem: bytes, ca_dir: str, at_time: int, *, crl_check: bool = True,
+                 crl_expired_ok: bool = False) -> ChainResult:
     """Runs as: any user (pure computation plus reads of ca_dir through OpenSSL's hash-dir
     lookup); the engine calls it as root after reading the caller's file as the caller.
 
     First certificate = leaf, the others are untrusted intermediates in any order; at most
     one unencrypted private key. Never raises on bad input: malformed, encrypted-key,
     > 1 MiB or > 16 certificate input gives ok=False, error=-1.
+
+    CRLs (``crl_check``): a revoked certificate (23) is always fatal, a missing CRL (3) is
+    tolerated, an expired CRL (12) is fatal unless ``crl_expired_ok`` (then tolerated and
+    recorded). Legacy GT2/GT3 proxies: the errors OpenSSL reports for their issuer (79, 32,
+    and 25 at a CA that counted them as CA levels) are tolerated only where the issued
+    certificate is shaped like one (csrc/x509info.c); ``proxychain.interpret`` judges every
+    tolerated error against its own classification of the chain.
     """
     ca = os.fsencode(ca_dir)
     if b"\0" in ca:
@@ -248,7 +256,8 @@ def verify_chain(pem: bytes, ca_dir: str, at_time: int, *, crl_check: bool = Tru
                            tolerated=[], chain=[], has_key=False, key_matches=False)
     pem = bytes(pem)
     res = ffi.new("gx_result *")
-    lib.gx_verify_chain(pem, len(pem), ca, at_time, 1 if crl_check else 0, res)
+    flags = (lib.GX_VC_CRL_CHECK if crl_check else 0) | (lib.GX_VC_CRL_EXPIRED_OK if crl_expired_ok else 0)
+    lib.gx_verify_chain(pem, len(pem), ca, at_time, flags, res)
     try:
         chain, good = [], True
         for i in range(res.nchain):
