@@ -125,9 +125,14 @@ def verify_proxy(call, cfg, path):
     call.credential = userfiles.read_credential(path, call.facts, cfg.credentials.max_file_size)
     trust.check_dir_chain(cfg.credentials.ca_dir)
     call.verified_at = int(time.time())
-    result = native.verify_chain(call.credential, cfg.credentials.ca_dir, call.verified_at)
+    creds = cfg.credentials
+    result = native.verify_chain(call.credential, creds.ca_dir, call.verified_at, crl_expired_ok=creds.crl_expired_ok)
     key_optional = listed(cfg.callers.omission_private_key, call.caller_names[0])
-    call.identity = proxychain.interpret(result, key_required=not key_optional)
+    call.identity = proxychain.interpret(
+        result, key_required=not key_optional, allow_limited=creds.allow_limited_proxy,
+        require_limited=creds.require_limited_proxy, max_proxy_lifetime=creds.max_proxy_lifetime or None,
+        min_remaining=creds.min_proxy_remaining or None, now=call.verified_at,
+        allow_legacy=creds.allow_legacy_proxy, legacy_max_levels=creds.legacy_proxy_max_levels)
     call.chain = result.chain
     return call.identity
 

@@ -39,6 +39,14 @@ SCHEMA = (
         ("ca_dir", "abspath", _REQ),
         ("max_file_size", ("int", 1, 1048576), 65536),
         ("x509_user_proxy_fallback", "bool", False),
+        # proxy policy, as LCMAPS verify-proxy's options (0 = no limit)
+        ("crl_expired_ok", "bool", False),                # accept an expired CRL (its revocations apply)
+        ("allow_limited_proxy", "bool", True),
+        ("require_limited_proxy", "bool", False),
+        ("max_proxy_lifetime", ("int", 0, 10 ** 9), 0),   # seconds, notAfter - notBefore of any proxy
+        ("min_proxy_remaining", ("int", 0, 10 ** 9), 0),  # seconds left until the chain expires
+        ("allow_legacy_proxy", "bool", True),             # GT2 / GT3 proxies
+        ("legacy_proxy_max_levels", ("int", 1, 16), 1),   # 1 = as LCMAPS on OpenSSL 3
         ("vomsdir", "optpath", ""),            # VOMS .lsc files; "" = ignore VOMS attributes
         ("voms_mode", "vomsmode", "lcmaps"),   # lcmaps: a bad AC drops all FQANs; strict: refuse
         ("voms_skew", ("int", 0, 3600), 300),  # seconds of clock skew for AC validity
@@ -446,6 +454,9 @@ class _Parser:
             knode, vnode = top.get(name, (None, None))
             values, lines = self.section(name, keys, knode, vnode)
             sections[name] = values
+            if name == "credentials" and values["require_limited_proxy"] and not values["allow_limited_proxy"]:
+                raise self.err(lines.get("require_limited_proxy"),
+                               "'require_limited_proxy' contradicts 'allow_limited_proxy: false'")
             if name == "mapping" and values["min_uid"] > values["max_uid"]:
                 where = lines.get("max_uid") or lines.get("min_uid")
                 raise self.err(where, f"'max_uid' ({values['max_uid']}) must not be below "

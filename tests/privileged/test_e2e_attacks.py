@@ -187,3 +187,17 @@ def test_audit_record_escapes_hostile_argv(gx):
     raw = gx.audit_file.read_bytes()
     assert b"\x1b" not in raw and b"\r" not in raw
     assert all(line.startswith(b"{") for line in raw.splitlines())
+
+
+def test_proxy_policy_knobs(gx, pkis, run_dir):
+    """credentials.allow_limited_proxy / allow_legacy_proxy / min_proxy_remaining."""
+    limited = pkis.pki.proxy(pkis.user1, run_dir / "limited-knob.pem", limited=True)
+    legacy = pkis.pki.proxy(pkis.user1, run_dir / "legacy-knob.pem", kind="old")
+    own = lambda p: gx.file(p.name, p.read_bytes(), mode=0o600)  # noqa: E731
+    gx.assert_granted(gx.run(["/usr/bin/id"], proxy=own(limited)))
+    gx.assert_granted(gx.run(["/usr/bin/id"], proxy=own(legacy)))
+    gx.config(credentials={"allow_limited_proxy": False, "allow_legacy_proxy": False})
+    gx.assert_refused(gx.run(["/usr/bin/id"], proxy=own(limited)), 201, "credential_limited")
+    gx.assert_refused(gx.run(["/usr/bin/id"], proxy=own(legacy)), 201, "credential_legacy")
+    gx.config(credentials={"min_proxy_remaining": 48 * 3600})  # the session's proxies last 12 h
+    gx.assert_refused(gx.run(["/usr/bin/id"]), 201, "credential_expiring")
