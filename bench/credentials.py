@@ -1,0 +1,256 @@
+#!/usr/bin/python3.11
+"""verify + authorize per credential kind in a fresh process: glexec-py vs the real LCMAPS,
+same run (issue 3, item 8; targets: <= 1.0x LCMAPS for an RFC proxy, <= 0.5x for VOMS).
+
+    sudo /usr/bin/python3.11 bench/credentials.py [--runs 30] [--keep]
+
+Set-up (root-owned, under /var/lib/glexec-py-tests/cred-bench-*): a fresh TestPKI, Alice's
+RFC proxy (grid-proxy-init), her VOMS proxy with 2 FQANs (voms-proxy-fake), a WLCG token
+(RS256, PyJWT, ``wlcg.groups``) with the issuer's JWKS in a root-owned key file, one
+gridmapfile (Alice's DN, ``"/testvo/*"`` and the token's ``iss,sub`` -> nobody) and a vomsdir.
+
+glexec-py: ``/usr/bin/python3.11 -I -S -B -c CHILD`` per run, as the shim starts the
+engine, on a copy of ``glexec_py`` byte-compiled as ``make install`` does (unchecked-hash
+pycs): the child imports ``glexec_py.engine`` (what every call loads), appends Debian's
+dist-packages (as the engine does after its trust checks), then imports only the modules the
+engine imports for that credential kind and does what the engine does:
+
+* rfc:   native.verify_chain + proxychain.interpret, gridmapfile parse + ``local`` lookup of
+         the DN (engine._oneline_bytes), getpwnam of the account;
+* voms:  the same + vomsdir.check_voms (lcmaps mode), ``voms_local`` lookup of the FQANs;
+* token: TokenPolicy + effects.tokenkeys.KeyStore (root-owned key file read and parsed) +
+         core.tokens.verify_token, ``local`` lookup of ``iss,sub``, getpwnam (tokens are not
+         wired into the engine yet: this is the path docs/tokens.md proposes).
+
+LCMAPS: tests/voms/lcmaps_pem_harness.c (compiled from its path), one fork+exec per run:
+policy ``rfc: verifyproxy -> localaccount`` for the RFC proxy, policy
+``voms: verifyproxy -> vomslocalaccount`` for the VOMS proxy (LCMAPS has no token support).
+
+All variants are run round-robin (one of each per round, so background load hits all of
+them alike), ``--runs`` rounds; medians of the wall clock from fork to exit are compared.
+Also printed: the interpreter start-up alone (``python3.11 -I -S -B -c pass``) and the time
+measured inside the processes (perf_counter in the child; init+run+term in the harness).
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+if "/usr/lib/python3/dist-packages" not in sys.path:
+    sys.path.append("/usr/lib/python3/dist-packages")
+
+from tests.support.pki import TestPKI     # noqa: E402
+
+PY = "/usr/bin/python3.11"
+BASE = "/var/lib/glexec-py-tests"
+CA_DN = "/DC=test/DC=glexec-py/CN=glexec-py Test CA"
+ALICE = "/DC=test/DC=glexec-py/CN=Alice"
+VOMS_DN = "/DC=test/DC=glexec-py/CN=voms.example.org"
+ISS = "https://wlcg.example.org/"
+SUB = "b4c1-0c5e-4d2f"
+AUD = "https://ce.example.org"
+HARNESS_SRC = os.path.join(REPO, "tests", "voms", "lcmaps_pem_harness.c")
+
+# argv: repo kind credential ca_dir vomsdir gridmapfile keyfile
+CHILD = r"""
+import sys, time
+t0 = time.perf_counter()
+repo, kind, cred, ca, vd, gm, keyfile = sys.argv[1:8]
+sys.path.insert(0, repo)
+from glexec_py import engine
+sys.path.append("/usr/lib/python3/dist-packages")
+import pwd
+from glexec_py.core import gridmap
+if kind == "token":
+    from glexec_py.core import tokens
+    from glexec_py.effects import tokenkeys
+    pol = tokens.TokenPolicy({"issuers": [{"issuer": %(iss)r, "audiences": [%(aud)r],
+                                           "keys": [keyfile], "profile": "wlcg"}]})
+    with open(cred, "rb") as f:
+        raw = f.read()
+    ident = tokens.verify_token(raw, pol, tokenkeys.KeyStore(pol), time.time())
+    keys = [ident.mapping_name.encode()]
+    wildcards = False
+else:
+    from glexec_py.core import proxychain
+    from glexec_py.effects import native
+    with open(cred, "rb") as f:
+        pem = f.read()
+    now = int(time.time())
+    r = native.verify_chain(pem, ca, now)
+    ident = proxychain.interpret(r)
+    if kind == "voms":
+        from glexec_py.effects import vomsdir
+        res = vomsdir.check_voms([c.der for c in r.chain], ident.depth, ca, vd, now, mode="lcmaps")
+        assert res.fqans and not res.errors, res.errors
+        keys, wildcards = [q.encode() for q in res.fqans], True
+    else:
+        keys, wildcards = [engine._oneline_bytes(ident.subject)], False
+with open(gm, "rb") as f:
+    lines = gridmap.parse_gridmap(f.read(), gm)
+account = next(a for a in (gridmap.local_account(lines, k, wildcards=wildcards) for k in keys) if a)
+pw = pwd.getpwnam(account.decode())
+t1 = time.perf_counter()
+assert "cryptography" not in sys.modules or kind == "token", "cryptography on the X.509 hot path"
+sys.stdout.write("%%.6f %%s\n" %% (t1 - t0, pw.pw_name))
+""" % {"iss": ISS, "aud": AUD}
+
+
+def med_ms(xs):
+    return statistics.median(xs) * 1000
+
+
+def spawn(argv, env=None):
+    t = time.perf_counter()
+    p = subprocess.run(argv, capture_output=True, env=env)
+    dt = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"{argv[:4]}... failed ({p.returncode}):\n{p.stdout.decode()}{p.stderr.decode()[-2000:]}")
+    return dt, p.stdout.decode()
+
+
+def setup(top):
+    pki = TestPKI(top / "pki", ca_dn=CA_DN)
+    alice = pki.user(ALICE)
+    host = pki.user(VOMS_DN)
+    vomsdir = top / "vomsdir"
+    (vomsdir / "testvo").mkdir(parents=True, mode=0o755)
+    os.chmod(vomsdir, 0o755)
+    (vomsdir / "testvo" / "voms.example.org.lsc").write_text(f"{VOMS_DN}\n{CA_DN}\n")
+    rfc = pki.proxy(alice, top / "proxy_rfc.pem")
+    voms = top / "proxy_voms.pem"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(top), "RANDFILE": str(top / ".rnd")}
+    subprocess.run(["voms-proxy-fake", "-q", "-cert", str(alice.cert), "-key", str(alice.key),
+                    "-certdir", str(pki.ca_dir), "-hostcert", str(host.cert), "-hostkey", str(host.key),
+                    "-voms", "testvo", "-uri", "voms.example.org:15000",
+                    "-fqan", "/testvo/Role=NULL/Capability=NULL",
+                    "-fqan", "/testvo/prod/Role=pilot/Capability=NULL", "-rfc", "-out", str(voms)],
+                   check=True, capture_output=True, env=env)
+    # WLCG token, RS256, JWKS key file (root-owned, 0644, in a root-owned directory chain)
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(65537, 2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid="rsa1", use="sig")
+    keydir = top / "tokenkeys"
+    keydir.mkdir(mode=0o755)
+    keyfile = keydir / "wlcg.jwks"
+    keyfile.write_text(json.dumps({"keys": [jwk]}))
+    os.chmod(keyfile, 0o644)
+    now = int(time.time())
+    token = top / "token.jwt"
+    token.write_bytes(jwt.encode({"iss": ISS, "sub": SUB, "aud": AUD, "exp": now + 3 * 3600, "iat": now,
+                                  "nbf": now, "jti": "bench-1", "wlcg.ver": "1.0", "scope": "compute.create",
+                                  "wlcg.groups": ["/testvo/prod", "/testvo"]},
+                                 key, algorithm="RS256", headers={"kid": "rsa1", "typ": "at+jwt"}).encode())
+    gridmapfile = top / "grid-mapfile"
+    gridmapfile.write_text(f'"{ALICE}" nobody\n"/testvo/*" nobody\n"{ISS},{SUB}" nobody\n')
+    os.chmod(gridmapfile, 0o644)
+    # the real LCMAPS
+    lc = top / "lcmaps"
+    lc.mkdir(mode=0o755)
+    harness = lc / "harness"
+    subprocess.run(["gcc", "-O2", "-o", str(harness), HARNESS_SRC, "-llcmaps"], check=True)
+    (lc / "lcmaps.db").write_text(
+        "path = /usr/lib/lcmaps\n"
+        f'verifyproxy = "lcmaps_verify_proxy.mod" "-certdir {pki.ca_dir}"\n'
+        f'localaccount = "lcmaps_localaccount.mod -gridmapfile {gridmapfile}"\n'
+        f'vomslocalaccount = "lcmaps_voms_localaccount.mod -gridmapfile {gridmapfile}"\n'
+        "rfc:\nverifyproxy -> localaccount\n"
+        "voms:\nverifyproxy -> vomslocalaccount\n")
+    lenv = {"PATH": "/usr/bin:/bin", "LCMAPS_DIR": str(lc), "LCMAPS_DB_FILE": "lcmaps.db",
+            "LCMAPS_LOG_FILE": str(lc / "lcmaps.log"), "LCMAPS_DEBUG_LEVEL": "0",
+            "X509_CERT_DIR": str(pki.ca_dir), "X509_VOMS_DIR": str(vomsdir)}
+    # the engine as `make install` lays it out: a copy of the package with unchecked-hash
+    # pycs (the checkout's __pycache__ may be stale, and -B never writes new ones)
+    lib = top / "lib"
+    shutil.copytree(os.path.join(REPO, "glexec_py"), lib / "glexec_py",
+                    ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    subprocess.run([PY, "-I", "-S", "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash",
+                    str(lib)], check=True)
+    common = [str(pki.ca_dir), str(vomsdir), str(gridmapfile), str(keyfile)]
+    py_env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
+    variants = {
+        "interpreter (-c pass)": ([PY, "-I", "-S", "-B", "-c", "pass"], py_env, None),
+        "glexec-py rfc": ([PY, "-I", "-S", "-B", "-c", CHILD, str(lib), "rfc", str(rfc), *common], py_env, "py"),
+        "glexec-py voms": ([PY, "-I", "-S", "-B", "-c", CHILD, str(lib), "voms", str(voms), *common], py_env, "py"),
+        "glexec-py token": ([PY, "-I", "-S", "-B", "-c", CHILD, str(lib), "token", str(token), *common], py_env, "py"),
+        "LCMAPS rfc": ([str(harness), "pem", str(rfc), "-p", "rfc"], lenv, "lcmaps"),
+        "LCMAPS voms": ([str(harness), "pem", str(voms), "-p", "voms"], lenv, "lcmaps"),
+    }
+    return variants
+
+
+def inner_seconds(kind, out):
+    if kind == "py":
+        secs, account = out.split()
+        assert account == "nobody", out
+        return float(secs)
+    if kind == "lcmaps":
+        assert out.startswith("OK uid=65534"), out
+        return int(out.rsplit("us=", 1)[1]) / 1e6
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root (root-owned vomsdir and key files, LCMAPS)")
+    os.makedirs(BASE, mode=0o755, exist_ok=True)
+    top = Path(tempfile.mkdtemp(prefix="cred-bench-", dir=BASE))
+    os.chmod(top, 0o755)
+    try:
+        variants = setup(top)
+        walls = {n: [] for n in variants}
+        inner = {n: [] for n in variants}
+        for name, (argv, env, kind) in variants.items():     # warm-up (page cache), not timed
+            inner_seconds(kind, spawn(argv, env)[1])
+        for _ in range(a.runs):
+            for name, (argv, env, kind) in variants.items():
+                dt, out = spawn(argv, env)
+                walls[name].append(dt)
+                s = inner_seconds(kind, out)
+                if s is not None:
+                    inner[name].append(s)
+        report(walls, inner, a.runs)
+    finally:
+        if a.keep:
+            print(f"kept {top}")
+        else:
+            shutil.rmtree(top, ignore_errors=True)
+
+
+def report(walls, inner, runs):
+    w = {n: med_ms(v) for n, v in walls.items()}
+    i = {n: med_ms(v) for n, v in inner.items() if v}
+    base = w["interpreter (-c pass)"]
+    print(f"fresh process per run, {runs} rounds round-robin, medians in ms "
+          f"(wall = fork..exit from the parent; inside = perf_counter in the child / "
+          f"init+run+term in the harness)")
+    print(f"  {'python3.11 -I -S -B -c pass':28s} wall {base:7.2f}")
+    for n in ("glexec-py rfc", "glexec-py voms", "glexec-py token", "LCMAPS rfc", "LCMAPS voms"):
+        extra = f"   (+{w[n] - base:6.2f} over interpreter start-up)" if n.startswith("glexec") else ""
+        print(f"  {n:28s} wall {w[n]:7.2f}   inside {i[n]:7.2f}{extra}")
+    print("ratios glexec-py / LCMAPS (wall, whole fresh process; target rfc <= 1.0, voms <= 0.5):")
+    for kind, target in (("rfc", 1.0), ("voms", 0.5)):
+        r = w[f"glexec-py {kind}"] / w[f"LCMAPS {kind}"]
+        ri = i[f"glexec-py {kind}"] / i[f"LCMAPS {kind}"]
+        print(f"  {kind:5s} wall {r:6.3f}  ({'meets' if r <= target else 'MISSES'} target {target})"
+              f"   inside-only {ri:6.3f}")
+    print(f"  token: no LCMAPS counterpart; {w['glexec-py token']:.2f} ms wall, "
+          f"+{w['glexec-py token'] - base:.2f} ms over interpreter start-up")
+
+
+if __name__ == "__main__":
+    main()
