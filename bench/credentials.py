@@ -16,11 +16,11 @@ dist-packages (as the engine does after its trust checks), then imports only the
 engine imports for that credential kind and does what the engine does:
 
 * rfc:   native.verify_chain + proxychain.interpret, gridmapfile parse + ``local`` lookup of
-         the DN (engine._oneline_bytes), getpwnam of the account;
+         the DN (core.identity.oneline_bytes), getpwnam of the account;
 * voms:  the same + vomsdir.check_voms (lcmaps mode), ``voms_local`` lookup of the FQANs;
 * token: TokenPolicy + effects.tokenkeys.KeyStore (root-owned key file read and parsed) +
          core.tokens.verify_token, ``local`` lookup of ``iss,sub``, getpwnam (tokens are not
-         wired into the engine yet: this is the path docs/tokens.md proposes).
+         wired as docs/tokens.md describes).
 
 LCMAPS: tests/voms/lcmaps_pem_harness.c (compiled from its path), one fork+exec per run:
 policy ``rfc: verifyproxy -> localaccount`` for the RFC proxy, policy
@@ -69,6 +69,7 @@ from glexec_py import engine
 sys.path.append("/usr/lib/python3/dist-packages")
 import pwd
 from glexec_py.core import gridmap
+from glexec_py.core.identity import oneline_bytes
 if kind == "token":
     from glexec_py.core import tokens
     from glexec_py.effects import tokenkeys
@@ -93,7 +94,7 @@ else:
         assert res.fqans and not res.errors, res.errors
         keys, wildcards = [q.encode() for q in res.fqans], True
     else:
-        keys, wildcards = [engine._oneline_bytes(ident.subject)], False
+        keys, wildcards = [oneline_bytes(ident.subject)], False
 with open(gm, "rb") as f:
     lines = gridmap.parse_gridmap(f.read(), gm)
 account = next(a for a in (gridmap.local_account(lines, k, wildcards=wildcards) for k in keys) if a)

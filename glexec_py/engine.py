@@ -31,10 +31,9 @@ def main(engine_file, args):
 
         cfg = call.cfg = load_config(paths)
         check_caller(call, cfg)
-        identity = verify_credential(call, cfg)
-        groups = verify_groups(call, cfg, identity)
-        apply_bans(call, cfg, identity, groups)
-        target = map_identity(call, cfg, identity, groups)
+        identity = establish_identity(call, cfg, verify_credential(call, cfg))
+        apply_bans(call, cfg, identity)
+        target = map_identity(call, cfg, identity)
         plan, staged_proxy = prepare(call, cfg, target, command)
 
         call.audit("grant")
@@ -128,13 +127,13 @@ def verify_proxy(call, cfg, path):
     creds = cfg.credentials
     result = native.verify_chain(call.credential, creds.ca_dir, call.verified_at, crl_expired_ok=creds.crl_expired_ok)
     key_optional = listed(cfg.callers.omission_private_key, call.caller_names[0])
-    call.identity = proxychain.interpret(
+    verified = proxychain.interpret(
         result, key_required=not key_optional, allow_limited=creds.allow_limited_proxy,
         require_limited=creds.require_limited_proxy, max_proxy_lifetime=creds.max_proxy_lifetime or None,
         min_remaining=creds.min_proxy_remaining or None, now=call.verified_at,
         allow_legacy=creds.allow_legacy_proxy, legacy_max_levels=creds.legacy_proxy_max_levels)
     call.chain = result.chain
-    return call.identity
+    return verified
 
 
 def verify_token(call, cfg, path):
@@ -145,31 +144,30 @@ def verify_token(call, cfg, path):
     from glexec_py.effects import tokenkeys, userfiles
     policy = tokens.TokenPolicy(cfg.tokens)
     raw = userfiles.read_credential(path, call.facts, policy.max_size, "token")
-    call.identity = tokens.verify_token(raw, policy, tokenkeys.KeyStore(policy), time.time())
+    return tokens.verify_token(raw, policy, tokenkeys.KeyStore(policy), time.time())
+
+
+def establish_identity(call, cfg, verified):
+    """The one identity model (core.identity) for what was verified: a token, or a proxy
+    chain with its VOMS FQANs (canonical, in AC order; in lcmaps mode a bad attribute
+    certificate drops them all, as LCMAPS does)."""
+    from glexec_py.core import identity as model
+    if getattr(verified, "kind", None) == "jwt":
+        call.identity = model.from_token(verified)
+        return call.identity
+    call.eec_depth = verified.depth
+    fqans = ()
+    if cfg.credentials.vomsdir:
+        from glexec_py.effects import vomsdir
+        call.voms = vomsdir.check_voms([c.der for c in call.chain], verified.depth, cfg.credentials.ca_dir,
+                                       cfg.credentials.vomsdir, call.verified_at, mode=cfg.credentials.voms_mode,
+                                       skew=cfg.credentials.voms_skew)
+        fqans = call.voms.fqans
+    call.identity = model.from_proxy(verified, call.chain, fqans)
     return call.identity
 
 
-def _is_token(identity):
-    return getattr(identity, "kind", None) == "jwt"
-
-
-def verify_groups(call, cfg, identity):
-    """The identity's groups, ordered, first = primary: a token's wlcg.groups, or the
-    verified VOMS FQANs of a proxy (canonical, in AC order). In lcmaps mode a bad attribute
-    certificate drops them all, as LCMAPS does."""
-    if _is_token(identity):
-        return tuple(identity.groups)
-    if not cfg.credentials.vomsdir:
-        return ()
-    from glexec_py.effects import vomsdir
-    result = vomsdir.check_voms([c.der for c in call.chain], identity.depth, cfg.credentials.ca_dir,
-                                cfg.credentials.vomsdir, call.verified_at, mode=cfg.credentials.voms_mode,
-                                skew=cfg.credentials.voms_skew)
-    call.voms = result
-    return result.fqans
-
-
-def apply_bans(call, cfg, identity, groups):
+def apply_bans(call, cfg, identity):
     """Global bans, before any mapping: the DN at every proxy depth, the CA, fingerprints,
     FQANs/groups, token issuer+subject. A broken ban source denies everyone."""
     if not cfg.bans.configured():
@@ -177,17 +175,18 @@ def apply_bans(call, cfg, identity, groups):
     from glexec_py.core import bans, dn
     from glexec_py.effects import banfiles
     banlist = banfiles.load(cfg.bans, call.paths.config)
-    if _is_token(identity):
-        decision = bans.check(banlist, token=identity.key, fqans=groups, fingerprints=[identity.fingerprint])
+    if identity.kind == "jwt":
+        decision = bans.check(banlist, token=(identity.issuer, identity.subject), fqans=identity.groups,
+                              fingerprints=[identity.fingerprint])
         _refuse_if_banned(decision)
         return
-    certs = call.chain[:identity.depth + 1]  # the proxies and the end-entity certificate
+    certs = call.chain[:call.eec_depth + 1]  # the proxies and the end-entity certificate
     try:
         subjects = [dn.parse_der_name(c.subject_der) for c in certs]
         issuers = [dn.parse_der_name(c.issuer_der) for c in call.chain]
     except dn.DNError as e:
         raise CallerError("credential_invalid", "glexec: credential has a malformed name", error=str(e)) from None
-    decision = bans.check(banlist, subject_dns=subjects, issuer_dns=issuers, fqans=groups,
+    decision = bans.check(banlist, subject_dns=subjects, issuer_dns=issuers, fqans=identity.groups,
                           fingerprints=[c.sha256 for c in call.chain],
                           subject_onelines=[c.subject for c in certs],
                           issuer_onelines=[c.issuer for c in call.chain])
@@ -201,7 +200,7 @@ def _refuse_if_banned(decision):
         raise NotAuthorized(decision.reason, "glexec: access denied by a site ban", **evidence)
 
 
-def map_identity(call, cfg, identity, groups):
+def map_identity(call, cfg, identity):
     """The local account for this identity: the mapping sources in configured order
     (LCMAPS localaccount, then poolaccount with a gridmapdir lease, by default)."""
     from glexec_py.core import gridmap
@@ -214,8 +213,8 @@ def map_identity(call, cfg, identity, groups):
     except OSError as e:
         raise SystemFault("gridmapfile", f"glexec: cannot read the gridmapfile: {e.strerror}", path=path) from None
     # A proxy maps by its DN as LCMAPS renders it, a token by "iss,sub" (HTCondor's name).
-    subject = identity.mapping_name.encode() if _is_token(identity) else _oneline_bytes(identity.subject)
-    group_keys = [g.encode() for g in groups]
+    subject = identity.mapping_name
+    group_keys = [g.encode() for g in identity.groups]
     for source in cfg.mapping.order:
         keys = group_keys if source.startswith("voms_") else [subject]
         for key in keys:
@@ -229,7 +228,7 @@ def map_identity(call, cfg, identity, groups):
                 pool = gridmap.pool_name(lines, key)
                 if pool:
                     call.mapped_by = {"source": source, "key": key}
-                    lease_key = _token_lease_key(subject) if _is_token(identity) else subject
+                    lease_key = _token_lease_key(subject) if identity.kind == "jwt" else subject
                     call.target = lease_pool_account(call, cfg, lease_key, pool)
                     return call.target
     raise NotAuthorized("no_mapping", "glexec: no mapping for this identity")
@@ -268,15 +267,6 @@ def _token_lease_key(name):
         else:
             out.append(b)
     return bytes(out)
-
-
-def _oneline_bytes(subject):
-    """The DN as LCMAPS compares it: OpenSSL's oneline form, where every byte >= 0x80
-    of the UTF-8 value is written as \\xHH (upper-case hex)."""
-    raw = subject.encode("utf-8", "surrogateescape")
-    if raw.isascii():
-        return raw
-    return b"".join(b"\\x%02X" % b if b >= 0x80 else bytes((b,)) for b in raw)
 
 
 def prepare(call, cfg, target, command):
@@ -381,7 +371,7 @@ class Call:
         self.facts = self.cfg = self.identity = self.target = self.resolved = None
         self.caller_names = None
         self.credential = self.credential_path = self.staged_proxy = self.chain = None
-        self.voms = self.mapped_by = self.verified_at = None
+        self.voms = self.mapped_by = self.verified_at = self.eec_depth = None
         self.payload_pid = self.lease = None
         self._env = None
 
@@ -435,11 +425,12 @@ class Call:
                              "pid": facts.pid, "ppid": facts.ppid, "sid": facts.sid, "pgid": facts.pgid,
                              "groups": list(facts.groups)}
             rec["log_only"] = not facts.privileged
-        if ident is not None and _is_token(ident):
-            rec["token"] = ident.to_audit()
-        elif ident is not None:
-            rec.update(dn=ident.subject, issuer=ident.issuer, proxy_fingerprint=ident.leaf_sha256,
-                       eec_fingerprint=ident.eec_sha256, proxy_kinds=list(ident.kinds))
+        if ident is not None:
+            rec["identity"] = ident.to_audit()
+            if ident.kind == "jwt":
+                rec["token"] = ident.detail
+            else:  # the classic fields, as back-mapping and log parsers read them
+                rec.update(dn=ident.subject, issuer=ident.issuer, eec_fingerprint=ident.fingerprint, **ident.detail)
         if self.voms is not None:
             rec["voms"] = self.voms.to_audit()
         if target is not None:

@@ -6,7 +6,7 @@ a root-owned vomsdir and gridmapfile under /var/lib/glexec-py-tests/compat-<rand
 
 * ``CompatEnv.glexec(proxy)``: what the engine decides -- ``native.verify_chain`` +
   ``proxychain.interpret`` (private key required) + ``vomsdir.check_voms`` (lcmaps mode, the
-  default ``voms_skew``), exactly as ``engine.verify_credential``/``verify_voms`` call them,
+  default ``voms_skew``), exactly as ``engine.verify_credential``/``establish_identity`` call them,
   then the gridmapfile lookups of ``engine.map_identity`` for the ``local`` (DN) and
   ``voms_local`` (FQAN) sources;
 * ``CompatEnv.lcmaps(proxy, policy)``: the real LCMAPS through the colleague's pem harness
@@ -151,7 +151,7 @@ class CompatEnv:
 
     def glexec(self, proxy, *, key_required=True, voms_mode="lcmaps"):
         """The engine's decision for this proxy file (see module doc)."""
-        from glexec_py import engine
+        from glexec_py.core.identity import oneline_bytes
         from glexec_py.core import gridmap, proxychain, vomscheck
         from glexec_py.effects import native, vomsdir
         from glexec_py.errors import GlexecError
@@ -166,7 +166,7 @@ class CompatEnv:
             return Outcome(accepted=False, reason=e.reason, detail=dict(e.detail))
         with open(self.gridmapfile, "rb") as f:
             lines = gridmap.parse_gridmap(f.read(), self.gridmapfile)
-        by_dn = gridmap.local_account(lines, engine._oneline_bytes(ident.subject)) is not None
+        by_dn = gridmap.local_account(lines, oneline_bytes(ident.subject)) is not None
         by_fqan = any(gridmap.local_account(lines, q.encode(), wildcards=True) is not None
                       for q in voms.fqans)
         return Outcome(accepted=True, reason="", fqans=tuple(voms.fqans), by_dn=by_dn, by_fqan=by_fqan,

@@ -5,7 +5,7 @@ openssl ca; cryptography only where the tools refuse), run through
 
 (a) glexec-py's decision: ``native.verify_chain`` + ``proxychain.interpret`` (private key
     required) + ``vomsdir.check_voms`` (lcmaps mode), exactly as ``engine.verify_credential``
-    and ``engine.verify_voms`` call them, then the engine's gridmapfile lookups
+    and ``engine.establish_identity`` call them, then the engine's gridmapfile lookups
     (``local`` by DN, ``voms_local`` by FQAN);
 (b) the real LCMAPS (tests/voms/lcmaps_pem_harness.c, pem mode) with policy
     ``dn: verifyproxy -> localaccount`` and policy ``fqan: verifyproxy -> vomslocalaccount``,

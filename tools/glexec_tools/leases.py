@@ -106,7 +106,7 @@ def _lat(b):
 
 
 def oneline_dn(dn):
-    """The DN as LCMAPS/the engine compare it (engine._oneline_bytes): bytes >= 0x80 of the
+    """The DN as LCMAPS/the engine compare it (core.identity.oneline_bytes): bytes >= 0x80 of the
     UTF-8 value as \\xHH."""
     raw = dn.encode("utf-8", "surrogateescape") if isinstance(dn, str) else bytes(dn)
     if raw.isascii():
