@@ -311,7 +311,7 @@ def run(args, out):
             # the state record is written after the audit record: the lifecycle only
             # sees "no_files" once the removal is on record.
             state_rec = {"v": 1, "account": name, "uid": u, "state": state, "why": why,
-                         "swept_at": rec["time"], "swept_at_unix": int(now), "host": host,
+                         "swept_at": rec["time"], "swept_at_unix": round(now, 6), "host": host,
                          "removed": s.removed + s.removed_dirs, "kept": s.kept, "errors": s.errors,
                          "ipc_removed": len(s.ipc)}
             walk.write_state(sfd, name, (json.dumps(state_rec, sort_keys=True) + "\n").encode())
