@@ -202,41 +202,103 @@ def _refuse_if_banned(decision):
 
 def map_identity(call, cfg, identity):
     """The local account for this identity: the mapping sources in configured order
-    (LCMAPS localaccount, then poolaccount with a gridmapdir lease, by default)."""
+    (LCMAPS localaccount, then poolaccount with a gridmapdir lease, by default).
+
+    With ``mapping.groupmapfile``, a ``voms_*`` mapping is preceded by LCMAPS's
+    voms_localgroup (``vomslocalgroup -> vomspoolaccount``): the payload's primary gid is
+    the first FQAN's group, the later FQANs' groups are its secondary gids, nothing comes
+    from the account, and voms_pool leases are named ``DN:primary:secondary...``."""
     from glexec_py.core import gridmap
-    from glexec_py.effects.accounts import lookup_target
+    from glexec_py.effects.accounts import lookup_target, with_voms_groups
+    mapcount = requested_mapcount(call, cfg)
     path = cfg.mapping.gridmapfile
-    try:
-        trust.check_file(path)
-        with open(path, "rb") as f:
-            lines = gridmap.parse_gridmap(f.read(), path)
-    except OSError as e:
-        raise SystemFault("gridmapfile", f"glexec: cannot read the gridmapfile: {e.strerror}", path=path) from None
+    lines = _read_mapfile(path, "gridmapfile")
     # A proxy maps by its DN as LCMAPS renders it, a token by "iss,sub" (HTCondor's name).
     subject = identity.mapping_name
     group_keys = [g.encode() for g in identity.groups]
+    grouped = bool(cfg.mapping.groupmapfile)
     for source in cfg.mapping.order:
         keys = group_keys if source.startswith("voms_") else [subject]
+        vgroups = grouped and source.startswith("voms_")
         for key in keys:
             if source.endswith("local"):
                 account = gridmap.local_account(lines, key, wildcards=source == "voms_local")
                 if account is not None:
                     call.mapped_by = {"source": source, "key": key}
-                    call.target = lookup_target(account.decode("utf-8", "surrogateescape"), cfg.mapping)
+                    groups = voms_groups(call, cfg, group_keys) if vgroups else None
+                    target = lookup_target(account.decode("utf-8", "surrogateescape"), cfg.mapping)
+                    call.target = with_voms_groups(target, *groups) if groups else target
                     return call.target
             else:
                 pool = gridmap.pool_name(lines, key)
                 if pool:
                     call.mapped_by = {"source": source, "key": key}
+                    groups = voms_groups(call, cfg, group_keys) if vgroups else None
                     lease_key = _token_lease_key(subject) if identity.kind == "jwt" else subject
-                    call.target = lease_pool_account(call, cfg, lease_key, pool)
+                    names = ()
+                    if groups:
+                        from glexec_py.effects.accounts import voms_group_names
+                        primary, secondary = groups
+                        names = voms_group_names((primary, *secondary) if cfg.mapping.lease_secondary_groups
+                                                 else (primary,))
+                    target = lease_pool_account(call, cfg, lease_key, pool, names, mapcount)
+                    call.target = with_voms_groups(target, *groups) if groups else target
                     return call.target
     raise NotAuthorized("no_mapping", "glexec: no mapping for this identity")
 
 
-def lease_pool_account(call, cfg, subject, pool):
+def _read_mapfile(path, what):
+    from glexec_py.core import gridmap
+    try:
+        trust.check_file(path)
+        with open(path, "rb") as f:
+            return gridmap.parse_gridmap(f.read(), path)
+    except OSError as e:
+        raise SystemFault(what, f"glexec: cannot read the {what}: {e.strerror}", path=path) from None
+
+
+def requested_mapcount(call, cfg):
+    """The caller's GLEXEC_MAPCOUNT (LCMAPS's mapcounter): unset = 0 (the plain lease);
+    otherwise 1..mapping.max_mappings_per_credential, each value its own lease
+    ``...:mapcount=NNNN`` (so one identity may hold several accounts at once)."""
+    raw = call.caller_env().get(b"GLEXEC_MAPCOUNT")
+    if raw is None:
+        return 0
+    limit = cfg.mapping.max_mappings_per_credential
+    if not (raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= limit):
+        raise CallerError("mapcount_invalid", f"glexec: GLEXEC_MAPCOUNT must be a number from 1 to {limit}",
+                          value=raw[:32])
+    return int(raw)
+
+
+def voms_groups(call, cfg, fqans):
+    """LCMAPS voms_localgroup over the verified FQANs (AC order): ``(primary gid,
+    (secondary gids...))``. Refused: an FQAN group that does not exist or is privileged
+    (202), no FQANs / ``groupmap_all`` unmet / fewer than ``groupmap_min`` groups, and no
+    primary gid because the first FQAN has no group (203: LCMAPS's return-account call
+    fails without a primary gid)."""
+    from glexec_py.core import gridmap
+    from glexec_py.effects.accounts import lookup_voms_group
+    lines = _read_mapfile(cfg.mapping.groupmapfile, "groupmapfile")
+    try:
+        primary, secondary = gridmap.voms_localgroup(
+            lines, fqans, lambda name: lookup_voms_group(name, cfg.mapping),
+            mapall=cfg.mapping.groupmap_all, mapmin=cfg.mapping.groupmap_min)
+    except gridmap.GroupMapRefused as e:
+        raise NotAuthorized(e.reason, e.what, **e.detail) from None
+    found = {"primary": [n.decode("ascii") for n, _ in primary],
+             "secondary": [n.decode("ascii") for n, _ in secondary]}
+    call.mapped_by["groups"] = found
+    if not primary:
+        raise NotAuthorized("no_primary_group", "glexec: the first VOMS attribute maps to no group "
+                            "(no primary group)", fqan=fqans[0], groups=found)
+    return primary[0][1], tuple(g for _, g in secondary)
+
+
+def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0):
     """A lease on a free account of `pool` in the gridmapdir (or the identity's existing
-    one), in LCMAPS's on-disk format; the account is checked before it is leased."""
+    one), in LCMAPS's on-disk format; the account is checked before it is leased.
+    ``groups``: group names in the lease (voms_poolaccount); ``mapcount``: 0 = plain lease."""
     from glexec_py.effects.accounts import lookup_target
     from glexec_py.effects.gridmapdir import GridmapDir
     if not cfg.mapping.gridmapdir:
@@ -248,9 +310,14 @@ def lease_pool_account(call, cfg, subject, pool):
         checked[name] = lookup_target(name, cfg.mapping)
 
     with GridmapDir(cfg.mapping.gridmapdir, lock_timeout=cfg.mapping.lock_timeout) as store:
-        account, lease, reused = store.acquire(subject, pool, account_check=account_check)
+        account, lease, reused = store.acquire(subject, pool, groups=[g.encode("ascii") for g in groups],
+                                               mapcount=mapcount, account_check=account_check)
     name = account.decode("utf-8", "surrogateescape")
     call.lease = {"name": lease, "pool": pool, "reused": reused}
+    if groups:
+        call.lease["groups"] = list(groups)
+    if mapcount:
+        call.lease["mapcount"] = mapcount
     return checked.get(name) or lookup_target(name, cfg.mapping)
 
 

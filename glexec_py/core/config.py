@@ -22,7 +22,10 @@ FACILITIES = ("LOG_DAEMON", "LOG_AUTH", "LOG_AUTHPRIV", "LOG_USER", "LOG_LOCAL0"
 # local: the gridmapfile's first non-dot account for the DN (LCMAPS localaccount);
 # pool: a lease on the gridmapfile's ".pool" in the gridmapdir (LCMAPS poolaccount).
 # voms_local / voms_pool: the same for the first FQAN (in AC order) that has such a line
-# (LCMAPS voms_localaccount / voms_poolaccount without group-mapped leases).
+# (LCMAPS voms_localaccount / voms_poolaccount).  With a mapping.groupmapfile, a voms_*
+# mapping first runs the LCMAPS voms_localgroup rules (FQAN -> group: the first FQAN's
+# group is the payload's primary gid, later ones secondary; nothing from the account) and
+# voms_pool leases carry the group names (DN:primary:secondary..., as voms_poolaccount).
 MAPPING_SOURCES = ("voms_local", "voms_pool", "local", "pool")
 GLEXEC_SET_VARS = ("HOME", "USER", "LOGNAME", "PATH", "X509_USER_PROXY")
 NEVER_PRESERVED_PREFIXES = ("MALLOC_", "LD_")
@@ -56,6 +59,17 @@ SCHEMA = (
         ("gridmapdir", "optpath", ""),          # pool leases (LCMAPS format); "" = no pools
         ("order", "sources", ("voms_local", "voms_pool", "local", "pool")),  # tried in this order
         ("lock_timeout", ("int", 1, 3600), 30),   # seconds to wait for the gridmapdir lock
+        # LCMAPS voms_localgroup: FQAN -> group name (grid-mapfile syntax, wildcards);
+        # "" = off (voms_* mappings then use the account's groups, leases are DN-only)
+        ("groupmapfile", "optpath", ""),
+        ("groupmap_min", ("int", 0, 65536), 0),   # -mapmin N: at least N FQANs must map
+        ("groupmap_all", "bool", False),          # -mapall: every FQAN must map to a group
+        # voms_pool lease names include the secondary groups (False = LCMAPS
+        # voms_poolaccount -do_not_use_secondary_gids: primary group(s) only)
+        ("lease_secondary_groups", "bool", True),
+        # LCMAPS -max_mappings_per_credential: the caller's GLEXEC_MAPCOUNT (1..this)
+        # selects a separate lease ":mapcount=NNNN" per value; unset = the plain lease
+        ("max_mappings_per_credential", ("int", 1, 9999), 1),
         ("min_uid", ("int", 1, ID_MAX), 1000),
         ("max_uid", ("int", 1, ID_MAX), ID_MAX),
         ("forbidden_groups", "names", _FORBIDDEN_GROUPS),

@@ -153,6 +153,50 @@ def pool_name(lines, subject, *, wildcards=True):
     return None
 
 
+class GroupMapRefused(Exception):
+    """voms_localgroup failed for a reason of the identity: ``reason`` (``no_voms_groups``,
+    ``voms_group_unmapped``, ``voms_groups_too_few``) and a one-line ``what``."""
+
+    def __init__(self, reason, what, **detail):
+        super().__init__(what)
+        self.reason, self.what, self.detail = reason, what, detail
+
+
+def voms_localgroup(lines, fqans, resolve, *, mapall=False, mapmin=0):
+    """LCMAPS ``lcmaps_voms_localgroup.mod`` (``-groupmapfile``, ``-mapall``, ``-mapmin N``;
+    not ``--map-to-secondary-groups``), with the group lookup injected.
+
+    For each FQAN in order: the first line of the groupmapfile whose subject matches
+    (exactly or as an fnmatch pattern: wildcards are always on in the voms_* plugins) and
+    that has a mapping not starting with ``.`` gives a group name; ``resolve(name)`` turns
+    it into a gid (and raises when the group does not exist: LCMAPS fails the plugin, so
+    must the caller).  Only a match of the FIRST FQAN (index 0) becomes a primary gid;
+    matches of later FQANs are secondary gids, in FQAN order, duplicates kept.  So if the
+    first FQAN has no group there is no primary gid at all.
+
+    Returns ``(primary, secondary)``: tuples of ``(name, gid)``.
+    Raises ``GroupMapRefused``: no FQANs (LCMAPS: "no (valid) VOMS groups"); with
+    ``mapall`` an FQAN without a group line; fewer than ``mapmin`` groups found."""
+    if not fqans:
+        raise GroupMapRefused("no_voms_groups", "glexec: no VOMS attributes to map to groups")
+    primary, secondary = [], []
+    for index, fqan in enumerate(fqans):
+        name = local_account(lines, fqan, wildcards=True)
+        if name is None:
+            if mapall:
+                raise GroupMapRefused("voms_group_unmapped",
+                                      "glexec: a VOMS attribute has no group in the groupmapfile",
+                                      fqan=bytes(fqan))
+            continue
+        gid = resolve(name)
+        (primary if index == 0 else secondary).append((name, gid))
+    if len(primary) + len(secondary) < mapmin:
+        raise GroupMapRefused("voms_groups_too_few",
+                              f"glexec: fewer than {mapmin} VOMS attributes map to groups",
+                              found=len(primary) + len(secondary), mapmin=mapmin)
+    return tuple(primary), tuple(secondary)
+
+
 # --- fnmatch(pattern, string, FNM_NOESCAPE), C locale, bytes ------------------------
 
 def _isclass(name, c):

@@ -53,3 +53,45 @@ def lookup_target(name, mapping_cfg):
         raise SystemFault("target_unsafe", "glexec: mapped account is in a privileged group",
                           account=name, groups=list(names))
     return Account(name, pw.pw_uid, pw.pw_gid, _group_name(pw.pw_gid), tuple(gids), names, pw.pw_dir)
+
+
+def lookup_voms_group(name, mapping_cfg):
+    """Runs as: any user (name service lookups).
+
+    The gid of a group name from the groupmapfile (bytes), for LCMAPS voms_localgroup:
+    a group that does not exist fails the mapping (SystemFault ``group_missing``, a site
+    configuration fault, as the plugin fails); a group with gid 0 or in
+    ``forbidden_groups`` (by the name given or by the gid's own name) is refused with the
+    same rule as an account's groups (SystemFault ``target_unsafe``)."""
+    raw = bytes(name)
+    if not raw or len(raw) > 255 or not all(0x20 < c < 0x7F and c not in b":/" for c in raw):
+        raise SystemFault("groupmap_invalid", "glexec: the groupmapfile names an invalid group", group=raw)
+    text = raw.decode("ascii")
+    try:
+        gid = grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise SystemFault("group_missing", "glexec: a VOMS group of the groupmapfile does not exist",
+                          group=text) from None
+    canonical = _group_name(gid)
+    forbidden = set(mapping_cfg.forbidden_groups)
+    if gid == 0 or text in forbidden or canonical in forbidden:
+        raise SystemFault("target_unsafe", "glexec: a VOMS group of the groupmapfile is privileged",
+                          group=text, gid=gid)
+    return gid
+
+
+def voms_group_names(gids):
+    """The names LCMAPS voms_poolaccount writes into a lease (``getgrgid`` of each gid)."""
+    return tuple(_group_name(g) for g in gids)
+
+
+def with_voms_groups(account, primary_gid, secondary_gids):
+    """``account`` with its primary gid and supplementary groups replaced by the VOMS
+    groups (LCMAPS voms_poolaccount's default ``--use-voms-gid``: nothing from the
+    account).  ``groups`` = the primary gid then the secondary gids, duplicates removed."""
+    gids = []
+    for g in (primary_gid, *secondary_gids):
+        if g not in gids:
+            gids.append(g)
+    names = tuple(_group_name(g) for g in gids)
+    return Account(account.name, account.uid, primary_gid, names[0], tuple(gids), names, account.home)
