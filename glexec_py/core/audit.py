@@ -38,6 +38,10 @@ def _esc_str(s):
         o = ord(ch)
         if o < 128:
             out.append(_ASCII[o])
+        elif 0xD800 <= o <= 0xDBFF:
+            # A lone high surrogate (never made from bytes or valid text) has no JSON form a
+            # reader would keep apart from a following low one: write U+FFFD instead.
+            out.append("\\ufffd")
         elif o < 0x10000:
             out.append("\\u%04x" % o)
         else:

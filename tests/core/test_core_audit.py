@@ -123,3 +123,15 @@ def test_prop_classic_line_one_printable_line(fields, args):
     assert line.isascii() and line.isprintable()
     # every quoted field is delimited: the number of unescaped quotes is even
     assert line.replace('\\\\', '').replace('\\"', '').count('"') == 2 * (3 + len(args))
+
+
+def test_lone_surrogates_never_make_two_records_one_line():
+    # Found by fuzz/fuzz_audit.py: "\udbda\udddc" used to be written as two escapes that
+    # JSON readers join into the astral character U+1069DC, the same line as that character.
+    import json
+    from glexec_py.core.audit import encode
+    pair_like = encode({"k": "\udbda\udddc"})
+    astral = encode({"k": "\U001069dc"})
+    assert pair_like != astral
+    assert json.loads(pair_like)["k"] == "\ufffd\udddc"
+    assert json.loads(astral)["k"] == "\U001069dc"
