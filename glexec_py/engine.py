@@ -309,7 +309,8 @@ def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0):
     def account_check(name):
         checked[name] = lookup_target(name, cfg.mapping)
 
-    with GridmapDir(cfg.mapping.gridmapdir, lock_timeout=cfg.mapping.lock_timeout) as store:
+    with GridmapDir(cfg.mapping.gridmapdir, lock_timeout=cfg.mapping.lock_timeout,
+                    sync="grant" if cfg.mapping.lease_metadata_sync else "none") as store:
         account, lease, reused = store.acquire(subject, pool, groups=[g.encode("ascii") for g in groups],
                                                mapcount=mapcount, account_check=account_check)
     name = account.decode("utf-8", "surrogateescape")

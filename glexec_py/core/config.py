@@ -70,6 +70,9 @@ SCHEMA = (
         # LCMAPS -max_mappings_per_credential: the caller's GLEXEC_MAPCOUNT (1..this)
         # selects a separate lease ":mapcount=NNNN" per value; unset = the plain lease
         ("max_mappings_per_credential", ("int", 1, 9999), 1),
+        # fsync each lease's metadata record. Off by default: the lease (a hard link) is as
+        # durable as LCMAPS makes it, and lost metadata is a finding `glexec-leases repair` fixes.
+        ("lease_metadata_sync", "bool", False),
         ("min_uid", ("int", 1, ID_MAX), 1000),
         ("max_uid", ("int", 1, ID_MAX), ID_MAX),
         ("forbidden_groups", "names", _FORBIDDEN_GROUPS),
