@@ -1,5 +1,6 @@
 """One canonical Distinguished Name: parse X.509 names from DER and from text, render one
-documented canonical string.  Pure (no os/time/fs), imports nothing at module level.
+documented canonical string.  Pure (no os/time/fs); at module level it imports only the
+shared DER reader.
 
 Data model
 ----------
@@ -46,6 +47,7 @@ Text inputs
 All raise ``DNError`` (a ``ValueError``) and nothing else for bad input.
 """
 
+from glexec_py.core import der as _der
 
 class DNError(ValueError):
     """A name that cannot be parsed, or whose meaning would be a guess."""
@@ -173,60 +175,11 @@ def attribute_name(oid):
 # --- DER ----------------------------------------------------------------------------
 
 def _tl(der, i, end):
-    """Tag, content start, content end of the TLV at ``der[i]`` within ``end``."""
-    if end - i < 2:
-        raise DNError("truncated DER")
-    tag = der[i]
-    if tag & 0x1F == 0x1F:
-        raise DNError("high tag number form")
-    b = der[i + 1]
-    i += 2
-    if b < 0x80:
-        n = b
-    elif b == 0x80:
-        raise DNError("indefinite length")
-    else:
-        k = b & 0x7F
-        if k > 4:
-            raise DNError("length too large")
-        if end - i < k:
-            raise DNError("truncated length")
-        if der[i] == 0:
-            raise DNError("non-minimal length")
-        n = int.from_bytes(der[i:i + k], "big")
-        if n < 0x80:
-            raise DNError("non-minimal length")
-        i += k
-    if n > end - i:
-        raise DNError("length beyond the end of the data")
-    return tag, i, i + n
+    return _der.tl(der, i, end, DNError)
 
 
 def _decode_oid(b):
-    if not b or len(b) > 128:
-        raise DNError("bad OID length")
-    arcs = []
-    v = 0
-    start = True
-    for c in b:
-        if start and c == 0x80:
-            raise DNError("non-minimal OID subidentifier")
-        v = (v << 7) | (c & 0x7F)
-        start = False
-        if not c & 0x80:
-            arcs.append(v)
-            v = 0
-            start = True
-    if not start:
-        raise DNError("truncated OID")
-    first = arcs[0]
-    if first < 40:
-        head = [0, first]
-    elif first < 80:
-        head = [1, first - 40]
-    else:
-        head = [2, first - 80]
-    return ".".join(str(a) for a in head + arcs[1:])
+    return _der.oid(b, DNError, 128)
 
 
 _ONE_BYTE = {0x12, 0x13, 0x14, 0x16, 0x1A}   # Numeric, Printable, Teletex, IA5, Visible

@@ -32,6 +32,7 @@ Every FQAN must start with ``/<vo>`` (then end or ``/``) and be well-formed
 Everything that is wrong raises ``VomsParseError`` (a ``ValueError``) and nothing else.
 """
 from glexec_py.core import bans as _bans
+from glexec_py.core import der as _der
 from glexec_py.core import dn as _dn
 
 OID_VOMS_ACSEQ = "1.3.6.1.4.1.8005.100.100.5"
@@ -74,33 +75,7 @@ class VomsParseError(ValueError):
 # --- a small strict DER reader ------------------------------------------------------
 
 def _tl(der, i, end):
-    """(tag, content start, content end) of the TLV at ``der[i]`` within ``end``."""
-    if end - i < 2:
-        raise VomsParseError("truncated DER")
-    tag = der[i]
-    if tag & 0x1F == 0x1F:
-        raise VomsParseError("high tag number form")
-    b = der[i + 1]
-    i += 2
-    if b < 0x80:
-        n = b
-    elif b == 0x80:
-        raise VomsParseError("indefinite length")
-    else:
-        k = b & 0x7F
-        if k > 4:
-            raise VomsParseError("length too large")
-        if end - i < k:
-            raise VomsParseError("truncated length")
-        if der[i] == 0:
-            raise VomsParseError("non-minimal length")
-        n = int.from_bytes(der[i:i + k], "big")
-        if n < 0x80:
-            raise VomsParseError("non-minimal length")
-        i += k
-    if n > end - i:
-        raise VomsParseError("length beyond the end of the data")
-    return tag, i, i + n
+    return _der.tl(der, i, end, VomsParseError)
 
 
 def _expect(der, i, end, tag, what):
@@ -122,24 +97,7 @@ def _items(der, s, e):
 
 
 def _oid(b):
-    if not b or len(b) > 64:
-        raise VomsParseError("bad OID length")
-    arcs = []
-    v = 0
-    start = True
-    for c in b:
-        if start and c == 0x80:
-            raise VomsParseError("non-minimal OID subidentifier")
-        v = (v << 7) | (c & 0x7F)
-        start = not c & 0x80
-        if start:
-            arcs.append(v)
-            v = 0
-    if not start:
-        raise VomsParseError("truncated OID")
-    first = arcs[0]
-    head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
-    return ".".join(str(a) for a in head + arcs[1:])
+    return _der.oid(b, VomsParseError, 64)
 
 
 def _int(der, s, e, what):
