@@ -49,6 +49,7 @@ All raise ``DNError`` (a ``ValueError``) and nothing else for bad input.
 
 from glexec_py.core import der as _der
 
+
 class DNError(ValueError):
     """A name that cannot be parsed, or whose meaning would be a guess."""
 
