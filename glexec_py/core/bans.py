@@ -392,6 +392,18 @@ def _match_patterns(patterns, targets):
     return None
 
 
+def _pattern_hits(patterns, targets):
+    """(entry, matched rendering) for every wildcard entry that matches one of the targets
+    (LCMAPS fnmatch semantics), the first matching rendering each."""
+    hits = []
+    for e in patterns:
+        for t in targets:
+            if subject_matches(e.pattern, t):
+                hits.append((e, t.decode("utf-8", "replace")))
+                break
+    return hits
+
+
 def check(banlist, *, subject_dns=(), issuer_dns=(), fqans=(), token=None,
           fingerprints=(), subject_onelines=(), issuer_onelines=()):
     """The first ban that applies, as a ``Decision``, or None.
@@ -422,11 +434,7 @@ def check(banlist, *, subject_dns=(), issuer_dns=(), fqans=(), token=None,
                     targets.append(_enc(_dn.canonical(t)))
                     targets.append(_enc(_dn.oneline(t)))
             targets.extend(_enc(s) for s in subject_onelines)
-            for e in banlist._dn_pat:
-                for t in targets:
-                    if subject_matches(e.pattern, t):
-                        hits.append((e, t.decode("utf-8", "replace")))
-                        break
+            hits += _pattern_hits(banlist._dn_pat, targets)
         h = _first(hits)
         if h:
             return _deny("banned_dn", h[0], h[1], f"subject {h[1]}")
@@ -444,11 +452,7 @@ def check(banlist, *, subject_dns=(), issuer_dns=(), fqans=(), token=None,
                 targets.append(_enc(_dn.canonical(d)))
                 targets.append(_enc(_dn.oneline(d)))
             targets.extend(_enc(s) for s in issuer_onelines)
-            for e in banlist._ca_pat:
-                for t in targets:
-                    if subject_matches(e.pattern, t):
-                        hits.append((e, t.decode("utf-8", "replace")))
-                        break
+            hits += _pattern_hits(banlist._ca_pat, targets)
         h = _first(hits)
         if h:
             return _deny("banned_ca", h[0], h[1], f"issuer {h[1]}")
