@@ -31,6 +31,7 @@ Never used for a decision: the comm/cmdline of the candidate itself, environment
 (SLURM_JOB_ID survives in escaped processes and is user-writable), session ids.
 """
 
+from glexec_py.core.text import printable
 from glexec_py.errors import ConfigError
 
 ID_MAX = 4294967294
@@ -178,27 +179,7 @@ def _safe(s, limit=80):
     return escape(s[:limit]) + ("..." if len(s) > limit else "")
 
 
-def escape(s):
-    """One printable-ASCII line for any str/bytes (bytes as latin-1, controls/non-ASCII
-    as \\xNN / \\uNNNN, backslash doubled): safe on a terminal and in a log line."""
-    if isinstance(s, (bytes, bytearray)):
-        s = bytes(s).decode("latin-1")
-    if s.isascii() and s.isprintable() and "\\" not in s:
-        return s
-    out = []
-    for ch in s:
-        o = ord(ch)
-        if ch == "\\":
-            out.append("\\\\")
-        elif 0x20 <= o < 0x7F:
-            out.append(ch)
-        elif o < 0x100:
-            out.append("\\x%02x" % o)
-        elif o < 0x10000:
-            out.append("\\u%04x" % o)
-        else:
-            out.append("\\U%08x" % o)
-    return "".join(out)
+escape = printable  # one printable line for untrusted text (core.text)
 
 
 class _Checker:

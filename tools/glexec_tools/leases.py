@@ -21,6 +21,8 @@ import stat
 import sys
 import time
 
+from glexec_py.core.text import printable
+
 PROG = "glexec-leases"
 EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_FAIL = 0, 1, 2, 3
 DEFAULT_GRACE = 60           # s between draining and a confirmation that may count
@@ -85,20 +87,8 @@ def iso(t):
 
 
 def escape(value):
-    """One printable line: printable ASCII kept, backslash doubled, other bytes \\xHH."""
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        value = value.encode("latin-1", "backslashreplace")
-    out = []
-    for c in value:
-        if c == 0x5C:
-            out.append("\\\\")
-        elif 0x20 <= c < 0x7F:
-            out.append(chr(c))
-        else:
-            out.append("\\x%02x" % c)
-    return "".join(out)
+    """One printable line (core.text.printable); "-" for a missing value."""
+    return "-" if value is None else printable(value)
 
 
 def _lat(b):

@@ -17,6 +17,8 @@ import socket
 import sys
 import time
 
+from glexec_py.core.text import printable
+
 EXIT_CLEAN, EXIT_LEFT, EXIT_USAGE, EXIT_LOCKED, EXIT_FAIL = 0, 1, 2, 3, 4
 PROG = "glexec-sweep"
 
@@ -54,17 +56,9 @@ class Usage(Exception):
 
 
 def escape_path(b):
-    """Path bytes as one printable line: printable ASCII kept, '\\' doubled, every other
-    byte as \\xHH (newlines, invalid UTF-8 and terminal escapes cannot reach the tty)."""
-    out = []
-    for c in b:
-        if c == 0x5C:
-            out.append("\\\\")
-        elif 0x20 <= c < 0x7F:
-            out.append(chr(c))
-        else:
-            out.append("\\x%02x" % c)
-    return "".join(out)
+    """Path bytes as one printable line (core.text.printable): newlines, invalid UTF-8 and
+    terminal escapes cannot reach the tty."""
+    return printable(b)
 
 
 def read_config(path):
