@@ -42,9 +42,6 @@ Second source (later): pool leases from the gridmapdir become occupations of ``k
 "lease" with the same fields; the answer functions do not care where an occupation came from.
 """
 
-import json
-import re
-
 __all__ = ["NEVER", "FOREVER", "parse_time", "format_time", "Ref", "Identity", "Caller",
            "Event", "Damaged", "Occupation", "Flag", "Answer", "parse_record",
            "HistoryBuilder", "answer_at", "answer_range", "answer_listing", "build_history",
@@ -67,8 +64,44 @@ def _days_from_civil(y, m, d):
     return era * 146097 + doe - 719468
 
 
-_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,6}))?"
-                  r"(Z|[+-]\d{2}:?\d{2})?\Z", re.ASCII)
+_DIGITS = frozenset("0123456789")
+
+
+def _num(text, i, n):
+    """The n ASCII digits at text[i:i+n] as an int, or None."""
+    part = text[i:i + n]
+    return int(part) if len(part) == n and _DIGITS.issuperset(part) else None
+
+
+def _fields(text):
+    """``YYYY-MM-DD[T ]HH:MM:SS[(.|,)f{1,6}][Z|(+|-)HH[:]MM]`` -> (y, mo, d, h, mi, s, us,
+    offset seconds, had "Z"), or None.  Positional parsing, no regular expression (the
+    ``re`` import is a third of a query's start-up)."""
+    if len(text) < 19 or text[4] != "-" or text[7] != "-" or text[10] not in "T " \
+            or text[13] != ":" or text[16] != ":":
+        return None
+    y, mo, d = _num(text, 0, 4), _num(text, 5, 2), _num(text, 8, 2)
+    h, mi, s = _num(text, 11, 2), _num(text, 14, 2), _num(text, 17, 2)
+    if None in (y, mo, d, h, mi, s) or not (1 <= mo <= 12 and 1 <= d <= 31 and h <= 23
+                                            and mi <= 59 and s <= 60):
+        return None
+    i, us = 19, 0
+    if text[i:i + 1] in (".", ","):
+        j = i + 1
+        while j < len(text) and j - i <= 6 and text[j] in _DIGITS:
+            j += 1
+        if j == i + 1:
+            return None
+        us, i = int(text[i + 1:j].ljust(6, "0")), j
+    zone = text[i:]
+    if zone in ("", "Z"):
+        return y, mo, d, h, mi, s, us, 0, zone == "Z"
+    if zone[0] not in "+-" or len(zone) not in (5, 6) or (len(zone) == 6 and zone[3] != ":"):
+        return None
+    zh, zm = _num(zone, 1, 2), _num(zone, len(zone) - 2, 2)
+    if zh is None or zm is None:
+        return None
+    return y, mo, d, h, mi, s, us, (-1 if zone[0] == "-" else 1) * (zh * 3600 + zm * 60), False
 
 
 _DAY_CACHE = {}
@@ -78,13 +111,10 @@ def _engine_form(text):
     """Fast path for exactly ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (every engine record)."""
     day = _DAY_CACHE.get(text[:10])
     if day is None:
-        m = _ISO.match(text)
-        if m is None or m.group(8) != "Z":
+        f = _fields(text)
+        if f is None or not f[8]:
             return None
-        y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
-        if not (1 <= mo <= 12 and 1 <= d <= 31):
-            return None
-        day = _DAY_CACHE[text[:10]] = _days_from_civil(y, mo, d) * 86400
+        day = _DAY_CACHE[text[:10]] = _days_from_civil(*f[:3]) * 86400
     hms, frac = text[11:19], text[20:26]
     if not (hms[2] == hms[5] == ":" and hms[:2].isdigit() and hms[3:5].isdigit()
             and hms[6:].isdigit() and frac.isdigit() and frac.isascii()):
@@ -105,21 +135,11 @@ def parse_time(text):
     if len(text) == 27 and text[10] == "T" and text[19] == "." and text[26] == "Z" \
             and text[4] == text[7] == "-":
         return _engine_form(text)
-    m = _ISO.match(text)
-    if m is None:
+    f = _fields(text)
+    if f is None:
         return None
-    y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
-    if not (1 <= mo <= 12 and 1 <= d <= 31 and h <= 23 and mi <= 59 and s <= 60):
-        return None
-    frac = m.group(7) or ""
-    us = int(frac.ljust(6, "0")) if frac else 0
-    seconds = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s
-    zone = m.group(8)
-    if zone and zone != "Z":
-        sign = -1 if zone[0] == "-" else 1
-        digits = zone[1:].replace(":", "")
-        seconds -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-    return seconds * US + us
+    y, mo, d, h, mi, s, us, offset, _z = f
+    return (_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset) * US + us
 
 
 def _civil_from_days(z):
@@ -306,8 +326,8 @@ class Flag:
 
 # -- parsing -------------------------------------------------------------------------------
 
-_SALVAGE_UID = re.compile(rb',\s*"uid":\s*(\d{1,10})\s*,\s*"gid"')   # the target's: the caller's follows "{"
-_SALVAGE_HOST = re.compile(rb'"host":\s*"([^"\\]{1,255})"')
+_SALVAGE = []   # (uid pattern, host pattern), compiled on the first damaged line: ``re``
+                # costs a third of a query's start-up and only damaged lines need it
 
 
 def first_line_fingerprint(line):
@@ -345,6 +365,7 @@ def _identity(rec):
 
 def parse_record(line, ref):
     """One line (bytes, newline included or not) -> Event, or Damaged with the reason."""
+    import json     # here, not at the top: a query with nothing new to read never needs it
     try:
         rec = json.loads(line)
     except (ValueError, UnicodeDecodeError):
@@ -368,8 +389,11 @@ def parse_record(line, ref):
 
 
 def _damaged(line, ref, why):
-    uid = _SALVAGE_UID.search(line)
-    host = _SALVAGE_HOST.search(line)
+    if not _SALVAGE:
+        import re
+        _SALVAGE[:] = (re.compile(rb',\s*"uid":\s*(\d{1,10})\s*,\s*"gid"'),   # the target's:
+                       re.compile(rb'"host":\s*"([^"\\]{1,255})"'))          # the caller's follows "{"
+    uid, host = (p.search(line) for p in _SALVAGE)
     return Damaged(ref, why, int(uid.group(1)) if uid else None,
                    host.group(1).decode("ascii", "replace") if host else None)
 

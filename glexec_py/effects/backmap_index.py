@@ -17,9 +17,7 @@ Second source (pool leases, later): a gridmapdir scan yields occupations of ``ki
 as known, end = release, mtime = last use as evidence) stored in the same ``occupations``
 table under their own series; the queries and the answer rules need no change.
 """
-import gzip
 import os
-import re
 import sqlite3
 import stat
 
@@ -62,6 +60,7 @@ CREATE INDEX IF NOT EXISTS occ_open_uid ON occupations(uid, host_id) WHERE end I
 CREATE INDEX IF NOT EXISTS ident_dn ON identities(dn);
 CREATE INDEX IF NOT EXISTS flags_lo ON flags(lo);
 """
+_INDEX_NAMES = [line.split()[5] for line in _INDEXES.strip().splitlines()]
 
 
 _NO_CALLER = (None,) * 9
@@ -244,7 +243,7 @@ class Index:
             fresh = self.db.execute("SELECT 1 FROM occupations LIMIT 1").fetchone() is None
             if fresh:
                 # Bulk load: indexes are built once at the end; nothing stored needs looking up.
-                for name in re.findall(r"INDEX IF NOT EXISTS (\w+)", _INDEXES):
+                for name in _INDEX_NAMES:
                     self.db.execute(f"DROP INDEX IF EXISTS {name}")
             self._ids = self._next_ids()
             builder = bm.HistoryBuilder() if fresh else self._builder()
@@ -296,7 +295,7 @@ class Index:
         try:
             with _open_audit(name) as f:
                 line = f.readline()
-        except (OSError, SystemFault, EOFError, gzip.BadGzipFile):
+        except (OSError, SystemFault, EOFError):     # gzip.BadGzipFile is an OSError
             return None
         return bm.first_line_fingerprint(line) if line else None
 
@@ -344,7 +343,7 @@ class Index:
         except OSError:
             return                                   # vanished between listing and open
         with f:
-            st = os.fstat(f.myfileobj.fileno() if isinstance(f, gzip.GzipFile) else f.fileno())
+            st = os.fstat(getattr(f, "myfileobj", f).fileno())     # a GzipFile: its file
             first = f.readline()
             if not first or (active and not first.endswith(b"\n")):
                 return                               # empty, or its first line is being written
@@ -473,7 +472,12 @@ class Index:
         return (_s(row[0]), row[1]) if row else (None, None)
 
 
-_ROTATED = re.compile(r"\.(\d{1,6})(\.gz)?\Z")
+def _rotation_number(suffix):
+    """``.N`` or ``.N.gz`` (N: 1-6 digits) -> N; anything else -> None."""
+    number = suffix[1:-3] if suffix.endswith(".gz") else suffix[1:]
+    if suffix[:1] == "." and 1 <= len(number) <= 6 and number.isascii() and number.isdigit():
+        return int(number)
+    return None
 
 
 def series_files(path):
@@ -489,9 +493,9 @@ def series_files(path):
         if name == base:
             found.append((0, path))
         elif name.startswith(base + "."):
-            m = _ROTATED.fullmatch(name[len(base):])
-            if m:
-                found.append((int(m.group(1)), os.path.join(directory, name)))
+            number = _rotation_number(name[len(base):])
+            if number is not None:
+                found.append((number, os.path.join(directory, name)))
     return sorted(found, key=lambda pn: -pn[0])
 
 
@@ -506,6 +510,7 @@ def _open_audit(name):
                           f"glexec: audit file {name!a} is not a root-owned file private from others")
     raw = os.fdopen(fd, "rb", buffering=1 << 20)
     if name.endswith(".gz"):
+        import gzip         # only for rotated files: not on a query's start-up path
         gz = gzip.GzipFile(fileobj=raw, mode="rb")
         gz.myfileobj = raw          # closed with it
         return gz

@@ -82,3 +82,27 @@ def test_non_root_is_refused(logs):
     r = run(*logs, "--uid", "47011", "--at", format_time(T0 + 5 * S), user=65534)
     assert r.returncode == 2
     assert b"root only" in r.stderr and r.stdout == b""
+
+
+def test_option_forms(logs):
+    at = format_time(T0 + 5 * S)
+    r = run(*[a for a in logs], "--uid=47011", f"--at={at}", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["matches"][0]["uid"] == 47011
+    r = run("--help")
+    assert r.returncode == 0 and r.stdout.startswith(b"usage: glexec-backmap") and b"--no-refresh" in r.stdout
+
+
+@pytest.mark.parametrize("bad", [
+    ["--uid", "47011", "--account", "pool47011"],      # two questions
+    ["--uid", "47011", "--uid", "47012"],              # given twice
+    ["--uid", "-5"], ["--uid", "4.5"], ["--uid", "\u0664\u0667"],   # not a plain decimal number
+    ["--uid"],                                          # no value
+    ["--json=yes"],                                     # a flag takes no value
+    ["--ui", "47011"],                                  # no abbreviations
+    ["47011"],                                          # no positional arguments
+    ["--at", "2026-01-01T00:00:00Z", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02T00:00:00Z", "--uid", "1"],
+])
+def test_usage_errors_are_one_line_exit_2(logs, bad):
+    r = run(*logs, *bad)
+    assert r.returncode == 2 and r.stdout == b""
+    assert r.stderr.startswith(b"glexec-backmap: ") and r.stderr.count(b"\n") == 1, r.stderr

@@ -147,3 +147,47 @@ def test_time_round_trip(us):
 def test_parser_never_raises(line):
     item = bm.parse_record(line, bm.Ref(1, 0, 1))
     assert isinstance(item, (bm.Event, bm.Damaged))
+
+
+# The positional time parser against the regular expression it replaced (kept here as the
+# oracle): same value, or None, for any text made of the characters that matter.
+_ISO_ORACLE = r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,6}))?(Z|[+-]\d{2}:?\d{2})?\Z"
+
+
+def _oracle_time(text):
+    import re
+    m = re.match(_ISO_ORACLE, text, re.ASCII)
+    if m is None:
+        return None
+    y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and h <= 23 and mi <= 59 and s <= 60):
+        return None
+    us = int((m.group(7) or "0").ljust(6, "0"))
+    offset = 0
+    if m.group(8) and m.group(8) != "Z":
+        digits = m.group(8)[1:].replace(":", "")
+        offset = (-1 if m.group(8)[0] == "-" else 1) * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+    return (bm._days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset) * 1_000_000 + us
+
+
+_TIME_CHARS = st.sampled_from(list("0123456789-:T .,Z+x\u0663"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(_TIME_CHARS, max_size=34),
+                 st.builds(str.__add__, st.sampled_from(["2026-11-21T22:33:04", "2026-02-30 23:59:60",
+                                                         "0001-01-01T00:00:00"]),
+                           st.text(_TIME_CHARS, max_size=10))))
+def test_parse_time_agrees_with_the_iso_pattern(text):
+    assert bm.parse_time(text) == _oracle_time(text)
+
+
+def test_parse_time_forms():
+    base = bm.parse_time("2026-11-21T22:33:04Z")
+    assert base == bm.parse_time("2026-11-21 22:33:04") == bm.parse_time("2026-11-22T00:33:04+02:00") \
+        == bm.parse_time("2026-11-21T21:33:04-0100")
+    assert bm.parse_time("2026-11-21T22:33:04.5Z") == base + 500_000
+    assert bm.parse_time("2026-11-21T22:33:04,000001") == base + 1
+    for bad in ("2026-11-21T22:33:04.Z", "2026-11-21T22:33:04.1234567Z", "2026-13-01T00:00:00Z",
+                "2026-11-21T22:33:04+2:00", "2026-11-21T22:33", "2026-11-21T22:33:04ZZ", "\u0663" * 19):
+        assert bm.parse_time(bad) is None, bad

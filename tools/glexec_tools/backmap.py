@@ -6,8 +6,6 @@ is brought up to date with the audit files before every query; semantics in
 
 Exit: 0 the answer is known; 1 unknown or none; 2 usage or permission error.
 """
-import argparse
-import json
 import os
 import sys
 import time
@@ -27,28 +25,87 @@ def default_config_path():
     return "/usr/local/etc/glexec-py/glexec.yaml"
 
 
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog="glexec-backmap",
-        description="Who held a uid, account or process at a time (from the glexec audit records).",
-        epilog="Exit status: 0 known, 1 unknown or none, 2 usage or permission error.")
-    what = p.add_mutually_exclusive_group()
-    what.add_argument("--uid", type=int, help="the local uid")
-    what.add_argument("--account", help="the local account name")
-    what.add_argument("--pid", type=int, help="a payload process: live (/proc) or from end records")
-    what.add_argument("--dn", help="reverse: every account and interval of this DN (exact)")
-    p.add_argument("--at", help="instant, ISO 8601 UTC (2026-11-21T22:33:04Z) or 'now'")
-    p.add_argument("--from", dest="t_from", help="start of a range (inclusive)")
-    p.add_argument("--to", dest="t_to", help="end of a range (inclusive)")
-    p.add_argument("--host", help="only this host's records")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--audit-file", action="append", default=[], metavar="PATH",
-                   help="audit file (its rotated .N/.N.gz siblings are read too); repeatable")
-    p.add_argument("--config", help="glexec.yaml (default: PREFIX/etc/glexec-py/glexec.yaml of this install)")
-    p.add_argument("--index", help="index file (default: <state_dir>/backmap.sqlite)")
-    p.add_argument("--reindex", action="store_true", help="rebuild the index from the audit files")
-    p.add_argument("--no-refresh", action="store_true", help="answer from the index as it is")
-    return p
+USAGE = """\
+usage: glexec-backmap (--uid UID | --account NAME | --pid PID | --dn DN)
+                      [--at T | --from T1 --to T2] [--host HOST] [--json]
+                      [--audit-file PATH]... [--config PATH] [--index PATH]
+                      [--reindex] [--no-refresh]
+
+Who held a uid, account or process at a time (from the glexec audit records).
+
+  --uid UID          the local uid
+  --account NAME     the local account name
+  --pid PID          a payload process: live (/proc) or from end records
+  --dn DN            reverse: every account and interval of this DN (exact)
+  --at T             instant, ISO 8601 UTC (2026-11-21T22:33:04Z) or 'now'
+  --from T1 --to T2  a range (both ends inclusive)
+  --host HOST        only this host's records
+  --json             machine-readable output (one JSON object)
+  --audit-file PATH  audit file (its rotated .N/.N.gz siblings are read too); repeatable
+  --config PATH      glexec.yaml (default: PREFIX/etc/glexec-py/glexec.yaml of this install)
+  --index PATH       index file (default: <state_dir>/backmap.sqlite)
+  --reindex          rebuild the index from the audit files
+  --no-refresh       answer from the index as it is
+
+Exit status: 0 known, 1 unknown or none, 2 usage or permission error.
+"""
+
+# option -> (attribute, kind).  A hand-made parser instead of argparse: argparse imports
+# re, enum and gettext, 11 ms of a query's ~20 ms budget (bench/backmap.py).
+_OPTIONS = {"--uid": ("uid", int), "--account": ("account", str), "--pid": ("pid", int),
+            "--dn": ("dn", str), "--at": ("at", str), "--from": ("t_from", str),
+            "--to": ("t_to", str), "--host": ("host", str), "--audit-file": ("audit_file", list),
+            "--config": ("config", str), "--index": ("index", str),
+            "--json": ("json", bool), "--reindex": ("reindex", bool), "--no-refresh": ("no_refresh", bool)}
+_ONE_QUESTION = ("--uid", "--account", "--pid", "--dn")
+
+
+class Options:
+    def __init__(self):
+        for attr, kind in _OPTIONS.values():
+            setattr(self, attr, [] if kind is list else False if kind is bool else None)
+
+
+class HelpRequested(Exception):
+    pass
+
+
+def parse_options(argv):
+    """argv (without the program name) -> Options.  UsageError for anything not in
+    ``USAGE``: unknown options, a missing or non-numeric value, an option given twice, more
+    than one question.  ``--opt value`` and ``--opt=value`` both work; no abbreviations."""
+    opts, seen = Options(), set()
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-h", "--help"):
+            raise HelpRequested()
+        name, eq, value = arg.partition("=")
+        if name not in _OPTIONS:
+            raise UsageError(f"unknown argument {escape(arg)} (see --help)")
+        attr, kind = _OPTIONS[name]
+        if kind is bool:
+            if eq:
+                raise UsageError(f"{name} takes no value")
+            value = True
+        elif not eq:
+            if not args:
+                raise UsageError(f"{name} needs a value")
+            value = args.pop(0)
+        if kind is int:
+            if not (value.isascii() and value.isdigit()) or len(value) > 10:
+                raise UsageError(f"{name}: not a number: {escape(value)}")
+            value = int(value)
+        if kind is list:
+            opts.audit_file.append(value)
+            continue
+        if name in seen:
+            raise UsageError(f"{name} given twice")
+        seen.add(name)
+        setattr(opts, attr, value)
+    if len(seen.intersection(_ONE_QUESTION)) > 1:
+        raise UsageError("give only one of " + ", ".join(_ONE_QUESTION))
+    return opts
 
 
 class UsageError(Exception):
@@ -202,20 +259,24 @@ def evidence_text(refs, index):
 
 
 def render_json(answer, index):
+    from glexec_py.core.audit import encode     # the engine's JSON writer: no json/re import
     d = answer.as_dict()
     for item in d["matches"] + d["flags"]:
         refs = item["evidence"] if item in d["matches"] else ([item["evidence"]] if item["evidence"] else [])
         item["records"] = [dict(zip(("file", "sha256_first_line", "offset", "line"),
                                     (*index.describe_source(s), o, n))) for s, o, n in refs]
-    return json.dumps(d, ensure_ascii=True, indent=1) + "\n"
+    return encode(d).decode("ascii")
 
 
 def main(argv=None):
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:
-        return EXIT_USAGE if e.code else 0
+        args = parse_options(sys.argv[1:] if argv is None else argv)
+    except HelpRequested:
+        sys.stdout.write(USAGE)
+        return 0
+    except UsageError as e:
+        sys.stderr.write(f"glexec-backmap: {e}\n")
+        return EXIT_USAGE
     if os.geteuid() != 0:
         sys.stderr.write("glexec-backmap: permission denied: root only (the DN history is admin-only)\n")
         return EXIT_USAGE
