@@ -156,26 +156,51 @@ def classic_line(caller_user, caller_group, target_user, target_group, cwd, cmd,
     return line
 
 
-def chain_breaks(lines):
-    """Where a sequence of audit lines (bytes, without newlines) breaks the seq/prev chain
-    that the audit sink writes: [(index, why)]. Empty for an untouched file. A deleted,
-    inserted, reordered or edited line shows up here."""
-    import _sha256
-    breaks = []
-    prev_line = None
-    prev_seq = 0
-    for i, line in enumerate(lines):
+class Chain:
+    """The seq/prev chain the audit sink writes, checked one line at a time (bytes, without
+    the newline).  A chained record has ``seq`` one more than the line before (1 after an
+    unchained line, at the start of a file, or to start a new chain) and ``prev`` = SHA-256
+    of the line before ("" when there is none: a new or truncated file).  Lines without a
+    chain (log-only mode, older versions) are accepted until the first chained one; after
+    it, every line must chain.  ``state`` and ``Chain(*state)`` carry it across reads."""
+    __slots__ = ("seq", "digest")
+
+    def __init__(self, seq=None, digest=b""):
+        self.seq = seq          # the last line's seq; 0: it had none; None: no line yet
+        self.digest = digest    # hex SHA-256 of the last line; b"" before the first
+
+    @property
+    def state(self):
+        return self.seq, self.digest
+
+    def step(self, line):
+        """Take the next line; the reason it breaks the chain, or None."""
+        import _sha256      # builtin: hashlib would load OpenSSL's (~8 ms)
         at = line.rfind(b',"seq":')
         seq_field = line[at + 7:].split(b",", 1)[0] if at >= 0 else b""
         pv = line.rfind(b',"prev":"')
         prev_field = line[pv + 9:].split(b'"', 1)[0] if pv >= 0 else None
+        why = None
         if not seq_field.isdigit():
-            breaks.append((i, "no sequence number"))
-        elif int(seq_field) != prev_seq + 1:
-            breaks.append((i, f"sequence {int(seq_field)} follows {prev_seq}"))
-        want = _sha256.sha256(prev_line).hexdigest().encode() if prev_line is not None else b""
-        if prev_field != want:
-            breaks.append((i, "hash of the previous line does not match"))
-        prev_seq = int(seq_field) if seq_field.isdigit() else prev_seq + 1
-        prev_line = line
-    return breaks
+            seq = 0
+            if self.seq:
+                why = "record without a sequence number after chained records"
+        else:
+            seq = int(seq_field)
+            restart = seq == 1 and prev_field == b""
+            faults = []
+            if not restart and seq != (self.seq or 0) + 1:
+                faults.append(f"sequence {seq} follows {self.seq or 0}")
+            if not restart and prev_field != self.digest:
+                faults.append("hash of the previous line does not match")
+            why = "; ".join(faults) or None
+        self.seq, self.digest = seq, _sha256.sha256(line).hexdigest().encode()
+        return why
+
+
+def chain_breaks(lines):
+    """Where a sequence of audit lines (bytes, without newlines) breaks the seq/prev chain
+    that the audit sink writes: [(index, why)]. Empty for an untouched file. A deleted,
+    inserted, reordered or edited line shows up here."""
+    chain = Chain()
+    return [(i, why) for i, line in enumerate(lines) if (why := chain.step(line)) is not None]

@@ -36,15 +36,26 @@ Semantics (times are integer microseconds since the epoch, UTC, as the engine wr
   next good record] of its series for every uid.  If the uid can still be read from the
   damaged bytes, it also becomes an uncertain, open candidate for that uid (a lost grant).
   A file missing from a rotated series flags the time between its neighbours.
+* Chain: the engine gives every record ``seq`` and ``prev`` (SHA-256 of the line before;
+  ``core.audit.Chain``).  A record that does not chain to its predecessor in the same file
+  means records were deleted there or the predecessor was edited: the span from the record
+  before the predecessor to this record is flagged ``chain_break`` and the predecessor's
+  occupation becomes uncertain.  Files without a chain (log-only mode) are not checked;
+  the last line of a file has no successor to vouch for it.
 * Outside [first record, last record] of the retained history the answer is ``unknown``.
 
-Second source (later): pool leases from the gridmapdir become occupations of ``kind``
-"lease" with the same fields; the answer functions do not care where an occupation came from.
+Second source: pool leases seen in the gridmapdir (``lease_occupation``).  A lease seen at
+scan time V whose holder leased (or last used) it at S proves that identity held the
+account over [S, V]: pool leases are exclusive, and a release and re-lease in between would
+have moved S.  Such an occupation (``kind`` "lease") is a candidate like any other, and it
+settles an audit grant of the same identity whose end is not recorded (payload running,
+``linger: false``) at the instants it covers.  It carries no caller and no FQANs.
 """
 
 __all__ = ["NEVER", "FOREVER", "parse_time", "format_time", "Ref", "Identity", "Caller",
            "Event", "Damaged", "Occupation", "Flag", "Answer", "parse_record",
            "HistoryBuilder", "answer_at", "answer_range", "answer_listing", "build_history",
+           "lease_occupation",
            "first_line_fingerprint"]
 
 NEVER = -(1 << 62)        # "since before the history": lower bound of an unknown start
@@ -269,9 +280,15 @@ class Occupation:
         return FOREVER
 
     @property
+    def open_only(self):
+        """Uncertain only because its end is not recorded (nothing else in doubt)."""
+        return (self.kind == "audit" and self.start is not None and self.end is None
+                and not self.notes)
+
+    @property
     def certain(self):
         return (self.kind != "damaged" and self.start is not None and self.end is not None
-                and "clock_step" not in self.notes)
+                and "clock_step" not in self.notes and "chain_break" not in self.notes)
 
     def covers(self, t):
         return self.lo <= t <= self.hi
@@ -280,10 +297,14 @@ class Occupation:
         return self.lo <= t2 and self.hi >= t1
 
     def why(self):
+        if self.kind == "lease":
+            return "pool lease in the gridmapdir (held from its creation or last use to when it was seen)"
         if self.kind == "damaged":
             return "a damaged record may be a grant of this uid"
         if "clock_step" in self.notes:
             return "the clock stepped while it was open"
+        if "chain_break" in self.notes:
+            return "a record of it does not chain to the next record (edited, or records deleted)"
         if self.start is None:
             return "start not recorded (grant not in the retained history)"
         if self.end is None:
@@ -423,8 +444,13 @@ class HistoryBuilder:
         self.first_time = None
         self.last_time = None
 
-    def resume_series(self, name, last_time, pending_flags=()):
-        self.series[name] = {"last": last_time, "pending": list(pending_flags)}
+    def resume_series(self, name, last_time, pending_flags=(), before_last=None, last_occ=None):
+        """Continue a series: its last record's time, pending damage flags, the time of the
+        record before the last one and the occupation the last record touched (both for a
+        chain break found at the next record)."""
+        self.series[name] = {"last": last_time, "pending": list(pending_flags),
+                             "before_last": before_last,
+                             "last_occ": None if last_occ is None else self._canon(last_occ)}
 
     # dirty bookkeeping
     def _touch(self, occ):
@@ -465,9 +491,17 @@ class HistoryBuilder:
                 self._stored[occ.row_id] = occ
         self._stored = {k: o for k, o in self._stored.items() if o.end is None}
 
-    def feed(self, series, item):
-        state = self.series.setdefault(series, {"last": None, "pending": []})
+    def feed(self, series, item, chain_break=None):
+        """Take the next record of ``series`` (an Event or Damaged).  ``chain_break``: why
+        this line does not chain to the one before (``core.audit.Chain``), or None."""
+        state = self.series.get(series)
+        if state is None:
+            state = self.series[series] = {"last": None, "pending": [], "before_last": None,
+                                           "last_occ": None}
+        if chain_break is not None:
+            self._chain_break(series, state, item, chain_break)
         if isinstance(item, Damaged):
+            state["last_occ"] = None
             return self._damaged(series, state, item)
         t = item.time
         self.first_time = t if self.first_time is None else min(self.first_time, t)
@@ -478,14 +512,34 @@ class HistoryBuilder:
         state["pending"] = []
         if state["last"] is not None and t < state["last"]:
             self._clock_step(series, item, state["last"])
-        state["last"] = t          # the predecessor of the next record, in either clock era
+        state["before_last"], state["last"] = state["last"], t   # in either clock era
+        state["last_occ"] = None
         self._reboot_check(item)
         if item.kind == "grant":
-            self._grant(item)
+            state["last_occ"] = self._grant(item)
         elif item.kind == "end":
-            self._end(item)
+            state["last_occ"] = self._end(item)
         elif item.kind == "boot":
             self._cut_host(item.host, item.time, item.ref, "reboot")
+
+    def _chain_break(self, series, state, item, why):
+        """Records were deleted before ``item``, or the record before it was edited: that
+        record proves nothing (its occupation becomes uncertain) and the span from the
+        record before it to ``item`` is flagged; a damaged ``item`` leaves the flag open
+        until the next good record, like damage."""
+        lo = state["before_last"] if state["before_last"] is not None else state["last"]
+        damaged = isinstance(item, Damaged)
+        flag = Flag("chain_break", None, NEVER if lo is None else lo,
+                    FOREVER if damaged else max(item.time, NEVER if lo is None else lo),
+                    item.ref, f"audit chain broken ({why}): records deleted or edited",
+                    series=series)
+        self.dirty_flags.append(flag)
+        if damaged:
+            state["pending"].append(flag)
+        occ = state["last_occ"]
+        if occ is not None and "chain_break" not in occ.notes:
+            occ.notes.append("chain_break")
+            self._touch(occ)
 
     def _clock_step(self, series, ev, before):
         self._load_host_open(ev.host)
@@ -542,6 +596,7 @@ class HistoryBuilder:
         self._by_uid[key].append(occ)
         self._engine_list((ev.host, ev.engine_pid)).append(occ)
         self._touch(occ)
+        return occ
 
     def _end(self, ev):
         candidates = self._engine_list((ev.host, ev.engine_pid))
@@ -561,6 +616,7 @@ class HistoryBuilder:
         occ.end, occ.payload_pid, occ.status = ev.time, ev.payload_pid, ev.status
         occ.evidence.append(ev.ref)
         self._touch(occ)
+        return occ
 
     def _damaged(self, series, state, item):
         host = item.host
@@ -584,12 +640,14 @@ class HistoryBuilder:
 def build_history(series_lines):
     """All in memory: {series: [line bytes, ...]} (log order) -> (occupations, flags,
     coverage).  The reference path for tests; the index does the same incrementally."""
+    from glexec_py.core.audit import Chain
     builder = HistoryBuilder()
     occupations, flags = {}, []
     for series, lines in series_lines.items():
-        offset = 0
+        offset, chain = 0, Chain()
         for number, line in enumerate(lines, 1):
-            builder.feed(series, parse_record(line, Ref(series, offset, number)))
+            builder.feed(series, parse_record(line, Ref(series, offset, number)),
+                         chain.step(line.rstrip(b"\n")))
             offset += len(line)
     occs, flags = builder.take_dirty()
     coverage = (builder.first_time, builder.last_time)
@@ -644,7 +702,8 @@ def answer_range(question, t1, t2, candidates, flags, coverage, host=None):
         span = "no records" if lo is None else f"records cover {format_time(lo)} .. {format_time(hi)}"
         return Answer(question, "unknown", f"{when} is outside the audit history ({span})",
                       matches, touching, coverage)
-    uncertain = [m for m in matches if not m.certain]
+    leases = [m for m in matches if m.kind == "lease" and m.lo <= t1 and t2 <= m.hi]
+    uncertain = [m for m in matches if not m.certain and not _held_by_lease(m, leases)]
     if touching:
         kinds = ", ".join(sorted({f.kind for f in touching}))
         return Answer(question, "unknown", f"the records are unreliable at {when} ({kinds})",
@@ -661,6 +720,22 @@ def answer_range(question, t1, t2, candidates, flags, coverage, host=None):
     return Answer(question, "known", why, matches, touching, coverage)
 
 
+def _held_by_lease(occ, leases):
+    """An open audit grant whose identity a lease shows holding the same uid on the same
+    host over the whole question: its missing end does not matter there."""
+    return occ.open_only and occ.identity is not None and any(
+        lease.uid == occ.uid and lease.host == occ.host and lease.identity is not None
+        and lease.identity.dn == occ.identity.dn for lease in leases)
+
+
+def lease_occupation(host, uid, account, dn, start, seen):
+    """A pool lease of ``dn`` on ``account`` (uid) seen at ``seen``, held since ``start``
+    (its creation when the engine's lease record says so, else the lease file's last use)."""
+    ident = None if dn is None else tuple.__new__(Identity, (dn, None, ()))
+    return Occupation("lease", host, uid, account, ident, None, None, min(start, seen),
+                      end=seen, notes=["lease"])
+
+
 def answer_at(question, t, candidates, flags, coverage, host=None):
     return answer_range(question, t, t, candidates, flags, coverage, host)
 
@@ -669,7 +744,7 @@ def answer_listing(question, matches, flags, coverage):
     """A listing (reverse DN look-up, payload pid): known when something matched; when
     nothing did but damaged records exist, ``unknown`` (one of them may have matched)."""
     matches = sorted(matches, key=lambda o: (o.lo, o.hi))
-    damage = [f for f in flags if f.kind in ("damaged", "missing_file", "untrusted_file")]
+    damage = [f for f in flags if f.kind in ("damaged", "missing_file", "untrusted_file", "chain_break")]
     if matches:
         uncertain = sum(1 for m in matches if not m.certain)
         why = f"{len(matches)} occupation(s) recorded" + (

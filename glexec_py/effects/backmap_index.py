@@ -22,18 +22,21 @@ import sqlite3
 import stat
 
 from glexec_py.core import backmap as bm
+from glexec_py.core.audit import Chain
 from glexec_py.effects import trust
 from glexec_py.errors import SystemFault
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 FLUSH_EVERY = 200_000       # records per write batch (bounded memory)
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
-CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, path BLOB UNIQUE, last_time INTEGER);
+CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, path BLOB UNIQUE, last_time INTEGER,
+    before_last INTEGER, last_occ INTEGER);
 CREATE TABLE IF NOT EXISTS sources(id INTEGER PRIMARY KEY, fp TEXT UNIQUE, series_id INTEGER,
     read_offset INTEGER, lines INTEGER, first_time INTEGER, last_time INTEGER, path BLOB,
-    dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER, at_eof INTEGER);
+    dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER, at_eof INTEGER,
+    chain_seq INTEGER, chain_digest BLOB);
 CREATE TABLE IF NOT EXISTS hosts(id INTEGER PRIMARY KEY, name BLOB UNIQUE);
 CREATE TABLE IF NOT EXISTS identities(id INTEGER PRIMARY KEY, dn BLOB, issuer BLOB, fqans BLOB,
     UNIQUE(dn, issuer, fqans));
@@ -109,9 +112,13 @@ class Index:
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")   # WAL: never corrupt; the index is rebuildable
+        if self._stale_schema():
+            # Another version's layout: the index is only a cache of the audit files.
+            self.db.execute("BEGIN IMMEDIATE")
+            for (table,) in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
+                self.db.execute(f'DROP TABLE "{table}"')
+            self.db.execute("COMMIT")
         self.db.executescript(_TABLES)
-        if self._meta("schema") not in (None, SCHEMA_VERSION):
-            raise SystemFault("backmap_index", f"glexec-backmap: {path} has another schema; use --reindex")
         self._host_ids, self._ident_ids, self._caller_ids = {}, {}, {}
         self._source_cache = None
 
@@ -119,6 +126,12 @@ class Index:
         self.db.close()
 
     # -- small helpers --------------------------------------------------------------------
+    def _stale_schema(self):
+        try:
+            return self._meta("schema") not in (None, SCHEMA_VERSION)
+        except sqlite3.OperationalError:
+            return False                    # a new file: no meta table yet
+
     def _meta(self, key, default=None):
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return default if row is None else row[0]
@@ -174,6 +187,10 @@ class Index:
 
     def _store(self, builder):
         occs, flags = builder.take_dirty()
+        self._store_rows(occs, flags)
+        builder.forget_settled(occs)
+
+    def _store_rows(self, occs, flags=()):
         rows = []
         for o in occs:
             if o.row_id is None:
@@ -193,7 +210,6 @@ class Index:
                           f.series,
                           _refs_text([f.ref]) if f.ref else "", _b(f.why)))
         self.db.executemany("INSERT OR REPLACE INTO flags VALUES(?,?,?,?,?,?,?,?)", frows)
-        builder.forget_settled(occs)
 
     # -- loading (for the builder's callbacks and the queries) ---------------------------
     _OCC_SELECT = ("SELECT o.id, o.kind, h.name, o.uid, o.account, i.dn, i.issuer, i.fqans, "
@@ -230,10 +246,67 @@ class Index:
                 "WHERE o.host_id=? AND o.end IS NULL", (hid(host),)))
 
     # -- refreshing -------------------------------------------------------------------------
-    def refresh(self, audit_paths, *, rebuild=False):
+    def refresh(self, audit_paths, *, rebuild=False, gridmapdir=None):
         """Runs as: root.  Read what is new in each audit series (the file and its rotated
         ``.N`` / ``.N.gz`` siblings, oldest first).  A file older than what is already
-        indexed appearing later forces a rebuild, so log order is always respected."""
+        indexed appearing later forces a rebuild, so log order is always respected.
+        ``gridmapdir``: also record the pool leases it holds now (``refresh_leases``)."""
+        self._refresh_audit(audit_paths, rebuild)
+        if gridmapdir is not None:
+            self.refresh_leases(gridmapdir)
+
+    LEASE_SCAN_MAX_AGE = 60 * 1_000_000     # µs: rescan an unchanged gridmapdir after this
+
+    def refresh_leases(self, gridmapdir, now=None):
+        """Runs as: root (reads the gridmapdir and its lease records, no lock).  Every lease
+        seen now becomes (or extends) a "lease" occupation [held since, now] of its account's
+        uid on this host (``core.backmap.lease_occupation``).  Skipped while the directory is
+        unchanged and the last scan is younger than a minute: a later scan only extends what
+        the earlier one proved."""
+        import time
+        now = int(time.time() * 1_000_000) if now is None else now
+        st = os.stat(gridmapdir)
+        stamp = f"{os.fsdecode(gridmapdir)}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+        last = self._meta("lease_scan")
+        if last is not None:
+            last_stamp, _, last_time = last.rpartition("|")
+            if last_stamp == stamp and 0 <= now - int(last_time) < self.LEASE_SCAN_MAX_AGE:
+                return
+        import pwd
+        from glexec_py.effects.gridmapdir import GridmapDir
+        with GridmapDir(gridmapdir, lock="none", index=False) as gd:
+            leases = gd.leases()
+        host = os.uname().nodename
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            fresh = []
+            for name, (account, record, mtime) in leases.items():
+                account = os.fsdecode(account)
+                try:
+                    uid = pwd.getpwnam(account).pw_uid
+                except KeyError:
+                    continue                            # no such account here: not a holding
+                dn, start = None, int(mtime * 1_000_000) if mtime is not None else now
+                if record and record.get("lease") == name and record.get("dn") is not None:
+                    dn = record["dn"].decode("utf-8", "surrogateescape")
+                    if record.get("state") == "leased" and isinstance(record.get("since"), (int, float)):
+                        start = int(record["since"] * 1_000_000)
+                occ = bm.lease_occupation(host, uid, account, dn, start, now)
+                row = self.db.execute("SELECT id FROM occupations WHERE kind='lease' AND uid=? AND "
+                                      "account=? AND start=? AND identity_id IS ?",
+                                      (uid, _b(account), occ.start, self._identity_id(occ.identity))).fetchone()
+                occ.row_id = row[0] if row else None
+                fresh.append(occ)
+            self._ids = self._next_ids()
+            self._store_rows(fresh)
+            self._set_meta("lease_scan", f"{stamp}|{now}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            self._host_ids, self._ident_ids, self._caller_ids = {}, {}, {}
+            raise
+
+    def _refresh_audit(self, audit_paths, rebuild):
         if not rebuild and self._unchanged(audit_paths):
             return                      # the common case for a query: no write, no fsync
         self.db.execute("BEGIN IMMEDIATE")     # one writer; decisions below see its state
@@ -308,27 +381,32 @@ class Index:
                                "mtime_ns=? AND at_eof=1", (st.st_dev, st.st_ino, st.st_size,
                                                            st.st_mtime_ns)).fetchone()
 
-    def _series_id(self, path):
-        row = self.db.execute("SELECT id, last_time FROM series WHERE path=?", (_b(path),)).fetchone()
+    def _series(self, path):
+        """(id, last_time, before_last, last_occ row id) of a series, created if new."""
+        row = self.db.execute("SELECT id, last_time, before_last, last_occ FROM series WHERE path=?",
+                              (_b(path),)).fetchone()
         if row is None:
-            return self.db.execute("INSERT INTO series(path) VALUES(?)", (_b(path),)).lastrowid, None
+            return self.db.execute("INSERT INTO series(path) VALUES(?)", (_b(path),)).lastrowid, None, None, None
         return row
 
     def _refresh_series(self, builder, path):
-        series_id, last_time = self._series_id(path)
+        series_id, last_time, before_last, last_occ = self._series(path)
         pending = [bm.Flag(k, _s(h), lo, hi, (_refs(ev) or [None])[0], _s(why), row_id=i)
                    for i, k, h, lo, hi, ev, why in self.db.execute(
                        "SELECT id, kind, host, lo, hi, evidence, why FROM flags WHERE series_id=? "
                        "AND kind='damaged' AND hi=?", (series_id, bm.FOREVER))]
         for f in pending:
             f.series = series_id
-        builder.resume_series(series_id, last_time, pending)
+        last_occ = self._select("WHERE o.id=?", (last_occ,)) if last_occ is not None else ()
+        builder.resume_series(series_id, last_time, pending, before_last, last_occ[0] if last_occ else None)
         files = series_files(path)
         for position, name in files:
             self._read_file(builder, series_id, name, active=(position == 0))
         self._store(builder)
-        self.db.execute("UPDATE series SET last_time=? WHERE id=?",
-                        (builder.series[series_id]["last"], series_id))
+        state = builder.series[series_id]
+        self.db.execute("UPDATE series SET last_time=?, before_last=?, last_occ=? WHERE id=?",
+                        (state["last"], state["before_last"],
+                         state["last_occ"].row_id if state["last_occ"] is not None else None, series_id))
         self._flag_missing_files(builder, series_id, path, files)
 
     def _read_file(self, builder, series_id, name, active):
@@ -348,27 +426,29 @@ class Index:
             if not first or (active and not first.endswith(b"\n")):
                 return                               # empty, or its first line is being written
             fp = bm.first_line_fingerprint(first)
-            source_id, offset, lines, first_time, last_time = self._source(fp, series_id)
+            source_id, offset, lines, first_time, last_time, seq, digest = self._source(fp, series_id)
+            chain = Chain(seq, digest or b"")
             f.seek(offset)
             offset, lines, first_time, last_time, at_eof = self._read_lines(
-                builder, series_id, f, source_id, offset, lines, first_time, last_time, active)
+                builder, series_id, f, source_id, offset, lines, first_time, last_time, active, chain)
         self.db.execute("UPDATE sources SET read_offset=?, lines=?, first_time=?, last_time=?, "
-                        "path=?, dev=?, ino=?, size=?, mtime_ns=?, at_eof=? WHERE id=?",
+                        "path=?, dev=?, ino=?, size=?, mtime_ns=?, at_eof=?, chain_seq=?, "
+                        "chain_digest=? WHERE id=?",
                         (offset, lines, first_time, last_time, _b(name), st.st_dev, st.st_ino,
-                         st.st_size, st.st_mtime_ns, int(at_eof), source_id))
+                         st.st_size, st.st_mtime_ns, int(at_eof), chain.seq, chain.digest, source_id))
 
     def _source(self, fp, series_id):
-        row = self.db.execute("SELECT id, read_offset, lines, first_time, last_time FROM sources "
-                              "WHERE fp=?", (fp,)).fetchone()
+        row = self.db.execute("SELECT id, read_offset, lines, first_time, last_time, chain_seq, "
+                              "chain_digest FROM sources WHERE fp=?", (fp,)).fetchone()
         if row is None:
             sid = self.db.execute("INSERT INTO sources(fp, series_id, read_offset, lines) "
                                   "VALUES(?, ?, 0, 0)", (fp, series_id)).lastrowid
-            return sid, 0, 0, None, None
+            return sid, 0, 0, None, None, None, b""
         return row
 
     def _read_lines(self, builder, series_id, f, source_id, offset, lines, first_time,
-                    last_time, active):
-        feed, parse, Ref, Damaged = builder.feed, bm.parse_record, bm.Ref, bm.Damaged
+                    last_time, active, chain):
+        feed, parse, Ref, Damaged, step = builder.feed, bm.parse_record, bm.Ref, bm.Damaged, chain.step
         count = 0
         for line in f:
             if not line.endswith(b"\n"):
@@ -383,7 +463,7 @@ class Index:
                 t = item.time
                 first_time = t if first_time is None else first_time
                 last_time = t if last_time is None else max(last_time, t)
-            feed(series_id, item)
+            feed(series_id, item, step(line.rstrip(b"\n")))
             count += 1
             if count % FLUSH_EVERY == 0:
                 self._store(builder)

@@ -31,7 +31,7 @@ NAME_PREFIX = "gxt"
 ID_MIN, ID_MAX = 47000, 47999
 # Part of the range that the end-to-end suite (tests/privileged) owns and sweeps at session
 # start. Ids above it are left to other suites that may be running concurrently (tests/shim
-# uses gxtshim 47190 / gxtshimx 47191): never sweep those.
+# uses gxtshim 47190 / gxtshimx 47191, tests/backmap gxtbm001 47195): never sweep those.
 SUITE_ID_MIN, SUITE_ID_MAX = 47000, 47179
 TESTS_BASE = Path("/var/lib/glexec-py-tests")
 HOME_BASE = TESTS_BASE / "home"

@@ -29,6 +29,7 @@ USAGE = """\
 usage: glexec-backmap (--uid UID | --account NAME | --pid PID | --dn DN)
                       [--at T | --from T1 --to T2] [--host HOST] [--json]
                       [--audit-file PATH]... [--config PATH] [--index PATH]
+                      [--gridmapdir PATH]
                       [--reindex] [--no-refresh]
 
 Who held a uid, account or process at a time (from the glexec audit records).
@@ -44,6 +45,7 @@ Who held a uid, account or process at a time (from the glexec audit records).
   --audit-file PATH  audit file (its rotated .N/.N.gz siblings are read too); repeatable
   --config PATH      glexec.yaml (default: PREFIX/etc/glexec-py/glexec.yaml of this install)
   --index PATH       index file (default: <state_dir>/backmap.sqlite)
+  --gridmapdir PATH  pool leases seen there are evidence too (default: mapping.gridmapdir)
   --reindex          rebuild the index from the audit files
   --no-refresh       answer from the index as it is
 
@@ -55,7 +57,7 @@ Exit status: 0 known, 1 unknown or none, 2 usage or permission error.
 _OPTIONS = {"--uid": ("uid", int), "--account": ("account", str), "--pid": ("pid", int),
             "--dn": ("dn", str), "--at": ("at", str), "--from": ("t_from", str),
             "--to": ("t_to", str), "--host": ("host", str), "--audit-file": ("audit_file", list),
-            "--config": ("config", str), "--index": ("index", str),
+            "--config": ("config", str), "--index": ("index", str), "--gridmapdir": ("gridmapdir", str),
             "--json": ("json", bool), "--reindex": ("reindex", bool), "--no-refresh": ("no_refresh", bool)}
 _ONE_QUESTION = ("--uid", "--account", "--pid", "--dn")
 
@@ -143,16 +145,18 @@ def escape(value):
 
 
 def audit_files_and_index(args):
-    """The audit files and index path: from the options, else from the configuration."""
+    """The audit files, index path and gridmapdir (or None): from the options, else from
+    the configuration.  With both --audit-file and --index the configuration is not read."""
     files, index = list(args.audit_file), args.index
     if files and index:
-        return files, index
+        return files, index, args.gridmapdir
     from glexec_py.effects import configfile
     path = args.config or default_config_path()
     prefix = path.rsplit("/etc/glexec-py/", 1)[0] if "/etc/glexec-py/" in path else ""
     state_guess = (prefix or "") + "/var/lib/glexec-py"
     cfg = configfile.load(path, state_guess if os.path.isdir(state_guess) else "")
-    return files or [cfg.audit.file], index or cfg.state_dir.rstrip("/") + "/backmap.sqlite"
+    return (files or [cfg.audit.file], index or cfg.state_dir.rstrip("/") + "/backmap.sqlite",
+            args.gridmapdir or cfg.mapping.gridmapdir or None)
 
 
 def ask(index, args, now_us):
@@ -284,11 +288,11 @@ def main(argv=None):
     from glexec_py.effects.backmap_index import Index
     from glexec_py.errors import GlexecError
     try:
-        files, index_path = audit_files_and_index(args)
+        files, index_path, gridmapdir = audit_files_and_index(args)
         index = Index(index_path)
         try:
             if not args.no_refresh or args.reindex:
-                index.refresh(files, rebuild=args.reindex)
+                index.refresh(files, rebuild=args.reindex, gridmapdir=gridmapdir)
             if args.reindex and not any(v is not None for v in (args.uid, args.account, args.pid, args.dn, args.at, args.t_from)):
                 return 0
             answer = ask(index, args, int(time.time() * 1_000_000))
