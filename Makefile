@@ -20,7 +20,7 @@ PSHIM := build/prefix$(PREFIX_TAG)/glexec
 LIBDIR := $(PREFIX)/lib/glexec-py
 
 DEPS_PKGS := gcc make libc6-dev libssl-dev python3.11 python3-dev python3-cffi \
-	python3-cffi-backend python3-yaml python3-cryptography python3-psutil python3-jwt \
+	python3-cffi-backend python3-yaml python3-cryptography python3-psutil \
 	globus-proxy-utils voms-clients openssl
 
 # Refuse prefixes that would not survive quoting or the shim's trust walk.
@@ -55,7 +55,7 @@ native:
 	$(NATIVE_BUILD)
 
 # What the test suite and the demo need on top of the runtime dependencies.
-TEST_PKGS := python3-pytest python3-hypothesis sudo util-linux strace scitokens-cpp \
+TEST_PKGS := python3-pytest python3-hypothesis python3-jwt sudo util-linux strace scitokens-cpp \
 	liblcmaps0 liblcmaps-dev lcmaps-plugins-basic-poolaccount lcmaps-plugins-basic-localaccount \
 	lcmaps-plugins-basic-bandn lcmaps-plugins-basic-dummy lcmaps-plugins-voms lcmaps-plugins-verify-proxy \
 	slurmctld slurmd slurm-client munge slurm-wlm-torque

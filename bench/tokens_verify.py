@@ -4,7 +4,9 @@
     /usr/bin/python3.11 bench/tokens_verify.py [--runs 30] [--inproc 2000]
 
 Fresh process: ``/usr/bin/python3.11 -I -S -B`` (as the shim starts the engine), which
-appends Debian's dist-packages, imports ``glexec_py.core.tokens``, parses the issuer's key
+appends Debian's dist-packages, imports ``glexec_py.core.tokens`` and the native module
+(libcrypto: key check and signature; the child asserts that neither PyJWT nor
+``cryptography`` got imported), parses the issuer's key
 file (bytes; the root-owned file read of ``effects.tokenkeys`` is a few syscalls) and
 verifies one token -- the time it needs is what a token adds to a glexec call, minus the
 interpreter start-up measured with ``-c pass`` in the same run.  Median of ``--runs``
@@ -36,15 +38,17 @@ t0 = time.perf_counter()
 sys.path.insert(0, sys.argv[1])
 sys.path.append("/usr/lib/python3/dist-packages")
 from glexec_py.core import tokens
+from glexec_py.effects import native
 pol = tokens.TokenPolicy({"issuers": [{"issuer": sys.argv[2], "audiences": [sys.argv[3]],
                                         "keys": ["/etc/k"], "profile": "any",
                                         "algorithms": ["RS256", "ES256"]}]})
 with open(sys.argv[4], "rb") as f:
-    keys = {sys.argv[2]: tokens.parse_key_file(f.read(), sys.argv[4])}
+    keys = {sys.argv[2]: tokens.parse_key_file(f.read(), sys.argv[4], native.check_pubkey)}
 with open(sys.argv[5], "rb") as f:
     raw = f.read()
-ident = tokens.verify_token(raw, pol, keys, time.time())
+ident = tokens.verify_token(raw, pol, keys, time.time(), verify=native.verify_jws)
 assert ident.subject
+assert not [m for m in sys.modules if m.split(".")[0] in ("jwt", "cryptography")], "PyJWT/cryptography loaded"
 sys.stdout.write("%.6f\n" % (time.perf_counter() - t0))
 """
 
@@ -111,6 +115,7 @@ def main():
     a = ap.parse_args()
 
     from glexec_py.core import tokens
+    from glexec_py.effects import native
     with tempfile.TemporaryDirectory(prefix="glexec-tokbench-") as d:
         fx = make_fixtures(d)
         # Round-robin over the variants so that load from other jobs hits all of them alike.
@@ -146,15 +151,15 @@ def main():
             with open(keyfile, "rb") as f:
                 kb = f.read()
             t = time.perf_counter()
-            keys = {iss: tokens.parse_key_file(kb, keyfile)}
+            keys = {iss: tokens.parse_key_file(kb, keyfile, native.check_pubkey)}
             parse_ms = (time.perf_counter() - t) * 1000
             with open(tokfile, "rb") as f:
                 raw = f.read()
-            tokens.verify_token(raw, pol, keys, time.time())   # warm (lazy PyJWT import)
+            tokens.verify_token(raw, pol, keys, time.time(), verify=native.verify_jws)   # warm
             xs = []
             for _ in range(a.inproc):
                 t = time.perf_counter()
-                tokens.verify_token(raw, pol, keys, time.time())
+                tokens.verify_token(raw, pol, keys, time.time(), verify=native.verify_jws)
                 xs.append(time.perf_counter() - t)
             print(f"  {name:38s} {statistics.median(xs) * 1e6:7.1f} us/verify "
                   f"(first key-file parse {parse_ms:.2f} ms)")

@@ -72,7 +72,25 @@ int gx_verify_signature(const unsigned char *cert, size_t cert_len,
                         const unsigned char *sig, size_t sig_len);
 int gx_verify_der_chain(const unsigned char *buf, const size_t *lens, int n, const char *ca_dir,
                         int64_t at_time, int crl_check, int *error, int *error_depth);
+/* jws.c (JWT bearer tokens; the token and the key files are parsed in Python) */
+enum gx_key_kind { GX_KEY_RSA = 1, GX_KEY_P256, GX_KEY_P384, GX_KEY_P521, GX_KEY_ED25519 };
+enum gx_jws_alg {
+    GX_JWS_RS256 = 1, GX_JWS_RS384, GX_JWS_RS512, GX_JWS_PS256, GX_JWS_PS384, GX_JWS_PS512,
+    GX_JWS_ES256, GX_JWS_ES384, GX_JWS_ES512, GX_JWS_EDDSA
+};
+int gx_check_pubkey(const unsigned char *spki, size_t spki_len, int *bits);
+int gx_jws_verify(int alg, const unsigned char *spki, size_t spki_len,
+                  const unsigned char *msg, size_t msg_len,
+                  const unsigned char *sig, size_t sig_len);
 /* END CDEF */
+
+/* sigverify.c, jws.c: d2i of exactly len bytes (at most MAX_DER, no trailing data), else NULL. */
+#define MAX_DER (1 << 20)
+#define D2I_EXACT(type, fn, p, len) ({                                        \
+    const unsigned char *_q = (p);                                          \
+    type *_o = (len) > 0 && (len) <= MAX_DER ? fn(NULL, &_q, (long)(len)) : NULL; \
+    if (_o && _q != (p) + (len)) { type##_free(_o); _o = NULL; }            \
+    _o; })
 
 /* x509info.c: helpers of x509chain.c, not part of the module's API (hidden, not in the cdef). */
 struct x509_st;

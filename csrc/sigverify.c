@@ -11,15 +11,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include "native.h"
-#define MAX_DER (1 << 20)
 #define MAX_CHAIN 16
-
-/* d2i of exactly len bytes (no trailing data); NULL otherwise. */
-#define D2I_EXACT(type, fn, p, len) ({                                        \
-    const unsigned char *_q = (p);                                          \
-    type *_o = (len) > 0 && (len) <= MAX_DER ? fn(NULL, &_q, (long)(len)) : NULL; \
-    if (_o && _q != (p) + (len)) { type##_free(_o); _o = NULL; }            \
-    _o; })
 
 /* 1: the signature `sig` (a DER BIT STRING TLV) made with algorithm `alg` (a DER
  * AlgorithmIdentifier TLV) over `tbs` (one complete DER TLV, verified byte-exactly as given)

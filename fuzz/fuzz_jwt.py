@@ -7,11 +7,17 @@ attacker key with the trusted kid, alg none, HS256 keyed with the public key, ex
 wrong aud.  A custom mutator mutates the decoded header/payload JSON or the signature of
 one segment and re-encodes it, so mutations get past base64.
 
+The code under test is the engine's: keys parsed by ``core.tokens.parse_key_file`` and
+checked by libcrypto (``effects.native.check_pubkey``), signatures verified by libcrypto
+through the native module (``effects.native.verify_jws``, csrc/jws.c).  PyJWT only makes
+the seeds.
+
 Oracles (beyond "no crash"):
   * verify_token raises nothing but CallerError (reason token_*, exit code 201);
   * never accepts a token not signed by the trusted key: on acceptance the signature is
-    re-checked independently with `cryptography` (not PyJWT) over header.payload against
-    the issuer's trusted public keys;
+    re-checked independently with `cryptography`'s own key objects and padding classes
+    (not our native verifier, not PyJWT) over header.payload against the issuer's trusted
+    public keys;
   * on acceptance: alg is in the allow-list (never none/HS*), iss is a configured issuer,
     aud contains a configured audience, exp + leeway >= now, nbf/iat - leeway <= now, and
     the identity fields equal the signed claims.
@@ -28,9 +34,11 @@ import _common
 from _common import check
 
 with atheris.instrument_imports(include=["glexec_py"]):
-    import jwt  # noqa: F401  (PyJWT, used by verify_token; not instrumented)
     from glexec_py.core import tokens
+    from glexec_py.effects import native
     from glexec_py.errors import CallerError
+
+import jwt  # PyJWT: seeds and JWKs only
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -77,9 +85,9 @@ def _pem(pub):
     return pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-KEYS = {ISS_A: tokens.parse_key_file(_jwk(RSA_A.public_key(), "rsa-a"), "a.jwks"),
-        ISS_B: tokens.parse_key_file(_jwk(ED_B.public_key(), "ed-b"), "b.jwks"),
-        ISS_SCI: tokens.parse_key_file(_pem(EC_SCI.public_key()), "sci.pem")}
+KEYS = {ISS_A: tokens.parse_key_file(_jwk(RSA_A.public_key(), "rsa-a"), "a.jwks", native.check_pubkey),
+        ISS_B: tokens.parse_key_file(_jwk(ED_B.public_key(), "ed-b"), "b.jwks", native.check_pubkey),
+        ISS_SCI: tokens.parse_key_file(_pem(EC_SCI.public_key()), "sci.pem", native.check_pubkey)}
 TRUSTED = {ISS_A: [RSA_A.public_key()], ISS_B: [ED_B.public_key()], ISS_SCI: [EC_SCI.public_key()]}
 
 
@@ -132,7 +140,7 @@ def signed_by_trusted_key(tok, alg, iss):
 
 def TestOneInput(data):
     try:
-        ident = tokens.verify_token(data, POLICY, KEYS, NOW)
+        ident = tokens.verify_token(data, POLICY, KEYS, NOW, verify=native.verify_jws)
     except CallerError as e:
         check(e.reason.startswith("token_") and e.exit_code == 201, f"odd CallerError {e.reason} {e.exit_code}")
         return

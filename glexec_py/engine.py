@@ -141,10 +141,11 @@ def verify_token(call, cfg, path):
     if cfg.tokens is None:
         raise CallerError("token_disabled", "glexec: this site does not accept tokens")
     from glexec_py.core import tokens
-    from glexec_py.effects import tokenkeys, userfiles
+    from glexec_py.effects import native, tokenkeys, userfiles
     policy = tokens.TokenPolicy(cfg.tokens)
     raw = userfiles.read_credential(path, call.facts, policy.max_size, "token")
-    return tokens.verify_token(raw, policy, tokenkeys.KeyStore(policy), time.time())
+    return tokens.verify_token(raw, policy, tokenkeys.KeyStore(policy), time.time(),
+                               verify=native.verify_jws)
 
 
 def establish_identity(call, cfg, verified):

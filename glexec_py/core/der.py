@@ -1,6 +1,7 @@
 """A small strict DER reader shared by the parsers that cannot wait for `cryptography`
-(X.509 Names, VOMS attribute certificates). Pure. Every function takes the caller's error
-class, so each parser keeps raising only its own exception type."""
+(X.509 Names, VOMS attribute certificates, token keys), and the one encoder the token keys
+need (``encode``). Pure. Every reading function takes the caller's error class, so each
+parser keeps raising only its own exception type."""
 
 
 def tl(der, i, end, error):
@@ -55,3 +56,12 @@ def oid(b, error, max_len=128):
     first = arcs[0]
     head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
     return ".".join(str(a) for a in head + arcs[1:])
+
+
+def encode(tag, content):
+    """One DER TLV: ``tag`` (a low tag number octet), minimal definite length, ``content``."""
+    n = len(content)
+    if n < 0x80:
+        return bytes((tag, n)) + content
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(size))) + size + content

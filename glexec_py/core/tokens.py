@@ -2,11 +2,15 @@
 
 Nothing here touches the network or the file system: the policy is built from a plain
 dict (the validated ``tokens:`` config section), keys arrive as parsed ``TokenKey``
-objects (``parse_key_file`` turns the bytes of a root-owned JWKS/PEM file into them; the
-effects layer, ``glexec_py.effects.tokenkeys``, reads the files), the token arrives as
-bytes and the time as a number.
+objects (``parse_key_file`` turns the bytes of a root-owned JWKS/PEM file into them, each
+key as the DER SubjectPublicKeyInfo built or read here; the effects layer,
+``glexec_py.effects.tokenkeys``, reads the files), the token arrives as bytes and the time
+as a number.  The cryptography is passed in (libcrypto through the native module:
+``effects.native.check_pubkey`` when keys are parsed, ``effects.native.verify_jws`` for
+the signature), so neither PyJWT nor ``cryptography`` is ever imported here.
 
-``verify_token(raw, policy, keys_by_issuer, now) -> TokenIdentity`` or ``CallerError``.
+``verify_token(raw, policy, keys_by_issuer, now, verify=...) -> TokenIdentity`` or
+``CallerError``.
 
 Order of the checks (a forged token never gets past step 5, so it can never learn which
 claim would have failed -- no oracle beyond "issuer known / alg allowed / kid known"):
@@ -16,7 +20,7 @@ claim would have failed -- no oracle beyond "issuer known / alg allowed / kid kn
    lone surrogates or deep nesting (``token_malformed``);
 2. header ``alg``: ``none`` (any case), every HMAC (``HS*``) and anything outside the
    asymmetric algorithms we implement are refused here, independent of the policy and of
-   PyJWT (``token_alg``); ``crit``, ``b64``, ``enc``, ``zip`` (extensions, unencoded
+   the verifier (``token_alg``); ``crit``, ``b64``, ``enc``, ``zip`` (extensions, unencoded
    payloads, JWE) are refused (``token_malformed``); ``typ`` must be a JWT access-token
    type (``token_profile``);
 3. ``iss`` (from the still unverified payload) must be a configured issuer, compared
@@ -27,8 +31,9 @@ claim would have failed -- no oracle beyond "issuer known / alg allowed / kid kn
    (``token_kid``), with ``ignore`` they are skipped.  The key is chosen only among the
    issuer's local keys, by ``kid`` and by key type/curve matching ``alg``
    (``token_kid``);
-5. signature, by PyJWT (imported lazily here), with exactly the one checked algorithm and
-   a public-key object of the matching type (``token_signature``);
+5. signature, by libcrypto (the injected ``verify``), over the signing input exactly as
+   received, with exactly the one checked algorithm and a key of the matching type/curve
+   (``token_signature``);
 6. claims: profile (``token_profile``), ``aud`` (``token_audience``), ``exp``
    (``token_expired``), ``nbf``/``iat`` (``token_not_yet_valid``), lifetime
    (``token_lifetime``), required scopes (``token_scope``).
@@ -40,6 +45,7 @@ import hashlib
 import math
 import re
 
+from glexec_py.core import der
 from glexec_py.errors import CallerError, ConfigError
 
 WLCG_ANY_AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"
@@ -122,12 +128,12 @@ class TokenIdentity:
 class TokenKey:
     """One trusted public key of an issuer: ``kid`` (None for PEM keys), ``kty`` ("RSA",
     "EC", "OKP"), ``crv`` (EC/OKP curve name), ``alg`` (the JWK's ``alg`` or None),
-    ``public_key`` (a cryptography public-key object), ``source`` (``file#index``)."""
-    __slots__ = ("kid", "kty", "crv", "alg", "public_key", "source")
+    ``spki`` (the key as DER SubjectPublicKeyInfo bytes), ``source`` (``file#index``)."""
+    __slots__ = ("kid", "kty", "crv", "alg", "spki", "source")
 
-    def __init__(self, kid, kty, crv, alg, public_key, source):
+    def __init__(self, kid, kty, crv, alg, spki, source):
         self.kid, self.kty, self.crv, self.alg = kid, kty, crv, alg
-        self.public_key, self.source = public_key, source
+        self.spki, self.source = spki, source
 
     def fits(self, alg):
         kty, crv = ALGORITHMS[alg]
@@ -300,14 +306,18 @@ def _issuer(item, where, bad):
 
 # --- keys ---------------------------------------------------------------------------
 
-def parse_key_file(data, source):
+def parse_key_file(data, source, check_key):
     """The trusted keys in one file (bytes): a JWKS (``{"keys": [...]}``) or one or more
     PEM ``PUBLIC KEY`` blocks.  Returns a tuple of ``TokenKey``.  Raises
     ``ConfigError(source, None, what)`` for: private key material (JWK ``d``/``k``/...,
     PEM ``PRIVATE KEY``), symmetric keys (``oct``), RSA < 2048 bits or even/small
     exponent, points not on the curve, unknown ``kty``/curve, duplicate ``kid``, no key at
     all.  JWKs with ``use`` other than ``sig`` or ``key_ops`` without ``verify`` are
-    skipped (issuers publish encryption keys in the same set)."""
+    skipped (issuers publish encryption keys in the same set).
+
+    Each key becomes a DER SubjectPublicKeyInfo (built here for a JWK, read here for PEM),
+    which ``check_key(spki) -> (kty, crv, bits) | None`` (``effects.native.check_pubkey``:
+    libcrypto decodes it exactly and checks the point is on its curve) must confirm."""
     def bad(what):
         return ConfigError(source, None, what)
 
@@ -316,9 +326,9 @@ def parse_key_file(data, source):
         raise bad("contains a private key: configure the issuer's public key(s) only")
     text = data.strip(_WS)
     if text.startswith(b"{"):
-        keys = _parse_jwks(text, source, bad)
+        keys = _parse_jwks(text, source, bad, check_key)
     elif text.startswith(b"-----BEGIN"):
-        keys = _parse_pem(text, source, bad)
+        keys = _parse_pem(text, source, bad, check_key)
     else:
         raise bad("neither a JWKS (JSON) nor a PEM public key file")
     if not keys:
@@ -329,8 +339,100 @@ def parse_key_file(data, source):
     return tuple(keys)
 
 
-def _parse_pem(text, source, bad):
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+# SubjectPublicKeyInfo (RFC 5280 4.1.2.7): SEQUENCE {AlgorithmIdentifier, BIT STRING key}.
+# Algorithm OIDs (RFC 3279, 5480, 8410) and the named curves, DER-encoded.
+_OID_RSA = "1.2.840.113549.1.1.1"                     # rsaEncryption, parameters NULL
+_OID_EC = "1.2.840.10045.2.1"                         # id-ecPublicKey, namedCurve OID
+_OID_ED25519 = "1.3.101.112"                          # id-Ed25519, no parameters
+_OID_DER = {_OID_RSA: b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01",
+            _OID_EC: b"\x06\x07\x2a\x86\x48\xce\x3d\x02\x01",
+            _OID_ED25519: b"\x06\x03\x2b\x65\x70"}
+# JWK crv -> (namedCurve OID, DER of it, coordinate length in bytes)
+_CURVES = {"P-256": ("1.2.840.10045.3.1.7", b"\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07", 32),
+           "P-384": ("1.3.132.0.34", b"\x06\x05\x2b\x81\x04\x00\x22", 48),
+           "P-521": ("1.3.132.0.35", b"\x06\x05\x2b\x81\x04\x00\x23", 66)}
+_CURVE_OF_OID = {oid: crv for crv, (oid, _, _) in _CURVES.items()}
+
+
+def _spki(alg_oid, params, key):
+    return der.encode(0x30, der.encode(0x30, _OID_DER[alg_oid] + params) + der.encode(0x03, b"\x00" + key))
+
+
+def _der_uint(v):
+    return der.encode(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big"))
+
+
+def _rsa_spki(n, e):
+    return _spki(_OID_RSA, b"\x05\x00", der.encode(0x30, _der_uint(n) + _der_uint(e)))
+
+
+def _read_uint(b, i, end):
+    tag, s, e = der.tl(b, i, end, ValueError)
+    if tag != 0x02 or s == e or b[s] & 0x80 or (b[s] == 0 and e - s > 1 and not b[s + 1] & 0x80):
+        raise ValueError("not a minimal positive INTEGER")
+    return int.from_bytes(b[s:e], "big"), e
+
+
+def _read_spki(b):
+    """(kty, crv, rsa (n, e) or None) of a DER SubjectPublicKeyInfo (exactly ``b``).
+    ValueError for anything malformed or not an RSA, P-256/384/521 or Ed25519 key."""
+    tag, s, end = der.tl(b, 0, len(b), ValueError)
+    if tag != 0x30 or end != len(b):
+        raise ValueError("not a SubjectPublicKeyInfo")
+    tag, a, a_end = der.tl(b, s, end, ValueError)
+    if tag != 0x30:
+        raise ValueError("no AlgorithmIdentifier")
+    tag, o, o_end = der.tl(b, a, a_end, ValueError)
+    if tag != 0x06:
+        raise ValueError("no algorithm OID")
+    alg, params = der.oid(b[o:o_end], ValueError), b[o_end:a_end]
+    tag, k, k_end = der.tl(b, a_end, end, ValueError)
+    if tag != 0x03 or k_end != end or k == k_end or b[k] != 0:
+        raise ValueError("public key is not a whole-octet BIT STRING")
+    key = b[k + 1:k_end]
+    if alg == _OID_RSA:
+        if params not in (b"", b"\x05\x00"):
+            raise ValueError("RSA parameters are not NULL")
+        tag, r, r_end = der.tl(key, 0, len(key), ValueError)
+        if tag != 0x30 or r_end != len(key):
+            raise ValueError("not an RSAPublicKey")
+        n, i = _read_uint(key, r, r_end)
+        e, i = _read_uint(key, i, r_end)
+        if i != r_end:
+            raise ValueError("trailing data in RSAPublicKey")
+        return "RSA", None, (n, e)
+    if alg == _OID_EC:
+        tag, c, c_end = der.tl(params, 0, len(params), ValueError) if params else (0, 0, 0)
+        crv = _CURVE_OF_OID.get(der.oid(params[c:c_end], ValueError)) if tag == 0x06 else None
+        if crv is None or c_end != len(params):
+            raise ValueError("EC key is not on a named curve P-256, P-384 or P-521")
+        if len(key) != 1 + 2 * _CURVES[crv][2] or key[0] != 4:
+            raise ValueError("EC point is not uncompressed or its length does not match the curve")
+        return "EC", crv, None
+    if alg == _OID_ED25519:
+        if params or len(key) != 32:
+            raise ValueError("malformed Ed25519 key")
+        return "OKP", "Ed25519", None
+    raise ValueError(f"unsupported key type (algorithm {alg})")
+
+
+def _checked_key(spki, kty, crv, rsa, kid, alg, where, bad, check_key):
+    if rsa is not None:
+        n, e = rsa
+        if n.bit_length() < _MIN_RSA_BITS or e < 3 or e % 2 == 0:
+            raise bad(f"{where}: RSA key too weak ({n.bit_length()} bits, e={e})")
+        if e >= n or n % 2 == 0:
+            raise bad(f"{where}: not a valid RSA public key")
+    got = check_key(spki)
+    if got is None or got[:2] != (kty, crv) or (rsa is not None and got[2] != rsa[0].bit_length()):
+        raise bad(f"{where}: not a valid {kty} public key (point not on the curve, or "
+                  f"libcrypto does not accept it)")
+    return TokenKey(kid, kty, crv, alg, spki, where)
+
+
+def _parse_pem(text, source, bad, check_key):
+    import base64
+    import binascii
     blocks = re.findall(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", text, re.S)
     rest = re.sub(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", b"", text, flags=re.S)
     if rest.strip(_WS):
@@ -339,53 +441,23 @@ def _parse_pem(text, source, bad):
     for i, (label, body) in enumerate(blocks):
         if label != b"PUBLIC KEY":
             raise bad(f"PEM block {i} is {label.decode()!r}; only 'PUBLIC KEY' blocks are accepted")
-        pem = b"-----BEGIN PUBLIC KEY-----\n" + body + b"-----END PUBLIC KEY-----\n"
+        where = f"{source}#{i}"
         try:
-            pub = load_pem_public_key(pem)
-        except (ValueError, TypeError) as e:
+            spki = base64.b64decode(b"".join(body.split()), validate=True)
+            kty, crv, rsa = _read_spki(spki)
+        except (ValueError, binascii.Error) as e:
             raise bad(f"PEM block {i}: {e}") from None
-        keys.append(_from_public_key(pub, None, None, f"{source}#{i}", bad))
+        keys.append(_checked_key(spki, kty, crv, rsa, None, None, where, bad, check_key))
     return keys
 
 
-def _from_public_key(pub, kid, alg, where, bad):
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-    if isinstance(pub, rsa.RSAPublicKey):
-        nums = pub.public_numbers()
-        if pub.key_size < _MIN_RSA_BITS or nums.e < 3 or nums.e % 2 == 0:
-            raise bad(f"{where}: RSA key too weak ({pub.key_size} bits, e={nums.e})")
-        return TokenKey(kid, "RSA", None, alg, pub, where)
-    if isinstance(pub, ec.EllipticCurvePublicKey):
-        crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(pub.curve.name)
-        if crv is None:
-            raise bad(f"{where}: EC curve {pub.curve.name} is not supported")
-        return TokenKey(kid, "EC", crv, alg, pub, where)
-    if isinstance(pub, ed25519.Ed25519PublicKey):
-        return TokenKey(kid, "OKP", "Ed25519", alg, pub, where)
-    raise bad(f"{where}: unsupported key type {type(pub).__name__}")
-
-
-def _b64_strict(seg):
-    """Decode unpadded base64url, refusing anything non-canonical.  ValueError."""
-    import base64
-    if isinstance(seg, str):
-        seg = seg.encode("ascii")
-    if not _B64URL.match(seg) or len(seg) % 4 == 1:
-        raise ValueError("not unpadded base64url")
-    out = base64.urlsafe_b64decode(seg + b"=" * (-len(seg) % 4))
-    if base64.urlsafe_b64encode(out).rstrip(b"=") != seg:
-        raise ValueError("non-canonical base64url")
-    return out
-
-
-def _parse_jwks(text, source, bad):
+def _parse_jwks(text, source, bad, check_key):
     try:
         doc = _json_object(text)
     except ValueError as e:
         raise bad(f"not a valid JWKS: {e}") from None
     if set(doc) - {"keys"} or not isinstance(doc.get("keys"), list):
         raise bad('a JWKS must be {"keys": [...]}')
-    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
     keys = []
     for i, jwk in enumerate(doc["keys"]):
         where = f"{source}#{i}"
@@ -405,31 +477,49 @@ def _parse_jwks(text, source, bad):
         alg = jwk.get("alg")
         if alg is not None and alg not in ALGORITHMS:
             raise bad(f"{where}: alg {alg!r} is not an allowed signature algorithm")
-        kty = jwk.get("kty")
+        kty, crv, rsa = jwk.get("kty"), None, None
         try:
             if kty == "RSA":
-                n = int.from_bytes(_b64_strict(jwk["n"]), "big")
-                e = int.from_bytes(_b64_strict(jwk["e"]), "big")
-                pub = rsa.RSAPublicNumbers(e, n).public_key()
+                rsa = (int.from_bytes(_b64_strict(jwk["n"]), "big"), int.from_bytes(_b64_strict(jwk["e"]), "big"))
+                spki = _rsa_spki(*rsa)
             elif kty == "EC":
-                curve, size = {"P-256": (ec.SECP256R1, 32), "P-384": (ec.SECP384R1, 48),
-                               "P-521": (ec.SECP521R1, 66)}[jwk["crv"]]
+                crv = jwk["crv"]
+                if crv not in _CURVES:
+                    raise ValueError(f"EC curve {crv!r} is not supported")
+                _, params, size = _CURVES[crv]
                 x, y = _b64_strict(jwk["x"]), _b64_strict(jwk["y"])
                 if len(x) != size or len(y) != size:
                     raise ValueError("coordinate length does not match the curve")
-                pub = ec.EllipticCurvePublicKey.from_encoded_point(curve(), b"\x04" + x + y)
+                spki = _spki(_OID_EC, params, b"\x04" + x + y)
             elif kty == "OKP":
-                if jwk.get("crv") != "Ed25519":
-                    raise ValueError(f"OKP curve {jwk.get('crv')!r} is not supported")
-                pub = ed25519.Ed25519PublicKey.from_public_bytes(_b64_strict(jwk["x"]))
+                crv = jwk.get("crv")
+                if crv != "Ed25519":
+                    raise ValueError(f"OKP curve {crv!r} is not supported")
+                x = _b64_strict(jwk["x"])
+                if len(x) != 32:
+                    raise ValueError("an Ed25519 key is 32 bytes")
+                spki = _spki(_OID_ED25519, b"", x)
             elif kty == "oct":
                 raise ValueError("symmetric (oct) keys are never accepted")
             else:
                 raise ValueError(f"unsupported kty {kty!r}")
         except (KeyError, TypeError, ValueError, UnicodeEncodeError) as e:
             raise bad(f"{where}: bad JWK: {e}") from None
-        keys.append(_from_public_key(pub, kid, alg, where, bad))
+        keys.append(_checked_key(spki, kty, crv, rsa, kid, alg, where, bad, check_key))
     return keys
+
+
+def _b64_strict(seg):
+    """Decode unpadded base64url, refusing anything non-canonical.  ValueError."""
+    import base64
+    if isinstance(seg, str):
+        seg = seg.encode("ascii")
+    if not _B64URL.match(seg) or len(seg) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    out = base64.urlsafe_b64decode(seg + b"=" * (-len(seg) % 4))
+    if base64.urlsafe_b64encode(out).rstrip(b"=") != seg:
+        raise ValueError("non-canonical base64url")
+    return out
 
 
 # --- JSON ---------------------------------------------------------------------------
@@ -506,7 +596,8 @@ def _split(raw, max_size):
         payload = _json_object(pb)
     except ValueError as e:
         raise _refuse("token_malformed", "is not a well-formed JWT", fingerprint=fp, error=str(e)[:200]) from None
-    return tok, fp, header, payload, sig
+    # the JWS signing input: the first two segments exactly as received and parsed above
+    return parts[0] + b"." + parts[1], fp, header, payload, sig
 
 
 def _check_header(header, fp):
@@ -544,21 +635,13 @@ def _choose_keys(ip, keys, alg, kid, header, fp):
     return cands[:_MAX_KEYS_TRIED]
 
 
-def _verify_signature(tok, alg, cands, fp, issuer):
-    import jwt  # PyJWT, lazily: not on the X.509 path
-    jws = jwt.PyJWS(algorithms=[alg])
-    text = tok.decode("ascii")
+def _verify_signature(verify, signing_input, sig, alg, cands, fp, issuer):
     for k in cands:
-        try:
-            out = jws.decode_complete(text, key=k.public_key, algorithms=[alg])
-        except jwt.exceptions.InvalidSignatureError:
-            continue
-        except jwt.exceptions.PyJWTError as e:
-            raise _refuse("token_malformed", "signature could not be checked", fingerprint=fp,
-                          error=type(e).__name__) from None
-        if out["header"].get("alg") != alg:      # belt and braces: what PyJWT used
-            raise _refuse("token_alg", "algorithm mismatch", fingerprint=fp)
-        return k, out["payload"]
+        ok = verify(k.spki, alg, signing_input, sig)
+        if ok == 1:
+            return k
+        if ok != 0:
+            raise _refuse("token_malformed", "signature could not be checked", fingerprint=fp)
     raise _refuse("token_signature", "signature does not verify with the issuer's keys",
                   fingerprint=fp, issuer=issuer, kid=cands[0].kid, alg=alg)
 
@@ -617,7 +700,7 @@ def _groups(ip, profile, payload, fp):
     return tuple(out)
 
 
-def verify_token(raw, policy, keys_by_issuer, now):
+def verify_token(raw, policy, keys_by_issuer, now, *, verify):
     """Verify a JWT offline and return its ``TokenIdentity``; raise ``CallerError``
     (exit 201) with ``reason`` one of: token_too_large, token_malformed, token_alg,
     token_unknown_issuer, token_kid, token_signature, token_profile, token_audience,
@@ -627,8 +710,11 @@ def verify_token(raw, policy, keys_by_issuer, now):
     ``TokenPolicy``; ``keys_by_issuer``: mapping issuer -> sequence of ``TokenKey`` (only
     the token's issuer is looked up, with ``[]``: a lazy mapping such as
     ``effects.tokenkeys.KeyStore`` may raise ``SystemFault`` for an unusable key file,
-    which propagates); ``now``: seconds since the epoch."""
-    tok, fp, header, payload, sig = _split(raw, policy.max_size)
+    which propagates); ``now``: seconds since the epoch; ``verify``: the signature check,
+    ``verify(spki, alg, signing_input, signature) -> 1 (valid) | 0 (not) | -1 (cannot be
+    checked)`` -- ``effects.native.verify_jws`` (libcrypto); called only for an allow-listed
+    ``alg`` and a key whose type/curve fits it."""
+    signing_input, fp, header, payload, sig = _split(raw, policy.max_size)
     alg, kid = _check_header(header, fp)
     if not sig:
         raise _refuse("token_malformed", "has an empty signature", fingerprint=fp)
@@ -642,9 +728,7 @@ def verify_token(raw, policy, keys_by_issuer, now):
         raise _refuse("token_alg", f"algorithm {alg} is not accepted for this issuer", fingerprint=fp,
                       issuer=iss, alg=alg)
     cands = _choose_keys(ip, keys_by_issuer[ip.issuer], alg, kid, header, fp)
-    key, signed_payload = _verify_signature(tok, alg, cands, fp, iss)
-    if signed_payload != _b64_strict(tok.split(b".")[1]):   # same bytes we parsed
-        raise _refuse("token_malformed", "payload mismatch", fingerprint=fp)
+    key = _verify_signature(verify, signing_input, sig, alg, cands, fp, iss)
 
     # --- signed from here on: claims --------------------------------------------
     profile = _profile_of(ip, payload, fp)

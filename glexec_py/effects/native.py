@@ -1,4 +1,5 @@
-"""Thin wrapper over the cffi module glexec_py._native (csrc/identity.c, csrc/x509chain.c).
+"""Thin wrapper over the cffi module glexec_py._native (csrc/*.c: identity, X.509 chains, VOMS
+and JWS signatures, spawn).
 
 Kept import-light on purpose (engine start-up latency): only the compiled module and os.
 The proxyCertInfo value is decoded here (a few lines of bounds-checked DER walking) because
@@ -9,7 +10,8 @@ import os
 from glexec_py._native import ffi, lib
 
 __all__ = ["IdentityError", "switch_identity", "set_fs_identity", "restore_fs_identity",
-           "set_no_new_privs", "CertInfo", "ChainResult", "verify_chain"]
+           "set_no_new_privs", "CertInfo", "ChainResult", "verify_chain", "check_pubkey",
+           "verify_jws"]
 
 _STEPS = {
     lib.GX_ARGS: "args", lib.GX_CAP_LAST_CAP: "cap_last_cap", lib.GX_SETGROUPS: "setgroups",
@@ -308,6 +310,48 @@ def verify_der_chain(certs, ca_dir: str, at_time: int, *, crl_check: bool = True
     ok = lib.gx_verify_der_chain(b"".join(ders), ffi.new("size_t[]", [len(d) for d in ders]),
                                  len(ders), ca, at_time, 1 if crl_check else 0, err, depth)
     return ok == 1, err[0], depth[0]
+
+
+# --- JWT bearer tokens (csrc/jws.c) ------------------------------------------------
+
+_KEY_KINDS = {lib.GX_KEY_RSA: ("RSA", None), lib.GX_KEY_P256: ("EC", "P-256"),
+              lib.GX_KEY_P384: ("EC", "P-384"), lib.GX_KEY_P521: ("EC", "P-521"),
+              lib.GX_KEY_ED25519: ("OKP", "Ed25519")}
+_JWS_ALGS = {"RS256": lib.GX_JWS_RS256, "RS384": lib.GX_JWS_RS384, "RS512": lib.GX_JWS_RS512,
+             "PS256": lib.GX_JWS_PS256, "PS384": lib.GX_JWS_PS384, "PS512": lib.GX_JWS_PS512,
+             "ES256": lib.GX_JWS_ES256, "ES384": lib.GX_JWS_ES384, "ES512": lib.GX_JWS_ES512,
+             "EdDSA": lib.GX_JWS_EDDSA}
+
+
+def check_pubkey(spki: bytes):
+    """Runs as: any user (pure computation).
+
+    ``(kty, crv, bits)`` of a DER SubjectPublicKeyInfo that libcrypto decodes exactly (no
+    trailing bytes) and finds well formed (an EC point on its curve): ("RSA", None, modulus
+    bits), ("EC", "P-256" | "P-384" | "P-521", bits) or ("OKP", "Ed25519", 256).  None for
+    anything else: undecodable, not on the curve, another key type or curve.  RSA size and
+    exponent are for the caller to judge.  Never raises on bad input."""
+    spki = bytes(spki)
+    bits = ffi.new("int *")
+    kind = _KEY_KINDS.get(lib.gx_check_pubkey(spki, len(spki), bits))
+    return None if kind is None else (kind[0], kind[1], bits[0])
+
+
+def verify_jws(spki: bytes, alg: str, signing_input: bytes, signature: bytes) -> int:
+    """Runs as: any user (pure computation).
+
+    1 if ``signature`` (the decoded third JWS segment) is a valid ``alg`` signature over
+    ``signing_input`` (``BASE64URL(header) "." BASE64URL(payload)``, as received) with the
+    key of the DER SubjectPublicKeyInfo ``spki``; 0 if it is not (including a key whose type
+    or curve does not fit ``alg``, an ECDSA signature that is not raw r||s of exactly twice
+    the coordinate size, RSA < 2048 bits); -1 if it cannot be checked (an alg other than
+    RS/PS/ES256..512 and EdDSA -- never none, never HMAC --, a key that does not decode).
+    Never raises on bad input."""
+    code = _JWS_ALGS.get(alg) if isinstance(alg, str) else None
+    if code is None:
+        return -1
+    spki, msg, sig = bytes(spki), bytes(signing_input), bytes(signature)
+    return lib.gx_jws_verify(code, spki, len(spki), msg, len(msg), sig, len(sig))
 
 
 # --- spawn.c: becoming the payload --------------------------------------------------------

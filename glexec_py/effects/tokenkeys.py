@@ -13,7 +13,7 @@ import os
 from stat import S_ISREG
 
 from glexec_py.core import tokens
-from glexec_py.effects import trust
+from glexec_py.effects import native, trust
 from glexec_py.errors import ConfigError, SystemFault
 
 MAX_KEY_FILE = 1 << 20
@@ -69,12 +69,13 @@ def load_issuer_keys(issuer_policy):
     """Runs as: the engine (see ``read_key_file``).  All keys of one issuer (tuple of
     ``TokenKey``, file order).  ``SystemFault`` (reason ``token_keys``) if a file is
     unusable or holds an invalid/private/weak key; duplicate ``kid`` across the issuer's
-    files is refused too."""
+    files is refused too.  Each key is checked once here by libcrypto
+    (``native.check_pubkey``: decodes exactly, EC point on its curve)."""
     keys = []
     for path in issuer_policy.keys:
         data = read_key_file(path)
         try:
-            keys.extend(tokens.parse_key_file(data, path))
+            keys.extend(tokens.parse_key_file(data, path, native.check_pubkey))
         except ConfigError as e:
             raise SystemFault("token_keys", f"glexec: {e.message}", path=path,
                               issuer=issuer_policy.issuer) from None

@@ -1,5 +1,9 @@
 """Fixtures for the token tests: keys made with openssl / cryptography, tokens made with
-Debian's ``scitokens-create`` (scitokens-cpp) and with PyJWT (WLCG claims with arrays)."""
+Debian's ``scitokens-create`` (scitokens-cpp) and with PyJWT (WLCG claims with arrays).
+
+PyJWT and ``cryptography`` are test oracles and token factories only: the code under test
+parses keys in pure Python and verifies signatures with libcrypto through the native module
+(``effects.native.check_pubkey`` / ``verify_jws``), injected here as the engine does."""
 import json
 import os
 import shutil
@@ -19,6 +23,7 @@ from cryptography.hazmat.primitives import serialization                      # 
 from cryptography.hazmat.primitives.asymmetric import rsa                  # noqa: E402
 
 from glexec_py.core import tokens                                              # noqa: E402
+from glexec_py.effects import native                                           # noqa: E402
 
 ISS_A = "https://wlcg-a.example.org/"
 ISS_B = "https://wlcg-b.example.org"
@@ -73,7 +78,12 @@ def ec_sci(tmp_path_factory):
 
 
 def parse(data, source="test-keys"):
-    return tokens.parse_key_file(data, source)
+    return tokens.parse_key_file(data, source, native.check_pubkey)
+
+
+def verify_token(raw, policy, keys_by_issuer, now):
+    """core.tokens.verify_token with the engine's verifier (libcrypto, effects.native)."""
+    return tokens.verify_token(raw, policy, keys_by_issuer, now, verify=native.verify_jws)
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,11 @@ import uuid
 
 import pytest
 
-from glexec_py.core.tokens import TokenPolicy, verify_token
+from glexec_py.core.tokens import TokenPolicy
 from glexec_py.effects import tokenkeys
 from glexec_py.errors import SystemFault
 
-from .conftest import AUD, ISS_A, ISS_B, NOW, sign, wlcg_claims
+from .conftest import AUD, ISS_A, ISS_B, NOW, sign, verify_token, wlcg_claims
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="key files must be root-owned: run as root")
 

@@ -5,10 +5,9 @@ import json
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from glexec_py.core.tokens import verify_token
 from glexec_py.errors import CallerError
 
-from .conftest import ISS_SCI, NOW, make_policy, sign, wlcg_claims
+from .conftest import ISS_SCI, NOW, make_policy, sign, verify_token, wlcg_claims
 
 PROP = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
