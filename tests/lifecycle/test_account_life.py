@@ -529,13 +529,22 @@ def test_pool_account_whole_life(slurm, world):
                       _t(end_b["time"]))
     assert sA <= eA < sB <= eB
     us = _dt.timedelta(microseconds=1)
+    # B's lease, still in the gridmapdir, is a second source: the engine made it (under the
+    # lease lock) a moment before it wrote the grant record, so "1 us before job 2 grant"
+    # may already be B's by the lease alone -- never A's, never by an audit record.
+    q = w.tool("glexec-backmap", "--dn", DN_B, "--json")
+    lease_b = [m for m in _json(q).get("matches", []) if m["kind"] == "lease"]
+    assert len(lease_b) == 1 and lease_b[0]["account"] == POOL_ACCOUNT, _show(q)
+    lease_b_start = _t(lease_b[0]["start"])
+    assert eA < lease_b_start <= sB and _t(lease_b[0]["end"]) >= eB, (lease_b, sA, eA, sB, eB)
+    before_b = ("known", DN_B) if lease_b_start <= sB - us else ("none", None)
     queries = [
         ("inside job 1", sA + (eA - sA) / 2, "known", DN_A),
         ("job 1 grant instant (inclusive)", sA, "known", DN_A),
         ("job 1 end instant (inclusive)", eA, "known", DN_A),
         ("1 us after job 1 end", eA + us, "none", None),
         ("between the holders", eA + (sB - eA) / 2, "none", None),
-        ("1 us before job 2 grant", sB - us, "none", None),
+        ("1 us before job 2 grant", sB - us, *before_b),
         ("job 2 grant instant (inclusive)", sB, "known", DN_B),
         ("inside job 2", sB + (eB - sB) / 2, "known", DN_B),
         ("job 2 end instant (inclusive)", eB, "known", DN_B),
@@ -551,8 +560,12 @@ def test_pool_account_whole_life(slurm, world):
                 or (dn is None and got_dns) or q.returncode != (0 if want == "known" else 1):
             pytest.fail(f"glexec-backmap at {what} ({_iso(at)}): want {want} {dn}, got "
                         f"{j.get('status')} {got_dns}: {j.get('why')}\n{_show(q)}")
-        if dn is not None:
-            m = j["matches"][0]
+        audit = [m for m in j.get("matches", []) if m["kind"] == "audit"]
+        if at < sB and at >= lease_b_start:
+            assert not audit and {m["kind"] for m in j["matches"]} == {"lease"}, j
+        elif dn is not None:
+            assert len(audit) == 1, j
+            m = audit[0]
             assert m["account"] == POOL_ACCOUNT and m["uid"] == POOL_UID, m
             assert m["caller"]["uid"] == PILOT_UID and m["caller"]["user"] == PILOT, m
             assert m["end_known"] is True and m["certain"] is True, m
@@ -564,8 +577,10 @@ def test_pool_account_whole_life(slurm, world):
     for dn, s, e in ((DN_A, sA, eA), (DN_B, sB, eB)):
         q = w.tool("glexec-backmap", "--dn", dn, "--json")
         j = _json(q)
-        spans = [(m["account"], m["start"], m["end"]) for m in j.get("matches", [])]
+        spans = [(m["account"], m["start"], m["end"]) for m in j.get("matches", []) if m["kind"] == "audit"]
         assert spans == [(POOL_ACCOUNT, _iso(s), _iso(e))], (spans, _show(q))
+        leases = [m for m in j["matches"] if m["kind"] == "lease"]
+        assert len(leases) == (1 if dn == DN_B else 0), _show(q)   # A's lease went before any scan
 
     TIMINGS["test body"] = time.monotonic() - t_all
     sys.stderr.write("[lifecycle] timings: " + ", ".join(f"{k} {v:.1f} s"
