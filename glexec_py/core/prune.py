@@ -106,18 +106,28 @@ class Snapshot:
         self.hz = hz
 
 
+_STATES = {c.encode(): c for c in "RSDZTtWXxKPI"}
+
+
 def parse_stat(data):
     """(pid, comm, state, ppid, flags, starttime) from the bytes of /proc/PID/stat.
 
     comm sits between the first '(' and the *last* ')': a process may name itself
-    ``a) R 1 (`` or put newlines in it; every field after it is parsed from the last ')'."""
-    lp = data.index(b"(")
-    rp = data.rindex(b")")
-    pid = int(data[:lp])
-    rest = data[rp + 2:].split(b" ", 20)
-    # rest[0]=state(3) rest[1]=ppid(4) rest[6]=flags(9) rest[19]=starttime(22)
-    return pid, data[lp + 1:rp], rest[0].decode("ascii", "replace"), int(rest[1]), \
-        int(rest[6]), int(rest[19])
+    ``a) R 1 (`` or put newlines in it; every field after it is parsed from the last ')'.
+    ``ValueError``/``IndexError`` on anything that is not a stat line (no ')' after a '(',
+    too few fields, a non-numeric field).  One rpartition and one split: this runs once
+    per process on the machine (procscan.scan)."""
+    head, rp, tail = data.rpartition(b")")
+    lp = head.index(b"(")
+    f = tail.split(b" ", 21)
+    # f[0]='' (the space after ')'), f[1]=state(3) f[2]=ppid(4) f[7]=flags(9) f[20]=start(22)
+    if f[0] or not rp:
+        raise ValueError("not a /proc/PID/stat line")
+    st = f[1]
+    state = _STATES.get(st)
+    if state is None:
+        state = st.decode("ascii", "replace")
+    return int(head[:lp]), head[lp + 1:], state, int(f[2]), int(f[7]), int(f[20])
 
 
 def parse_status_uids(data):
