@@ -128,8 +128,9 @@ def _own_pid_namespace(proc):
 def scan(uids=(), names=(), full=False, proc="/proc"):
     """Runs as: root. A ``Snapshot`` of every process (thread-group leaders) in /proc.
 
-    Fast path (``full=False``), per pid: open ``stat``, ``fstat`` it (the owner of a
-    /proc/PID entry is the process's euid if it is dumpable, root otherwise), read it: one
+    Fast path (``full=False``), per pid: open ``stat``, ``fstat`` it (the owner of the files
+    in /proc/PID is the process's euid if it is dumpable, root otherwise; the directory
+    itself always shows the euid, so it would not do), read it: one
     open+fstat+read+close per process, which is most of the cost (the kernel formats the
     stat line).  The real/effective/saved uids are read only when needed:
 
