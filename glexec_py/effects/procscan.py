@@ -15,7 +15,8 @@ import fcntl
 import os
 import struct
 
-from glexec_py.core.prune import PF_KTHREAD, Proc, Snapshot, parse_stat, parse_status_uids
+from glexec_py.core.prune import (PF_KTHREAD, Proc, Snapshot, gc_paused, parse_stat,
+                                  parse_status_uids)
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 _O_RD = os.O_RDONLY | os.O_CLOEXEC
@@ -161,6 +162,12 @@ def scan(uids=(), names=(), full=False, proc="/proc"):
         return Snapshot(procs, up, HZ)
     names = frozenset(n.encode("latin-1") if isinstance(n, str) else n for n in names)
     use_pidfd = _pidfd_info_ok[0] and _own_pid_namespace(proc)
+    with gc_paused():
+        _scan_fast(proc, names, use_pidfd, procs)
+    return Snapshot(procs, up, HZ)
+
+
+def _scan_fast(proc, names, use_pidfd, procs):
     pfx = proc + "/"
     opn, cls, rd, fst, parse = os.open, os.close, os.read, os.fstat, parse_stat
     for name in os.listdir(proc):
@@ -203,7 +210,6 @@ def scan(uids=(), names=(), full=False, proc="/proc"):
                 continue
             procs[pid] = Proc(pid, ppid, ids[0], ids[1], ids[2], start, comm, state, flags,
                               None, False)
-    return Snapshot(procs, up, HZ)
 
 
 def complete(snap, pids, proc="/proc"):
