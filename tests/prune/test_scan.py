@@ -125,3 +125,36 @@ def test_scan_skips_unparsable_and_vanishing(tmp_path):
     assert (p.comm, p.ppid, p.starttime, p.state) == (b"a) b", 1, 99, "S")
     if os.geteuid() == 0:      # root-owned entry: exact uids from status (no pidfd: not /proc)
         assert p.uids == (47401, 47402, 47403)
+
+
+def _fake_proc(root, procs):
+    """procs: (pid, ppid, uid, comm); every file root's when run as root, so the scan reads
+    the uids of each from its status file (no pidfd: not this namespace's /proc)."""
+    (root / "uptime").write_text("5000.00 1.0\n")
+    for pid, ppid, uid, comm in procs:
+        d = root / str(pid)
+        d.mkdir()
+        (d / "stat").write_bytes(b"%d (%s) S %d 0 0 0 -1 4194560" % (pid, comm, ppid)
+                                 + b" 0" * 12 + b" 100" + b" 0" * 30 + b"\n")
+        (d / "status").write_bytes(b"Name:\t%s\nUid:\t%d\t%d\t%d\t%d\n" % (comm, uid, uid, uid, uid))
+        (d / "cgroup").write_bytes(b"0::/user.slice\n")
+        (d / "cmdline").write_bytes(comm + b"\0")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fake /proc files must be root's")
+def test_dry_run_report_lists_keeps_only_when_asked(tmp_path):
+    from collections import namedtuple
+    from glexec_py.effects.prune_apply import Pruner
+    pw = namedtuple("pw", "pw_name pw_uid pw_gid")
+    passwd = [pw("root", 0, 0), pw("nobody", 65534, 65534), pw("gxtprune01", 47401, 47400)]
+    _fake_proc(tmp_path, [(1, 0, 0, b"init"), (10, 1, 0, b"slurmstepd"),
+                          (11, 10, 47401, b"job"), (20, 1, 47401, b"stray")])
+    cfg = P.default_config(uid_ranges=((47401, 47401),), min_age=0)
+    rows = {}
+    for keeps in (True, False):
+        pr = Pruner(cfg, dry_run=True, proc=str(tmp_path), passwd=passwd, list_keeps=keeps)
+        rep = pr.run()
+        rows[keeps] = {x["pid"]: (x["action"], x["reason"]) for x in rep["plan"]}
+        assert pr.exit_code == 1 and rep["would_kill"] == 1
+    assert rows[True] == {11: ("keep", "job_daemon"), 20: ("kill", "orphan")}
+    assert rows[False] == {20: ("kill", "orphan")}
