@@ -89,32 +89,35 @@ def read_cmdline(pid, proc="/proc", limit=4096):
 
 # PIDFD_GET_INFO (Linux 6.13+): _IOWR(0xFF, 11, struct pidfd_info), its first version (64
 # bytes): u64 mask, u64 cgroupid, u32 pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid,
-# fsuid, fsgid, s32 exit_code.  The kernel always reports the credentials.
+# fsuid, fsgid, s32 exit_code.  The kernel always reports the credentials (mask bit 1).
 _PIDFD_GET_INFO = 0xC040FF0B
-_PIDFD_INFO = struct.Struct("=QQ12I")
+_PIDFD_INFO = struct.Struct("=Q8xI8xI4xI4xI")      # mask, pid, ruid, euid, suid
+_PIDFD_INFO_CREDS = 2
 _pidfd_info_ok = [True]      # cleared for good once the kernel says it has no such ioctl
 
 
 def _pidfd_uids(pid):
-    """(ruid, euid, suid) of ``pid`` through a pidfd (three cheap syscalls instead of
-    formatting the whole status file), None if the kernel lacks PIDFD_GET_INFO; OSError
-    (ESRCH) if the process is gone."""
-    fd = os.pidfd_open(pid)
+    """(ruid, euid, suid) of ``pid`` through a pidfd: three cheap syscalls instead of the
+    kernel formatting the whole status file.  None when this gives no answer (no such
+    ioctl - then it is not tried again -, the process is gone, any other error): the
+    caller reads status instead, which also tells whether the process is gone."""
     try:
-        buf = bytearray(64)
-        try:
-            fcntl.ioctl(fd, _PIDFD_GET_INFO, buf, True)
-        except OSError as e:
-            if e.errno in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
-                _pidfd_info_ok[0] = False
-                return None
-            raise
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return None
+    buf = bytearray(64)
+    try:
+        fcntl.ioctl(fd, _PIDFD_GET_INFO, buf, True)
+    except OSError as e:
+        if e.errno in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
+            _pidfd_info_ok[0] = False
+        return None
     finally:
         os.close(fd)
-    f = _PIDFD_INFO.unpack_from(buf)
-    if f[2] != pid:
-        raise OSError(errno.ESRCH, "pidfd info for another pid")
-    return f[5], f[7], f[9]
+    mask, ipid, ruid, euid, suid = _PIDFD_INFO.unpack_from(buf)
+    if ipid != pid or not mask & _PIDFD_INFO_CREDS:
+        return None
+    return ruid, euid, suid
 
 
 def _own_pid_namespace(proc):
@@ -200,7 +203,7 @@ def _scan_fast(proc, names, use_pidfd, procs):
             try:
                 ids = _pidfd_uids(pid) if use_pidfd else None
                 if ids is None:
-                    use_pidfd = False
+                    use_pidfd = use_pidfd and _pidfd_info_ok[0]
                     fd = opn(pfx + name + "/status", _O_RD)
                     try:
                         ids = parse_status_uids(rd(fd, 4096))

@@ -70,6 +70,9 @@ def test_pidfd_uids_match_status():
             pytest.skip("kernel without PIDFD_GET_INFO")
         with open(f"/proc/{pid}/status", "rb") as f:
             assert ids == P.parse_status_uids(f.read())
+    gone = subprocess.Popen(["/bin/true"])
+    gone.wait()
+    assert procscan._pidfd_uids(gone.pid) is None and procscan._pidfd_info_ok[0]
 
 
 def test_scan_same_with_status_fallback(status_fallback):
