@@ -139,7 +139,8 @@ def _fake_proc(root, procs):
         d.mkdir()
         (d / "stat").write_bytes(b"%d (%s) S %d 0 0 0 -1 4194560" % (pid, comm, ppid)
                                  + b" 0" * 12 + b" 100" + b" 0" * 30 + b"\n")
-        (d / "status").write_bytes(b"Name:\t%s\nUid:\t%d\t%d\t%d\t%d\n" % (comm, uid, uid, uid, uid))
+        (d / "status").write_bytes(b"Name:\t%s\nUid:\t%d\t%d\t%d\t%d\n"
+                                   % (comm, uid, uid, uid, uid))
         (d / "cgroup").write_bytes(b"0::/user.slice\n")
         (d / "cmdline").write_bytes(comm + b"\0")
 
