@@ -31,6 +31,9 @@ Never used for a decision: the comm/cmdline of the candidate itself, environment
 (SLURM_JOB_ID survives in escaped processes and is user-writable), session ids.
 """
 
+import gc
+from types import MappingProxyType
+
 from glexec_py.core.text import printable
 from glexec_py.errors import ConfigError
 
@@ -47,6 +50,22 @@ PF_KTHREAD = 0x00200000
 MAX_DEPTH = 4096          # ppid chain walk bound (pid_max is at most 4194304; chains are short)
 
 KILL, KEEP = "kill", "keep"
+
+
+class gc_paused:
+    """``with gc_paused():`` no cyclic garbage collection inside (restored on exit).  The
+    scan and the plan allocate ~10 objects per process, none of them in a cycle: the
+    collector's passes over 10,000 young objects cost ~10 % of a run and free nothing."""
+
+    def __enter__(self):
+        self.was = gc.isenabled()
+        gc.disable()
+        return self
+
+    def __exit__(self, *exc):
+        if self.was:
+            gc.enable()
+        return False
 
 
 # --- snapshot ---------------------------------------------------------------------------
@@ -106,18 +125,28 @@ class Snapshot:
         self.hz = hz
 
 
+_STATES = {c.encode(): c for c in "RSDZTtWXxKPI"}
+
+
 def parse_stat(data):
     """(pid, comm, state, ppid, flags, starttime) from the bytes of /proc/PID/stat.
 
     comm sits between the first '(' and the *last* ')': a process may name itself
-    ``a) R 1 (`` or put newlines in it; every field after it is parsed from the last ')'."""
-    lp = data.index(b"(")
-    rp = data.rindex(b")")
-    pid = int(data[:lp])
-    rest = data[rp + 2:].split(b" ", 20)
-    # rest[0]=state(3) rest[1]=ppid(4) rest[6]=flags(9) rest[19]=starttime(22)
-    return pid, data[lp + 1:rp], rest[0].decode("ascii", "replace"), int(rest[1]), \
-        int(rest[6]), int(rest[19])
+    ``a) R 1 (`` or put newlines in it; every field after it is parsed from the last ')'.
+    ``ValueError``/``IndexError`` on anything that is not a stat line (no ')' after a '(',
+    too few fields, a non-numeric field).  One rpartition and one split: this runs once
+    per process on the machine (procscan.scan)."""
+    head, rp, tail = data.rpartition(b")")
+    lp = head.index(b"(")
+    f = tail.split(b" ", 21)
+    # f[0]='' (the space after ')'), f[1]=state(3) f[2]=ppid(4) f[7]=flags(9) f[20]=start(22)
+    if f[0] or not rp:
+        raise ValueError("not a /proc/PID/stat line")
+    st = f[1]
+    state = _STATES.get(st)
+    if state is None:
+        state = st.decode("ascii", "replace")
+    return int(head[:lp]), head[lp + 1:], state, int(f[2]), int(f[7]), int(f[20])
 
 
 def parse_status_uids(data):
@@ -469,6 +498,30 @@ def job_cgroup(lines, patterns):
 
 # --- planning ---------------------------------------------------------------------------
 
+_ESCAPED = {}
+
+
+def _escape_cached(v):
+    """``escape`` for the few distinct comm values of 10,000 report lines."""
+    r = _ESCAPED.get(v)
+    if r is None:
+        r = escape(v)
+        if len(_ESCAPED) < 4096:
+            _ESCAPED[v] = r
+    return r
+
+
+def _once(fn):
+    """``fn`` evaluated at the first call only (a text shared by many decisions)."""
+    box = []
+
+    def get():
+        if not box:
+            box.append(fn())
+        return box[0]
+    return get
+
+
 class Decision:
     """``action`` kill/keep, ``reason`` a stable code, ``text`` the sentence (built lazily:
     most of 10,000 decisions are never printed), ``detail`` evidence (pids, cgroup)."""
@@ -492,12 +545,15 @@ class Decision:
 
     def as_dict(self):
         p = self.proc
-        return {"pid": p.pid, "ppid": p.ppid, "uid": p.ruid, "euid": p.euid, "suid": p.suid,
-                "account": self.account, "starttime": p.starttime,
-                "comm": escape(p.comm), "state": p.state, "action": self.action,
-                "reason": self.reason, "why": self.text,
-                **{k: escape(v) if isinstance(v, (bytes, str)) else v
-                   for k, v in self.detail.items()}}
+        d = {"pid": p.pid, "ppid": p.ppid, "uid": p.ruid, "euid": p.euid, "suid": p.suid,
+             "account": self.account, "starttime": p.starttime,
+             "comm": _escape_cached(p.comm), "state": p.state, "action": self.action,
+             "reason": self.reason, "why": self.text}
+        detail = self.detail
+        if detail:
+            for k, v in detail.items():
+                d[k] = _escape_cached(v) if isinstance(v, (bytes, str)) else v
+        return d
 
     def __repr__(self):
         return f"Decision({self.proc.pid}, {self.action}, {self.reason}: {self.text})"
@@ -537,158 +593,184 @@ class Plan:
         return out
 
 
-def _in_scope(p, scope):
-    return p.ruid in scope.candidates or p.euid in scope.candidates or \
-        p.suid in scope.candidates or (scope.ranges and (
-            scope.is_candidate(p.ruid) or scope.is_candidate(p.euid) or
-            scope.is_candidate(p.suid)))
-
-
-def _uid_of(p, scope):
-    c = scope.candidates
-    if p.ruid in c:
-        return p.ruid
-    for u in (p.ruid, p.euid, p.suid):
-        if scope.is_candidate(u):
-            return u
-    return p.ruid
-
-
 def plan_prune(snap, cfg, scope):
     """The plan for ``snap``: one Decision per process with a candidate uid."""
     procs = snap.procs
-    daemons = frozenset(n.encode("latin-1", "replace") if isinstance(n, str) else n
-                        for n in cfg.daemons)
-    memo = {}
+    decide, in_scope = _planner(snap, cfg, scope)
     out = []
-    for pid in sorted(procs):
-        p = procs[pid]
-        if _in_scope(p, scope):
-            out.append(_decide(p, procs, snap, cfg, scope, daemons, memo))
+    with gc_paused():
+        for pid in sorted(procs):
+            p = procs[pid]
+            if in_scope(p):
+                out.append(decide(p))
     return Plan(out)
 
 
 def decide_one(proc, snap, cfg, scope):
     """Re-decide a single (re-read) process against a snapshot: the apply step's re-check
     after opening the pidfd.  Returns a Decision (kill/keep)."""
-    daemons = frozenset(n.encode("latin-1", "replace") for n in cfg.daemons)
-    return _decide(proc, snap.procs, snap, cfg, scope, daemons, {})
+    return _planner(snap, cfg, scope)[0](proc)
 
 
-def _decide(p, procs, snap, cfg, scope, daemons, memo):
-    hit = memo.get(p.pid)
-    if hit is not None and hit.proc is p:
-        return hit
-    d = _decide_uncached(p, procs, snap, cfg, scope, daemons, memo)
-    memo[p.pid] = d
-    return d
+def _planner(snap, cfg, scope):
+    """(decide, in_scope) for one plan: closures over the snapshot with per-plan caches
+    (candidate and floor verdicts per uid, decisions per pid, ancestry verdicts per pid,
+    one text and detail per job daemon), so that 10,000 processes of a few uids cost a few
+    dict lookups each.  ``decide`` applies the rules of the module docstring in order."""
+    procs = snap.procs
+    daemons = frozenset(n.encode("latin-1", "replace") if isinstance(n, str) else n
+                        for n in cfg.daemons)
+    spare_ssh = cfg.spare_ssh
+    patterns = cfg.job_cgroups
+    min_age = cfg.min_age
+    candidates = scope.candidates
+    spared = scope.spared
+    protected = scope.protected
+    no_grace = scope.no_grace
+    floor = scope.min_uid
+    uptime, hz = snap.uptime, snap.hz
+    cand = {}         # uid -> in scope
+    uidkeep = {}      # uid -> None or (reason, text): rule 1 for that uid
+    decided = {}      # pid -> Decision
+    anc = {}          # pid -> ancestry verdict of the chain starting at pid
+    dkeep = {}        # daemon pid -> (text, detail) shared by its descendants' decisions
 
+    def is_cand(u):
+        v = cand.get(u)
+        if v is None:
+            v = cand[u] = scope.is_candidate(u)
+        return v
 
-def _ancestry(pid, procs, cfg, daemons, memo):
-    """Verdict of the ppid chain starting at ``pid`` (the parent of some process):
-    ("daemon", Proc) / ("ssh", Proc) / ("init", last pid: 0 or 1) / ("incomplete", pid of
-    the missing or reused ancestor).  Memoised per pid in ``memo`` under key ("a", pid)."""
-    path = []
-    seen = set()
-    child = None
-    verdict = None
-    while True:
-        hit = memo.get(("a", pid))
-        if hit is not None:
-            verdict = hit
-            break
-        if pid in (0, 1):
-            verdict = ("init", pid)
-            break
-        q = procs.get(pid)
-        if q is None or pid in seen or len(path) > MAX_DEPTH:
-            verdict = ("incomplete", pid)
-            break
-        if child is not None and q.starttime > child.starttime:
-            verdict = ("incomplete", pid)
-            break
-        if q.ruid == 0 and q.comm in daemons:
-            verdict = ("daemon", q)
-            memo[("a", pid)] = verdict
-            break
-        if cfg.spare_ssh and q.ruid == 0 and q.comm == b"sshd":
-            verdict = ("ssh", q)
-            memo[("a", pid)] = verdict
-            break
-        seen.add(pid)
-        path.append(pid)
-        child = q
-        pid = q.ppid
-    if verdict[0] != "incomplete":
-        for x in path:
-            memo[("a", x)] = verdict
-    return verdict
+    def in_scope(p):
+        r = p.ruid
+        if r == p.euid == p.suid:
+            return is_cand(r)
+        return is_cand(r) or is_cand(p.euid) or is_cand(p.suid)
+
+    def uid_keep(u):
+        try:
+            return uidkeep[u]
+        except KeyError:
+            pass
+        v = None
+        if u == 0 or u < floor:
+            v = ("uid_floor", f"uid {u} is root or below the floor {floor}")
+        elif u in spared:
+            v = ("uid_spared", f"uid {u} is the spared account {escape(str(spared[u]))}")
+        uidkeep[u] = v
+        return v
+
+    def ancestry(pid):
+        """Verdict of the ppid chain starting at ``pid`` (the parent of some process):
+        ("daemon", Proc) / ("ssh", Proc) / ("init", last pid: 0 or 1) / ("incomplete",
+        pid of the missing or reused ancestor)."""
+        path = []
+        seen = set()
+        child = None
+        while True:
+            verdict = anc.get(pid)
+            if verdict is not None:
+                break
+            if pid == 0 or pid == 1:
+                verdict = ("init", pid)
+                break
+            q = procs.get(pid)
+            if q is None or pid in seen or len(path) > MAX_DEPTH:
+                verdict = ("incomplete", pid)
+                break
+            if child is not None and q.starttime > child.starttime:
+                verdict = ("incomplete", pid)
+                break
+            if q.ruid == 0 and q.comm in daemons:
+                verdict = anc[pid] = ("daemon", q)
+                break
+            if spare_ssh and q.ruid == 0 and q.comm == b"sshd":
+                verdict = anc[pid] = ("ssh", q)
+                break
+            seen.add(pid)
+            path.append(pid)
+            child = q
+            pid = q.ppid
+        if verdict[0] != "incomplete":
+            for x in path:
+                anc[x] = verdict
+        return verdict
+
+    def decide(p):
+        hit = decided.get(p.pid)
+        if hit is not None and hit.proc is p:
+            return hit
+        d = decided[p.pid] = _decide(p)
+        return d
+
+    def _decide(p):
+        r, e, s = p.ruid, p.euid, p.suid
+        if r == e == s:
+            uid = r
+            k = uid_keep(r)
+        else:
+            uid = r if r in candidates else (
+                r if is_cand(r) else e if is_cand(e) else s if is_cand(s) else r)
+            k = uid_keep(r) or uid_keep(e) or uid_keep(s)
+        acct = candidates.get(uid)
+        if k is not None:
+            return Decision(p, acct, KEEP, k[0], k[1])
+        if p.flags & PF_KTHREAD or p.pid == 2 or p.ppid == 2:
+            return _keep(p, acct, "kernel_thread", "kernel thread")
+        if p.state in ("Z", "X", "x"):
+            return _keep(p, acct, "zombie", "zombie: already dead, reaped by its parent or init")
+        if protected:
+            for u in (r, e, s):
+                if u in protected:
+                    return _keep(p, acct, "lease_protected", protected[u])
+        if p.cgroup:
+            cg = job_cgroup(p.cgroup, patterns)
+            if cg is not None:
+                return _keep(p, acct, "job_cgroup", f"in job cgroup {escape(cg)}", cgroup=cg)
+        # ancestry
+        ppid = p.ppid
+        first = procs.get(ppid)
+        if ppid != 0 and ppid != 1 and first is not None and first.starttime > p.starttime:
+            return _keep(p, acct, "ancestry_incomplete",
+                         f"ancestor pid {ppid} started after its child (pid reused during "
+                         f"the scan): decided next round", ancestor=ppid)
+        kind, q = ancestry(ppid)
+        if kind == "daemon":
+            td = dkeep.get(q.pid)
+            if td is None or td[2] is not q:
+                td = dkeep[q.pid] = (
+                    _once(lambda: f"descendant of {escape(q.comm)} pid {q.pid} (root-owned "
+                                  f"job daemon)"),
+                    MappingProxyType({"daemon": q.comm, "daemon_pid": q.pid}), q)
+            return Decision(p, acct, KEEP, "job_daemon", td[0], td[1])
+        if kind == "ssh":
+            return _keep(p, acct, "ssh_session", f"in an ssh session (sshd pid {q.pid})",
+                         sshd_pid=q.pid)
+        if kind == "incomplete":
+            return _keep(p, acct, "ancestry_incomplete",
+                         f"ancestor pid {q} vanished or was reused during the scan: decided "
+                         f"next round", ancestor=q)
+        # the direct parent's own verdict: a child of a stray is a stray whatever its age
+        if first is not None and ppid != 0 and ppid != 1 and in_scope(first):
+            if decide(first).action == KILL:
+                return Decision(p, acct, KILL, "stray_descendant",
+                                f"descendant of stray pid {first.pid}, no job daemon above",
+                                {"stray_parent": first.pid})
+        if min_age and uid not in no_grace:
+            age = uptime - p.starttime / hz
+            if age < min_age:
+                return _keep(p, acct, "young", f"younger than {min_age} s ({age:.1f} s): "
+                                               f"maybe a job still being set up",
+                             age=round(age, 3))
+        if ppid == 1:
+            return Decision(p, acct, KILL, "orphan",
+                            "orphan reparented to pid 1, no job daemon or job cgroup", {})
+        return Decision(p, acct, KILL, "no_job_ancestor",
+                        f"ancestry reaches pid {q} without a registered job daemon "
+                        f"(parent pid {ppid}) and no job cgroup", {})
+
+    return decide, in_scope
 
 
 def _keep(p, acct, reason, text, **detail):
     return Decision(p, acct, KEEP, reason, text, detail)
-
-
-def _decide_uncached(p, procs, snap, cfg, scope, daemons, memo):
-    uid = _uid_of(p, scope)
-    acct = scope.candidates.get(uid)
-    floor = scope.min_uid
-    if p.ruid < floor or p.euid < floor or p.suid < floor or scope.spared:
-        for u in (p.ruid, p.euid, p.suid):
-            if u == 0 or u < floor:
-                return _keep(p, acct, "uid_floor", f"uid {u} is root or below the floor "
-                                                   f"{scope.min_uid}")
-            if u in scope.spared:
-                return _keep(p, acct, "uid_spared",
-                             f"uid {u} is the spared account {escape(str(scope.spared[u]))}")
-    if p.flags & PF_KTHREAD or p.pid == 2 or p.ppid == 2:
-        return _keep(p, acct, "kernel_thread", "kernel thread")
-    if p.state in ("Z", "X", "x"):
-        return _keep(p, acct, "zombie", "zombie: already dead, reaped by its parent or init")
-    if scope.protected:
-        for u in (p.ruid, p.euid, p.suid):
-            if u in scope.protected:
-                return _keep(p, acct, "lease_protected", scope.protected[u])
-    cg = job_cgroup(p.cgroup, cfg.job_cgroups) if p.cgroup else None
-    if cg is not None:
-        return _keep(p, acct, "job_cgroup", f"in job cgroup {escape(cg)}", cgroup=cg)
-    # ancestry
-    first = procs.get(p.ppid)
-    if p.ppid not in (0, 1) and first is not None and first.starttime > p.starttime:
-        return _keep(p, acct, "ancestry_incomplete",
-                     f"ancestor pid {p.ppid} started after its child (pid reused during "
-                     f"the scan): decided next round", ancestor=p.ppid)
-    kind, q = _ancestry(p.ppid, procs, cfg, daemons, memo)
-    if kind == "daemon":
-        return Decision(p, acct, KEEP, "job_daemon",
-                        lambda: f"descendant of {escape(q.comm)} pid {q.pid} (root-owned job "
-                                f"daemon)", {"daemon": q.comm, "daemon_pid": q.pid})
-    if kind == "ssh":
-        return _keep(p, acct, "ssh_session", f"in an ssh session (sshd pid {q.pid})",
-                     sshd_pid=q.pid)
-    if kind == "incomplete":
-        return _keep(p, acct, "ancestry_incomplete",
-                     f"ancestor pid {q} vanished or was reused during the scan: decided "
-                     f"next round", ancestor=q)
-    pid = q
-    parent_stray = first if first is not None and p.ppid not in (0, 1) \
-        and _in_scope(first, scope) else None
-    end = pid
-    # the direct parent's own verdict: a child of a stray is a stray whatever its age
-    if parent_stray is not None:
-        pd = _decide(parent_stray, procs, snap, cfg, scope, daemons, memo)
-        if pd.action == KILL:
-            return Decision(p, acct, KILL, "stray_descendant",
-                            f"descendant of stray pid {parent_stray.pid}, no job daemon above",
-                            {"stray_parent": parent_stray.pid})
-    if cfg.min_age and uid not in scope.no_grace:
-        age = snap.uptime - p.starttime / snap.hz
-        if age < cfg.min_age:
-            return _keep(p, acct, "young", f"younger than {cfg.min_age} s ({age:.1f} s): "
-                                           f"maybe a job still being set up", age=round(age, 3))
-    if p.ppid == 1:
-        return Decision(p, acct, KILL, "orphan",
-                        "orphan reparented to pid 1, no job daemon or job cgroup", {})
-    return Decision(p, acct, KILL, "no_job_ancestor",
-                    f"ancestry reaches pid {end} without a registered job daemon "
-                    f"(parent pid {p.ppid}) and no job cgroup", {})

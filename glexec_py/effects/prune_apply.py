@@ -181,9 +181,10 @@ class Pruner:
     (or the cap/audit stopped the run).  Refusals before any signal raise PruneError."""
 
     def __init__(self, cfg, *, dry_run=False, proc="/proc", passwd=None, clock=time.time,
-                 log=None):
+                 log=None, list_keeps=True):
         self.cfg = cfg
         self.dry_run = dry_run
+        self.list_keeps = list_keeps   # False: the report's "plan" lists kill decisions only
         self.proc = proc
         self.clock = clock
         self.log = log or (lambda msg: None)
@@ -373,7 +374,10 @@ class Pruner:
         snap, scope, plan = self.plan()
         self.first_plan = plan
         kills = plan.kills
-        report = {"dry_run": self.dry_run, "plan": [d.as_dict() for d in plan.decisions]}
+        with core.gc_paused():
+            rows = [d.as_dict() for d in plan.decisions
+                    if self.list_keeps or d.action == core.KILL]
+        report = {"dry_run": self.dry_run, "plan": rows}
         if self.dry_run:
             for d in report["plan"]:
                 if d["action"] == core.KILL:

@@ -1,4 +1,6 @@
 """Pure planner tests: glexec_py.core.prune."""
+import os
+
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -101,6 +103,58 @@ def test_parse_stat_hostile_comm():
     data = b"123 (a) R 1 (\nx)) S 77 123 123 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 4242 1 2\n"
     pid, comm, state, ppid, flags, start = P.parse_stat(data)
     assert (pid, comm, state, ppid, start) == (123, b"a) R 1 (\nx)", "S", 77, 4242)
+
+
+def _stat_line(pid, comm, state, ppid, flags, start):
+    # the 52 fields of a 6.x stat line, the ones the parser reads at their real positions
+    f = [str(pid).encode(), b"(" + comm + b")", state.encode(), str(ppid).encode()]
+    f += [b"0"] * 4 + [str(flags).encode()] + [b"7"] * 12 + [str(start).encode()]
+    f += [b"18446744073709551615"] + [b"0"] * 29
+    assert len(f) == 52
+    return b" ".join(f) + b"\n"
+
+
+@pytest.mark.parametrize("comm", [b"sleep", b"a b", b"a) R 1 (", b")", b"(", b") S 1 2 3",
+                                  b"x\ny) Z 0 0", b"", b" ", b"((()))", b"\xff\x00)"])
+def test_parse_stat_comm_spaces_parens(comm):
+    assert P.parse_stat(_stat_line(4242, comm, "S", 17, 4194560, 987654321)) == \
+        (4242, comm, "S", 17, 4194560, 987654321)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(1, 4194304), st.binary(max_size=64), st.sampled_from("RSDZTtWXxKPI?"),
+       st.integers(0, 4194304), st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1))
+def test_parse_stat_roundtrip_property(pid, comm, state, ppid, flags, start):
+    assert P.parse_stat(_stat_line(pid, comm, state, ppid, flags, start)) == \
+        (pid, comm, state, ppid, flags, start)
+
+
+@pytest.mark.parametrize("data", [b"", b"123", b"123 (sleep", b"123 sleep) S 1",
+                                  b"123 (sleep) S 1 2 3", b"123 (sleep)S 1" + b" 0" * 30,
+                                  b"x (sleep) S 1" + b" 0" * 30, b"1 (a) S x" + b" 0" * 30])
+def test_parse_stat_refuses_garbage(data):
+    with pytest.raises((ValueError, IndexError)):
+        P.parse_stat(data)
+
+
+def test_parse_stat_real_hostile_comm():
+    """A live process renames itself (prctl PR_SET_NAME) to a comm with spaces and ')':
+    the real /proc line parses to its real ppid and a start time."""
+    import subprocess
+    import sys
+    code = ("import ctypes, sys; ctypes.CDLL(None).prctl(15, b'a) R 1 (b', 0, 0, 0); "
+            "print('ok', flush=True); sys.stdin.read()")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"ok\n"
+        with open(f"/proc/{child.pid}/stat", "rb") as f:
+            pid, comm, state, ppid, flags, start = P.parse_stat(f.read())
+        assert (pid, comm, ppid) == (child.pid, b"a) R 1 (b", os.getpid())
+        assert state in ("S", "R") and start > 0 and not flags & P.PF_KTHREAD
+    finally:
+        child.stdin.close()
+        child.wait()
 
 
 def test_unconfirmed_partial():

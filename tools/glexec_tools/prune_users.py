@@ -152,7 +152,9 @@ def main(argv=None):
                 raise ConfigError(path, None, "must be root-owned and not group/other-writable")
             cfg = parse_prune_config(f.read(1 << 20), path)
         cfg = _overrides(args, cfg)
-        pruner = prune_apply.Pruner(cfg, dry_run=args.dry_run)
+        # the text report lists kept processes only with --all: no 10,000 rows to build
+        pruner = prune_apply.Pruner(cfg, dry_run=args.dry_run,
+                                    list_keeps=args.json or args.all)
         if args.dry_run:
             report = pruner.run()
         else:
