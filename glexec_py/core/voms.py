@@ -27,13 +27,13 @@ authorityKeyIdentifier required as VOMS requires them; ac_certs 1.3.6.1.4.1.8005
 2.5.29.55; VOMS generic attributes 1.3.6.1.4.1.8005.100.100.11; any other critical extension
 makes the AC invalid).  The acinfo's signature algorithm must equal the outer one.
 Every FQAN must start with ``/<vo>`` (then end or ``/``) and be well-formed
-(``bans.canonical_fqan``; a newline or any control character is malformed).
+(``fqan.canonical_fqan``; a newline or any control character is malformed).
 
 Everything that is wrong raises ``VomsParseError`` (a ``ValueError``) and nothing else.
 """
-from glexec_py.core import bans as _bans
 from glexec_py.core import der as _der
 from glexec_py.core import dn as _dn
+from glexec_py.core import fqan as _fqan
 
 OID_VOMS_ACSEQ = "1.3.6.1.4.1.8005.100.100.5"
 OID_VOMS_FQAN = "1.3.6.1.4.1.8005.100.100.4"
@@ -372,8 +372,8 @@ def parse_ac(der):
         if not (q == top_group or q.startswith(top_group + "/")):
             raise VomsParseError(f"FQAN {q!r} is not in VO {vo!r}")
         try:
-            c = _bans.canonical_fqan(q)
-        except _bans.FQANError as ex:
+            c = _fqan.canonical_fqan(q)
+        except _fqan.FQANError as ex:
             raise VomsParseError(f"malformed FQAN: {ex}") from None
         if c not in canon:
             canon.append(c)
