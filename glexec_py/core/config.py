@@ -10,6 +10,7 @@ The engine caches ``marshal.dumps(config_to_plain(cfg))`` and rebuilds with
 ``config_from_plain`` (no yaml import, no re-validation beyond the shape).
 """
 
+from glexec_py.core.text import clipped as _safe
 from glexec_py.errors import ConfigError, SystemFault
 
 _REQ = ("required",)     # sentinel default
@@ -223,52 +224,6 @@ def gid_kept(cfg, gid):
 
 
 # --- parsing -------------------------------------------------------------------------
-
-class _Refuse(Exception):
-    def __init__(self, line, what):
-        super().__init__(what)
-        self.line = line
-        self.what = what
-
-
-_LOADER = None
-
-
-def _loader_class(yaml):
-    global _LOADER
-    if _LOADER is None:
-        class StrictLoader(yaml.SafeLoader):
-            def compose_node(self, parent, index):
-                ev = self.peek_event()
-                line = ev.start_mark.line + 1
-                if isinstance(ev, yaml.AliasEvent) or ev.anchor is not None:
-                    raise _Refuse(line, "anchors and aliases are not allowed")
-                if getattr(ev, "tag", None) is not None:
-                    raise _Refuse(line, "explicit tags are not allowed")
-                return super().compose_node(parent, index)
-        _LOADER = StrictLoader
-    return _LOADER
-
-
-def _safe(s, limit=80):
-    """A user-supplied string made one printable ASCII line for an error message."""
-    out = []
-    for ch in s[:limit]:
-        o = ord(ch)
-        if 0x20 <= o < 0x7F and ch != "\\":
-            out.append(ch)
-        elif ch == "\\":
-            out.append("\\\\")
-        elif o < 0x100:
-            out.append("\\x%02x" % o)
-        elif o < 0x10000:
-            out.append("\\u%04x" % o)
-        else:
-            out.append("\\U%08x" % o)
-    if len(s) > limit:
-        out.append("...")
-    return "".join(out)
-
 
 def _show(node):
     cls = type(node).__name__
@@ -540,36 +495,5 @@ def _env_problem(v):
 def parse_config(text, filename):
     """Parse and validate glexec.yaml text; ``ConfigError(filename, line, what)`` on any
     problem (a complete ``Config`` or an error, never a partial result)."""
-    import yaml
-
-    if isinstance(text, (bytes, bytearray)):
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = bytes(text)[:e.start].count(b"\n") + 1
-            raise ConfigError(filename, line, "the file is not valid UTF-8") from None
-    try:
-        loader = _loader_class(yaml)(text)
-        try:
-            root = loader.get_single_node()
-            return _Parser(filename, loader, yaml).document(root)
-        finally:
-            loader.dispose()
-    except _Refuse as e:
-        raise ConfigError(filename, e.line, e.what) from None
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark is not None else None
-        what = ", ".join(x for x in (e.context, e.problem) if x) or "invalid YAML"
-        raise ConfigError(filename, line, "YAML syntax error: " + _safe(what, 200)) from None
-    except yaml.reader.ReaderError as e:
-        line = text[:e.position].count("\n") + 1 if isinstance(e.position, int) else None
-        char = e.character
-        code = char if isinstance(char, int) else (ord(char) if isinstance(char, str) and
-                                                   len(char) == 1 else 0)
-        raise ConfigError(filename, line, "unacceptable character #x%04x in the file" % code
-                          ) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(filename, None, "YAML error: " + _safe(str(e), 200)) from None
-    except RecursionError:
-        raise ConfigError(filename, None, "the YAML is nested too deeply") from None
+    from glexec_py.core.strictyaml import load   # not on the engine's cached-config path
+    return load(text, filename, lambda root, loader, yaml: _Parser(filename, loader, yaml).document(root))

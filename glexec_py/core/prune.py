@@ -34,7 +34,7 @@ Never used for a decision: the comm/cmdline of the candidate itself, environment
 import gc
 from types import MappingProxyType
 
-from glexec_py.core.text import printable
+from glexec_py.core.text import clipped as _safe, printable
 from glexec_py.errors import ConfigError
 
 ID_MAX = 4294967294
@@ -204,10 +204,6 @@ CONFIG_KEYS = (
 _T = "tag:yaml.org,2002:"
 
 
-def _safe(s, limit=80):
-    return escape(s[:limit]) + ("..." if len(s) > limit else "")
-
-
 escape = printable  # one printable line for untrusted text (core.text)
 
 
@@ -325,40 +321,8 @@ def parse_prune_config(text, filename):
     Strict like glexec.yaml: unknown keys, duplicates, anchors/aliases, tags and wrongly
     typed values are refused.  Scope errors refused here: no pool accounts and no uid
     ranges, a range that includes uid 0 or reaches below ``min_uid``."""
-    import yaml
-
-    if isinstance(text, (bytes, bytearray)):
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(filename, None, "the file is not valid UTF-8") from None
-
-    class Strict(yaml.SafeLoader):
-        def compose_node(self, parent, index):
-            ev = self.peek_event()
-            if isinstance(ev, yaml.AliasEvent) or ev.anchor is not None:
-                raise ConfigError(filename, ev.start_mark.line + 1,
-                                  "anchors and aliases are not allowed")
-            if getattr(ev, "tag", None) is not None:
-                raise ConfigError(filename, ev.start_mark.line + 1,
-                                  "explicit tags are not allowed")
-            return super().compose_node(parent, index)
-
-    try:
-        loader = Strict(text)
-        try:
-            root = loader.get_single_node()
-            return _document(_Checker(filename, yaml, loader), root)
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        raise ConfigError(filename, mark.line + 1 if mark else None,
-                          "YAML syntax error: " + _safe(str(e.problem or e.context), 200)) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(filename, None, "YAML error: " + _safe(str(e), 200)) from None
-    except RecursionError:
-        raise ConfigError(filename, None, "the YAML is nested too deeply") from None
+    from glexec_py.core.strictyaml import load
+    return load(text, filename, lambda root, loader, yaml: _document(_Checker(filename, yaml, loader), root))
 
 
 def _document(c, root):

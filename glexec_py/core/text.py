@@ -23,3 +23,8 @@ def printable(s):
         else:
             out.append("\\U%08x" % o)
     return "".join(out)
+
+
+def clipped(s, limit=80):
+    """``printable`` of at most ``limit`` characters, "..." when cut (error messages)."""
+    return printable(s[:limit]) + ("..." if len(s) > limit else "")
