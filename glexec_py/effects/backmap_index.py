@@ -90,8 +90,8 @@ def open_private_file(path):
     """Runs as: root.  Create (0600) or check the index file: a regular root-owned file,
     private to root, one link, in a trusted directory chain.  SystemFault otherwise."""
     directory = os.path.dirname(path) or "/"
-    trust.check_dir_chain(directory)
     try:
+        trust.check_dir_chain(directory)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as e:
         raise SystemFault("backmap_index", f"glexec-backmap: cannot open the index {path}: {e.strerror}") from None

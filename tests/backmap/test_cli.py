@@ -106,3 +106,10 @@ def test_usage_errors_are_one_line_exit_2(logs, bad):
     r = run(*logs, *bad)
     assert r.returncode == 2 and r.stdout == b""
     assert r.stderr.startswith(b"glexec-backmap: ") and r.stderr.count(b"\n") == 1, r.stderr
+
+
+def test_index_in_a_missing_directory_is_one_line_exit_2(logs, private_dir):
+    r = run("--audit-file", logs[1], "--index", os.path.join(private_dir, "nonexistent", "i.sqlite"),
+            "--uid", "47011", "--at", format_time(T0))
+    assert r.returncode == 2 and r.stdout == b""
+    assert r.stderr.startswith(b"glexec-backmap: cannot open the index") and r.stderr.count(b"\n") == 1, r.stderr
