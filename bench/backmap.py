@@ -153,7 +153,7 @@ def run(args, directory):
           f"over {len(api)} queries; answers {statuses}")
 
     launcher = os.path.join(REPO, "tools", "bin", "glexec-backmap")
-    cli, bare = [], []
+    cli, bare, floor = [], [], []
     for uid, t in questions[:args.cli_queries]:
         cmd = ["/usr/bin/python3.11", "-I", "-S", launcher, "--audit-file", active, "--index",
                index_path, "--uid", str(uid), "--at", format_time(t), "--json"]
@@ -163,9 +163,13 @@ def run(args, directory):
         q0 = time.perf_counter()        # the interpreter alone, interleaved: same load
         subprocess.run(["/usr/bin/python3.11", "-I", "-S", "-c", "pass"], check=False)
         bare.append(time.perf_counter() - q0)
+        q0 = time.perf_counter()        # ... plus SQLite's C module: the floor of any query
+        subprocess.run(["/usr/bin/python3.11", "-I", "-S", "-c", "import _sqlite3"], check=False)
+        floor.append(time.perf_counter() - q0)
     print(f"CLI (new process, incl. refresh check): median {median_ms(cli):.1f} ms over {len(cli)}; "
           f"python3.11 -I -S -c pass in the same rounds: {median_ms(bare):.1f} ms "
-          f"(the tool's own share: {median_ms(cli) - median_ms(bare):.1f} ms)")
+          f"(the tool's own share: {median_ms(cli) - median_ms(bare):.1f} ms); the floor, "
+          f"interpreter + import _sqlite3: {median_ms(floor):.1f} ms")
 
     files = sorted(os.path.join(directory, n) for n in os.listdir(directory) if n.startswith("audit.jsonl"))
     greps = []
