@@ -164,12 +164,20 @@ class Walker:
     # -- identity -------------------------------------------------------------------
 
     def _become(self, uid, gid):
+        """fsuid/fsgid := uid/gid, no supplementary groups.  If that fails the fs identity
+        is put back to root before the error propagates (a half-switched identity is never
+        left behind; if even that fails, the run cannot go on safely)."""
         if self._fs == uid:
             return
         if self._native is None:
             from glexec_py.effects import native
             self._native = native
-        self._native.set_fs_identity(uid, gid, [])
+        try:
+            self._native.set_fs_identity(uid, gid, [])
+        except BaseException:
+            self._fs = None
+            self._native.restore_fs_identity()
+            raise
         self._fs = uid
 
     def _root(self):
@@ -389,12 +397,21 @@ class Walker:
         s = self.stats[uid]
         refused = []
         owner = self.as_owner != "never"
+        as_root = False            # a fallback to root (counted), not as_owner: never
         if owner:
             try:
                 self._become(uid, self.gids.get(uid, items[0][1].st_gid))
             except Exception:
                 self._root()
-                owner = False
+                if self.as_owner == "required":
+                    for name, st, rel in items:
+                        s.kept += 1
+                        frame.left += 1
+                        if self.emit:
+                            self.emit(planner.rule.root, rel, st, core.Decision(
+                                "keep", "cannot take the owner's fs identity (as_owner: required)"))
+                    return
+                owner, as_root = False, True
         recheck = planner.recheck
         lstat, unlink = os.lstat, os.unlink
         for name, st, rel in items:
@@ -428,6 +445,7 @@ class Walker:
                 frame.left += 1
                 continue
             s.removed += 1
+            s.as_root += as_root
             s.bytes += now_st.st_size
             self._count()
         self._root()
