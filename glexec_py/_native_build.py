@@ -1,7 +1,7 @@
 """cffi builder for glexec_py._native (API mode, out-of-line).
 
 Run from the repo root:  /usr/bin/python3.11 glexec_py/_native_build.py
-Compiles csrc/identity.c, csrc/x509chain.c and csrc/sigverify.c against libcrypto under build/native/ and
+Compiles csrc/identity.c, csrc/x509chain.c, csrc/sigverify.c, csrc/sweepwalk.c ... against libcrypto under build/native/ and
 copies the extension module next to this file; nothing else is written into the tree.
 """
 import os
@@ -13,7 +13,8 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CSRC = os.path.join(ROOT, "csrc")
-SOURCES = ["identity.c", "x509chain.c", "x509info.c", "spawn.c", "sigverify.c"]
+SOURCES = ["identity.c", "x509chain.c", "x509info.c", "spawn.c", "sigverify.c",
+           "sweepwalk.c"]
 CFLAGS = ["-O2", "-Wall", "-Werror", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"]
 LDFLAGS = ["-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack"]
 

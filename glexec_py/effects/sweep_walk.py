@@ -11,12 +11,21 @@ chowns or renames anything, and handles names as the kernel gives them (newline,
 invalid UTF-8, leading '-': Python's surrogateescape round-trips them exactly, and no
 name is ever given to a program or shell).
 
+The per-entry work is native (csrc/sweepwalk.c via ``native.SweepScanner``): a directory
+is read in chunks of one ``getdents64`` call (at most 2048 entries), every entry but "." and
+".." is ``fstatat``-ed, the planner decides the whole chunk (``Planner.decide_entries``, the
+same answers as ``decide``), and the chunk's removals run before the next chunk is read
+(POSIX: removing entries while reading a directory never hides or repeats another entry).
+The C side decides nothing; it re-checks each chosen entry and unlinks it (see below).
+
 Removal identity: with ``as_owner`` "preferred" (default) or "required" the removals of a
 directory's entries run with fsuid/fsgid = the owning pool account and no supplementary
 groups (``set_fs_identity``), so the kernel itself refuses anything the account could not
 remove (in a sticky directory such as /tmp: only its own entries).  Right before each
-unlink the entry is lstat-ed again (as that identity) and must still be the same inode,
-type, device and owner.  When the kernel refuses as the owner (the account lost write
+unlink the entry is lstat-ed again (as that identity, in C, immediately followed by the
+``unlinkat``) and must still be the same inode, type and device, owned by the same uid it
+was decided for, without the sticky bit (``Planner.recheck``; ``gx_sweep_recheck`` is the
+same check, tested against it).  When the kernel refuses as the owner (the account lost write
 permission on a directory, e.g. a root-owned 0755 parent), "preferred" retries as root
 after the same re-check, "required" keeps the entry; "never" removes as root after the
 re-check.
@@ -160,6 +169,8 @@ class Walker:
         self.incomplete = None       # why the run stopped early
         self._fs = None              # current fs identity (uid) or None = root
         self._native = None
+        self._sc = None              # native.SweepScanner of this process (lazy)
+        self._recheck_reasons = {}
 
     # -- identity -------------------------------------------------------------------
 
@@ -353,130 +364,132 @@ class Walker:
         if self.emit:
             self.emit(rule.root, rel, st, core.Decision("error", why))
 
+    def _scanner(self):
+        if self._sc is None:
+            from glexec_py.effects import native
+            self._sc = native.SweepScanner()
+            self._recheck_reasons = native.SWEEP_RECHECK
+        return self._sc
+
     def _scan(self, planner, frame):
-        """List one directory, decide every entry, remove the files (batched per owner),
-        queue the subdirectories."""
+        """List one directory chunk by chunk (csrc/sweepwalk.c: getdents64 + fstatat
+        AT_SYMLINK_NOFOLLOW on the directory fd), decide every entry (the planner), remove
+        each chunk's files (batched per owner), queue the subdirectories."""
         fd, prefix, depth = frame.fd, frame.rel, frame.depth + 1
-        emit, uids = self.emit, self.uids
-        rule = planner.rule
-        batches = {}
-        n = 0
-        with os.scandir(fd) as it:
-            for entry in it:
-                n += 1
-                if not n & 255:
-                    self._tick()
-                name = entry.name
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue                      # vanished
-                bname = os.fsencode(name)
-                rel = prefix + b"/" + bname if prefix else bname
-                d = planner.decide(rel, st, depth)
-                if emit:
-                    emit(rule.root, rel, st, d)
+        emit, stats, dry = self.emit, self.stats, self.dry_run
+        root = planner.rule.root
+        sc = self._scanner()
+        Entry = core.Entry
+        while True:
+            self._tick()
+            got = sc.scan(fd)
+            if got is None:
+                break
+            records, names = got
+            batches = {}
+            for i, d in enumerate(planner.decide_entries(prefix, depth, records, names)):
                 a = d.action
                 if a == "remove":
-                    if self.dry_run:
-                        self.stats[st.st_uid].removed += 1
+                    uid = records[i][7]
+                    if emit:
+                        emit(root, prefix + b"/" + names[i] if prefix else names[i],
+                             Entry(records[i]), d)
+                    if dry:
+                        stats[uid].removed += 1
                         self._count()
                         continue
-                    batches.setdefault(st.st_uid, []).append((name, st, rel))
-                elif a == "descend":
-                    frame.subdirs.append((name, rel, st, d))
+                    b = batches.get(uid)
+                    if b is None:
+                        batches[uid] = [i]
+                    else:
+                        b.append(i)
+                    continue
+                rel = prefix + b"/" + names[i] if prefix else names[i]
+                st = Entry(records[i])
+                if emit:
+                    emit(root, rel, st, d)
+                if a == "descend":
+                    frame.subdirs.append((names[i], rel, st, d))
                 else:
                     frame.left += 1
                     if a == "keep":
-                        self.stats[st.st_uid].kept += 1
-        for uid, items in batches.items():
-            self._remove_batch(planner, frame, uid, items)
+                        stats[st.st_uid].kept += 1
+            for uid, idx in batches.items():
+                self._remove_batch(planner, frame, uid, idx, records, names)
 
-    def _remove_batch(self, planner, frame, uid, items):
-        fd = frame.fd
+    def _keep(self, planner, frame, s, rel, st, why):
+        s.kept += 1
+        frame.left += 1
+        if self.emit:
+            self.emit(planner.rule.root, rel, st, core.Decision("keep", why))
+
+    def _remove_batch(self, planner, frame, uid, idx, records, names):
+        """Remove the entries ``idx`` of the scanner's current chunk, all of owner ``uid``:
+        as that account (fs identity) unless as_owner says otherwise; the C side re-checks
+        each entry right before its unlinkat (see csrc/sweepwalk.c)."""
+        if self.budget is not None:
+            idx = idx[:max(0, self.budget - self.removals)]
+        if not idx:
+            return
         s = self.stats[uid]
-        refused = []
+        sc = self._sc
+        rel = (lambda i: frame.rel + b"/" + names[i] if frame.rel else names[i])
         owner = self.as_owner != "never"
-        as_root = False            # a fallback to root (counted), not as_owner: never
+        fallback = False            # removing as root because the switch failed (counted)
         if owner:
             try:
-                self._become(uid, self.gids.get(uid, items[0][1].st_gid))
+                self._become(uid, self.gids.get(uid, records[idx[0]][8]))
             except Exception:
                 self._root()
                 if self.as_owner == "required":
-                    for name, st, rel in items:
-                        s.kept += 1
-                        frame.left += 1
-                        if self.emit:
-                            self.emit(planner.rule.root, rel, st, core.Decision(
-                                "keep", "cannot take the owner's fs identity (as_owner: required)"))
+                    for i in idx:
+                        self._keep(planner, frame, s, rel(i), core.Entry(records[i]),
+                                   "cannot take the owner's fs identity (as_owner: required)")
                     return
-                owner, as_root = False, True
-        recheck = planner.recheck
-        lstat, unlink = os.lstat, os.unlink
-        for name, st, rel in items:
-            try:
-                now_st = lstat(name, dir_fd=fd)
-            except FileNotFoundError:
-                continue
-            except OSError as e:
-                if owner and e.errno in _DENIED:
-                    refused.append((name, st, rel))
+                owner, fallback = False, True
+        try:
+            removed, nbytes, res = sc.unlink(frame.fd, idx, planner.root_dev)
+        finally:
+            self._root()
+        s.removed += removed
+        s.bytes += nbytes
+        if fallback:
+            s.as_root += removed
+        done = removed
+        if removed != len(idx):
+            refused = []
+            for i, r in zip(idx, res):
+                if r == 0 or r == -errno.ENOENT:          # removed, or vanished meanwhile
                     continue
-                s.errors += 1
-                frame.left += 1
-                continue
-            why = recheck(st, now_st)
-            if why:
-                frame.left += 1
-                s.kept += 1
-                if self.emit:
-                    self.emit(planner.rule.root, rel, now_st, core.Decision("keep", why))
-                continue
-            try:
-                unlink(name, dir_fd=fd)
-            except FileNotFoundError:
-                continue
-            except OSError as e:
-                if owner and e.errno in _DENIED:
-                    refused.append((name, st, rel))
-                    continue
-                s.errors += 1
-                frame.left += 1
-                continue
-            s.removed += 1
-            s.as_root += as_root
-            s.bytes += now_st.st_size
-            self._count()
-        self._root()
-        if not refused:
-            return
-        for name, st, rel in refused:
-            if self.as_owner == "required":
-                s.kept += 1
-                frame.left += 1
-                if self.emit:
-                    self.emit(planner.rule.root, rel, st, core.Decision(
-                        "keep", "kernel refused removal as the owner (as_owner: required)"))
-                continue
-            try:
-                now_st = os.lstat(name, dir_fd=fd)
-                why = planner.recheck(st, now_st)
-                if why:
-                    s.kept += 1
+                if r > 0:                                 # not the object decided on any more
+                    self._keep(planner, frame, s, rel(i), core.Entry(records[i]),
+                               self._recheck_reasons[r])
+                elif owner and -r in _DENIED:
+                    refused.append(i)
+                else:
+                    s.errors += 1
                     frame.left += 1
-                    continue
-                os.unlink(name, dir_fd=fd)
-            except FileNotFoundError:
-                continue
-            except OSError:
-                s.errors += 1
-                frame.left += 1
-                continue
-            s.removed += 1
-            s.as_root += 1
-            s.bytes += now_st.st_size
-            self._count()
+            if refused and self.as_owner == "required":
+                for i in refused:
+                    self._keep(planner, frame, s, rel(i), core.Entry(records[i]),
+                               "kernel refused removal as the owner (as_owner: required)")
+            elif refused:                                 # "preferred": as root, same re-check
+                removed, nbytes, res = sc.unlink(frame.fd, refused, planner.root_dev)
+                s.removed += removed
+                s.as_root += removed
+                s.bytes += nbytes
+                done += removed
+                for i, r in zip(refused, res):
+                    if r == 0 or r == -errno.ENOENT:
+                        continue
+                    if r > 0:
+                        self._keep(planner, frame, s, rel(i), core.Entry(records[i]),
+                                   self._recheck_reasons[r])
+                    else:
+                        s.errors += 1
+                        frame.left += 1
+        if done:
+            self._count(done)
 
     def _rmdir(self, planner, parent, frame):
         """Remove an emptied old directory of a swept uid; True if it is gone."""
@@ -566,16 +579,27 @@ def uids_with_processes():
     """Runs as: root.  Every uid that is the real, effective, saved or fs uid of a live
     process (threads included via their process)."""
     out = set()
-    for name in os.listdir("/proc"):
+    flags = os.O_RDONLY | os.O_CLOEXEC
+    for name in os.listdir(b"/proc"):
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"Uid:"):
-                        out.update(int(x) for x in line.split()[1:5])
-                        break
-        except (OSError, ValueError):
+            fd = os.open(b"/proc/" + name + b"/status", flags)
+        except OSError:
+            continue                   # exited meanwhile
+        try:
+            data = os.read(fd, 16384)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        i = data.find(b"\nUid:")
+        j = data.find(b"\n", i + 5)
+        if i < 0 or j < 0:
+            continue
+        try:
+            out.update(int(x) for x in data[i + 5:j].split()[:4])
+        except ValueError:
             continue
     return out
 

@@ -56,3 +56,111 @@ def test_fs_identity_failure_is_never_a_silent_root_removal(sweep_accounts, work
         assert left == [f"f{i}" for i in range(5)] and s.removed == 0 and s.kept == 5
     else:                                      # removed as root, and counted as such
         assert left == [] and s.removed == 5 and s.as_root == 5
+
+
+# --- csrc/sweepwalk.c through native.SweepScanner ------------------------------------
+
+from hypothesis import given, settings, strategies as hst   # noqa: E402
+import stat as _stat                                          # noqa: E402
+from types import SimpleNamespace as NS                       # noqa: E402
+
+_MODES = [_stat.S_IFREG | 0o644, _stat.S_IFREG | 0o1644, _stat.S_IFLNK | 0o777,
+          _stat.S_IFDIR | 0o755, _stat.S_IFDIR | 0o1777, _stat.S_IFIFO | 0o600]
+
+
+@settings(max_examples=400, deadline=None)
+@given(b_mode=hst.sampled_from(_MODES), n_mode=hst.sampled_from(_MODES),
+       b_uid=hst.sampled_from([47501, 47502]), n_uid=hst.sampled_from([0, 47501, 47502, 1000]),
+       n_dev=hst.sampled_from([42, 43]), b_ino=hst.sampled_from([5, 6]), n_ino=hst.sampled_from([5, 6]))
+def test_c_recheck_is_the_planners(b_mode, n_mode, b_uid, n_uid, n_dev, b_ino, n_ino):
+    """gx_sweep_recheck answers exactly what Planner.recheck answers (for an entry the
+    planner chose, i.e. owned by a swept uid on the root's device)."""
+    from glexec_py.effects import native
+    p = core.Planner(core.Rule(b"/s", 1), {47501, 47502}, 2e9, 42)
+    before = NS(st_mode=b_mode, st_uid=b_uid, st_dev=42, st_ino=b_ino)
+    now = NS(st_mode=n_mode, st_uid=n_uid, st_dev=n_dev, st_ino=n_ino)
+    code = native.sweep_recheck(before, now, 42)
+    assert (native.SWEEP_RECHECK[code] if code else None) == p.recheck(before, now)
+
+
+def test_scan_reports_every_entry_once_with_its_lstat(sweep_accounts, workdir):
+    from glexec_py.effects import native
+    a = sweep_accounts[A].uid
+    d = os.fsencode(workdir) + b"/many"
+    os.mkdir(d)
+    names = {b"n%05d-" % i + b"x" * (i % 200) for i in range(5000)}     # many chunks
+    names |= {b"new\nline", b"bad\xff\xfe", b"-rf", b"x" * 255, b".hidden", b"..."}
+    for n in names:
+        mk(d + b"/" + n, a, old=(len(n) % 2 == 0))
+    os.symlink(b"/etc/passwd", d + b"/link")
+    os.mkdir(d + b"/sub")
+    names |= {b"link", b"sub"}
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        sc = native.SweepScanner()
+        seen, chunks = {}, 0
+        while True:
+            got = sc.scan(fd)
+            if got is None:
+                break
+            chunks += 1
+            recs, ns = got
+            for r, n in zip(recs, ns):
+                assert n not in seen
+                seen[n] = core.Entry(r)
+        assert chunks > 1 and set(seen) == names
+        for n, e in seen.items():
+            st = os.lstat(d + b"/" + n)
+            assert (e.st_ino, e.st_dev, e.st_mode, e.st_uid, e.st_gid, e.st_size) == \
+                (st.st_ino, st.st_dev, st.st_mode, st.st_uid, st.st_gid, st.st_size)
+            assert (e.st_atime, e.st_mtime, e.st_ctime) == (st.st_atime, st.st_mtime, st.st_ctime)
+        assert _stat.S_ISLNK(seen[b"link"].st_mode)       # the link, never its target
+        assert sc.scan(fd) is None                        # read once
+    finally:
+        os.close(fd)
+
+
+def test_unlink_rechecks_right_before_and_never_removes_a_directory(sweep_accounts, workdir):
+    import errno
+    from glexec_py.effects import native
+    a = sweep_accounts[A].uid
+    d = f"{workdir}/t"
+    os.mkdir(d)
+    for n in ("keep-replaced", "keep-chowned", "keep-sticky", "gone", "ok"):
+        mk(f"{d}/{n}", a)
+    os.mkdir(f"{d}/dir")
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        sc = native.SweepScanner()
+        recs, ns = sc.scan(fd)
+        idx = {n: i for i, n in enumerate(ns[:len(recs)])}
+        # between the decision and the removal: swapped, chowned, marked, removed
+        mk(f"{d}/new", a)
+        os.rename(f"{d}/new", f"{d}/keep-replaced")
+        os.chown(f"{d}/keep-chowned", 0, 0)
+        os.chmod(f"{d}/keep-sticky", 0o1644)
+        os.unlink(f"{d}/gone")
+        order = [b"keep-replaced", b"keep-chowned", b"keep-sticky", b"gone", b"ok", b"dir"]
+        removed, nbytes, res = sc.unlink(fd, [idx[n] for n in order], os.fstat(fd).st_dev)
+        assert removed == 1 and nbytes == 1
+        assert [native.SWEEP_RECHECK.get(r, r) for r in res] == [
+            "replaced", "owner changed", "sticky bit (opt-out)", -errno.ENOENT, 0, -errno.EISDIR]
+        assert sorted(os.listdir(d)) == ["dir", "keep-chowned", "keep-replaced", "keep-sticky"]
+        # indexes outside the last chunk are refused
+        assert sc.unlink(fd, [len(recs), -1], 0)[2] == [-errno.EINVAL, -errno.EINVAL]
+    finally:
+        os.close(fd)
+
+
+def test_chunked_directory_removed_as_owner_with_caps(sweep_accounts, workdir):
+    a = sweep_accounts[A].uid
+    t = _tree(workdir, a, n=0)
+    for i in range(3000):
+        mk(f"{t}/f{i:05d}-" + "y" * 40, a)
+    w = _walker(a, max_removals=2500)
+    with pytest.raises(walk.SweepStop):
+        w.sweep(core.Rule(t, NOW_AGE, age_by="am"), workers=1)
+    assert w.stats[a].removed == 2500 and len(os.listdir(t)) == 500 and w.stats[a].as_root == 0
+    w = _walker(a)
+    w.sweep(core.Rule(t, NOW_AGE, age_by="am"), workers=1)
+    assert w.stats[a].removed == 500 and os.listdir(t) == []
