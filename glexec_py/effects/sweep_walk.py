@@ -11,6 +11,11 @@ chowns or renames anything, and handles names as the kernel gives them (newline,
 invalid UTF-8, leading '-': Python's surrogateescape round-trips them exactly, and no
 name is ever given to a program or shell).
 
+New leases: with a ``LeaseGuard`` (the tool passes one when a gridmapdir is configured)
+every removal batch (<= 256 entries of one chunk, one rmdir, one IPC object) runs under the
+gridmapdir lock after re-checking that its account is still free or draining, so no grant
+can hand the account to someone whose files the batch would remove (docs/leases.md).
+
 The per-entry work is native (csrc/sweepwalk.c via ``native.SweepScanner``): a directory
 is read in chunks of one ``getdents64`` call (at most 2048 entries), every entry but "." and
 ".." is ``fstatat``-ed, the planner decides the whole chunk (``Planner.decide_entries``, the
@@ -31,6 +36,7 @@ after the same re-check, "required" keeps the entry; "never" removes as root aft
 re-check.
 """
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -49,6 +55,63 @@ class SweepStop(Exception):
 
 class RootRefused(Exception):
     """A sweep root cannot be opened safely (symlink component, not root-owned ...)."""
+
+
+class LeaseGuard:
+    """Runs as: root.  Keeps new leases out while the walker removes an account's files
+    (docs/leases.md, "Sweeping and new leases").
+
+    ``hold(uid)`` is a context manager around one removal batch (at most HOLD entries of
+    one directory, or one rmdir, or one IPC object): it takes the gridmapdir lock and
+    yields ``(True, None)`` if the account is still free (or draining, with
+    ``draining_ok``), else ``(False, why)``; no glexec-py grant can give the account to
+    anyone while the body runs.  Once an account was found leased it stays "lost" for the
+    run (``lost``): no further lock, nothing more of it is removed.  A gridmapdir that
+    cannot be read or locked fails closed (nothing removed, ``why`` says so).  Uids
+    without an account name cannot be leased (the gridmapdir holds names): no lock.
+    Each (forked) process opens its own GridmapDir (POSIX locks belong to a process)."""
+
+    HOLD = 256
+    LOCK_TIMEOUT = 30
+
+    def __init__(self, gridmapdir, names, draining_ok):
+        self.path = gridmapdir
+        self.names = {u: n for u, n in names.items() if n}
+        self.draining_ok = draining_ok
+        self.lost = set()
+        self._gd = None
+        self._pid = None
+
+    def _dir(self):
+        if self._gd is None or self._pid != os.getpid():
+            from glexec_py.effects.gridmapdir import GridmapDir
+            self._gd = GridmapDir(self.path, lock_timeout=self.LOCK_TIMEOUT)
+            self._pid = os.getpid()
+        return self._gd
+
+    @contextlib.contextmanager
+    def hold(self, uid):
+        if uid in self.lost:
+            yield False, "lease granted during the sweep"
+            return
+        name = self.names.get(uid)
+        if name is None:
+            yield True, None
+            return
+        try:
+            held = self._dir().hold_unleased(name, draining_ok=self.draining_ok)
+            free = held.__enter__()
+        except Exception as e:          # SystemFault (lock timeout, unsafe dir), OSError
+            yield False, f"cannot check the lease: {getattr(e, 'message', None) or e}"
+            return
+        try:
+            if not free:
+                self.lost.add(uid)
+                yield False, "lease granted during the sweep"
+            else:
+                yield True, None
+        finally:
+            held.__exit__(None, None, None)
 
 
 class Stats:
@@ -151,11 +214,13 @@ class Walker:
     ``Walker(uids, gids, *, dry_run, as_owner, deadline, max_removals, emit)``:
     ``uids`` the swept uids, ``gids`` {uid: primary gid} (for the fs identity), ``deadline``
     a ``time.monotonic()`` value, ``emit(root, rel, st, decision)`` called for every
-    decision (the dry-run/verbose printer; None = silent).  ``stats`` {uid: Stats}.
+    decision (the dry-run/verbose printer; None = silent), ``guard`` a LeaseGuard (every
+    removal batch runs inside ``guard.hold(uid)``).  ``stats`` {uid: Stats}; ``lost``
+    the uids found leased during the run.
     """
 
     def __init__(self, uids, gids, *, dry_run=False, as_owner="preferred", deadline=None,
-                 max_removals=None, emit=None, now=None):
+                 max_removals=None, emit=None, now=None, guard=None):
         self.uids = frozenset(uids)
         self.gids = dict(gids)
         self.dry_run = dry_run
@@ -164,6 +229,7 @@ class Walker:
         self.budget = max_removals
         self.emit = emit
         self.now = time.time() if now is None else now
+        self.guard = None if dry_run else guard     # LeaseGuard (no lease check: None)
         self.stats = {u: Stats() for u in self.uids}
         self.removals = 0
         self.incomplete = None       # why the run stopped early
@@ -310,7 +376,8 @@ class Walker:
                             self.incomplete = str(e)
                             break
                     res = {"left": frame.left, "removals": self.removals, "incomplete": self.incomplete,
-                           "stats": {str(u): s.as_dict() for u, s in self.stats.items()}}
+                           "stats": {str(u): s.as_dict() for u, s in self.stats.items()},
+                           "lost": sorted(self.lost)}
                     data = json.dumps(res).encode()
                     while data:
                         data = data[os.write(rw, data):]
@@ -347,6 +414,8 @@ class Walker:
             self.removals += res["removals"]
             if res["incomplete"] and not self.incomplete:
                 self.incomplete = res["incomplete"]
+            if self.guard is not None:
+                self.guard.lost.update(res.get("lost", ()))
             for u, d in res["stats"].items():
                 s = self.stats[int(u)]
                 for k in ("removed", "removed_dirs", "kept", "errors", "bytes", "as_root"):
@@ -423,14 +492,36 @@ class Walker:
         if self.emit:
             self.emit(planner.rule.root, rel, st, core.Decision("keep", why))
 
+    @property
+    def lost(self):
+        return set(self.guard.lost) if self.guard is not None else set()
+
     def _remove_batch(self, planner, frame, uid, idx, records, names):
         """Remove the entries ``idx`` of the scanner's current chunk, all of owner ``uid``:
         as that account (fs identity) unless as_owner says otherwise; the C side re-checks
-        each entry right before its unlinkat (see csrc/sweepwalk.c)."""
+        each entry right before its unlinkat (see csrc/sweepwalk.c).  With a guard, in
+        parts of at most LeaseGuard.HOLD entries, each under ``guard.hold(uid)``."""
         if self.budget is not None:
             idx = idx[:max(0, self.budget - self.removals)]
         if not idx:
             return
+        if self.guard is None:
+            self._remove_part(planner, frame, uid, idx, records, names)
+            return
+        step = self.guard.HOLD
+        for k in range(0, len(idx), step):
+            part = idx[k:k + step]
+            with self.guard.hold(uid) as (free, why):
+                if free:
+                    self._remove_part(planner, frame, uid, part, records, names)
+                    continue
+                s = self.stats[uid]
+                for i in part:
+                    self._keep(planner, frame, s,
+                               frame.rel + b"/" + names[i] if frame.rel else names[i],
+                               core.Entry(records[i]), why)
+
+    def _remove_part(self, planner, frame, uid, idx, records, names):
         s = self.stats[uid]
         sc = self._sc
         rel = (lambda i: frame.rel + b"/" + names[i] if frame.rel else names[i])
@@ -499,6 +590,27 @@ class Walker:
         if self.dry_run:
             s.removed_dirs += 1
             return True
+        if self.guard is None:
+            return self._rmdir_now(parent, frame, s)
+        with self.guard.hold(uid) as (free, why):
+            if free:
+                return self._rmdir_now(parent, frame, s)
+        s.kept += 1                       # the caller counts the directory as left
+        if self.emit:
+            self.emit(planner.rule.root, frame.rel, st, core.Decision("keep", why))
+        return False
+
+    def _rmdir_now(self, parent, frame, s):
+        """rmdir after the same kind of re-check (as the owner per as_owner); the fs
+        identity is root again on every way out."""
+        try:
+            return self._rmdir_try(parent, frame, s)
+        finally:
+            self._root()
+
+    def _rmdir_try(self, parent, frame, s):
+        st = frame.st
+        uid = st.st_uid
         name = frame.name
         for as_root in ((False, True) if self.as_owner == "preferred" else
                         ((False,) if self.as_owner == "required" else (True,))):

@@ -164,3 +164,85 @@ def test_chunked_directory_removed_as_owner_with_caps(sweep_accounts, workdir):
     w = _walker(a)
     w.sweep(core.Rule(t, NOW_AGE, age_by="am"), workers=1)
     assert w.stats[a].removed == 500 and os.listdir(t) == []
+
+
+# --- a new lease while the sweep runs (docs/leases.md, "Sweeping and new leases") ----
+
+def _gridmapdir(workdir, *accounts):
+    gmd = f"{workdir}/gridmapdir"
+    os.mkdir(gmd, 0o755)
+    for n in accounts:
+        os.close(os.open(f"{gmd}/{n}", os.O_CREAT | os.O_WRONLY, 0o644))
+    return gmd
+
+
+def _grant_on_first_decision(gmd, holder):
+    """An emit callback: the first decision made is followed by a real glexec-py grant of
+    the (only free) pool account -- between the sweep's decision and its unlinks."""
+    from glexec_py.effects.gridmapdir import GridmapDir
+    granted = []
+
+    def emit(root, rel, st, d):
+        if not granted:
+            with GridmapDir(gmd) as gd:
+                granted.append(gd.acquire(holder, b"gxtsw")[0])
+    return emit, granted
+
+
+@pytest.mark.parametrize("with_guard", [True, False])
+def test_lease_granted_between_decision_and_unlink(sweep_accounts, workdir, with_guard):
+    a = sweep_accounts[A].uid
+    gmd = _gridmapdir(workdir, A)
+    t = _tree(workdir, a, n=600)                      # more than one LeaseGuard.HOLD part
+    emit, granted = _grant_on_first_decision(gmd, b"/DC=test/CN=New Holder")
+    guard = walk.LeaseGuard(gmd, {a: A}, draining_ok=True) if with_guard else None
+    w = walk.Walker({a}, {a: a}, emit=emit, guard=guard)
+    w.sweep(core.Rule(t, NOW_AGE, age_by="am"), workers=1)
+    assert granted == [A.encode()]
+    if with_guard:
+        # the new holder's account: nothing removed, the run knows the account is lost
+        assert len(os.listdir(t)) == 600 and w.stats[a].removed == 0
+        assert w.stats[a].kept == 600 and w.lost == {a}
+    else:
+        # what happened before the guard existed (and still does with no gridmapdir
+        # configured): the new lease holder's files are gone
+        assert os.listdir(t) == [] and w.stats[a].removed == 600
+
+
+def test_hold_keeps_grants_out_and_sees_leases_and_drains(sweep_accounts, workdir):
+    import subprocess
+    import sys
+    from glexec_py.effects.gridmapdir import GridmapDir
+    a = sweep_accounts[A].uid
+    gmd = _gridmapdir(workdir, A)
+    grant = ("import sys; sys.path.insert(0, sys.argv[2])\n"
+             "from glexec_py.effects.gridmapdir import GridmapDir\n"
+             "from glexec_py.errors import SystemFault\n"
+             "try:\n"
+             "    print(GridmapDir(sys.argv[1], lock_timeout=0.5).acquire(b'/CN=x', b'gxtsw')[0].decode())\n"
+             "except SystemFault as e:\n"
+             "    print(e.args[0] if e.args else e)\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def try_grant():
+        return subprocess.run([sys.executable, "-c", grant, gmd, root], capture_output=True,
+                              text=True, timeout=60).stdout.strip()
+
+    guard = walk.LeaseGuard(gmd, {a: A, 47599: None}, draining_ok=True)
+    with guard.hold(a) as (free, why):
+        assert free and why is None
+        assert "lock" in try_grant()                  # the grant waits for the sweeper
+    assert try_grant() == A                           # afterwards it goes through
+    with guard.hold(a) as (free, why):
+        assert not free and why == "lease granted during the sweep"
+    assert guard.lost == {a}
+    with guard.hold(47599) as (free, _):              # no account name: cannot be leased
+        assert free
+    # a draining lease is never handed to anyone: sweepable with draining_ok only
+    with GridmapDir(gmd) as gd:
+        [lease] = gd.leases()
+        assert gd.drain(lease) == A.encode()
+    for ok in (True, False):
+        g = walk.LeaseGuard(gmd, {a: A}, draining_ok=ok)
+        with g.hold(a) as (free, _):
+            assert free is ok
