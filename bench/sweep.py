@@ -1,7 +1,7 @@
 #!/usr/bin/python3.11
 """Bench: glexec-sweep against tmpreaper on identical trees, in the same run.
 
-    sudo /usr/bin/python3.11 bench/sweep.py [--files 1000000] [--per-dir 1000] [--uid 47598]
+    sudo /usr/bin/python3.11 bench/sweep.py [--files 1000000] [--per-dir 1000] [--uid 52998]
                                             [--repeat 3] [--workers 0]
 
 Per repeat, builds two identical trees under /var/lib/glexec-py-tests/sweep-bench-<random>/
@@ -73,11 +73,19 @@ def build(root, files, per_dir, uid):
     return pid
 
 
+class BuildFailed(Exception):
+    pass
+
+
 def build_both(trees, files, per_dir, uid):
     pids = [build(t, files, per_dir, uid) for t in trees]
-    failed = [p for p in pids if os.waitpid(p, 0)[1]]
-    if failed:
-        raise SystemExit("tree build failed")
+    statuses = [os.waitpid(p, 0)[1] for p in pids]
+    bad = [s for s in statuses if s]
+    if bad:
+        why = ", ".join(f"killed by signal {os.WTERMSIG(s)}" if os.WIFSIGNALED(s)
+                        else f"exit {os.WEXITSTATUS(s)}" for s in bad)
+        raise BuildFailed(f"tree build failed ({why}; another program killing processes "
+                          f"of uid {uid}? choose another --uid)")
 
 
 def count_files(root):
@@ -139,7 +147,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=1_000_000)
     ap.add_argument("--per-dir", type=int, default=1000)
-    ap.add_argument("--uid", type=int, default=47598)
+    ap.add_argument("--uid", type=int, default=52998,
+                    help="owner of the files (outside the 47000-47999 test range, whose "
+                         "processes the prune tests may kill)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workers", type=int, default=0, help="glexec-sweep workers (0 = its default)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (debugging)")
@@ -160,7 +170,16 @@ def main():
     try:
         tr, ts, cr, cs, same = [], [], [], [], True
         for rnd in range(1, a.repeat + 1):
-            r_r, r_s, removed = one_round(work, rnd, a)
+            for attempt in (1, 2):
+                try:
+                    r_r, r_s, removed = one_round(work, rnd, a)
+                    break
+                except BuildFailed as e:
+                    print(f"  round {rnd}: {e}" + ("; retrying" if attempt == 1 else ""))
+                    for t in (f"{work}/A{rnd}", f"{work}/B{rnd}", f"{work}/state{rnd}"):
+                        shutil.rmtree(t, ignore_errors=True)
+            else:
+                return 1
             tr.append(r_r[0])
             ts.append(r_s[0])
             cr.append(r_r[2])
