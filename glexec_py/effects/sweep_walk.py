@@ -455,8 +455,12 @@ class Walker:
             if got is None:
                 break
             records, names = got
+            decisions = planner.decide_entries(prefix, depth, records, names)
+            if emit is None and not dry:
+                self._chunk(planner, frame, records, names, decisions)
+                continue
             batches = {}
-            for i, d in enumerate(planner.decide_entries(prefix, depth, records, names)):
+            for i, d in enumerate(decisions):
                 a = d.action
                 if a == "remove":
                     uid = records[i][7]
@@ -485,6 +489,35 @@ class Walker:
                         stats[st.st_uid].kept += 1
             for uid, idx in batches.items():
                 self._remove_batch(planner, frame, uid, idx, records, names)
+
+    def _chunk(self, planner, frame, records, names, decisions):
+        """``_scan``'s loop for one chunk without emit or dry run (the common case), in
+        comprehensions: removals grouped per owner, the other decisions one by one."""
+        rm = [i for i, d in enumerate(decisions) if d.action == "remove"]
+        if len(rm) != len(decisions):
+            prefix, stats = frame.rel, self.stats
+            for i, d in enumerate(decisions):
+                a = d.action
+                if a == "remove":
+                    continue
+                if a == "descend":
+                    frame.subdirs.append((names[i], prefix + b"/" + names[i] if prefix else names[i],
+                                          core.Entry(records[i]), d))
+                else:
+                    frame.left += 1
+                    if a == "keep":
+                        stats[records[i][7]].kept += 1
+        if not rm:
+            return
+        owners = {records[i][7] for i in rm}
+        if len(owners) == 1:
+            batches = {owners.pop(): rm}
+        else:
+            batches = {}
+            for i in rm:
+                batches.setdefault(records[i][7], []).append(i)
+        for uid, idx in batches.items():
+            self._remove_batch(planner, frame, uid, idx, records, names)
 
     def _keep(self, planner, frame, s, rel, st, why):
         s.kept += 1
