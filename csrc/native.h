@@ -82,6 +82,27 @@ int gx_check_pubkey(const unsigned char *spki, size_t spki_len, int *bits);
 int gx_jws_verify(int alg, const unsigned char *spki, size_t spki_len,
                   const unsigned char *msg, size_t msg_len,
                   const unsigned char *sig, size_t sig_len);
+/* sweepwalk.c: glexec-sweep's per-directory scan (lstat fields of every entry but "." and
+ * "..") and the checked removal of the entries the Python planner chose.  Scan: number of
+ * entries (0 = end of the directory), -1 with errno in *err; names NUL-terminated in
+ * names[name_off..]. Unlink: per entry res = 0 removed, GX_SW_* (> 0) not the object
+ * decided on any more, -errno; returns the number removed, their bytes in *bytes. */
+typedef struct {
+    uint64_t ino, dev;
+    int64_t size;
+    double atime, mtime, ctime;
+    uint32_t mode, uid, gid, name_off, name_len;
+    int32_t pad;
+} gx_sweep_ent;
+enum gx_sweep_recheck {
+    GX_SW_OK = 0, GX_SW_OWNER_CHANGED, GX_SW_DEVICE_CHANGED, GX_SW_REPLACED, GX_SW_STICKY
+};
+int gx_sweep_scan(int dirfd, gx_sweep_ent *ents, int maxents, char *names, size_t names_len,
+                  size_t *names_used, int *err);
+int gx_sweep_recheck(const gx_sweep_ent *before, const gx_sweep_ent *now, uint64_t root_dev);
+int gx_sweep_unlink(int dirfd, const gx_sweep_ent *ents, int nents, const char *names,
+                    size_t names_len, const int32_t *idx, int n, uint64_t root_dev,
+                    int32_t *res, int64_t *bytes);
 /* END CDEF */
 
 /* sigverify.c, jws.c: d2i of exactly len bytes (at most MAX_DER, no trailing data), else NULL. */

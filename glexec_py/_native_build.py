@@ -1,9 +1,9 @@
 """cffi builder for glexec_py._native (API mode, out-of-line).
 
 Run from the repo root:  /usr/bin/python3.11 glexec_py/_native_build.py
-Compiles the SOURCES of csrc/ (identity, X.509 chains, VOMS and JWS signatures, spawn) against
-libcrypto under build/native/ and copies the extension module next to this file; nothing else is
-written into the tree.
+Compiles the SOURCES of csrc/ (identity, X.509 chains, VOMS and JWS signatures, spawn,
+glexec-sweep's directory scan) against libcrypto under build/native/ and copies the extension
+module next to this file; nothing else is written into the tree.
 """
 import os
 import shutil
@@ -14,7 +14,8 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CSRC = os.path.join(ROOT, "csrc")
-SOURCES = ["identity.c", "x509chain.c", "x509info.c", "spawn.c", "sigverify.c", "jws.c"]
+SOURCES = ["identity.c", "x509chain.c", "x509info.c", "spawn.c", "sigverify.c", "jws.c",
+           "sweepwalk.c"]
 CFLAGS = ["-O2", "-Wall", "-Werror", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"]
 LDFLAGS = ["-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack"]
 

@@ -32,9 +32,10 @@ that contains uid 0 or a uid below ``min_uid``, unknown keys, wrong types.
 
 import fnmatch
 import stat as _st
+from operator import itemgetter as _itemgetter
 
 __all__ = ["Rule", "SweepConfig", "Decision", "ConfigProblem", "parse_config", "validate",
-           "parse_age", "Planner", "TYPE_NAMES", "resolve_pool", "plan_ipc",
+           "parse_age", "Planner", "Entry", "ENTRY_FIELDS", "TYPE_NAMES", "resolve_pool", "plan_ipc",
            "account_verdict", "parse_sysvipc"]
 
 # --- configuration -------------------------------------------------------------------
@@ -411,6 +412,23 @@ def _why_young(letters, st, cutoff):
     return young
 
 
+ENTRY_FIELDS = ("st_ino", "st_dev", "st_size", "st_atime", "st_mtime", "st_ctime", "st_mode",
+                "st_uid", "st_gid")
+
+
+class Entry(tuple):
+    """The lstat fields of one directory entry as the walker's scanner reports them: a tuple
+    whose first nine fields are ENTRY_FIELDS (more may follow), read like an
+    ``os.stat_result`` (``st_mode``, ``st_uid`` ...)."""
+
+    __slots__ = ()
+
+
+for _i, _f in enumerate(ENTRY_FIELDS):
+    setattr(Entry, _f, property(_itemgetter(_i), doc=f"field {_i}: {_f}"))
+del _i, _f
+
+
 class Planner:
     """Decisions for one rule at one instant.
 
@@ -425,7 +443,7 @@ class Planner:
     """
 
     __slots__ = ("rule", "uids", "now", "cutoff", "root_dev", "mounts", "excl", "pats_name",
-                 "pats_path", "_file_ok", "_dir_ok", "_cache")
+                 "pats_path", "_file_ok", "_dir_ok", "_cache", "_plain", "_by_a", "_by_m", "_by_c")
 
     def __init__(self, rule, uids, now, root_dev, mounts=()):
         self.rule = rule
@@ -448,6 +466,8 @@ class Planner:
             {"a": "atime", "m": "mtime", "c": "ctime"}[c] for c in "amc" if c in rule.age_by) \
             if rule.age_by else "account not in use (any age)"
         self._dir_ok = None
+        self._plain = not self.excl and not rule.patterns and "file" in rule.types
+        self._by_a, self._by_m, self._by_c = ("a" in rule.age_by), ("m" in rule.age_by), ("c" in rule.age_by)
 
     def _d(self, action, reason, rmdir=False):
         key = (action, reason, rmdir)
@@ -469,16 +489,48 @@ class Planner:
                     return "excluded pattern"
         return None
 
+    def _file_age(self, a, m, c):
+        """The answer for a plain regular file of a swept uid (no sticky bit, on the root's
+        device, not a mount point, no excludes): its age alone decides."""
+        cut = self.cutoff
+        if (self._by_a and a >= cut) or (self._by_m and m >= cut) or (self._by_c and c >= cut):
+            young = [w for w, on, t in (("atime", self._by_a, a), ("mtime", self._by_m, m),
+                                        ("ctime", self._by_c, c)) if on and t >= cut]
+            return self._d("keep", "young by " + "+".join(young))
+        return self._d("remove", self._file_ok)
+
     def decide(self, rel, st, depth):
         mode = st.st_mode
-        if (mode & 0o171000) == 0o100000 and st.st_uid in self.uids and st.st_dev == self.root_dev \
-                and not self.excl and not self.rule.patterns and "file" in self.rule.types \
-                and rel not in self.mounts:
-            # fast path: a regular file without sticky bit of a swept uid, no excludes
-            young = _why_young(self.rule.age_by, st, self.cutoff)
-            if young:
-                return self._d("keep", "young by " + "+".join(young))
-            return self._d("remove", self._file_ok)
+        if (mode & 0o171000) == 0o100000 and self._plain and st.st_uid in self.uids \
+                and st.st_dev == self.root_dev and rel not in self.mounts:
+            return self._file_age(st.st_atime, st.st_mtime, st.st_ctime)
+        return self._decide(rel, st, depth)
+
+    def decide_entries(self, prefix, depth, records, names):
+        """``[decide(rel, Entry(r), depth) for r, name in zip(records, names)]`` with ``rel``
+        = ``prefix + b"/" + name`` (or ``name`` when ``prefix`` is empty): one directory's
+        entries at once, as the walker's scanner reports them (``records``: tuples whose
+        first nine fields are ENTRY_FIELDS).  The same answers as ``decide``, computed
+        without building an Entry for the common plain regular file."""
+        out = []
+        add = out.append
+        plain, uids, dev, mounts = self._plain, self.uids, self.root_dev, self.mounts
+        cut, by_a, by_m, by_c = self.cutoff, self._by_a, self._by_m, self._by_c
+        old = self._d("remove", self._file_ok)       # what _file_age answers for an old file
+        sep = prefix + b"/" if prefix else b""
+        for r, name in zip(records, names):
+            if plain and (r[6] & 0o171000) == 0o100000 and r[7] in uids and r[1] == dev \
+                    and (not mounts or sep + name not in mounts):
+                if (by_a and r[3] >= cut) or (by_m and r[4] >= cut) or (by_c and r[5] >= cut):
+                    add(self._file_age(r[3], r[4], r[5]))
+                else:
+                    add(old)
+            else:
+                add(self._decide(sep + name, Entry(r), depth))
+        return out
+
+    def _decide(self, rel, st, depth):
+        mode = st.st_mode
         fmt = _st.S_IFMT(mode)
         kind = _TYPE_OF_FMT.get(fmt, "unknown")
         name = rel.rpartition(b"/")[2]
@@ -518,9 +570,11 @@ class Planner:
         return self._d("remove", "account not in use (any age)")
 
     def recheck(self, before, now_st):
-        """Right before an unlink: the fresh lstat must still be the same kind of object,
-        owned by a swept uid and on the root's device; returns a reason to abort or None."""
-        if now_st.st_uid not in self.uids:
+        """Right before an unlink: the fresh lstat must still be the same kind of object (type
+        and inode), owned by the same swept uid, on the root's device and without the sticky
+        bit; returns a reason to abort or None.  csrc/sweepwalk.c (gx_sweep_recheck) applies
+        exactly these checks in this order (tests/sweep compare the two)."""
+        if now_st.st_uid != before.st_uid or now_st.st_uid not in self.uids:
             return "owner changed"
         if now_st.st_dev != self.root_dev:
             return "device changed"

@@ -761,6 +761,28 @@ class GridmapDir:
             self._write_meta(account, new)
             return account
 
+    def hold_unleased(self, account, *, draining_ok=True):
+        """Runs as: root.  For glexec-sweep (docs/leases.md, "Sweeping and new leases"): a
+        context manager that takes the gridmapdir lock and yields whether ``account`` is
+        still free -- its pool entry has link count 1 or does not exist -- or, with
+        ``draining_ok``, holds a lease marked draining (which is never handed to anyone).
+        While the caller is inside, no glexec-py grant can link the account, so what the
+        caller removes cannot belong to a new lease holder.  Every grant waits meanwhile:
+        keep the body short (one directory chunk)."""
+        account = _b(account)
+        if not account or account.startswith(b".") or b"/" in account:
+            raise ValueError(f"not an account name: {account!r}")
+        return _Held(self, account, draining_ok)
+
+    def _unleased(self, account, draining_ok):
+        st = self._lstat(account)
+        if st is None or (stat.S_ISREG(st.st_mode) and st.st_nlink == 1):
+            return True
+        if not draining_ok:
+            return False
+        rec = self._read_meta(account)
+        return bool(rec) and rec.get("state") == "draining" and rec.get("ino") in (None, st.st_ino)
+
     # --- checking and repair ----------------------------------------------------------
 
     def snapshot(self):
@@ -914,3 +936,22 @@ class _Locked:
                 fcntl.lockf(gd._lock_fd, fcntl.LOCK_UN)
         finally:
             gd._tlock.release()
+
+
+class _Held:
+    """``GridmapDir.hold_unleased``: the lock for the body, yielding the lease check."""
+
+    def __init__(self, gd, account, draining_ok):
+        self.locked = _Locked(gd)
+        self.gd, self.account, self.draining_ok = gd, account, draining_ok
+
+    def __enter__(self):
+        self.locked.__enter__()
+        try:
+            return self.gd._unleased(self.account, self.draining_ok)
+        except BaseException:
+            self.locked.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc):
+        return self.locked.__exit__(*exc)

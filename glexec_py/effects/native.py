@@ -1,5 +1,5 @@
 """Thin wrapper over the cffi module glexec_py._native (csrc/*.c: identity, X.509 chains, VOMS
-and JWS signatures, spawn).
+and JWS signatures, spawn, the sweeper's directory scan).
 
 Kept import-light on purpose (engine start-up latency): only the compiled module and os.
 The proxyCertInfo value is decoded here (a few lines of bounds-checked DER walking) because
@@ -433,3 +433,75 @@ def become_payload(path, argv, env, *, uid, gid, groups, rlimits, umask, cwd, sw
     plan, keep = _plan(path, argv, env, uid, gid, groups, rlimits, umask, cwd, switch, no_new_privs)
     lib.gx_become_payload(plan)
     raise _spawn_error(plan)
+
+
+# --- glexec-sweep: per-directory scan and checked removal (csrc/sweepwalk.c) ----------
+
+# the fields of gx_sweep_ent, in order (struct format SWEEP_ENT_FORMAT)
+SWEEP_ENT_FIELDS = ("st_ino", "st_dev", "st_size", "st_atime", "st_mtime", "st_ctime",
+                    "st_mode", "st_uid", "st_gid", "name_off", "name_len", "pad")
+SWEEP_ENT_FORMAT = "=QQqdddIIIIIi"
+# gx_sweep_recheck's answers; the reasons are the planner's (core.sweep.Planner.recheck)
+SWEEP_RECHECK = {lib.GX_SW_OWNER_CHANGED: "owner changed", lib.GX_SW_DEVICE_CHANGED: "device changed",
+                 lib.GX_SW_REPLACED: "replaced", lib.GX_SW_STICKY: "sticky bit (opt-out)"}
+
+
+class SweepScanner:
+    """Runs as: root (or the fs identity the caller set).  Buffers for one process's walk:
+    ``scan(dirfd)`` returns the next chunk of a directory's entries as ``(records, names)``
+    -- ``records`` tuples of SWEEP_ENT_FIELDS (lstat fields, AT_SYMLINK_NOFOLLOW), ``names``
+    the entry names (bytes) at the same index -- or None at the end of the directory (the
+    fd's offset moves on; a directory is read once).  ``unlink(dirfd, idx, root_dev)``
+    removes entries of the *last* chunk by index, each right after an fstatat shows it is
+    still the object that was scanned (same owner, type, inode; on ``root_dev``; no sticky
+    bit); returns ``(removed, bytes, results)``, results per index: 0 removed, a key of
+    SWEEP_RECHECK, or -errno.  Directories are refused (-EISDIR)."""
+
+    MAXENTS = 2048
+    NAMES = 65536
+
+    def __init__(self):
+        import struct
+        if ffi.sizeof("gx_sweep_ent") != struct.calcsize(SWEEP_ENT_FORMAT):
+            raise RuntimeError("gx_sweep_ent does not match SWEEP_ENT_FORMAT")
+        self._unpack = struct.Struct(SWEEP_ENT_FORMAT).iter_unpack
+        self._ents = ffi.new("gx_sweep_ent[]", self.MAXENTS)
+        self._names = ffi.new("char[]", self.NAMES)
+        self._ebuf = ffi.buffer(self._ents)
+        self._nbuf = ffi.buffer(self._names)
+        self._used = ffi.new("size_t *")
+        self._err = ffi.new("int *")
+        self._bytes = ffi.new("int64_t *")
+        self._n = 0
+
+    def scan(self, dirfd):
+        n = lib.gx_sweep_scan(dirfd, self._ents, self.MAXENTS, self._names, self.NAMES,
+                              self._used, self._err)
+        if n < 0:
+            self._n = 0
+            raise OSError(self._err[0], os.strerror(self._err[0]))
+        self._n = n
+        if n == 0:
+            return None
+        records = list(self._unpack(self._ebuf[:n * ffi.sizeof("gx_sweep_ent")]))
+        names = self._nbuf[:self._used[0]].split(b"\0")
+        return records, names
+
+    def unlink(self, dirfd, idx, root_dev):
+        n = len(idx)
+        res = ffi.new("int32_t[]", n)
+        removed = lib.gx_sweep_unlink(dirfd, self._ents, self._n, self._names, self.NAMES,
+                                      ffi.new("int32_t[]", idx), n, root_dev, res, self._bytes)
+        if removed < 0:
+            raise OSError(22, "gx_sweep_unlink: bad arguments")
+        return removed, self._bytes[0], ffi.unpack(res, n)
+
+
+def sweep_recheck(before, now, root_dev):
+    """Runs as: any user (pure).  csrc/sweepwalk.c's re-check of one entry on plain
+    values (for tests against the planner): ``before``/``now`` objects with st_uid,
+    st_dev, st_mode, st_ino; returns 0 or a key of SWEEP_RECHECK."""
+    b, n = ffi.new("gx_sweep_ent *"), ffi.new("gx_sweep_ent *")
+    for c, s in ((b, before), (n, now)):
+        c.uid, c.dev, c.mode, c.ino = s.st_uid, s.st_dev, s.st_mode, s.st_ino
+    return lib.gx_sweep_recheck(b, n, root_dev)

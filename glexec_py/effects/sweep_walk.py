@@ -11,17 +11,32 @@ chowns or renames anything, and handles names as the kernel gives them (newline,
 invalid UTF-8, leading '-': Python's surrogateescape round-trips them exactly, and no
 name is ever given to a program or shell).
 
+New leases: with a ``LeaseGuard`` (the tool passes one when a gridmapdir is configured)
+every removal batch (<= 256 entries of one chunk, one rmdir, one IPC object) runs under the
+gridmapdir lock after re-checking that its account is still free or draining, so no grant
+can hand the account to someone whose files the batch would remove (docs/leases.md).
+
+The per-entry work is native (csrc/sweepwalk.c via ``native.SweepScanner``): a directory
+is read in chunks of one ``getdents64`` call (at most 2048 entries), every entry but "." and
+".." is ``fstatat``-ed, the planner decides the whole chunk (``Planner.decide_entries``, the
+same answers as ``decide``), and the chunk's removals run before the next chunk is read
+(POSIX: removing entries while reading a directory never hides or repeats another entry).
+The C side decides nothing; it re-checks each chosen entry and unlinks it (see below).
+
 Removal identity: with ``as_owner`` "preferred" (default) or "required" the removals of a
 directory's entries run with fsuid/fsgid = the owning pool account and no supplementary
 groups (``set_fs_identity``), so the kernel itself refuses anything the account could not
 remove (in a sticky directory such as /tmp: only its own entries).  Right before each
-unlink the entry is lstat-ed again (as that identity) and must still be the same inode,
-type, device and owner.  When the kernel refuses as the owner (the account lost write
+unlink the entry is lstat-ed again (as that identity, in C, immediately followed by the
+``unlinkat``) and must still be the same inode, type and device, owned by the same uid it
+was decided for, without the sticky bit (``Planner.recheck``; ``gx_sweep_recheck`` is the
+same check, tested against it).  When the kernel refuses as the owner (the account lost write
 permission on a directory, e.g. a root-owned 0755 parent), "preferred" retries as root
 after the same re-check, "required" keeps the entry; "never" removes as root after the
 re-check.
 """
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -40,6 +55,63 @@ class SweepStop(Exception):
 
 class RootRefused(Exception):
     """A sweep root cannot be opened safely (symlink component, not root-owned ...)."""
+
+
+class LeaseGuard:
+    """Runs as: root.  Keeps new leases out while the walker removes an account's files
+    (docs/leases.md, "Sweeping and new leases").
+
+    ``hold(uid)`` is a context manager around one removal batch (at most HOLD entries of
+    one directory, or one rmdir, or one IPC object): it takes the gridmapdir lock and
+    yields ``(True, None)`` if the account is still free (or draining, with
+    ``draining_ok``), else ``(False, why)``; no glexec-py grant can give the account to
+    anyone while the body runs.  Once an account was found leased it stays "lost" for the
+    run (``lost``): no further lock, nothing more of it is removed.  A gridmapdir that
+    cannot be read or locked fails closed (nothing removed, ``why`` says so).  Uids
+    without an account name cannot be leased (the gridmapdir holds names): no lock.
+    Each (forked) process opens its own GridmapDir (POSIX locks belong to a process)."""
+
+    HOLD = 256
+    LOCK_TIMEOUT = 30
+
+    def __init__(self, gridmapdir, names, draining_ok):
+        self.path = gridmapdir
+        self.names = {u: n for u, n in names.items() if n}
+        self.draining_ok = draining_ok
+        self.lost = set()
+        self._gd = None
+        self._pid = None
+
+    def _dir(self):
+        if self._gd is None or self._pid != os.getpid():
+            from glexec_py.effects.gridmapdir import GridmapDir
+            self._gd = GridmapDir(self.path, lock_timeout=self.LOCK_TIMEOUT)
+            self._pid = os.getpid()
+        return self._gd
+
+    @contextlib.contextmanager
+    def hold(self, uid):
+        if uid in self.lost:
+            yield False, "lease granted during the sweep"
+            return
+        name = self.names.get(uid)
+        if name is None:
+            yield True, None
+            return
+        try:
+            held = self._dir().hold_unleased(name, draining_ok=self.draining_ok)
+            free = held.__enter__()
+        except Exception as e:          # SystemFault (lock timeout, unsafe dir), OSError
+            yield False, f"cannot check the lease: {getattr(e, 'message', None) or e}"
+            return
+        try:
+            if not free:
+                self.lost.add(uid)
+                yield False, "lease granted during the sweep"
+            else:
+                yield True, None
+        finally:
+            held.__exit__(None, None, None)
 
 
 class Stats:
@@ -142,11 +214,13 @@ class Walker:
     ``Walker(uids, gids, *, dry_run, as_owner, deadline, max_removals, emit)``:
     ``uids`` the swept uids, ``gids`` {uid: primary gid} (for the fs identity), ``deadline``
     a ``time.monotonic()`` value, ``emit(root, rel, st, decision)`` called for every
-    decision (the dry-run/verbose printer; None = silent).  ``stats`` {uid: Stats}.
+    decision (the dry-run/verbose printer; None = silent), ``guard`` a LeaseGuard (every
+    removal batch runs inside ``guard.hold(uid)``).  ``stats`` {uid: Stats}; ``lost``
+    the uids found leased during the run.
     """
 
     def __init__(self, uids, gids, *, dry_run=False, as_owner="preferred", deadline=None,
-                 max_removals=None, emit=None, now=None):
+                 max_removals=None, emit=None, now=None, guard=None):
         self.uids = frozenset(uids)
         self.gids = dict(gids)
         self.dry_run = dry_run
@@ -155,21 +229,32 @@ class Walker:
         self.budget = max_removals
         self.emit = emit
         self.now = time.time() if now is None else now
+        self.guard = None if dry_run else guard     # LeaseGuard (no lease check: None)
         self.stats = {u: Stats() for u in self.uids}
         self.removals = 0
         self.incomplete = None       # why the run stopped early
         self._fs = None              # current fs identity (uid) or None = root
         self._native = None
+        self._sc = None              # native.SweepScanner of this process (lazy)
+        self._recheck_reasons = {}
 
     # -- identity -------------------------------------------------------------------
 
     def _become(self, uid, gid):
+        """fsuid/fsgid := uid/gid, no supplementary groups.  If that fails the fs identity
+        is put back to root before the error propagates (a half-switched identity is never
+        left behind; if even that fails, the run cannot go on safely)."""
         if self._fs == uid:
             return
         if self._native is None:
             from glexec_py.effects import native
             self._native = native
-        self._native.set_fs_identity(uid, gid, [])
+        try:
+            self._native.set_fs_identity(uid, gid, [])
+        except BaseException:
+            self._fs = None
+            self._native.restore_fs_identity()
+            raise
         self._fs = uid
 
     def _root(self):
@@ -291,7 +376,8 @@ class Walker:
                             self.incomplete = str(e)
                             break
                     res = {"left": frame.left, "removals": self.removals, "incomplete": self.incomplete,
-                           "stats": {str(u): s.as_dict() for u, s in self.stats.items()}}
+                           "stats": {str(u): s.as_dict() for u, s in self.stats.items()},
+                           "lost": sorted(self.lost)}
                     data = json.dumps(res).encode()
                     while data:
                         data = data[os.write(rw, data):]
@@ -328,6 +414,8 @@ class Walker:
             self.removals += res["removals"]
             if res["incomplete"] and not self.incomplete:
                 self.incomplete = res["incomplete"]
+            if self.guard is not None:
+                self.guard.lost.update(res.get("lost", ()))
             for u, d in res["stats"].items():
                 s = self.stats[int(u)]
                 for k in ("removed", "removed_dirs", "kept", "errors", "bytes", "as_root"):
@@ -345,120 +433,187 @@ class Walker:
         if self.emit:
             self.emit(rule.root, rel, st, core.Decision("error", why))
 
+    def _scanner(self):
+        if self._sc is None:
+            from glexec_py.effects import native
+            self._sc = native.SweepScanner()
+            self._recheck_reasons = native.SWEEP_RECHECK
+        return self._sc
+
     def _scan(self, planner, frame):
-        """List one directory, decide every entry, remove the files (batched per owner),
-        queue the subdirectories."""
+        """List one directory chunk by chunk (csrc/sweepwalk.c: getdents64 + fstatat
+        AT_SYMLINK_NOFOLLOW on the directory fd), decide every entry (the planner), remove
+        each chunk's files (batched per owner), queue the subdirectories."""
         fd, prefix, depth = frame.fd, frame.rel, frame.depth + 1
-        emit, uids = self.emit, self.uids
-        rule = planner.rule
-        batches = {}
-        n = 0
-        with os.scandir(fd) as it:
-            for entry in it:
-                n += 1
-                if not n & 255:
-                    self._tick()
-                name = entry.name
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue                      # vanished
-                bname = os.fsencode(name)
-                rel = prefix + b"/" + bname if prefix else bname
-                d = planner.decide(rel, st, depth)
-                if emit:
-                    emit(rule.root, rel, st, d)
+        emit, stats, dry = self.emit, self.stats, self.dry_run
+        root = planner.rule.root
+        sc = self._scanner()
+        Entry = core.Entry
+        while True:
+            self._tick()
+            got = sc.scan(fd)
+            if got is None:
+                break
+            records, names = got
+            decisions = planner.decide_entries(prefix, depth, records, names)
+            if emit is None and not dry:
+                self._chunk(planner, frame, records, names, decisions)
+                continue
+            batches = {}
+            for i, d in enumerate(decisions):
                 a = d.action
                 if a == "remove":
-                    if self.dry_run:
-                        self.stats[st.st_uid].removed += 1
+                    uid = records[i][7]
+                    if emit:
+                        emit(root, prefix + b"/" + names[i] if prefix else names[i],
+                             Entry(records[i]), d)
+                    if dry:
+                        stats[uid].removed += 1
                         self._count()
                         continue
-                    batches.setdefault(st.st_uid, []).append((name, st, rel))
-                elif a == "descend":
-                    frame.subdirs.append((name, rel, st, d))
+                    b = batches.get(uid)
+                    if b is None:
+                        batches[uid] = [i]
+                    else:
+                        b.append(i)
+                    continue
+                rel = prefix + b"/" + names[i] if prefix else names[i]
+                st = Entry(records[i])
+                if emit:
+                    emit(root, rel, st, d)
+                if a == "descend":
+                    frame.subdirs.append((names[i], rel, st, d))
                 else:
                     frame.left += 1
                     if a == "keep":
-                        self.stats[st.st_uid].kept += 1
-        for uid, items in batches.items():
-            self._remove_batch(planner, frame, uid, items)
+                        stats[st.st_uid].kept += 1
+            for uid, idx in batches.items():
+                self._remove_batch(planner, frame, uid, idx, records, names)
 
-    def _remove_batch(self, planner, frame, uid, items):
-        fd = frame.fd
+    def _chunk(self, planner, frame, records, names, decisions):
+        """``_scan``'s loop for one chunk without emit or dry run (the common case), in
+        comprehensions: removals grouped per owner, the other decisions one by one."""
+        rm = [i for i, d in enumerate(decisions) if d.action == "remove"]
+        if len(rm) != len(decisions):
+            prefix, stats = frame.rel, self.stats
+            for i, d in enumerate(decisions):
+                a = d.action
+                if a == "remove":
+                    continue
+                if a == "descend":
+                    frame.subdirs.append((names[i], prefix + b"/" + names[i] if prefix else names[i],
+                                          core.Entry(records[i]), d))
+                else:
+                    frame.left += 1
+                    if a == "keep":
+                        stats[records[i][7]].kept += 1
+        if not rm:
+            return
+        owners = {records[i][7] for i in rm}
+        if len(owners) == 1:
+            batches = {owners.pop(): rm}
+        else:
+            batches = {}
+            for i in rm:
+                batches.setdefault(records[i][7], []).append(i)
+        for uid, idx in batches.items():
+            self._remove_batch(planner, frame, uid, idx, records, names)
+
+    def _keep(self, planner, frame, s, rel, st, why):
+        s.kept += 1
+        frame.left += 1
+        if self.emit:
+            self.emit(planner.rule.root, rel, st, core.Decision("keep", why))
+
+    @property
+    def lost(self):
+        return set(self.guard.lost) if self.guard is not None else set()
+
+    def _remove_batch(self, planner, frame, uid, idx, records, names):
+        """Remove the entries ``idx`` of the scanner's current chunk, all of owner ``uid``:
+        as that account (fs identity) unless as_owner says otherwise; the C side re-checks
+        each entry right before its unlinkat (see csrc/sweepwalk.c).  With a guard, in
+        parts of at most LeaseGuard.HOLD entries, each under ``guard.hold(uid)``."""
+        if self.budget is not None:
+            idx = idx[:max(0, self.budget - self.removals)]
+        if not idx:
+            return
+        if self.guard is None:
+            self._remove_part(planner, frame, uid, idx, records, names)
+            return
+        step = self.guard.HOLD
+        for k in range(0, len(idx), step):
+            part = idx[k:k + step]
+            with self.guard.hold(uid) as (free, why):
+                if free:
+                    self._remove_part(planner, frame, uid, part, records, names)
+                    continue
+                s = self.stats[uid]
+                for i in part:
+                    self._keep(planner, frame, s,
+                               frame.rel + b"/" + names[i] if frame.rel else names[i],
+                               core.Entry(records[i]), why)
+
+    def _remove_part(self, planner, frame, uid, idx, records, names):
         s = self.stats[uid]
-        refused = []
+        sc = self._sc
+        rel = (lambda i: frame.rel + b"/" + names[i] if frame.rel else names[i])
         owner = self.as_owner != "never"
+        fallback = False            # removing as root because the switch failed (counted)
         if owner:
             try:
-                self._become(uid, self.gids.get(uid, items[0][1].st_gid))
+                self._become(uid, self.gids.get(uid, records[idx[0]][8]))
             except Exception:
                 self._root()
-                owner = False
-        recheck = planner.recheck
-        lstat, unlink = os.lstat, os.unlink
-        for name, st, rel in items:
-            try:
-                now_st = lstat(name, dir_fd=fd)
-            except FileNotFoundError:
-                continue
-            except OSError as e:
-                if owner and e.errno in _DENIED:
-                    refused.append((name, st, rel))
+                if self.as_owner == "required":
+                    for i in idx:
+                        self._keep(planner, frame, s, rel(i), core.Entry(records[i]),
+                                   "cannot take the owner's fs identity (as_owner: required)")
+                    return
+                owner, fallback = False, True
+        try:
+            removed, nbytes, res = sc.unlink(frame.fd, idx, planner.root_dev)
+        finally:
+            self._root()
+        s.removed += removed
+        s.bytes += nbytes
+        if fallback:
+            s.as_root += removed
+        done = removed
+        if removed != len(idx):
+            refused = []
+            for i, r in zip(idx, res):
+                if r == 0 or r == -errno.ENOENT:          # removed, or vanished meanwhile
                     continue
-                s.errors += 1
-                frame.left += 1
-                continue
-            why = recheck(st, now_st)
-            if why:
-                frame.left += 1
-                s.kept += 1
-                if self.emit:
-                    self.emit(planner.rule.root, rel, now_st, core.Decision("keep", why))
-                continue
-            try:
-                unlink(name, dir_fd=fd)
-            except FileNotFoundError:
-                continue
-            except OSError as e:
-                if owner and e.errno in _DENIED:
-                    refused.append((name, st, rel))
-                    continue
-                s.errors += 1
-                frame.left += 1
-                continue
-            s.removed += 1
-            s.bytes += now_st.st_size
-            self._count()
-        self._root()
-        if not refused:
-            return
-        for name, st, rel in refused:
-            if self.as_owner == "required":
-                s.kept += 1
-                frame.left += 1
-                if self.emit:
-                    self.emit(planner.rule.root, rel, st, core.Decision(
-                        "keep", "kernel refused removal as the owner (as_owner: required)"))
-                continue
-            try:
-                now_st = os.lstat(name, dir_fd=fd)
-                why = planner.recheck(st, now_st)
-                if why:
-                    s.kept += 1
+                if r > 0:                                 # not the object decided on any more
+                    self._keep(planner, frame, s, rel(i), core.Entry(records[i]),
+                               self._recheck_reasons[r])
+                elif owner and -r in _DENIED:
+                    refused.append(i)
+                else:
+                    s.errors += 1
                     frame.left += 1
-                    continue
-                os.unlink(name, dir_fd=fd)
-            except FileNotFoundError:
-                continue
-            except OSError:
-                s.errors += 1
-                frame.left += 1
-                continue
-            s.removed += 1
-            s.as_root += 1
-            s.bytes += now_st.st_size
-            self._count()
+            if refused and self.as_owner == "required":
+                for i in refused:
+                    self._keep(planner, frame, s, rel(i), core.Entry(records[i]),
+                               "kernel refused removal as the owner (as_owner: required)")
+            elif refused:                                 # "preferred": as root, same re-check
+                removed, nbytes, res = sc.unlink(frame.fd, refused, planner.root_dev)
+                s.removed += removed
+                s.as_root += removed
+                s.bytes += nbytes
+                done += removed
+                for i, r in zip(refused, res):
+                    if r == 0 or r == -errno.ENOENT:
+                        continue
+                    if r > 0:
+                        self._keep(planner, frame, s, rel(i), core.Entry(records[i]),
+                                   self._recheck_reasons[r])
+                    else:
+                        s.errors += 1
+                        frame.left += 1
+        if done:
+            self._count(done)
 
     def _rmdir(self, planner, parent, frame):
         """Remove an emptied old directory of a swept uid; True if it is gone."""
@@ -468,6 +623,27 @@ class Walker:
         if self.dry_run:
             s.removed_dirs += 1
             return True
+        if self.guard is None:
+            return self._rmdir_now(parent, frame, s)
+        with self.guard.hold(uid) as (free, why):
+            if free:
+                return self._rmdir_now(parent, frame, s)
+        s.kept += 1                       # the caller counts the directory as left
+        if self.emit:
+            self.emit(planner.rule.root, frame.rel, st, core.Decision("keep", why))
+        return False
+
+    def _rmdir_now(self, parent, frame, s):
+        """rmdir after the same kind of re-check (as the owner per as_owner); the fs
+        identity is root again on every way out."""
+        try:
+            return self._rmdir_try(parent, frame, s)
+        finally:
+            self._root()
+
+    def _rmdir_try(self, parent, frame, s):
+        st = frame.st
+        uid = st.st_uid
         name = frame.name
         for as_root in ((False, True) if self.as_owner == "preferred" else
                         ((False,) if self.as_owner == "required" else (True,))):
@@ -548,16 +724,27 @@ def uids_with_processes():
     """Runs as: root.  Every uid that is the real, effective, saved or fs uid of a live
     process (threads included via their process)."""
     out = set()
-    for name in os.listdir("/proc"):
+    flags = os.O_RDONLY | os.O_CLOEXEC
+    for name in os.listdir(b"/proc"):
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"Uid:"):
-                        out.update(int(x) for x in line.split()[1:5])
-                        break
-        except (OSError, ValueError):
+            fd = os.open(b"/proc/" + name + b"/status", flags)
+        except OSError:
+            continue                   # exited meanwhile
+        try:
+            data = os.read(fd, 16384)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        i = data.find(b"\nUid:")
+        j = data.find(b"\n", i + 5)
+        if i < 0 or j < 0:
+            continue
+        try:
+            out.update(int(x) for x in data[i + 5:j].split()[:4])
+        except ValueError:
             continue
     return out
 

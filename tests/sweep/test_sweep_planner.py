@@ -78,6 +78,57 @@ def test_recheck():
     assert p.recheck(before, ent(ino=5, uid=0)) == "owner changed"
     assert p.recheck(before, ent(ino=6)) == "replaced"
     assert p.recheck(before, ent(ino=5, dev=9)) == "device changed"
+    # another swept uid is still another owner: the batch runs as the one decided on
+    assert p.recheck(before, ent(ino=5, uid=47502)) == "owner changed"
+    assert p.recheck(before, ent(ino=5, mode=stat.S_IFREG | stat.S_ISVTX | 0o644)) == "sticky bit (opt-out)"
+    assert p.recheck(before, ent(ino=5, mode=stat.S_IFLNK | 0o777)) == "replaced"
+
+
+def _rec(e):
+    """An entry as the walker's scanner reports it (core.ENTRY_FIELDS + name_off, name_len, pad)."""
+    return (e.st_ino, e.st_dev, e.st_size, e.st_atime, e.st_mtime, e.st_ctime, e.st_mode,
+            e.st_uid, e.st_gid, 0, 0, 0)
+
+
+def test_entry_reads_like_a_stat_result():
+    e = core.Entry(_rec(ent(ino=7, uid=47502, size=9, gid=3)))
+    assert (e.st_ino, e.st_uid, e.st_size, e.st_gid, e.st_dev) == (7, 47502, 9, 3, DEV)
+    assert e.st_mtime == NOW - 10 * DAY and e.st_mode == stat.S_IFREG | 0o644
+
+
+_KINDS = [stat.S_IFREG, stat.S_IFLNK, stat.S_IFDIR, stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR]
+
+
+@settings(max_examples=300, deadline=None)
+@given(entries=st.lists(st.tuples(
+           st.sampled_from(_KINDS), st.sampled_from([0o644, 0o1644, 0o4755, 0o700]),
+           st.sampled_from([0, 1000, 47501, 47502]), st.sampled_from([NOW - 30 * DAY, NOW - DAY / 2, NOW]),
+           st.sampled_from([NOW - 30 * DAY, NOW]), st.sampled_from([NOW - 30 * DAY, NOW]),
+           st.sampled_from([DEV, DEV + 1]), st.sampled_from([b"f", b"mnt", b"x.keep", b"lost+found", b"d"])),
+           max_size=12),
+       prefix=st.sampled_from([b"", b"sub", b"a/b"]), depth=st.integers(0, 3),
+       age_by=st.sampled_from(["amc", "am", "m", ""]),
+       excl=st.sampled_from([(), ("/s/sub/f",)]), pats=st.sampled_from([(), ("*.keep",)]),
+       types=st.sampled_from([("file", "symlink", "dir"), ("symlink", "dir", "fifo")]),
+       mounts=st.sampled_from([(), (b"mnt", b"sub/mnt")]))
+def test_decide_entries_is_decide_per_entry(entries, prefix, depth, age_by, excl, pats, types, mounts):
+    rule = core.Rule(b"/s", 0 if not age_by else DAY, age_by=age_by, exclude=excl, patterns=pats,
+                     types=types, max_depth=2)
+    p = core.Planner(rule, POOL, NOW, DEV, mounts)
+    recs, names = [], []
+    for i, (kind, perm, uid, a, m, c, dev, name) in enumerate(entries):
+        recs.append(_rec(ent(mode=kind | perm, uid=uid, a=a, m=m, c=c, dev=dev, ino=i)))
+        names.append(name)
+    got = p.decide_entries(prefix, depth, recs, names)
+    want = [p.decide(prefix + b"/" + n if prefix else n, core.Entry(r), depth)
+            for r, n in zip(recs, names)]
+    assert got == want
+    # and decide on an Entry is decide on any stat-like object with the same fields
+    for r, n, d in zip(recs, names, want):
+        e = core.Entry(r)
+        assert p.decide(prefix + b"/" + n if prefix else n, ent(
+            mode=e.st_mode, uid=e.st_uid, a=e.st_atime, m=e.st_mtime, c=e.st_ctime, dev=e.st_dev,
+            ino=e.st_ino), depth) == d
 
 
 @settings(max_examples=500, deadline=None)

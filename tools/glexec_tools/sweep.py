@@ -222,10 +222,14 @@ def run(args, out):
             printer.account(name, u, ok, why)
 
     emit = printer.decision if (args.dry_run or args.verbose) else None
+    # a lease granted while we sweep: every removal batch re-checks the account's lease
+    # under the gridmapdir lock and holds the lock while it removes (docs/leases.md)
+    guard = walk.LeaseGuard(cfg.gridmapdir, {u: names[u][0] for u in sweep_uids},
+                            cfg.sweep_draining) if cfg.gridmapdir else None
     walker = walk.Walker(set(sweep_uids), {u: names[u][1] for u in sweep_uids if names[u][1] is not None},
                          dry_run=args.dry_run, as_owner=cfg.as_owner,
                          deadline=t0 + cfg.max_runtime, max_removals=cfg.max_removals,
-                         emit=emit, now=now)
+                         emit=emit, now=now, guard=guard)
     rules = list(cfg.rules)
     if cfg.devshm_dir:
         rules.append(core.Rule(cfg.devshm_dir, 0, "", "", types=core.DEFAULT_TYPES, kind="devshm"))
@@ -261,8 +265,14 @@ def run(args, out):
                 if args.dry_run:
                     walker.stats[owner].ipc.append((kind, ident))
                     continue
-                r = walk.remove_sysv(kind, ident, set(sweep_uids))
-                if r is None:
+                if guard is None:
+                    r = walk.remove_sysv(kind, ident, set(sweep_uids))
+                else:
+                    with guard.hold(owner) as (free, _why):
+                        r = walk.remove_sysv(kind, ident, set(sweep_uids)) if free else "kept"
+                if r == "kept":
+                    walker.stats[owner].kept += 1
+                elif r is None:
                     walker.stats[owner].ipc.append((kind, ident))
                 elif r != "gone":
                     walker.stats[owner].errors += 1
@@ -280,7 +290,7 @@ def run(args, out):
         name = names[u][0] or str(u)
         s = walker.stats[u]
         regranted = (name in held_after and not (name in draining_after and cfg.sweep_draining)) \
-            or u in busy_after
+            or u in busy_after or u in walker.lost
         clean = (s.kept == 0 and s.errors == 0 and walker.incomplete is None and not failures
                  and not regranted)
         state = "no_files" if clean else "files_remain"
