@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.sweep.conftest import run_sweep, write_config
+from tests.sweep.conftest import LAUNCHER, run_sweep, write_config
 from tests.support.runas import run_as
 
 OLD = 1577836800          # 2020-01-01
@@ -250,5 +250,5 @@ def test_ipc_mqueue_devshm_removed(sweep_accounts, workdir):
 def test_nonroot_refused(sweep_accounts, workdir):
     cfg = config(workdir, [tree(workdir)])
     os.chmod(workdir, 0o755)
-    r = run_as(A, ["/work/main/tools/bin/glexec-sweep", "--config", cfg])
+    r = run_as(A, [LAUNCHER, "--config", cfg])
     assert r.returncode == 2 and b"root only" in r.stderr
