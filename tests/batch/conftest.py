@@ -20,7 +20,7 @@ if _REPO not in sys.path:
 
 from tests.support import accounts as acc  # noqa: E402
 from tests.support import install as inst  # noqa: E402
-from tests.support import slurm as sl  # noqa: E402
+from tests.support import slurm_fixtures as sf  # noqa: E402
 from tests.support.pki import TestPKI  # noqa: E402
 
 ID_MIN, ID_MAX = 47600, 47699
@@ -47,60 +47,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.privileged)
 
 
-def _lock_held_by_us(path: Path) -> bool:
-    """True if this process already holds an flock on ``path`` (tests/privileged's session
-    lock when both suites run in one pytest process): taking it again would deadlock."""
-    try:
-        ino = path.stat().st_ino
-        with open("/proc/locks") as f:
-            for line in f:
-                f_ = line.split()
-                # "1: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF"
-                if len(f_) >= 6 and f_[1] == "FLOCK" and f_[4] == str(os.getpid()) \
-                        and f_[5].rsplit(":", 1)[-1] == str(ino):
-                    return True
-    except OSError:
-        pass
-    return False
-
-
 @pytest.fixture(scope="module")
 def batch_lock():
-    if os.geteuid() != 0:
-        pytest.skip("batch tests need root (private Slurm, setuid install, real accounts)")
-    lockfile = acc.TESTS_BASE / ".session.lock"
-    inst.ensure_base()
-    if lockfile.exists() and _lock_held_by_us(lockfile):
-        yield None
-        return
-    lock = acc.session_lock(timeout=600)
-    lock.__enter__()
-    try:
-        yield lock
-    finally:
-        lock.release()
+    yield from sf.session_lock("batch tests need root (private Slurm, setuid install, real accounts)")
 
 
 @pytest.fixture(scope="module")
 def slurm(batch_lock):
     """A running private Slurm, or a skip saying why it cannot run here."""
-    try:
-        installed = sl.ensure_packages()
-    except Exception as e:  # noqa: BLE001 - any failure to install means: cannot run here
-        pytest.skip(f"Slurm cannot be installed here: {e}")
-    try:
-        c = sl.SlurmCluster()
-        c.__enter__()
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(f"Slurm cannot be started here: {e}")
-    c.installed_packages = installed
-    sys.stderr.write(f"\n[batch] Slurm up in {c.timings.get('start', 0):.1f} s, "
-                     f"proctrack/{c.proctrack}, scratch {c.dir}\n")
-    try:
-        yield c
-    finally:
-        c.__exit__(None, None, None)
-        sys.stderr.write(f"[batch] Slurm down in {c.timings.get('stop', 0):.1f} s\n")
+    yield from sf.running_slurm("batch")
 
 
 @dataclass
