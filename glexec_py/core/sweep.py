@@ -334,47 +334,37 @@ def _rule(r, i, ln):
 
 
 def parse_config(text, filename="<config>"):
-    """Strict YAML (safe loader; no anchors, aliases, tags or duplicate keys) -> SweepConfig.
-    Raises ConfigProblem (with a line number where known)."""
-    import yaml
+    """Strict YAML (``core.strictyaml``: no anchors, aliases or tags; here also no duplicate
+    or non-scalar keys) -> SweepConfig.  Raises ConfigProblem (with a line number where
+    known)."""
+    from glexec_py.core.strictyaml import load
+    from glexec_py.errors import ConfigError
 
-    class Strict(yaml.SafeLoader):
-        pass
-
-    def compose_node(self, parent, index):
-        ev = self.peek_event()
-        if isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None) is not None:
-            raise ConfigProblem(ev.start_mark.line + 1, "anchors and aliases are not allowed")
-        if getattr(ev, "tag", None) is not None:
-            raise ConfigProblem(ev.start_mark.line + 1, "explicit tags are not allowed")
-        return yaml.SafeLoader.compose_node(self, parent, index)
-
-    Strict.compose_node = compose_node
     lines = {}
 
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for knode, _v in node.value:
-            if not isinstance(knode, yaml.ScalarNode):
-                raise ConfigProblem(knode.start_mark.line + 1, "keys must be plain names")
-            if knode.value in seen:
-                raise ConfigProblem(knode.start_mark.line + 1, f"duplicate key {knode.value!r}")
-            seen.add(knode.value)
-            lines.setdefault((knode.value,), knode.start_mark.line + 1)
-        return yaml.SafeLoader.construct_mapping(self, node, deep=True)
+    def construct(root, loader, yaml):
+        stack = [root] if root is not None else []
+        while stack:
+            node = stack.pop()
+            if isinstance(node, yaml.MappingNode):
+                seen = set()
+                for knode, vnode in node.value:
+                    if not isinstance(knode, yaml.ScalarNode):
+                        raise ConfigProblem(knode.start_mark.line + 1, "keys must be plain names")
+                    if knode.value in seen:
+                        raise ConfigProblem(knode.start_mark.line + 1, f"duplicate key {knode.value!r}")
+                    seen.add(knode.value)
+                    if node is root:
+                        lines[(knode.value,)] = knode.start_mark.line + 1
+                    stack.append(vnode)
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend(node.value)
+        return None if root is None else loader.construct_document(root)
 
-    Strict.construct_mapping = construct_mapping
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ConfigProblem(0, "not UTF-8") from None
     try:
-        doc = yaml.load(text, Loader=Strict)  # noqa: S506 (strict SafeLoader subclass)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigProblem(mark.line + 1 if mark else 0,
-                            f"not valid YAML: {getattr(e, 'problem', None) or e}") from None
+        doc = load(text, filename, construct)
+    except ConfigError as e:
+        raise ConfigProblem(e.line or 0, e.what) from None
     return validate(doc, lines)
 
 
