@@ -10,7 +10,6 @@ The engine caches ``marshal.dumps(config_to_plain(cfg))`` and rebuilds with
 ``config_from_plain`` (no yaml import, no re-validation beyond the shape).
 """
 
-from glexec_py.core.text import clipped as _safe
 from glexec_py.errors import ConfigError, SystemFault
 
 _REQ = ("required",)     # sentinel default
@@ -224,6 +223,13 @@ def gid_kept(cfg, gid):
 
 
 # --- parsing -------------------------------------------------------------------------
+
+def _safe(s, limit=80):
+    """Error-message text (``core.text.clipped``), imported only when a message is made:
+    the engine loads this module on every call."""
+    from glexec_py.core.text import clipped
+    return clipped(s, limit)
+
 
 def _show(node):
     cls = type(node).__name__
