@@ -26,7 +26,6 @@ import stat
 import _sqlite3 as sqlite3
 
 from glexec_py.core import backmap as bm
-from glexec_py.core.audit import Chain
 from glexec_py.effects import trust
 from glexec_py.errors import SystemFault
 
@@ -435,6 +434,7 @@ class Index:
                 return                               # empty, or its first line is being written
             fp = bm.first_line_fingerprint(first)
             source_id, offset, lines, first_time, last_time, seq, digest = self._source(fp, series_id)
+            from glexec_py.core.audit import Chain     # only when there is something to read
             chain = Chain(seq, digest or b"")
             f.seek(offset)
             offset, lines, first_time, last_time, at_eof = self._read_lines(
