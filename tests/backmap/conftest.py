@@ -22,3 +22,13 @@ def private_dir():
     os.chmod(d, 0o700)
     yield d
     shutil.rmtree(d)
+
+
+@pytest.fixture
+def setup(private_dir):
+    """(audit file path, a fresh Index) in a private directory."""
+    from glexec_py.effects.backmap_index import Index
+    audit = os.path.join(private_dir, "audit.jsonl")
+    index = Index(os.path.join(private_dir, "backmap.sqlite"))
+    yield audit, index
+    index.close()

@@ -2,21 +2,12 @@
 lines deleted or edited; the index must stop vouching for what the chain no longer proves."""
 import os
 
-import pytest
 
 from glexec_py.core import audit as core_audit
 from glexec_py.core import backmap as bm
 from glexec_py.effects import auditlog
 from glexec_py.effects.backmap_index import Index
 from tests.backmap.backmap_helpers import S, T0, record
-
-
-@pytest.fixture
-def setup(private_dir):
-    audit = os.path.join(private_dir, "audit.jsonl")
-    index = Index(os.path.join(private_dir, "backmap.sqlite"))
-    yield audit, index
-    index.close()
 
 
 def append(audit, *records):

@@ -13,14 +13,6 @@ def grant_end(t, uid=47011, pid=100, dn="/CN=Alice", length=10):
     return [record("grant", t, uid=uid, pid=pid, dn=dn), record("end", t + length * S, uid=uid, pid=pid, dn=dn)]
 
 
-@pytest.fixture
-def setup(private_dir):
-    audit = os.path.join(private_dir, "audit.jsonl")
-    index = Index(os.path.join(private_dir, "backmap.sqlite"))
-    yield audit, index
-    index.close()
-
-
 def test_index_file_is_private(setup, private_dir):
     st = os.stat(os.path.join(private_dir, "backmap.sqlite"))
     assert st.st_mode & 0o777 == 0o600 and st.st_uid == 0
