@@ -2,7 +2,6 @@
 lines deleted or edited; the index must stop vouching for what the chain no longer proves."""
 import os
 
-
 from glexec_py.core import audit as core_audit
 from glexec_py.core import backmap as bm
 from glexec_py.effects import auditlog
