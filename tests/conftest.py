@@ -20,6 +20,7 @@ MARKERS = {
     "privileged": "needs root: installs the setuid shim into a test prefix, creates real "
                   "test accounts and runs the installed glexec as unprivileged users",
     "slow": "takes more than a few seconds",
+    "batch": "needs a real batch system (a private Slurm started by the test run; root)",
 }
 
 

@@ -34,11 +34,6 @@ USERS = {"gxtbpilot": (47600, "gxtbpilot", ["gxtbtrack", "gxtbextra"], False),
 TRACKING = "47650-47659"
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "batch: needs a real batch system (a private Slurm "
-                            "started by the test run; root)")
-
-
 def pytest_collection_modifyitems(config, items):
     here = Path(__file__).parent
     for item in items:

@@ -21,11 +21,6 @@ from tests.support import slurm_fixtures as sf  # noqa: E402
 ID_MIN, ID_MAX = 47800, 47899
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "batch: needs a real batch system (a private Slurm "
-                            "started by the test run; root)")
-
-
 def pytest_collection_modifyitems(config, items):
     here = Path(__file__).parent
     for item in items:
