@@ -356,7 +356,7 @@ def prepare(call, cfg, target, command):
                       user=runas.name.encode(), path=path, x509_user_proxy=proxy_path)
     plan = payload.Plan(path=call.resolved[0], argv=command, env=env, uid=runas.uid, gid=runas.gid,
                         groups=groups, cwd=facts.cwd, umask=facts.umask, rlimits=facts.rlimits,
-                        no_new_privs=cfg.payload.no_new_privs)
+                        no_new_privs=cfg.payload.no_new_privs, tty_guard=cfg.payload.tty_guard)
     return plan, staged
 
 
