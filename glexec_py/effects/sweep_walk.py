@@ -233,6 +233,7 @@ class Walker:
         self.stats = {u: Stats() for u in self.uids}
         self.removals = 0
         self.incomplete = None       # why the run stopped early
+        self.unseen = 0              # directories that could not be entered (any owner)
         self._fs = None              # current fs identity (uid) or None = root
         self._native = None
         self._sc = None              # native.SweepScanner of this process (lazy)
@@ -376,6 +377,7 @@ class Walker:
                             self.incomplete = str(e)
                             break
                     res = {"left": frame.left, "removals": self.removals, "incomplete": self.incomplete,
+                           "unseen": self.unseen,
                            "stats": {str(u): s.as_dict() for u, s in self.stats.items()},
                            "lost": sorted(self.lost)}
                     data = json.dumps(res).encode()
@@ -412,6 +414,7 @@ class Walker:
             res = json.loads(b"".join(chunks))
             root.left += res["left"]
             self.removals += res["removals"]
+            self.unseen += res["unseen"]
             if res["incomplete"] and not self.incomplete:
                 self.incomplete = res["incomplete"]
             if self.guard is not None:
@@ -428,6 +431,9 @@ class Walker:
             raise SweepStop(self.incomplete)
 
     def _error(self, uid, rule, rel, st, why):
+        # A directory the walk could not enter may hold entries of any swept uid, whoever
+        # owns it: ``unseen`` keeps every swept account from being recorded clean.
+        self.unseen += 1
         if uid in self.stats:
             self.stats[uid].errors += 1
         if self.emit:

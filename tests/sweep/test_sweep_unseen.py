@@ -173,3 +173,24 @@ def test_sysvipc_table_that_does_not_parse_is_an_error():
     with pytest.raises(ValueError):
         core.parse_sysvipc("msg", head + "0 3 600 0 0 0 0 47501\n")
     assert core.parse_sysvipc("msg", head) == []
+
+
+def test_directory_that_cannot_be_entered_is_recorded_not_clean(sweep_accounts, workdir):
+    """A root-owned directory the walk cannot enter (here: out of file descriptors, 30
+    levels deep under RLIMIT_NOFILE 24) may hide the account's files: they are not
+    "no_files" (the error used to be counted only for the directory's owner, root)."""
+    from tests.sweep.test_sweep_real import mk
+    a = sweep_accounts[A].uid
+    t = tree(workdir)
+    d = t
+    for i in range(30):
+        d = f"{d}/d{i}"
+        os.mkdir(d, 0o755)
+    mk(f"{d}/deep", a)
+    cfg = config(workdir, [t], pool=[A], extra='workers: 1\n')
+    r = sweep_in_ns(cfg, wrap=("prlimit", "--nofile=24:24", "--"))
+    assert r.returncode == 1, r.stderr
+    [acc] = summary(r)["swept"]
+    assert acc["state"] == "files_remain" and "files" in acc["unchecked"], acc
+    assert os.path.exists(f"{d}/deep")
+    assert state_record(workdir)["state"] == "files_remain"

@@ -262,6 +262,8 @@ def run(args, out):
             except OSError as e:
                 failures.append(f"{rule.root!r}: {e}")
                 sys.stderr.write(f"{PROG}: {escape_path(rule.root)}: {e.strerror}\n")
+        if walker.unseen:
+            unchecked["files"] = f"{walker.unseen} directories could not be entered"
         if cfg.sysv_ipc and walker.incomplete is None:
             try:
                 objects = walk.sysv_objects()
