@@ -59,10 +59,10 @@ os.execv(sys.argv[1], sys.argv[1:])
 '''
 
 
-def _tty_call(gx, *, guard):
+def _tty_call(gx, *, guard, attack=None):
     if guard is not None:
         gx.config(payload={"tty_guard": guard})
-    attack = gx.script("tty_attack.py", TTY_ATTACK)
+    attack = attack or gx.script("tty_attack.py", TTY_ATTACK)
     result = gx.out / "tty.json"
     master, slave = os.openpty()
     try:
@@ -110,6 +110,53 @@ def test_without_the_guard_the_injection_arrives(gx):
     res, queued = _tty_call(gx, guard=False)
     assert res["tiocsti"] == 0, res
     assert INJECT in queued, queued
+
+
+# The same attack through the other system-call ABIs of x86-64: i386 (int 0x80, ioctl = 54)
+# and x32 (nr | 0x40000000, ioctl = 514). Writes {"i386": r, "x32": r, "x32_tcgets": r}
+# (raw kernel returns: 0 ok, -1 EPERM, -38 ENOSYS) to argv[1].
+ABI_ATTACK = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+int main(int argc, char **argv) {
+    int fd = open("/dev/tty", O_RDWR);
+    /* int 0x80 passes 32-bit pointers: the buffer must live below 4 GiB */
+    char *c = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    const char *s = "i386\n";
+    long r = 0, x, y;
+    for (; *s && r == 0; s++) {
+        *c = *s;
+        __asm__ volatile("int $0x80" : "=a"(r) : "a"(54L), "b"((long)fd), "c"((long)TIOCSTI), "d"((long)c)
+                         : "r8", "r9", "r10", "r11", "memory");
+    }
+    *c = 'X';
+    register long a1 __asm__("rdi") = fd, a2 __asm__("rsi") = TIOCSTI, a3 __asm__("rdx") = (long)c;
+    __asm__ volatile("syscall" : "=a"(x) : "a"(0x40000000L | 514L), "r"(a1), "r"(a2), "r"(a3)
+                     : "rcx", "r11", "memory");
+    a2 = TCGETS;
+    __asm__ volatile("syscall" : "=a"(y) : "a"(0x40000000L | 514L), "r"(a1), "r"(a2), "r"(a3)
+                     : "rcx", "r11", "memory");
+    FILE *f = fopen(argv[1], "w");
+    fprintf(f, "{\"i386\": %ld, \"x32\": %ld, \"x32_tcgets\": %ld}", r, x, y);
+    return fclose(f) != 0;
+}
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the i386/x32 ABIs exist on x86-64 only")
+def test_tty_guard_covers_the_i386_and_x32_abis(gx, cc):
+    attack = cc("abi_attack", ABI_ATTACK)
+    res, queued = _tty_call(gx, guard=None, attack=attack)
+    assert res["i386"] == -1 and res["x32"] == -1, res            # EPERM from the filter
+    assert res["x32_tcgets"] in (0, -38), res                     # other ioctls pass (ENOSYS: x32 off)
+    assert b"i386" not in queued and b"X" not in queued, queued
+    if _legacy_tiocsti():                                         # and the test can fail:
+        res, queued = _tty_call(gx, guard=False, attack=attack)
+        assert res["i386"] in (0, -38), res                       # -38: no IA32 emulation here
+        assert res["i386"] == -38 or b"i386\n" in queued, (res, queued)
 
 
 def _as_pilot_with_caps(gx, argv, env):
