@@ -13,17 +13,22 @@
 enum gx_step {
     GX_OK = 0, GX_ARGS, GX_CAP_LAST_CAP, GX_SETGROUPS, GX_SETRESGID, GX_SETRESUID,
     GX_GETRESUID, GX_GETRESGID, GX_GETGROUPS, GX_SETUID0, GX_SETGID0, GX_CAPGET,
-    GX_AMBIENT, GX_SETFSGID, GX_SETFSUID, GX_NO_NEW_PRIVS
+    GX_AMBIENT, GX_SETFSGID, GX_SETFSUID, GX_NO_NEW_PRIVS,
+    GX_CAPSET, GX_SECCOMP
 };
 int gx_switch_identity(uint32_t uid, uint32_t gid, const uint32_t *groups, size_t n, int *err);
 int gx_set_fs_identity(uint32_t uid, uint32_t gid, const uint32_t *groups, size_t n, int *err);
 int gx_set_no_new_privs(int *err);
+/* guards.c: the caller's inheritable/ambient capabilities cleared; the TIOCSTI/TIOCLINUX
+ * seccomp filter (needs CAP_SYS_ADMIN or no_new_privs). Same return convention. */
+int gx_clear_inherited_caps(int *err);
+int gx_tty_guard(int *err);
 
 /* spawn.c: the payload's plan; step that failed (0 = success), errno in err.
  * GX_SP_IDENTITY + enum gx_step when the identity switch failed. */
 enum gx_spawn_step {
     GX_SP_OK = 0, GX_SP_SIGNALS, GX_SP_RLIMITS, GX_SP_NO_NEW_PRIVS, GX_SP_CHDIR, GX_SP_EXEC,
-    GX_SP_CLONE, GX_SP_IDENTITY = 100
+    GX_SP_CLONE, GX_SP_TTY_GUARD, GX_SP_PDEATHSIG, GX_SP_IDENTITY = 100
 };
 typedef struct {
     const char *path, *cwd;
@@ -35,6 +40,8 @@ typedef struct {
     size_t nrlimits;
     uint32_t umask;
     int switch_identity, no_new_privs;
+    int tty_guard;                   /* seccomp filter on TIOCSTI/TIOCLINUX (guards.c) */
+    int pdeathsig;                   /* spawn only: signal when the lingering parent dies */
     int step, err;                   /* out */
 } gx_plan;
 int gx_become_payload(gx_plan *plan);

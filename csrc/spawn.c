@@ -6,9 +6,12 @@
  * the shared memory before _exit: the parent is suspended until the child execs or exits.
  *
  * Order in the child: default dispositions for every signal, empty signal mask, the
- * caller's rlimits and umask, identity switch (verified by gx_switch_identity), optional
- * no_new_privs, chdir to the caller's cwd AS THE TARGET, execve. No setsid/setpgid: the
- * payload stays in the caller's session and process group for the batch system.
+ * caller's rlimits and umask, the TIOCSTI guard (seccomp, needs root: guards.c), identity
+ * switch (verified by gx_switch_identity, which also clears the caller's inheritable and
+ * ambient capabilities), the parent-death signal (spawn only: after the switch, because
+ * the kernel clears it on every credential change), optional no_new_privs, chdir to the
+ * caller's cwd AS THE TARGET, execve. No setsid/setpgid: the payload stays in the caller's
+ * session and process group for the batch system.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -62,8 +66,8 @@ static int restore_rlimits(const int64_t *rl, size_t n) {
 }
 
 /* Runs as root (or the caller in log-only mode); returns only on failure, with plan->step
- * and plan->err set. */
-int gx_become_payload(gx_plan *plan) {
+ * and plan->err set. parent: the lingering parent's pid (spawn), 0 when in place. */
+static int become(gx_plan *plan, pid_t parent) {
     sigset_t none;
     if (set_default_signals() != 0)
         return plan->step = GX_SP_SIGNALS, plan->err = errno, -1;
@@ -73,10 +77,22 @@ int gx_become_payload(gx_plan *plan) {
     if (restore_rlimits(plan->rlimits, plan->nrlimits) != 0)
         return plan->step = GX_SP_RLIMITS, plan->err = errno, -1;
     umask((mode_t)plan->umask);
+    if (plan->tty_guard) {
+        int e = 0;
+        if (gx_tty_guard(&e) != GX_OK)
+            return plan->step = GX_SP_TTY_GUARD, plan->err = e, -1;
+    }
     if (plan->switch_identity) {
         int e = 0, step = gx_switch_identity(plan->uid, plan->gid, plan->groups, plan->ngroups, &e);
         if (step != GX_OK)
             return plan->step = GX_SP_IDENTITY + step, plan->err = e, -1;
+    }
+    if (parent && plan->pdeathsig) {
+        if (prctl(PR_SET_PDEATHSIG, plan->pdeathsig, 0, 0, 0) != 0)
+            return plan->step = GX_SP_PDEATHSIG, plan->err = errno, -1;
+        /* The parent may have died before the prctl: then nobody would signal us. */
+        if (getppid() != parent)
+            return plan->step = GX_SP_PDEATHSIG, plan->err = ESRCH, -1;
     }
     if (plan->no_new_privs) {
         int e = 0;
@@ -89,9 +105,18 @@ int gx_become_payload(gx_plan *plan) {
     return plan->step = GX_SP_EXEC, plan->err = errno, -1;
 }
 
+int gx_become_payload(gx_plan *plan) {
+    return become(plan, 0);
+}
+
+struct child_arg {
+    gx_plan *plan;
+    pid_t parent;
+};
+
 static int child_main(void *arg) {
-    gx_plan *plan = arg;
-    gx_become_payload(plan);
+    struct child_arg *a = arg;
+    become(a->plan, a->parent);
     _exit(127);
 }
 
@@ -101,6 +126,7 @@ int gx_spawn_payload(gx_plan *plan) {
     sigset_t all, old;
     char *stack;
     int pid, status;
+    struct child_arg arg = { plan, getpid() };   /* on our stack: CLONE_VFORK keeps it alive */
 
     plan->step = GX_SP_OK;
     plan->err = 0;
@@ -110,7 +136,7 @@ int gx_spawn_payload(gx_plan *plan) {
     /* No handler of the engine may run in the child before it resets the dispositions. */
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, &old);
-    pid = clone(child_main, stack + STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, plan);
+    pid = clone(child_main, stack + STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &arg);
     if (pid < 0) {
         plan->step = GX_SP_CLONE;
         plan->err = errno;

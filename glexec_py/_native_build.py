@@ -15,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CSRC = os.path.join(ROOT, "csrc")
 SOURCES = ["identity.c", "x509chain.c", "x509info.c", "spawn.c", "sigverify.c", "jws.c",
-           "sweepwalk.c"]
+           "sweepwalk.c", "guards.c"]
 CFLAGS = ["-O2", "-Wall", "-Werror", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"]
 LDFLAGS = ["-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack"]
 

@@ -39,6 +39,9 @@ def main(engine_file, args):
         call.audit("grant")
         if staged_proxy:
             staged_proxy.commit()
+            if plan is not None:  # a file planted at the default name sent the proxy elsewhere
+                plan.env = [e for e in plan.env if not e.startswith(b"X509_USER_PROXY=")] + [
+                    b"X509_USER_PROXY=" + staged_proxy.path]
         if plan is None:
             return 0  # no command: proxy copy only (DIRAC's renewal call)
         return run_payload(call, cfg, plan)
@@ -356,7 +359,7 @@ def prepare(call, cfg, target, command):
                       user=runas.name.encode(), path=path, x509_user_proxy=proxy_path)
     plan = payload.Plan(path=call.resolved[0], argv=command, env=env, uid=runas.uid, gid=runas.gid,
                         groups=groups, cwd=facts.cwd, umask=facts.umask, rlimits=facts.rlimits,
-                        no_new_privs=cfg.payload.no_new_privs)
+                        no_new_privs=cfg.payload.no_new_privs, tty_guard=cfg.payload.tty_guard)
     return plan, staged
 
 
@@ -384,7 +387,7 @@ def stage_target_proxy(call, cfg, runas):
         dest = b"%s/x509up_u%d" % (cfg.target_proxy.default_dir.encode().rstrip(b"/"), runas.uid)
     staged = userfiles.stage_target_proxy(dest, data, (runas.uid, runas.gid, runas.groups), default)
     call.staged_proxy = staged
-    return staged, dest
+    return staged, staged.path  # the default location may have been taken: see userfiles
 
 
 def run_payload(call, cfg, plan):

@@ -88,6 +88,9 @@ SCHEMA = (
         ("path", "pathvar", "/usr/local/bin:/usr/bin:/bin"),
         ("keep_caller_groups", "gidranges", ()),
         ("no_new_privs", "bool", False),
+        # seccomp filter: ioctl TIOCSTI/TIOCLINUX fail (EPERM) in the payload, which keeps the
+        # pilot's session and therefore its terminal (docs/internals.md, "Payload guards")
+        ("tty_guard", "bool", True),
     )),
     ("target_proxy", (
         ("create", "bool", True),

@@ -221,8 +221,9 @@ def validate(doc, lines=None):
             if r.root == other or r.root.startswith(other + b"/") or other.startswith(r.root + b"/"):
                 raise ConfigProblem(ln("roots"), f"roots overlap: {other!r} and {r.root!r}")
         seen.append(r.root)
-    mq = get("mqueue_dir", "optpath", "")
-    shm = get("devshm_dir", "optpath", "")
+    # Swept unless set to "" (an explicit opt-out, named in every record as not swept).
+    mq = get("mqueue_dir", "optpath", "/dev/mqueue")
+    shm = get("devshm_dir", "optpath", "/dev/shm")
     for extra in (mq, shm):
         if extra and _bad_root(_b(extra)):
             raise ConfigProblem(0, f"{extra!r}: {_bad_root(_b(extra))}")
@@ -593,8 +594,9 @@ def account_verdict(uid, name, *, leases, processes, draining, sweep_draining):
 
 
 def parse_sysvipc(kind, text):
-    """Rows of /proc/sysvipc/{shm,msg,sem} -> [(id, uid, cuid)]; unparsable rows are
-    skipped.  Columns are found by the header line (kernels have added columns)."""
+    """Rows of /proc/sysvipc/{shm,msg,sem} -> [(id, uid, cuid)].  Columns are found by the
+    header line (kernels have added columns).  ValueError for a header without those
+    columns or a row that does not parse: an object we cannot read is never "none"."""
     lines = text.splitlines()
     if not lines:
         return []
@@ -603,14 +605,16 @@ def parse_sysvipc(kind, text):
     try:
         ci, cu, cc = head.index(idcol), head.index("uid"), head.index("cuid")
     except ValueError:
-        return []
+        raise ValueError(f"/proc/sysvipc/{kind}: unknown header {lines[0][:80]!r}") from None
     out = []
-    for line in lines[1:]:
+    for n, line in enumerate(lines[1:], 2):
         f = line.split()
+        if not f:
+            continue
         try:
             out.append((int(f[ci]), int(f[cu]), int(f[cc])))
         except (IndexError, ValueError):
-            continue
+            raise ValueError(f"/proc/sysvipc/{kind}: line {n} does not parse") from None
     return out
 
 

@@ -19,6 +19,7 @@ _STEPS = {
     lib.GX_GETRESGID: "getresgid", lib.GX_GETGROUPS: "getgroups", lib.GX_SETUID0: "setuid0",
     lib.GX_SETGID0: "setgid0", lib.GX_CAPGET: "capget", lib.GX_AMBIENT: "ambient",
     lib.GX_SETFSGID: "setfsgid", lib.GX_SETFSUID: "setfsuid", lib.GX_NO_NEW_PRIVS: "no_new_privs",
+    lib.GX_CAPSET: "capset", lib.GX_SECCOMP: "seccomp",
 }
 _MAX_ID = 0xFFFFFFFE  # (uid_t)-1 means "leave unchanged" to the kernel: never a valid id
 
@@ -366,10 +367,12 @@ class SpawnError(Exception):
         self.errno = errno
 
 
-_SPAWN_STEPS = {1: "signals", 2: "rlimits", 3: "no_new_privs", 4: "chdir", 5: "exec", 6: "clone"}
+_SPAWN_STEPS = {1: "signals", 2: "rlimits", 3: "no_new_privs", 4: "chdir", 5: "exec", 6: "clone",
+                7: "tty_guard", 8: "pdeathsig"}
 
 
-def _plan(path, argv, env, uid, gid, groups, rlimits, umask, cwd, switch, no_new_privs):
+def _plan(path, argv, env, uid, gid, groups, rlimits, umask, cwd, switch, no_new_privs, tty_guard=False,
+          pdeathsig=0):
     """A gx_plan plus the cdata objects that must outlive it."""
     keep = []
 
@@ -394,6 +397,7 @@ def _plan(path, argv, env, uid, gid, groups, rlimits, umask, cwd, switch, no_new
     plan.rlimits, plan.nrlimits = c_rlimits, len(flat) // 3
     plan.umask = umask
     plan.switch_identity, plan.no_new_privs = int(bool(switch)), int(bool(no_new_privs))
+    plan.tty_guard, plan.pdeathsig = int(bool(tty_guard)), int(pdeathsig)
     return plan, keep
 
 
@@ -407,7 +411,7 @@ def _spawn_error(plan):
 
 
 def spawn_payload(path, argv, env, *, uid, gid, groups, rlimits, umask, cwd, switch=True,
-                  no_new_privs=False) -> int:
+                  no_new_privs=False, tty_guard=False, pdeathsig=0) -> int:
     """Runs as: root (or the caller in log-only mode, then ``switch=False``); the engine
     must be single-threaded.
 
@@ -417,8 +421,12 @@ def spawn_payload(path, argv, env, *, uid, gid, groups, rlimits, umask, cwd, swi
     uid/gid/groups (verified), optionally sets no_new_privs, changes to ``cwd`` as the
     target, and execs ``path`` with ``argv``/``env`` (lists of bytes). Returns the pid once
     the exec succeeded; raises SpawnError (child already reaped) otherwise. The child stays
-    in the caller's session and process group."""
-    plan, keep = _plan(path, argv, env, uid, gid, groups, rlimits, umask, cwd, switch, no_new_privs)
+    in the caller's session and process group. ``tty_guard``: seccomp filter making
+    ioctl TIOCSTI/TIOCLINUX fail with EPERM (installed before the switch, needs root);
+    ``pdeathsig``: signal the child gets when this process dies (set after the switch,
+    with a re-check that this process is still its parent)."""
+    plan, keep = _plan(path, argv, env, uid, gid, groups, rlimits, umask, cwd, switch, no_new_privs,
+                       tty_guard, pdeathsig)
     pid = lib.gx_spawn_payload(plan)
     if pid < 0:
         raise _spawn_error(plan)
@@ -426,11 +434,12 @@ def spawn_payload(path, argv, env, *, uid, gid, groups, rlimits, umask, cwd, swi
 
 
 def become_payload(path, argv, env, *, uid, gid, groups, rlimits, umask, cwd, switch=True,
-                   no_new_privs=False) -> None:
+                   no_new_privs=False, tty_guard=False, pdeathsig=0) -> None:
     """Runs as: root (or the caller in log-only mode). The same steps as spawn_payload, in
     this process: returns only by raising SpawnError (the process may then be partly
-    switched and must exit)."""
-    plan, keep = _plan(path, argv, env, uid, gid, groups, rlimits, umask, cwd, switch, no_new_privs)
+    switched and must exit). ``pdeathsig`` has no effect here: there is no parent of ours."""
+    plan, keep = _plan(path, argv, env, uid, gid, groups, rlimits, umask, cwd, switch, no_new_privs,
+                       tty_guard, pdeathsig)
     lib.gx_become_payload(plan)
     raise _spawn_error(plan)
 

@@ -43,15 +43,20 @@ def resolve_command(command, search_path, cwd, target):
 
 class Plan:
     """Everything the payload needs; computed before the switch so the switch only acts."""
-    __slots__ = ("path", "argv", "env", "uid", "gid", "groups", "cwd", "umask", "rlimits", "no_new_privs")
+    __slots__ = ("path", "argv", "env", "uid", "gid", "groups", "cwd", "umask", "rlimits", "no_new_privs",
+                 "tty_guard")
 
     def __init__(self, **kw):
         for k, v in kw.items():
             setattr(self, k, v)
 
     def native_args(self):
+        # The guard is about another identity typing into the pilot's terminal: in log-only
+        # mode the payload is the caller (and could not install it without no_new_privs).
+        root = os.geteuid() == 0
         return dict(uid=self.uid, gid=self.gid, groups=self.groups, rlimits=self.rlimits, umask=self.umask,
-                    cwd=self.cwd, switch=os.geteuid() == 0, no_new_privs=self.no_new_privs)
+                    cwd=self.cwd, switch=root, no_new_privs=self.no_new_privs,
+                    tty_guard=root and getattr(self, "tty_guard", True))
 
 
 def _single_threaded():
@@ -79,7 +84,10 @@ def run_lingering(plan, caller_ruid, on_started):
     blocked = FORWARDED + (_signal.SIGCHLD,)
     _signal.pthread_sigmask(_signal.SIG_BLOCK, blocked)  # none may be lost before sigwaitinfo
     try:
-        pid = native.spawn_payload(plan.path, plan.argv, plan.env, **plan.native_args())
+        # SIGKILL when we die: a pilot that kills this parent must not leave the payload
+        # running unsupervised and without an end record (docs/internals.md).
+        pid = native.spawn_payload(plan.path, plan.argv, plan.env, pdeathsig=_signal.SIGKILL,
+                                   **plan.native_args())
     except native.SpawnError as e:
         return None, None, None, 0.0, 0.0, e
     on_started(pid)

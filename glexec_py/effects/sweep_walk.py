@@ -233,6 +233,7 @@ class Walker:
         self.stats = {u: Stats() for u in self.uids}
         self.removals = 0
         self.incomplete = None       # why the run stopped early
+        self.unseen = 0              # directories that could not be entered (any owner)
         self._fs = None              # current fs identity (uid) or None = root
         self._native = None
         self._sc = None              # native.SweepScanner of this process (lazy)
@@ -376,6 +377,7 @@ class Walker:
                             self.incomplete = str(e)
                             break
                     res = {"left": frame.left, "removals": self.removals, "incomplete": self.incomplete,
+                           "unseen": self.unseen,
                            "stats": {str(u): s.as_dict() for u, s in self.stats.items()},
                            "lost": sorted(self.lost)}
                     data = json.dumps(res).encode()
@@ -412,6 +414,7 @@ class Walker:
             res = json.loads(b"".join(chunks))
             root.left += res["left"]
             self.removals += res["removals"]
+            self.unseen += res["unseen"]
             if res["incomplete"] and not self.incomplete:
                 self.incomplete = res["incomplete"]
             if self.guard is not None:
@@ -428,6 +431,9 @@ class Walker:
             raise SweepStop(self.incomplete)
 
     def _error(self, uid, rule, rel, st, why):
+        # A directory the walk could not enter may hold entries of any swept uid, whoever
+        # owns it: ``unseen`` keeps every swept account from being recorded clean.
+        self.unseen += 1
         if uid in self.stats:
             self.stats[uid].errors += 1
         if self.emit:
@@ -684,14 +690,12 @@ _IPC_RMID = 0
 
 
 def sysv_objects(proc="/proc/sysvipc"):
-    """Runs as: root.  [(kind, id, uid, cuid)] for shm, msg and sem."""
+    """Runs as: root.  [(kind, id, uid, cuid)] for shm, msg and sem.  OSError when a table
+    cannot be read, ValueError when it cannot be parsed: never "no objects" for "not seen"."""
     out = []
     for kind in ("shm", "msg", "sem"):
-        try:
-            with open(f"{proc}/{kind}", "r", encoding="ascii", errors="replace") as f:
-                text = f.read()
-        except OSError:
-            continue
+        with open(f"{proc}/{kind}", "r", encoding="ascii", errors="replace") as f:
+            text = f.read()
         out += [(kind, i, u, c) for i, u, c in core.parse_sysvipc(kind, text)]
     return out
 
@@ -701,8 +705,11 @@ def remove_sysv(kind, ident, uids, proc="/proc/sysvipc"):
     created by one of ``uids`` (ids are not reused quickly, but check anyway).  Returns
     None on success or a reason."""
     import ctypes
-    still = [o for o in sysv_objects(proc) if o[0] == kind and o[1] == ident
-             and (o[2] in uids or o[3] in uids)]
+    try:
+        still = [o for o in sysv_objects(proc) if o[0] == kind and o[1] == ident
+                 and (o[2] in uids or o[3] in uids)]
+    except (OSError, ValueError) as e:
+        return f"cannot re-read {proc}: {e}"
     if not still:
         return "gone"
     libc = ctypes.CDLL(None, use_errno=True)
@@ -716,6 +723,55 @@ def remove_sysv(kind, ident, uids, proc="/proc/sysvipc"):
         e = ctypes.get_errno()
         return "gone" if e in (errno.EINVAL, errno.EIDRM) else os.strerror(e)
     return None
+
+
+# --- POSIX message queues ---------------------------------------------------------------
+
+MQUEUE_MAGIC = 0x19800202      # statfs f_type of the mqueue file system
+_CLONE_NEWNS, _MS_REC, _MS_PRIVATE = 0x00020000, 0x4000, 1 << 18
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 2, 4, 8
+
+
+def fs_type(path):
+    """Runs as: root.  statfs(2) f_type of ``path`` (bytes), None if it cannot be stat'ed."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(512)          # struct statfs: f_type comes first
+    if libc.statfs(ctypes.c_char_p(path), buf) != 0:
+        return None
+    return ctypes.c_long.from_buffer(buf).value
+
+
+def private_mqueue(path):
+    """Runs as: root.  Mounts a fresh instance of the mqueue file system at ``path`` (bytes;
+    created root 0700 if missing) inside a new, private mount namespace of this process,
+    and returns ``path``.  The queues of a POSIX mqueue mount are those of the IPC
+    namespace of the process that mounted it, so this instance shows exactly the queues
+    this process could mq_open (the IPC namespace /proc/sysvipc shows), whether or not
+    /dev/mqueue is mounted anywhere.  Nobody outside sees the mount; it ends with the
+    process.  Must be called before any thread or worker exists (unshare(CLONE_NEWNS)
+    needs an unshared fs context).  OSError if any step fails."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check(r, what):
+        if r != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"{what}: {os.strerror(e)}")
+    check(libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    check(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "mount --make-rprivate /")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o077:
+        raise OSError(errno.EPERM, f"{path!r} is not a root-owned 0700 directory")
+    check(libc.mount(b"mqueue", path, b"mqueue", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None),
+          "mount -t mqueue")
+    if fs_type(path) != MQUEUE_MAGIC:
+        raise OSError(errno.EIO, "the private mqueue mount is not an mqueue file system")
+    return path
 
 
 # --- processes ----------------------------------------------------------------------------

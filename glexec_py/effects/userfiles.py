@@ -86,18 +86,25 @@ def _open_error(e, path, what, caller_uid):
 class StagedProxy:
     """A target proxy written to a temporary name, waiting for `commit` (after the audit
     record) or `discard`. Holds the directory fd, so the final rename cannot be
-    redirected by renaming directories in between."""
+    redirected by renaming directories in between. ``path`` is where the proxy is (or will
+    be after `commit`): for the default location it may be a fresh unique name instead (see
+    `stage_target_proxy`), so read it again after `commit`."""
 
-    def __init__(self, target, dirfd, tmp_name, final_name, path):
+    def __init__(self, target, dirfd, tmp_name, final_name, path, default_location=False):
         self.target, self.dirfd, self.tmp_name = target, dirfd, tmp_name
         self.final_name, self.path = final_name, path
+        # the default location: a planted file there never makes the call fail
+        self.default_name = final_name if default_location else None
 
     def commit(self):
         """Runs as: root with the target's file-system identity."""
         with as_user(*self.target):
             try:
-                _refuse_foreign_file(self.dirfd, self.final_name, self.target[0], self.path)
-                os.rename(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+                if self.default_name is None:
+                    _refuse_foreign_file(self.dirfd, self.final_name, self.target[0], self.path)
+                    os.rename(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+                else:
+                    self._commit_default()
             except OSError as e:
                 self.discard()
                 raise SystemFault("target_proxy_write", f"glexec: cannot install target proxy: {os.strerror(e.errno)}",
@@ -107,6 +114,33 @@ class StagedProxy:
                 raise
         os.close(self.dirfd)
         self.dirfd = None
+
+    def _commit_default(self):
+        """A file planted at the default name after staging, or while we rename (the sticky
+        bit then refuses to replace it), sends the proxy elsewhere as at staging."""
+        import errno
+        if self.final_name == self.default_name:
+            if _foreign_file(self.dirfd, self.final_name, self.target[0]):
+                self.elsewhere()
+            else:
+                try:
+                    os.rename(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+                    return
+                except OSError as e:
+                    if e.errno not in (errno.EPERM, errno.EACCES) or not _foreign_file(
+                            self.dirfd, self.final_name, self.target[0]):
+                        raise
+                    self.elsewhere()
+        # A fresh name: link() never replaces whatever might be there.
+        os.link(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+        os.unlink(self.tmp_name, dir_fd=self.dirfd)
+
+    def elsewhere(self):
+        """The default name is taken by someone else's file or a link: use
+        ``<name>.<random>`` in the same directory (the payload's X509_USER_PROXY says where)."""
+        import secrets
+        self.final_name = b"%s.%s" % (self.default_name, secrets.token_hex(8).encode())
+        self.path = self.path.rpartition(b"/")[0] + b"/" + self.final_name
 
     def discard(self):
         """Runs as: root with the target's file-system identity."""
@@ -121,12 +155,18 @@ class StagedProxy:
         self.dirfd = None
 
 
-def _refuse_foreign_file(dirfd, name, uid, path):
+def _foreign_file(dirfd, name, uid):
+    """True if `name` exists and is not a regular file owned by `uid` (a link, someone
+    else's file, a directory ...)."""
     try:
         st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
     except FileNotFoundError:
-        return
-    if not S_ISREG(st.st_mode) or st.st_uid != uid:
+        return False
+    return not S_ISREG(st.st_mode) or st.st_uid != uid
+
+
+def _refuse_foreign_file(dirfd, name, uid, path):
+    if _foreign_file(dirfd, name, uid):
         raise CallerError("target_proxy_location",
                           "glexec: target proxy exists and is not a file owned by the target",
                           path=path)
@@ -138,7 +178,12 @@ def stage_target_proxy(path, data, target, sticky_root_dir_ok):
     Writes `data` (0600, owned by the target) under a temporary name in the directory of
     `path`, which must be reached without symlinks and be owned by the target and not
     writable by others — or, for the configured default directory only, a root-owned
-    sticky directory such as /tmp. Returns a StagedProxy."""
+    sticky directory such as /tmp. Returns a StagedProxy.
+
+    At the default location (`sticky_root_dir_ok`) a file of another user or a link at
+    `path` (anyone can plant /tmp/x509up_u<uid>) must not make the target's calls fail: the
+    proxy then goes to a fresh ``<name>.<random>`` next to it and the StagedProxy's
+    ``path`` says so. A location the caller chose (GLEXEC_TARGET_PROXY) is refused instead."""
     directory, _, name = path.rpartition(b"/")
     if not path.startswith(b"/") or not name or name in (b".", b".."):
         raise CallerError("target_proxy_location", "glexec: target proxy path must be an absolute file path",
@@ -154,7 +199,8 @@ def stage_target_proxy(path, data, target, sticky_root_dir_ok):
                 raise CallerError("target_proxy_location",
                                   "glexec: target proxy directory must be owned by the target and not writable by others",
                                   path=path)
-            _refuse_foreign_file(dirfd, name, uid, path)
+            if not sticky_root_dir_ok:
+                _refuse_foreign_file(dirfd, name, uid, path)
             tmp = b".%s.glexec-%d" % (name, os.getpid())
             try:
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
@@ -172,10 +218,13 @@ def stage_target_proxy(path, data, target, sticky_root_dir_ok):
                 raise SystemFault("target_proxy_write", f"glexec: cannot write target proxy: {os.strerror(e.errno)}",
                                   path=path) from None
             os.close(fd)
+            staged = StagedProxy(target, dirfd, tmp, name, path, default_location=sticky_root_dir_ok)
+            if sticky_root_dir_ok and _foreign_file(dirfd, name, uid):
+                staged.elsewhere()
         except BaseException:
             os.close(dirfd)
             raise
-    return StagedProxy(target, dirfd, tmp, name, path)
+    return staged
 
 
 def _open_dir_nofollow(directory, path):

@@ -389,3 +389,9 @@ def test_bans_section():
     assert err(BASE + "bans:\n  fqan: ['']\n") == \
         "glexec.yaml:9: entries of 'fqan' must be non-empty single-line strings"
     assert err(BASE + "bans:\n  users: []\n") == "glexec.yaml:9: unknown key 'users' in 'bans'"
+
+
+def test_tty_guard_default_on_and_strict():
+    assert parse_config(BASE, F).payload.tty_guard is True
+    assert parse_config(BASE + "payload:\n  tty_guard: false\n", F).payload.tty_guard is False
+    assert "tty_guard" in err(BASE + 'payload:\n  tty_guard: "no"\n')

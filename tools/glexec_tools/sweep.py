@@ -231,16 +231,26 @@ def run(args, out):
                          deadline=t0 + cfg.max_runtime, max_removals=cfg.max_removals,
                          emit=emit, now=now, guard=guard)
     rules = list(cfg.rules)
-    if cfg.devshm_dir:
-        rules.append(core.Rule(cfg.devshm_dir, 0, "", "", types=core.DEFAULT_TYPES, kind="devshm"))
-    if cfg.mqueue_dir:
-        rules.append(core.Rule(cfg.mqueue_dir, 0, "", "", types=("file",), remove_dirs=False,
-                               max_depth=0, kind="mqueue"))
+    # Object classes this run cannot inspect (nobody is then "no_files": an object not seen
+    # is not an object gone), and those the configuration opts out of (named in the records).
+    unchecked = {}
+    not_swept = [k for k, on in (("devshm", cfg.devshm_dir), ("mqueue", cfg.mqueue_dir),
+                                 ("sysv", cfg.sysv_ipc)) if not on]
     failures = []
     if sweep_uids:
+        if cfg.devshm_dir:
+            if os.path.isdir(cfg.devshm_dir):
+                rules.append(core.Rule(cfg.devshm_dir, 0, "", "", types=core.DEFAULT_TYPES, kind="devshm"))
+            else:
+                unchecked["devshm"] = f"{cfg.devshm_dir} is not a directory"
+        if cfg.mqueue_dir:
+            where, why = mqueue_root(cfg, walk)
+            if where is None:
+                unchecked["mqueue"] = why
+            else:
+                rules.append(core.Rule(where, 0, "", "", types=("file",), remove_dirs=False,
+                                       max_depth=0, kind="mqueue"))
         for rule in rules:
-            if rule.kind != "dir" and not os.path.isdir(rule.root):
-                continue            # no /dev/mqueue mounted: nothing of that kind exists
             try:
                 walker.sweep(rule, workers=(cfg.workers or min(4, os.cpu_count() or 1))
                              if rule.kind == "dir" else 1)
@@ -252,9 +262,16 @@ def run(args, out):
             except OSError as e:
                 failures.append(f"{rule.root!r}: {e}")
                 sys.stderr.write(f"{PROG}: {escape_path(rule.root)}: {e.strerror}\n")
+        if walker.unseen:
+            unchecked["files"] = f"{walker.unseen} directories could not be entered"
         if cfg.sysv_ipc and walker.incomplete is None:
-            for kind, ident, why in core.plan_ipc(walk.sysv_objects(), set(sweep_uids)):
-                objs = [o for o in walk.sysv_objects() if o[0] == kind and o[1] == ident]
+            try:
+                objects = walk.sysv_objects()
+            except (OSError, ValueError) as e:
+                unchecked["sysv"] = f"cannot read /proc/sysvipc: {e}"
+                objects = []
+            for kind, ident, why in core.plan_ipc(objects, set(sweep_uids)):
+                objs = [o for o in objects if o[0] == kind and o[1] == ident]
                 owner = objs[0][2] if objs and objs[0][2] in sweep_uids else (objs[0][3] if objs else None)
                 if emit:
                     out.write(json.dumps({"ipc": kind, "id": ident, "uid": owner, "action": "remove",
@@ -292,21 +309,23 @@ def run(args, out):
         regranted = (name in held_after and not (name in draining_after and cfg.sweep_draining)) \
             or u in busy_after or u in walker.lost
         clean = (s.kept == 0 and s.errors == 0 and walker.incomplete is None and not failures
-                 and not regranted)
+                 and not regranted and not unchecked)
         state = "no_files" if clean else "files_remain"
         why = ("lease granted or process started during the sweep" if regranted
                else walker.incomplete or ("roots refused" if failures else
-                                          ("errors" if s.errors else ("files kept" if s.kept else "clean"))))
+                                          ("cannot inspect " + ", ".join(sorted(unchecked)) if unchecked else
+                                           ("errors" if s.errors else ("files kept" if s.kept else "clean")))))
         if not clean:
             status = EXIT_LEFT
-        acc = {"account": name, "uid": u, "state": state, "why": why, **s.as_dict()}
+        acc = {"account": name, "uid": u, "state": state, "why": why, **s.as_dict(),
+               "unchecked": unchecked, "not_swept": not_swept}
         accounts_out.append(acc)
         if args.dry_run:
             continue
         rec = {"time": _now_iso(time.time()), "event": "sweep", "host": host, "pid": os.getpid(),
                "tool": PROG, "account": name, "uid": u, "state": state, "why": why,
                "roots": [r.root for r in rules], **s.as_dict(),
-               "sweep_reason": sweep_uids[u]}
+               "unchecked": unchecked, "not_swept": not_swept, "sweep_reason": sweep_uids[u]}
         try:
             if cfg.audit_file:
                 from glexec_py.core.audit import encode
@@ -317,7 +336,7 @@ def run(args, out):
             state_rec = {"v": 1, "account": name, "uid": u, "state": state, "why": why,
                          "swept_at": rec["time"], "swept_at_unix": round(now, 6), "host": host,
                          "removed": s.removed + s.removed_dirs, "kept": s.kept, "errors": s.errors,
-                         "ipc_removed": len(s.ipc)}
+                         "ipc_removed": len(s.ipc), "unchecked": unchecked, "not_swept": not_swept}
             walk.write_state(sfd, name, (json.dumps(state_rec, sort_keys=True) + "\n").encode())
         except Exception as e:
             sys.stderr.write(f"{PROG}: cannot record the sweep of {name}: {getattr(e, 'message', e)}\n")
@@ -326,6 +345,7 @@ def run(args, out):
         status = EXIT_FAIL
     summary = {"summary": True, "dry_run": args.dry_run, "seconds": round(time.monotonic() - t0, 3),
                "incomplete": walker.incomplete, "refused_roots": failures,
+               "unchecked": unchecked, "not_swept": not_swept,
                "spared": [{"account": names[u][0], "uid": u, "why": w} for u, w in spared.items()],
                "swept": accounts_out, "exit": status}
     if args.json:
@@ -340,8 +360,26 @@ def run(args, out):
             out.write(f"spared {names[u][0] or '-'} uid={u}: {w}\n")
         if walker.incomplete:
             out.write(f"incomplete: {walker.incomplete}\n")
+        for k, w in sorted(unchecked.items()):
+            out.write(f"cannot inspect {k}: {w}\n")
     out.flush()
     return status
+
+
+def mqueue_root(cfg, walk):
+    """Runs as: root.  (directory bytes, None) where this run sees the POSIX message queues
+    of its IPC namespace, or (None, why) if it cannot see them.  The configured
+    ``mqueue_dir`` when an mqueue file system is mounted there; else (typically no
+    /dev/mqueue at all: the queues exist all the same) a private instance mounted in a
+    private mount namespace of this process, under the state directory."""
+    path = cfg.mqueue_dir.encode("utf-8", "surrogateescape")
+    if walk.fs_type(path) == walk.MQUEUE_MAGIC:
+        return path, None
+    private = (cfg.state_dir.rstrip("/") + "/sweep/.mqueue").encode("utf-8", "surrogateescape")
+    try:
+        return walk.private_mqueue(private), None
+    except OSError as e:
+        return None, f"{cfg.mqueue_dir} is not an mqueue mount and a private one failed: {e.strerror or e}"
 
 
 def _lock_at(path, walk):
