@@ -83,6 +83,10 @@ def test_sutest_all_checks_on_slurm(slurm, binstall, baccounts):
         f"escape verdict: {_show(esc)}")
     assert esc["status"] == "pass", _show(esc)
     assert esc["evidence"]["killed_by_batch_system"] is True
+    for d in esc["evidence"]["daemons"].values():
+        assert d["uid"] == [baccounts.target.uid] * 3, _show(esc)  # the switched payload's
+        assert d["listed_by_batch_system"] is True, _show(esc)     # in the job's cgroup
+        assert d["gone_after"] is not None, _show(esc)             # and killed with it
     assert rc == 0, report
     # nothing of the mapped account outlives the tool (leftover daemons are cleaned up)
     assert not _procs_of(baccounts.target.uid), _procs_of(baccounts.target.uid)

@@ -193,9 +193,9 @@ class Runner:
         else:
             status, detail = "SURVIVED", (f"{passed} passed, {skipped} skipped:\n" + tail)
         self.results[mid] = (status, took, detail)
-        self.say(f"{status.upper():9} {took:6.1f}s {mid}: {detail if status == 'killed' else detail.splitlines()[0]}")
-        if status != "killed":
-            self.say("    " + detail.replace("\n", "\n    "))
+        first, _, rest = detail.partition("\n")
+        self.say(f"{status.upper():9} {took:6.1f}s {mid}: {first}"
+                 + ("\n    " + rest.rstrip().replace("\n", "\n    ") if rest.strip() else ""))
         if not self.args.keep:
             shutil.rmtree(tree, ignore_errors=True)
 
