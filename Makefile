@@ -142,7 +142,7 @@ uninstall:
 # just passed on this very tree.
 test: test-deps build
 	/usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests
-	/usr/bin/python3 tests/mutants/run.py --no-baseline --budget $(MUTANTS_BUDGET)
+	/usr/bin/python3 tests/mutants/run.py --no-baseline --if-root --budget $(MUTANTS_BUDGET)
 
 # Mutation check (root): every security check in tests/mutants/mutants.py must have a test
 # that fails without it. MUTANTS="id ..." runs only those; MUTANTS_BUDGET in seconds.

@@ -270,6 +270,8 @@ def main(argv=None):
     ap.add_argument("--keep", action="store_true", help="keep the copies (to debug a survivor)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the kill tests")
     ap.add_argument("--check", action="store_true", help="only check the list against the source, run nothing")
+    ap.add_argument("--if-root", action="store_true",
+                    help="as non-root outside CI: say so and exit 0 (make test, like the privileged tests)")
     args = ap.parse_args(argv)
     mutants = load()
     bad = problems(mutants)
@@ -284,6 +286,10 @@ def main(argv=None):
         print(f"{len(mutants)} mutants: every edit's source text found exactly once")
         return 0
     if os.geteuid() != 0:
+        if args.if_root and os.environ.get("CI") != "true":
+            print("mutation check not run: needs root (as the privileged tests, which were skipped too)",
+                  file=sys.stderr)
+            return 0
         print("make mutants: must run as root (the privileged kill tests install the mutated copy)",
               file=sys.stderr)
         return 1
