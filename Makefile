@@ -41,7 +41,7 @@ define build_shim
 		$(LDFLAGS_SHIM) -o $(2) $(SHIM_SRC)
 endef
 
-.PHONY: all build native deps test-deps apt-ensure install install-preflight uninstall clean check-hardening test demo
+.PHONY: all build native deps test-deps apt-ensure install install-preflight uninstall clean check-hardening test demo mutants
 
 all build: build/glexec native
 
@@ -136,9 +136,20 @@ uninstall:
 	@if [ -d tools/bin ]; then for f in tools/bin/*; do \
 		[ -f "$$f" ] && rm -f "$(PREFIX)/bin/$$(basename "$$f")"; done; true; fi
 
-# The README's two commands (fresh Debian 12, as root).
+# The README's two commands (fresh Debian 12, as root). -rs: every skip with its reason at
+# the end (with CI=true a skip as root fails the run unless it is marked optional:
+# tests/support/skips.py). Then the mutation check, without its baseline: the suite has
+# just passed on this very tree.
 test: test-deps build
-	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests
+	/usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests
+	/usr/bin/python3 tests/mutants/run.py --no-baseline --if-root --budget $(MUTANTS_BUDGET)
+
+# Mutation check (root): every security check in tests/mutants/mutants.py must have a test
+# that fails without it. MUTANTS="id ..." runs only those; MUTANTS_BUDGET in seconds.
+MUTANTS ?=
+MUTANTS_BUDGET ?= 360
+mutants: test-deps build
+	/usr/bin/python3 tests/mutants/run.py --budget $(MUTANTS_BUDGET) $(MUTANTS)
 
 demo: test-deps build
 	/usr/bin/python3 scripts/demo.py

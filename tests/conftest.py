@@ -4,7 +4,12 @@
   ``import tests.support.<x>`` work from any working directory;
 - registers the project's markers;
 - skips ``privileged`` tests (they install a setuid binary and create real accounts)
-  unless the run is as root.
+  unless the run is as root;
+- in CI (``CI=true``) as root, turns every skip into a failure unless its reason starts
+  with ``optional:`` (``tests/support/skips.py``): there every required part (Slurm,
+  LCMAPS, voms-clients, strace, ...) is installed by ``make test-deps``, so a test that
+  cannot run is a broken set-up, not something to skip past. Genuinely optional cases
+  (a kernel feature, a sysctl, a race the machine did not produce) say so in their reason.
 """
 import os
 import sys
@@ -15,6 +20,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+from tests.support.skips import OPTIONAL, strict as strict_skips  # noqa: E402
 
 MARKERS = {
     "privileged": "needs root: installs the setuid shim into a test prefix, creates real "
@@ -38,3 +45,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("privileged") is not None:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if not rep.skipped or hasattr(rep, "wasxfail") or not strict_skips():
+        return
+    reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+    reason = reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+    if reason.startswith(OPTIONAL):
+        return
+    rep.outcome = "failed"
+    rep.longrepr = (f"skipped in CI as root, where every required part must run (CI=true): {reason}\n"
+                    f"(a genuinely optional case must say so: pytest.skip(tests.support.skips.optional(...)))")

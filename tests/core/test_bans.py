@@ -104,6 +104,29 @@ def test_wildcards_like_lcmaps():
         load_ban_file(b'"CN=*,O=X"\n', "b", "dn")
 
 
+@pytest.mark.parametrize("banned_depth", [1, 2, 3])
+@pytest.mark.parametrize("form", ["canonical", "oneline", "pattern"])
+def test_ban_of_a_dn_that_only_a_proxy_has(banned_depth, form):
+    """Every subject of the chain is checked, not only the EEC: a ban on a DN that appears
+    only at a proxy depth (a proxy's own CN-extended subject) refuses that chain at that depth
+    and below it, and never the EEC or the proxies above."""
+    chain = proxies(EEC, 3)              # leaf to root: p3, p2, p1, EEC
+    banned = chain[len(chain) - 1 - banned_depth]
+    text = {"canonical": canonical(banned), "oneline": oneline(banned),
+            "pattern": oneline(banned)[:-2] + "*"}[form]
+    bl = from_plain({"dn": [text]}, "y")
+    for shown in range(0, 4):            # the chain cut at each depth (a proxy of depth `shown`)
+        sub = chain[len(chain) - 1 - shown:]
+        d = check(bl, subject_dns=sub)
+        if shown >= banned_depth:
+            assert d is not None and d.reason == "banned_dn", (shown, text)
+        else:
+            assert d is None, (shown, text)
+    # the banned DN alone, in any position of the list (the leaf or an intermediate proxy)
+    assert check(bl, subject_dns=[banned, EEC]).reason == "banned_dn"
+    assert check(bl, subject_dns=[chain[0], banned, EEC]).reason == "banned_dn"
+
+
 def test_ca_ban():
     bl = from_plain({"ca": ["/DC=org/DC=example/CN=Example CA"]}, "y")
     d = check(bl, subject_dns=proxies(EEC, 2), issuer_dns=[EEC, EEC, CA])

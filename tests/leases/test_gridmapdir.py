@@ -283,3 +283,47 @@ def test_contention(gmd, lock, workers, n):
     with GridmapDir(gmd) as g:
         assert g.fsck() == []
     assert names(gmd) == {b"gxtpool%03d" % i for i in range(1, 65)}
+
+
+# --- a mapper that ignores the lock, at the worst moment ------------------------------
+
+class _RacedGridmapDir(GridmapDir):
+    """Between our link() and the post-link check, a mapper that takes no lock (LCMAPS, or
+    another glexec on an NFS mount with 'nolock') links the same free entry under its own
+    lease name: a real second hard link, made at exactly that moment, ``times`` times."""
+
+    def __init__(self, *a, competitor=b"%2fcn%3dcompetitor", times=1, **kw):
+        super().__init__(*a, **kw)
+        self.competitor, self.times, self.raced = competitor, times, []
+
+    def _link(self, entry, lease):
+        super()._link(entry, lease)
+        if len(self.raced) < self.times:
+            name = self.competitor + b"%d" % len(self.raced)
+            os.link(entry, name, src_dir_fd=self.fd, dst_dir_fd=self.fd, follow_symlinks=False)
+            self.raced.append((entry, name))
+
+
+def test_post_link_check_backs_off_from_an_entry_a_lockless_mapper_took(gmd):
+    make_pool(gmd, "gxtpool", 3)
+    order = [os.fsencode(n) for n in os.listdir(gmd)]
+    with _RacedGridmapDir(gmd) as g:
+        acc, lease, reused = g.acquire(DN[0], b"gxtpool")
+        (taken, theirs), = g.raced
+        assert taken == order[0] and acc == order[1] and not reused   # the next free entry
+        ours = os.lstat(os.path.join(gmd, os.fsdecode(lease)))
+        assert ours.st_nlink == 2 and ours.st_ino == os.lstat(os.path.join(gmd, os.fsdecode(acc))).st_ino
+        # the competitor keeps the contested entry, linked exactly twice (we unlinked ours)
+        st = os.lstat(os.path.join(gmd, os.fsdecode(taken)))
+        assert st.st_nlink == 2 and st.st_ino == os.lstat(os.path.join(gmd, os.fsdecode(theirs))).st_ino
+
+
+def test_every_entry_raced_away_is_exhaustion_with_nothing_left(gmd):
+    make_pool(gmd, "gxtpool", 2)
+    with _RacedGridmapDir(gmd, times=2) as g:
+        with pytest.raises(NotAuthorized) as ei:
+            g.acquire(DN[0], b"gxtpool")
+        assert ei.value.reason == "pool_exhausted"
+        assert not os.path.lexists(os.path.join(gmd, os.fsdecode(lease_name(DN[0]))))
+        for entry, _ in g.raced:
+            assert os.lstat(os.path.join(gmd, os.fsdecode(entry))).st_nlink == 2

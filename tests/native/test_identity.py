@@ -171,3 +171,41 @@ def test_fs_identity_too_many_groups(account):
         except native.IdentityError as e:
             return e.step, e.errno, proc_status()["Uid"]
     assert run_in_child(child) == ("setgroups", errno.EINVAL, ["0"] * 4)
+
+
+# --- the switch is verified, not trusted: system calls that lie (seccomp fault injection) ---
+
+def _switch_with_lying(calls, uid, gid, groups):
+    from tests.support.seccomp import install_fake_success
+    install_fake_success(calls)          # in the forked child only: filters are for life
+    return _try_switch(uid, gid, groups)
+
+
+@pytest.mark.parametrize("lie,refused_at", [
+    ("setresuid", "getresuid"),          # uid unchanged although setresuid "succeeded"
+    ("setresgid", "getresgid"),
+    ("setgroups", "getgroups"),          # the caller's (root's) supplementary groups stay
+    ("setuid0", "setuid0"),              # setuid(0) "succeeds" afterwards: a way back to root
+    ("setgid0", "setgid0"),
+    ("capget", "capget"),                # capget that fills nothing must not read as "no caps"
+])
+def test_switch_refuses_when_a_system_call_lies(account, lie, refused_at):
+    uid, gid = account
+    calls = {"setresuid": [("setresuid", uid)], "setresgid": [("setresgid", gid)],
+             "setgroups": [("setgroups", None)], "setuid0": [("setuid", 0)],
+             "setgid0": [("setgid", 0)], "capget": [("capget", None)]}[lie]
+    res = run_in_child(_switch_with_lying, calls, uid, gid, [gid] + EXTRA)
+    assert res is not None, f"switch reported success although {lie} lied"
+    assert res[0] == refused_at, res
+
+
+def test_lying_setresuid_filter_really_lies(account):
+    """The fault injection itself: without the check, the ids would still be root's."""
+    uid, _ = account
+
+    def child():
+        from tests.support.seccomp import install_fake_success
+        install_fake_success([("setresuid", uid)])
+        os.setresuid(uid, uid, uid)      # returns without an error...
+        return os.getresuid()
+    assert run_in_child(child) == (0, 0, 0)   # ...and changed nothing

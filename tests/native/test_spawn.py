@@ -77,3 +77,28 @@ def test_identity_failure_stops_before_exec():
         native.spawn_payload(b"/bin/true", [b"true"], [], uid=0, gid=0, groups=[],
                              rlimits={}, umask=0o022, cwd=b"/", switch=True)
     assert e.value.step.startswith("identity:")
+
+
+def test_lying_setresuid_stops_before_exec():
+    """setresuid that returns 0 without switching (seccomp): the executor's verification
+    refuses, and the payload never runs (it would run as root)."""
+    from tests.native.native_helpers import run_in_child
+    from tests.support.seccomp import install_fake_success
+    marker = tempfile.mktemp(prefix="gxt-spawn-")
+
+    def child():
+        install_fake_success([("setresuid", 65534)])
+        try:
+            pid = native.spawn_payload(b"/bin/sh", [b"sh", b"-c", b"id -u > " + marker.encode()], [],
+                                       uid=65534, gid=65534, groups=[], rlimits={}, umask=0o022,
+                                       cwd=b"/", switch=True)
+        except native.SpawnError as e:
+            return e.step
+        os.waitpid(pid, 0)
+        return "ran"
+    try:
+        assert run_in_child(child) == "identity:getresuid"
+        assert not os.path.exists(marker)
+    finally:
+        if os.path.exists(marker):
+            os.unlink(marker)

@@ -1,6 +1,7 @@
 """Global bans through the installed binary: checked before any mapping, at every proxy
 depth, and a broken ban source denies everyone."""
 import os
+import subprocess
 
 from tests.privileged.conftest import USER1_DN, USER2_DN
 
@@ -37,6 +38,35 @@ def test_ban_applies_to_a_proxy_of_a_proxy(gx, pkis):
     os.chmod(deeper, 0o600)
     r = gx.run(["/usr/bin/id"], proxy=deeper)
     gx.assert_refused(r, 203, "banned_dn")
+
+
+def _subject(pem_path):
+    from cryptography import x509
+    return x509.load_pem_x509_certificate(pem_path.read_bytes()).subject.rfc4514_string()
+
+
+def test_ban_of_a_dn_only_a_proxy_has(gx, pkis):
+    """The engine hands every subject of the chain to the ban check, not only the EEC's:
+    a ban on the first proxy's own subject (EEC DN + its CN) refuses that proxy and a
+    second-level proxy made from it (banned DN at an intermediate depth), and the same
+    user's other proxy still maps."""
+    inner = pkis.proxies["user1"]
+    deeper = gx.box / "proxy2.pem"
+    subprocess.run(["grid-proxy-init", "-q", "-cert", str(inner), "-key", str(inner), "-out", str(deeper)],
+                   check=True, env={"X509_CERT_DIR": str(pkis.pki.ca_dir), "PATH": "/usr/bin:/bin"})
+    os.chown(deeper, gx.accounts.pilot.uid, gx.accounts.pilot.gid)
+    os.chmod(deeper, 0o600)
+    banned = _subject(inner)
+    assert banned.startswith("CN=") and banned != _subject(deeper)
+    gx.config(bans={"dn": [banned]})
+    for proxy in (gx.proxy("user1"), deeper):
+        r = gx.run(["/usr/bin/id"], proxy=proxy)
+        gx.assert_refused(r, 203, "banned_dn")
+        assert r.records[0]["detail"]["ban_entry"] == banned
+    other = gx.box / "other-user1.pem"
+    pkis.pki.proxy(pkis.user1, other)     # same EEC, another proxy CN: not banned
+    os.chown(other, gx.accounts.pilot.uid, gx.accounts.pilot.gid)
+    gx.assert_granted(gx.run(["/usr/bin/id"], proxy=other))
 
 
 def test_wildcard_ban_in_lcmaps_syntax(gx):

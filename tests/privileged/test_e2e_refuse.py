@@ -68,6 +68,34 @@ def test_someone_elses_proxy(gx):
     assert not m.exists()
 
 
+def test_listed_root_caller_cannot_use_another_users_proxy(gx):
+    """Root reads every file, so for a root caller only the fstat owner check (not the
+    kernel's permission check as the caller) stops it from presenting a pilot's proxy."""
+    argv, m = canary(gx)
+    gx.config(callers={"users": ["gxtpilot", "root"]})
+    theirs = gx.proxy("user1")           # gxtpilot's, 0600
+    p = subprocess.run([gx.glexec, *argv], env={"PATH": "/usr/bin:/bin", "GLEXEC_CLIENT_CERT": str(theirs)},
+                       cwd=str(gx.box), stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    assert p.returncode == 201 and p.stderr.count(b"\n") == 1, p
+    assert gx.audit()[-1]["reason"] == "credential_owner"
+    assert not m.exists()
+    mine = gx.proxy("user1", owner="root", name="root-proxy.pem")   # and the harness works
+    p = subprocess.run([gx.glexec, "/bin/true"], env={"PATH": "/usr/bin:/bin", "GLEXEC_CLIENT_CERT": str(mine)},
+                       cwd=str(gx.box), stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    assert p.returncode == 0, p
+
+
+def test_credential_size_cap(gx):
+    """credentials.max_file_size: one byte over is refused before anything is parsed."""
+    argv, m = canary(gx)
+    size = len(gx.pkis.proxies["user1"].read_bytes())
+    gx.config(credentials={"max_file_size": size - 1})
+    gx.assert_refused(gx.run(argv), 201, "credential_size")
+    assert not m.exists()
+    gx.config(credentials={"max_file_size": size})
+    gx.assert_granted(gx.run(["/bin/true"]))
+
+
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o4600])
 def test_proxy_mode_too_wide(gx, mode):
     argv, m = canary(gx)

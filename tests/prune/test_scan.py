@@ -8,6 +8,7 @@ import pytest
 
 from glexec_py.core import prune as P
 from glexec_py.effects import procscan
+from tests.support.skips import optional
 
 UID = 47491          # test range 47400-47499, no account needed
 PR_SET_NAME, PR_SET_DUMPABLE = 15, 4
@@ -63,11 +64,11 @@ def test_nondumpable_pool_process_has_its_real_uids(fallback, monkeypatch):
 
 def test_pidfd_uids_match_status():
     if not procscan._pidfd_info_ok[0]:
-        pytest.skip("kernel without PIDFD_GET_INFO")
+        pytest.skip(optional("kernel without PIDFD_GET_INFO"))
     for pid in (1, os.getpid()):
         ids = procscan._pidfd_uids(pid)
         if ids is None:
-            pytest.skip("kernel without PIDFD_GET_INFO")
+            pytest.skip(optional("kernel without PIDFD_GET_INFO"))
         with open(f"/proc/{pid}/status", "rb") as f:
             assert ids == P.parse_status_uids(f.read())
     gone = subprocess.Popen(["/bin/true"])

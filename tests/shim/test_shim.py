@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.shim.conftest import REPO, UID, XGID, parse_blob
+from tests.support.skips import optional
 
 INTERP = "/usr/bin/python3.11"
 NOT_PRIV = b"glexec: setuid bit ignored (ptrace, no_new_privs or nosuid); not running with privilege\n"
@@ -242,7 +243,7 @@ def test_user_namespace_refused(run):
     probe = subprocess.run(["unshare", "--user", "--map-root-user", "true"], user=UID, group=UID,
                            capture_output=True)
     if probe.returncode != 0:
-        pytest.skip("unprivileged user namespaces unavailable: %r" % probe.stderr)
+        pytest.skip(optional("unprivileged user namespaces unavailable: %r" % probe.stderr))
     refused(run(wrapper=["unshare", "--user", "--map-root-user"]), 202,
             b"glexec: refusing to run inside a user namespace\n")
 

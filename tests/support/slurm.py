@@ -15,8 +15,9 @@ munged with its own key and socket, ``S/slurm.conf`` with the node line taken fr
     # down: cancels every job, scontrol shutdown, waits (KILL after 10 s), stops munged,
     # kills leftover slurmstepd of this cluster, removes the cgroup v1 dirs Slurm left.
 
-proctrack/cgroup (with jobacct_gather/cgroup) when /sys/fs/cgroup/freezer exists (cgroup v1),
-otherwise proctrack/linuxproc (with jobacct_gather/linux); ``c.proctrack`` says which.
+proctrack/cgroup when a cgroup hierarchy Slurm can use exists (``cgroup_hierarchy``: v1 with a
+freezer, or a unified cgroup2 /sys/fs/cgroup, used without systemd), otherwise
+proctrack/linuxproc (with jobacct_gather/linux); ``c.proctrack`` says which.
 Every poll is bounded by a timeout.  One cluster per machine at a time (flock).
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 
 __all__ = ["PACKAGES", "SlurmError", "ensure_packages", "packages_missing", "SlurmCluster",
-           "cgroup_v1_available"]
+           "cgroup_v1_available", "cgroup_hierarchy"]
 
 # What CI must install (Debian 12): the daemons, the clients, munge, the Torque wrappers.
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge", "slurm-wlm-torque")
@@ -88,6 +89,27 @@ def ensure_packages(packages=PACKAGES, timeout: float = 600) -> list[str]:
 
 def cgroup_v1_available() -> bool:
     return os.path.isdir("/sys/fs/cgroup/freezer")
+
+
+def cgroup_hierarchy():
+    """What proctrack/cgroup can use here: ``(plugin, mount point, accounting ok)`` or None.
+
+    cgroup v1 with a freezer hierarchy (batch.md's machine); else a cgroup2 hierarchy at
+    /sys/fs/cgroup (Debian 12 with systemd: the unified layout), used by Slurm's cgroup/v2
+    without systemd (``IgnoreSystemd``). A hybrid host's extra cgroup2 mount
+    (/sys/fs/cgroup/unified) is no use: slurmd refuses "Hybrid mode is not supported"."""
+    if cgroup_v1_available():
+        return "cgroup/v1", "/sys/fs/cgroup", True
+    return _cgroup2("/sys/fs/cgroup")
+
+
+def _cgroup2(mount):
+    try:
+        with open(os.path.join(mount, "cgroup.controllers")) as f:
+            controllers = set(f.read().split())
+    except OSError:
+        return None
+    return "cgroup/v2", mount, {"cpu", "memory"} <= controllers
 
 
 def _port_free(port: int) -> bool:
@@ -149,12 +171,14 @@ class SlurmCluster:
     def __init__(self, *, proctrack: str | None = None, ctld_port: int = 6817,
                  slurmd_port: int = 6818, kill_wait: int = 5, start_timeout: float = 30,
                  base_dir: str | None = None):
+        self.cgroup = cgroup_hierarchy()
         if proctrack is None:
-            proctrack = "cgroup" if cgroup_v1_available() else "linuxproc"
-        if proctrack not in ("cgroup", "linuxproc"):
+            proctrack = "cgroup" if self.cgroup else "linuxproc"
+        if proctrack not in ("cgroup", "linuxproc") or (proctrack == "cgroup" and not self.cgroup):
             raise ValueError(proctrack)
         self.proctrack = proctrack
-        self.jobacct = "cgroup" if proctrack == "cgroup" else "linux"
+        # cgroup accounting needs the cpu and memory controllers (v1: always mounted here)
+        self.jobacct = "cgroup" if proctrack == "cgroup" and self.cgroup[2] else "linux"
         self.kill_wait = kill_wait
         self.start_timeout = start_timeout
         self._ports = (ctld_port, slurmd_port)
@@ -277,8 +301,12 @@ class SlurmCluster:
         ]
         (S / "slurm.conf").write_text("\n".join(conf) + "\n")
         if self.proctrack == "cgroup":
-            (S / "cgroup.conf").write_text("CgroupPlugin=cgroup/v1\nCgroupMountpoint=/sys/fs/cgroup\n"
-                                           "CgroupAutomount=no\n")
+            plugin, mount, _ = self.cgroup
+            lines = [f"CgroupPlugin={plugin}", f"CgroupMountpoint={mount}"]
+            # v2 without systemd: slurmd makes its own scope cgroup and enables controllers
+            lines += ["IgnoreSystemd=yes", "CgroupAutomount=yes"] if plugin == "cgroup/v2" \
+                else ["CgroupAutomount=no"]
+            (S / "cgroup.conf").write_text("\n".join(lines) + "\n")
         (S / "plugstack.conf").write_text(
             f"optional {SPANK_PBS}\n" if os.path.exists(SPANK_PBS) else "")
         for f in ("slurm.conf", "cgroup.conf", "plugstack.conf"):
@@ -396,9 +424,12 @@ class SlurmCluster:
         root = Path("/sys/fs/cgroup")
         if not root.is_dir():
             return
-        for ctl in root.iterdir():
-            top = ctl / f"slurm_{self.node}" if hasattr(self, "node") else None
-            if top is None or not top.is_dir() or top.is_symlink():
+        tops = [ctl / f"slurm_{self.node}" for ctl in root.iterdir()] if hasattr(self, "node") else []
+        if self.cgroup and self.cgroup[0] == "cgroup/v2":
+            # cgroup/v2 with IgnoreSystemd: slurmd makes its scope under system.slice
+            tops += list(Path(self.cgroup[1], "system.slice").glob("*slurmstepd.scope"))
+        for top in tops:
+            if not top.is_dir() or top.is_symlink():
                 continue
             for dirpath, dirnames, _ in sorted(os.walk(top, topdown=False), key=lambda x: -len(x[0])):
                 try:
