@@ -1,6 +1,6 @@
 """core.namespaces: IGTF .namespaces / Globus .signing_policy parsing and matching."""
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from glexec_py.core import dn, namespaces as ns
 from tests.support import nsoracle
@@ -232,13 +232,16 @@ def test_namespace_of_one_label_never_covers_another(a, b, cn):
     assert got == (a.lower() == b.lower())
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=300))
-def test_parsers_all_or_nothing(raw):
-    for parse in (ns.parse_namespaces, ns.parse_signing_policy):
-        try:
-            p = parse(raw)
-        except ns.PolicyError as e:
-            assert 0 <= e.line <= raw.count(b"\n") + 1
-            continue
-        assert all(1 <= r.line <= raw.count(b"\n") + 1 for r in p.rules)
+_eacl_words = st.sampled_from([b"TO", b"to", b"Issuer", b"SELF", b"PERMIT", b"DENY", b"Subject", b"#", b"\\\n",
+                                b"\n", b" ", b'"/DC=org/DC=A/CN=A CA"', b'"/DC=org/DC=A/.*"', b'"(a|b)*[^x]?"',
+                                b"access_id_CA", b"X509", b"pos_rights", b"globus", b"CA:sign", b"cond_subjects",
+                                b"'/DC=org/DC=A/CN=A CA'", b"'\"/DC=org/*\" \"?\"'", b"'"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.binary(max_size=300), st.lists(_eacl_words, max_size=30).map(b" ".join)))
+@example(b'TO Issuer SELF PERMIT Subject "/DC=org/DC=A/.*" DENY Subject "/dc=org/dc=a/ou=robots/.*"')
+@example(b"access_id_CA X509 '/DC=org/DC=A/CN=A CA'\npos_rights globus CA:sign\ncond_subjects globus '\"/DC=org/*\"'")
+def test_policy_file_oracles(raw):
+    """The fuzz target's oracles (tests/support/nsoracle.check_file), bounded."""
+    nsoracle.check_file(raw)
