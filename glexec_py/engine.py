@@ -159,22 +159,26 @@ def check_namespaces(call, cfg, verified):
     mode = cfg.credentials.namespace_policy
     if mode == "off" or getattr(verified, "kind", None) == "jwt":
         return
-    from glexec_py.core import dn, namespaces
+    from glexec_py.core import namespaces
     from glexec_py.effects import capolicy
+
+    def structure(der):
+        from glexec_py.core import dn
+        return dn.parse_der_name(der)
+
     chain, checked = call.chain, []
     for depth in range(verified.depth, len(chain) - 1):
         cert, ca = chain[depth], chain[depth + 1]
         where = {"depth": depth, "subject": cert.subject, "ca": ca.subject, "ca_hash": ca.subject_hash}
         try:
-            subject = namespaces.subject_text(dn.parse_der_name(cert.subject_der))
-            ca_text = dn.oneline(dn.parse_der_name(ca.subject_der))
+            subject = namespaces.subject_text(cert.subject, lambda: structure(cert.subject_der))
         except namespaces.Ambiguous:
             raise CallerError("namespace_ambiguous", "glexec: credential name is ambiguous in one-line form "
                               "(contains '/', '+' or '\\'); not matched against CA namespaces", **where) from None
-        except dn.DNError as e:
+        except ValueError as e:    # core.dn.DNError
             raise CallerError("credential_invalid", "glexec: credential has a malformed name", error=str(e),
                               **where) from None
-        verdict = namespaces.evaluate(capolicy.load(cfg.credentials.ca_dir, ca.subject_hash), ca_text, subject)
+        verdict = namespaces.evaluate(capolicy.load(cfg.credentials.ca_dir, ca.subject_hash), ca.subject, subject)
         if verdict is None:
             if mode == "require":
                 raise CallerError("namespace_missing", "glexec: the issuing CA has no namespace policy here",

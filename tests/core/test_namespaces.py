@@ -186,13 +186,16 @@ def test_namespaces_preferred_over_signing_policy():
 
 def test_ambiguous_subjects_are_never_matched_as_text():
     # O="A/CN=x" prints like two RDNs; a value with '+' like a multi-valued RDN; a literal
-    # backslash like OpenSSL's \xHH escapes.
+    # backslash like OpenSSL's \xHH escapes (dn.oneline renders as OpenSSL 3 does).
     C, O, CN = "2.5.4.6", "2.5.4.10", "2.5.4.3"
-    for value in ("A/CN=x", "A+CN=x", "Andr\\xC3\\xA9"):
+    for value in ("A/CN=x", "A+CN=x", "Andr\\xC3\\xA9", "A\\"):
+        name = dn.make_dn([[(C, "NL")], [(O, value)]])
         with pytest.raises(ns.Ambiguous):
-            ns.subject_text(dn.make_dn([[(C, "NL")], [(O, value)]]))
-    assert ns.subject_text(dn.make_dn([[(C, "NL")], [(O, "A")], [(CN, "Andr\u00e9")]])) == \
-        "/C=NL/O=A/CN=Andr\\xC3\\xA9"
+            ns.subject_text(dn.oneline(name), lambda: name)
+    plain = dn.make_dn([[(C, "NL")], [(O, "A")], [(CN, "Andr\u00e9")]])
+    assert ns.subject_text(dn.oneline(plain), lambda: plain) == "/C=NL/O=A/CN=Andr\\xC3\\xA9"
+    multi = dn.make_dn([[(C, "NL")], [(O, "A"), (CN, "x")]])          # '+' as a separator is fine
+    assert ns.subject_text(dn.oneline(multi), lambda: pytest.fail("no backslash: not parsed")) == "/C=NL/O=A+CN=x"
 
 
 # -- properties ---------------------------------------------------------------------------
@@ -245,3 +248,25 @@ _eacl_words = st.sampled_from([b"TO", b"to", b"Issuer", b"SELF", b"PERMIT", b"DE
 def test_policy_file_oracles(raw):
     """The fuzz target's oracles (tests/support/nsoracle.check_file), bounded."""
     nsoracle.check_file(raw)
+
+
+def _ere_text():
+    atom = st.one_of(st.sampled_from(list("aBc/=1 x") + [".", "\\.", "\\*", "[aB1]", "[^x]", "[a-c]"]))
+
+    def extend(inner):
+        group = inner.map(lambda t: f"({t})")
+        alt = st.tuples(inner, inner).map(lambda t: f"{t[0]}|{t[1]}")
+        quant = st.tuples(st.one_of(atom, group), st.sampled_from(["*", "+", "?"])).map("".join)
+        return st.lists(st.one_of(atom, group, quant, alt), min_size=1, max_size=4).map("".join)
+
+    return st.recursive(atom, extend, max_leaves=8)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_ere_text(), st.text("aAbBc/=1 x.*", max_size=10))
+def test_ere_matcher_agrees_with_python_re(pattern, subject):
+    """Differential against the re module (groups and alternation, which the token oracle
+    does not model); both on lower-cased text."""
+    import re
+    assert bool(ns.regex_from_ere(pattern).fullmatch(ns.normalise(subject))) == \
+        bool(re.fullmatch(pattern.lower(), subject.lower()))
