@@ -22,7 +22,8 @@ DENIED = "/DC=test/DC=ns-root/CN=Denied User"
 SUB_INSIDE = "/DC=test/DC=ns-sub/CN=Sub User"
 SUB_POACHING = "/DC=test/DC=ns-root/CN=Poached By Sub"  # the root's namespace, issued by the sub
 STRAY_USER = "/DC=test/DC=elsewhere/CN=Stray User"
-ALL = (INSIDE, OUTSIDE, DENIED, SUB_INSIDE, SUB_POACHING, STRAY_USER)
+SLASHED = "/DC=test/DC=ns-root/CN=Eve\\/CN=Alice"   # one CN whose value holds a '/'
+ALL = (INSIDE, OUTSIDE, DENIED, SUB_INSIDE, SUB_POACHING, STRAY_USER, SLASHED)
 
 
 class NS:
@@ -42,7 +43,7 @@ def ns(session_lock, request):
     pdir.mkdir()
     s.proxies = {}
     for ca, dn in ((s.root, INSIDE), (s.root, OUTSIDE), (s.root, DENIED), (s.sub, SUB_INSIDE),
-                   (s.sub, SUB_POACHING), (s.stray, STRAY_USER)):
+                   (s.sub, SUB_POACHING), (s.stray, STRAY_USER), (s.root, SLASHED)):
         s.proxies[dn] = ca.proxy(ca.user(dn), pdir / f"{len(s.proxies)}.pem")
     return s
 
@@ -193,3 +194,11 @@ def test_broken_policy_file_fails_closed(nsgx, damage):
     assert rec["reason"] in ("namespace_file_invalid", "namespace_file", "untrusted_install")
     if damage == "unparsable":
         assert rec["reason"] == "namespace_file_invalid" and rec["detail"]["line"] == 1
+
+
+def test_subject_with_a_slash_in_a_value_is_refused_not_matched(nsgx):
+    # "/DC=test/DC=ns-root/.*" would match its one-line text; its structure is one CN
+    # "Eve/CN=Alice", which text matching cannot tell from two RDNs.
+    r, m = run(nsgx, SLASHED)
+    d = refused(nsgx, r, m, 201, "namespace_ambiguous")["detail"]
+    assert (d["depth"], d["subject"]) == (1, "/DC=test/DC=ns-root/CN=Eve\\/CN=Alice")
