@@ -155,9 +155,9 @@ def check_namespaces(call, cfg, verified):
     a CA issued (the end-entity certificate and intermediate CAs; proxies are signed by the
     EEC) must be permitted by that CA's ``<hash>.namespaces`` in ca_dir (or, where that has
     no rule for the CA, its ``.signing_policy``). No file: refused under
-    ``namespace_policy: require``, accepted under ``optional``; ``off``: nothing is read."""
+    ``namespace_policy: require``, accepted under ``optional``; ``ignore``: nothing is read."""
     mode = cfg.credentials.namespace_policy
-    if mode == "off" or getattr(verified, "kind", None) == "jwt":
+    if mode == "ignore" or getattr(verified, "kind", None) == "jwt":
         return
     from glexec_py.core import namespaces
     from glexec_py.effects import capolicy

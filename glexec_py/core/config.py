@@ -55,7 +55,7 @@ SCHEMA = (
         ("voms_skew", ("int", 0, 3600), 300),  # seconds of clock skew for AC validity
         # IGTF <hash>.namespaces / .signing_policy of every CA that issued a certificate of
         # the chain: require (a CA without a policy file is refused), optional (enforced
-        # where present), off (not read, as LCMAPS)
+        # where present), ignore (not read, as LCMAPS; not "off": YAML reads that as false)
         ("namespace_policy", "nspolicy", "require"),
     )),
     ("mapping", (
@@ -330,8 +330,8 @@ class _Parser:
             return v
         if kind == "nspolicy":
             v = self.string(node, key)
-            if v not in ("require", "optional", "off"):
-                raise self.err(node, f"'{key}' must be 'require', 'optional' or 'off', not {_show(node)}")
+            if v not in ("require", "optional", "ignore"):
+                raise self.err(node, f"'{key}' must be 'require', 'optional' or 'ignore', not {_show(node)}")
             return v
         if kind == "vomsmode":
             v = self.string(node, key)

@@ -389,3 +389,15 @@ def test_bans_section():
     assert err(BASE + "bans:\n  fqan: ['']\n") == \
         "glexec.yaml:9: entries of 'fqan' must be non-empty single-line strings"
     assert err(BASE + "bans:\n  users: []\n") == "glexec.yaml:9: unknown key 'users' in 'bans'"
+
+
+def test_namespace_policy_default_and_values():
+    assert parse_config(BASE, F).credentials.namespace_policy == "require"
+    for v in ("require", "optional", "ignore"):
+        text = BASE.replace("  ca_dir:", f"  namespace_policy: {v}\n  ca_dir:")
+        assert parse_config(text, F).credentials.namespace_policy == v
+    for bad, shown in (("yes", "must be a string, not 'yes'"), ("off", "must be a string, not 'off'"),
+                       ("Require", "must be 'require', 'optional' or 'ignore'"),
+                       ("''", "must be 'require', 'optional' or 'ignore'")):
+        msg = err(BASE.replace("  ca_dir:", f"  namespace_policy: {bad}\n  ca_dir:"))
+        assert msg.startswith("glexec.yaml:2: 'namespace_policy' ") and shown in msg, msg

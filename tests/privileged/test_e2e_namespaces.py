@@ -147,7 +147,7 @@ def test_signing_policy_decides_without_namespaces(nsgx):
     assert d["file"].endswith(f"/{nsgx.ns.root.hash}.signing_policy")
 
 
-@pytest.mark.parametrize("mode, granted", [("require", False), ("optional", True), ("off", True)])
+@pytest.mark.parametrize("mode, granted", [("require", False), ("optional", True), ("ignore", True)])
 def test_ca_without_policy_files(nsgx, mode, granted):
     nsgx.policy(nsgx.ns.root, permit=None, globs=None)
     nsgx.config(credentials={"ca_dir": str(nsgx.ca_dir), "namespace_policy": mode})
@@ -159,8 +159,8 @@ def test_ca_without_policy_files(nsgx, mode, granted):
         assert (d["ca_hash"], d["ca"]) == (nsgx.ns.root.hash, ROOT_DN)
 
 
-def test_off_reads_nothing_even_when_a_file_denies(nsgx):
-    nsgx.config(credentials={"ca_dir": str(nsgx.ca_dir), "namespace_policy": "off"})
+def test_ignore_reads_nothing_even_when_a_file_denies(nsgx):
+    nsgx.config(credentials={"ca_dir": str(nsgx.ca_dir), "namespace_policy": "ignore"})
     r, m = run(nsgx, OUTSIDE)
     nsgx.assert_granted(r)
     assert "namespaces" not in r.grants[0]
