@@ -16,11 +16,12 @@ _MAX_CACHED = 512
 
 
 def _identity(st):
+    """Runs as: anyone (pure on a stat result): what changes whenever the file does."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _resolve(ca_dir, name):
-    """The file behind ca_dir/name: itself, or the target of a symlink that names another
+    """Runs as: the engine (lstat/readlink only). The file behind ca_dir/name: itself, or the target of a symlink that names another
     file of the same directory (how the IGTF packages install ``<hash>.namespaces ->
     <alias>.namespaces``). None if absent; SystemFault for anything else."""
     path = f"{ca_dir}/{name}"
@@ -38,6 +39,8 @@ def _resolve(ca_dir, name):
 
 
 def _read(path):
+    """Runs as: the engine. (cache key, bytes) of a trusted policy file; bytes None when
+    that exact file (same identity) is already parsed."""
     st = trust.check_file(path)     # root-owned, not group/other-writable, trusted dirs
     key = (path, _identity(st))
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
