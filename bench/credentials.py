@@ -17,6 +17,8 @@ engine imports for that credential kind and does what the engine does:
 
 * rfc:   native.verify_chain + proxychain.interpret, gridmapfile parse + ``local`` lookup of
          the DN (core.identity.oneline_bytes), getpwnam of the account;
+* rfc-ns: the same + engine.check_namespaces (the CA's IGTF-style ``.namespaces`` read and
+         matched), to show what the namespace check costs next to plain ``rfc``;
 * voms:  the same + vomsdir.check_voms (lcmaps mode), ``voms_local`` lookup of the FQANs;
 * token: TokenPolicy + effects.tokenkeys.KeyStore (root-owned key file read and parsed) +
          core.tokens.verify_token with the native (libcrypto) verifier, ``local`` lookup of
@@ -90,6 +92,10 @@ else:
     now = int(time.time())
     r = native.verify_chain(pem, ca, now)
     ident = proxychain.interpret(r)
+    if kind == "rfc-ns":
+        from types import SimpleNamespace as NS
+        creds = NS(namespace_policy="require", ca_dir=ca)
+        engine.check_namespaces(NS(chain=r.chain), NS(credentials=creds), ident)
     if kind == "voms":
         from glexec_py.effects import vomsdir
         res = vomsdir.check_voms([c.der for c in r.chain], ident.depth, ca, vd, now, mode="lcmaps")
@@ -122,6 +128,7 @@ def spawn(argv, env=None):
 
 def setup(top):
     pki = TestPKI(top / "pki", ca_dn=CA_DN)
+    pki.set_namespace(permit=("/DC=test/DC=glexec-py/.*",), globs=("/DC=test/DC=glexec-py/*",))
     alice = pki.user(ALICE)
     host = pki.user(VOMS_DN)
     vomsdir = top / "vomsdir"
@@ -184,6 +191,8 @@ def setup(top):
     variants = {
         "interpreter (-c pass)": ([PY, "-I", "-S", "-B", "-c", "pass"], py_env, None),
         "glexec-py rfc": ([PY, "-I", "-S", "-B", "-c", CHILD, str(lib), "rfc", str(rfc), *common], py_env, "py"),
+        "glexec-py rfc-ns": ([PY, "-I", "-S", "-B", "-c", CHILD, str(lib), "rfc-ns", str(rfc), *common], py_env,
+                             "py"),
         "glexec-py voms": ([PY, "-I", "-S", "-B", "-c", CHILD, str(lib), "voms", str(voms), *common], py_env, "py"),
         "glexec-py token": ([PY, "-I", "-S", "-B", "-c", CHILD, str(lib), "token", str(token), *common], py_env, "py"),
         "LCMAPS rfc": ([str(harness), "pem", str(rfc), "-p", "rfc"], lenv, "lcmaps"),
@@ -242,7 +251,8 @@ def report(walls, inner, runs):
           f"(wall = fork..exit from the parent; inside = perf_counter in the child / "
           f"init+run+term in the harness)")
     print(f"  {'python3.11 -I -S -B -c pass':28s} wall {base:7.2f}")
-    for n in ("glexec-py rfc", "glexec-py voms", "glexec-py token", "LCMAPS rfc", "LCMAPS voms"):
+    for n in ("glexec-py rfc", "glexec-py rfc-ns", "glexec-py voms", "glexec-py token", "LCMAPS rfc",
+              "LCMAPS voms"):
         extra = f"   (+{w[n] - base:6.2f} over interpreter start-up)" if n.startswith("glexec") else ""
         print(f"  {n:28s} wall {w[n]:7.2f}   inside {i[n]:7.2f}{extra}")
     print("ratios glexec-py / LCMAPS (wall, whole fresh process; target rfc <= 1.0, voms <= 0.5):")
@@ -251,6 +261,8 @@ def report(walls, inner, runs):
         ri = i[f"glexec-py {kind}"] / i[f"LCMAPS {kind}"]
         print(f"  {kind:5s} wall {r:6.3f}  ({'meets' if r <= target else 'MISSES'} target {target})"
               f"   inside-only {ri:6.3f}")
+    print(f"  namespaces check (rfc-ns - rfc): wall {w['glexec-py rfc-ns'] - w['glexec-py rfc']:+.2f} ms, "
+          f"inside {i['glexec-py rfc-ns'] - i['glexec-py rfc']:+.2f} ms")
     print(f"  token: no LCMAPS counterpart; {w['glexec-py token']:.2f} ms wall, "
           f"+{w['glexec-py token'] - base:.2f} ms over interpreter start-up")
 

@@ -58,6 +58,7 @@ typedef struct {
     unsigned char *pci;                              /* proxyCertInfo value (DER), parsed */
     int pci_len;                                     /*   in Python: RFC and GT3 differ */
     unsigned char sha256[32];
+    uint32_t subject_hash;                           /* X509_NAME_hash_ex: <hash>.0 name */
 } gx_cert;
 typedef struct {
     int ok, error, error_depth;                      /* error -1 = malformed input */

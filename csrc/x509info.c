@@ -75,7 +75,7 @@ int gx_cert_info(X509 *x, gx_cert *c) {
     unsigned int mdlen = 0;
     long pl = X509_get_pathlen(x);
     struct tm nb, na;
-    int idx, only, bad;
+    int idx, only, bad, hashed = 0;
     c->der_len = i2d_X509(x, &c->der);      /* i2d allocates when *out is NULL */
     c->subject_der_len = i2d_X509_NAME(X509_get_subject_name(x), &c->subject_der);
     c->issuer_der_len = i2d_X509_NAME(X509_get_issuer_name(x), &c->issuer_der);
@@ -101,6 +101,8 @@ int gx_cert_info(X509 *x, gx_cert *c) {
         bad |= !(c->pci = OPENSSL_memdup(ASN1_STRING_get0_data(v), c->pci_len));
     }
     bad |= !X509_digest(x, EVP_sha256(), c->sha256, &mdlen) || mdlen != sizeof c->sha256;
+    c->subject_hash = (uint32_t)X509_NAME_hash_ex(X509_get_subject_name(x), NULL, NULL, &hashed);
+    bad |= !hashed;                         /* names the CA's policy files in ca_dir */
     return bad || c->der_len <= 0 || c->subject_der_len <= 0 || c->issuer_der_len <= 0
         || !c->subject || !c->issuer || !c->serial ? -1 : 0;
 }

@@ -10,7 +10,7 @@ BASE=${GLEXEC_FUZZ_BASE:-/var/lib/glexec-py-tests}
 VENV=${GLEXEC_FUZZ_VENV:-$BASE/fuzzenv}
 SECS=${1:-60}
 [ $# -gt 0 ] && shift
-TARGETS=${*:-"dn chain voms jwt handoff config gridmap audit"}
+TARGETS=${*:-"dn chain voms jwt handoff config gridmap audit namespaces"}
 JOBS=${GLEXEC_FUZZ_JOBS:-1}
 
 if ! "$VENV/bin/python" -c 'import atheris' 2>/dev/null; then

@@ -31,7 +31,9 @@ def main(engine_file, args):
 
         cfg = call.cfg = load_config(paths)
         check_caller(call, cfg)
-        identity = establish_identity(call, cfg, verify_credential(call, cfg))
+        verified = verify_credential(call, cfg)
+        check_namespaces(call, cfg, verified)
+        identity = establish_identity(call, cfg, verified)
         apply_bans(call, cfg, identity)
         target = map_identity(call, cfg, identity)
         plan, staged_proxy = prepare(call, cfg, target, command)
@@ -149,6 +151,47 @@ def verify_token(call, cfg, path):
     raw = userfiles.read_credential(path, call.facts, policy.max_size, "token")
     return tokens.verify_token(raw, policy, tokenkeys.KeyStore(policy), time.time(),
                                verify=native.verify_jws)
+
+
+def check_namespaces(call, cfg, verified):
+    """A CA speaks only for its own namespace: every certificate of the verified chain that
+    a CA issued (the end-entity certificate and intermediate CAs; proxies are signed by the
+    EEC) must be permitted by that CA's ``<hash>.namespaces`` in ca_dir (or, where that has
+    no rule for the CA, its ``.signing_policy``). No file: refused under
+    ``namespace_policy: require``, accepted under ``optional``; ``ignore``: nothing is read."""
+    mode = cfg.credentials.namespace_policy
+    if mode == "ignore" or getattr(verified, "kind", None) == "jwt":
+        return
+    from glexec_py.core import namespaces
+    from glexec_py.effects import capolicy
+
+    def structure(der):
+        from glexec_py.core import dn
+        return dn.parse_der_name(der)
+
+    chain, checked = call.chain, []
+    for depth in range(verified.depth, len(chain) - 1):
+        cert, ca = chain[depth], chain[depth + 1]
+        where = {"depth": depth, "subject": cert.subject, "ca": ca.subject, "ca_hash": ca.subject_hash}
+        try:
+            subject = namespaces.subject_text(cert.subject, lambda: structure(cert.subject_der))
+        except namespaces.Ambiguous:
+            raise CallerError("namespace_ambiguous", "glexec: credential name is ambiguous in one-line form "
+                              "(contains '/', '+' or '\\'); not matched against CA namespaces", **where) from None
+        except ValueError as e:    # core.dn.DNError
+            raise CallerError("credential_invalid", "glexec: credential has a malformed name", error=str(e),
+                              **where) from None
+        verdict = namespaces.evaluate(capolicy.load(cfg.credentials.ca_dir, ca.subject_hash), ca.subject, subject)
+        if verdict is None:
+            if mode == "require":
+                raise CallerError("namespace_missing", "glexec: the issuing CA has no namespace policy here",
+                                  **where)
+            continue
+        if not verdict.permitted:
+            raise CallerError("namespace_violation", "glexec: credential is outside its CA's namespace",
+                              **where, **verdict.to_audit())
+        checked.append({"depth": depth, **verdict.to_audit()})
+    call.namespaces = checked
 
 
 def establish_identity(call, cfg, verified):
@@ -444,7 +487,7 @@ class Call:
         self.caller_names = None
         self.credential = self.credential_path = self.staged_proxy = self.chain = None
         self.voms = self.mapped_by = self.verified_at = self.eec_depth = None
-        self.payload_pid = self.lease = None
+        self.payload_pid = self.lease = self.namespaces = None
         self._env = None
 
     def caller_env(self):
@@ -505,6 +548,8 @@ class Call:
                 rec.update(dn=ident.subject, issuer=ident.issuer, eec_fingerprint=ident.fingerprint, **ident.detail)
         if self.voms is not None:
             rec["voms"] = self.voms.to_audit()
+        if self.namespaces:
+            rec["namespaces"] = self.namespaces
         if target is not None:
             rec.update(account=target.name, uid=target.uid, gid=target.gid, groups=list(target.groups))
             if self.mapped_by is not None:

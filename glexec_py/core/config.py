@@ -53,6 +53,10 @@ SCHEMA = (
         ("vomsdir", "optpath", ""),            # VOMS .lsc files; "" = ignore VOMS attributes
         ("voms_mode", "vomsmode", "lcmaps"),   # lcmaps: a bad AC drops all FQANs; strict: refuse
         ("voms_skew", ("int", 0, 3600), 300),  # seconds of clock skew for AC validity
+        # IGTF <hash>.namespaces / .signing_policy of every CA that issued a certificate of
+        # the chain: require (a CA without a policy file is refused), optional (enforced
+        # where present), ignore (not read, as LCMAPS; not "off": YAML reads that as false)
+        ("namespace_policy", "nspolicy", "require"),
     )),
     ("mapping", (
         ("gridmapfile", "abspath", _REQ),
@@ -326,6 +330,11 @@ class _Parser:
             if not v or any(not p.startswith("/") for p in v.split(":")):
                 raise self.err(node, f"'{key}' must be a colon-separated list of absolute "
                                      f"directories, not {_show(node)}")
+            return v
+        if kind == "nspolicy":
+            v = self.string(node, key)
+            if v not in ("require", "optional", "ignore"):
+                raise self.err(node, f"'{key}' must be 'require', 'optional' or 'ignore', not {_show(node)}")
             return v
         if kind == "vomsmode":
             v = self.string(node, key)

@@ -123,12 +123,13 @@ class CertInfo(_Record):
     unix seconds; is_ca: basicConstraints CA:TRUE; ca_pathlen: -1 = none; proxy: "rfc3820",
     "gt3" or "" (not a proxy, or a legacy GT2 proxy, which Python classifies); proxy_policy:
     policy language OID ("" if not a proxy); proxy_pathlen: -1 = unlimited; sha256: hex
-    fingerprint of der.
+    fingerprint of der; subject_hash: OpenSSL's subject name hash as 8 hex digits (the
+    ``<hash>`` of a CA's ``.0``/``.namespaces``/``.signing_policy`` files in ca_dir).
     """
 
     __slots__ = ("der", "subject_der", "issuer_der", "subject", "issuer", "serial",
                  "not_before", "not_after", "is_ca", "ca_pathlen", "proxy", "proxy_policy",
-                 "proxy_pathlen", "sha256")
+                 "proxy_pathlen", "sha256", "subject_hash")
 
 
 class ChainResult(_Record):
@@ -232,7 +233,7 @@ def _cert(c):
         not_before=c.not_before, not_after=c.not_after,
         is_ca=bool(c.is_ca), ca_pathlen=c.ca_pathlen,
         proxy=_PROXY_KIND.get(c.proxy, ""), proxy_policy=policy, proxy_pathlen=pathlen,
-        sha256=ffi.buffer(c.sha256, 32)[:].hex(),
+        sha256=ffi.buffer(c.sha256, 32)[:].hex(), subject_hash="%08x" % c.subject_hash,
     )
     return info, good
 

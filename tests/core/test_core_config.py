@@ -395,3 +395,15 @@ def test_tty_guard_default_on_and_strict():
     assert parse_config(BASE, F).payload.tty_guard is True
     assert parse_config(BASE + "payload:\n  tty_guard: false\n", F).payload.tty_guard is False
     assert "tty_guard" in err(BASE + 'payload:\n  tty_guard: "no"\n')
+
+
+def test_namespace_policy_default_and_values():
+    assert parse_config(BASE, F).credentials.namespace_policy == "require"
+    for v in ("require", "optional", "ignore"):
+        text = BASE.replace("  ca_dir:", f"  namespace_policy: {v}\n  ca_dir:")
+        assert parse_config(text, F).credentials.namespace_policy == v
+    for bad, shown in (("yes", "must be a string, not 'yes'"), ("off", "must be a string, not 'off'"),
+                       ("Require", "must be 'require', 'optional' or 'ignore'"),
+                       ("''", "must be 'require', 'optional' or 'ignore'")):
+        msg = err(BASE.replace("  ca_dir:", f"  namespace_policy: {bad}\n  ca_dir:"))
+        assert msg.startswith("glexec.yaml:2: 'namespace_policy' ") and shown in msg, msg

@@ -63,6 +63,7 @@ def check_rfc_chain(res, pki, dn=JANE, policy=IMPERSONATION):
     assert eec.subject == dn and eec.proxy == "" and not eec.is_ca
     assert ca.subject == pki.ca_dn and ca.is_ca and ca.issuer == ca.subject
     assert leaf.issuer_der == eec.subject_der and eec.issuer_der == ca.subject_der
+    assert ca.subject_hash == pki.hash                  # `openssl x509 -hash`: names <hash>.0
     for c in res.chain:
         assert c.sha256 == hashlib.sha256(c.der).hexdigest() and c.not_before <= now() < c.not_after
         assert c.serial == c.serial.lower() and int(c.serial, 16) >= 0

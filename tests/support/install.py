@@ -231,9 +231,10 @@ def write_gridmap(prefix: Path, entries) -> Path:
     return _write_root_file(gridmap_path(prefix), "".join(lines).encode(), 0o644)
 
 
-def install_trust_dir(prefix: Path, pki) -> Path:
-    """Copy the PKI's hash-named trust dir to <prefix>/etc/glexec-py/certificates (root 0755)."""
-    dest = trust_dir_path(prefix)
+def install_trust_dir(prefix: Path, pki, dest: Path | None = None) -> Path:
+    """Copy the PKI's hash-named trust dir to ``dest`` (default
+    <prefix>/etc/glexec-py/certificates), root 0755 / files root 0644."""
+    dest = Path(dest) if dest is not None else trust_dir_path(prefix)
     if dest.exists():
         shutil.rmtree(dest)
     pki.copy_trust_dir(dest)

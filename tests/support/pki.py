@@ -4,7 +4,8 @@ Nothing is cached across processes: every TestPKI creates a fresh CA under its r
 Layout under ``root``::
 
     ca/ca.key ca/ca.pem ca/index.txt ca/serial ca/crlnumber ca/ca.cnf
-    certificates/<hash>.0 <hash>.signing_policy <hash>.r0   (the trust dir: ``ca_dir``)
+    certificates/<hash>.0 <hash>.namespaces <hash>.signing_policy <hash>.r0
+                                                               (the trust dir: ``ca_dir``)
     users/<n>/{cert.pem,key.pem}                               (UserCred files)
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TestPKI", "UserCred", "openssl_verify"]
+__all__ = ["TestPKI", "UserCred", "openssl_verify", "write_ca_policy"]
 
 _CA_CNF = """\
 [ req ]
@@ -66,6 +67,28 @@ proxyCertInfo = critical,language:id-ppl-inheritAll
 _serials = itertools.count(0x1000)
 
 
+def write_ca_policy(ca_dir: Path, ca_hash: str, ca_dn: str, *, permit=(".*",), deny=(),
+                    globs=("*",)) -> None:
+    """The CA's ``<hash>.namespaces`` (EACL regexes ``permit``/``deny``) and
+    ``<hash>.signing_policy`` (Globus globs), laid out as the IGTF distribution writes
+    them; ``permit=None`` / ``globs=None`` leaves that file out (and removes an old one)."""
+    ns, sp = Path(ca_dir) / f"{ca_hash}.namespaces", Path(ca_dir) / f"{ca_hash}.signing_policy"
+    for path in (ns, sp):
+        path.unlink(missing_ok=True)
+    if permit is not None:
+        lines = ["#" * 78, "#NAMESPACES-VERSION: 1.0", "#", f"# @(#){ca_hash}.namespaces",
+                 "# CA alias    : glexec-py-test", f"#    subjectDN: {ca_dn}", f"#    hash     : {ca_hash}", "#"]
+        for verb, patterns in (("PERMIT", permit), ("DENY", deny)):
+            lines += [f'TO Issuer "{ca_dn}" \\\n  {verb} Subject "{p}"' for p in patterns]
+        ns.write_text("\n".join(lines) + "\n")
+    if globs is not None:
+        quoted = " ".join(f'"{g}"' for g in globs)
+        sp.write_text(f"# ca-signing-policy.conf for {ca_dn}\n#\n"
+                      f"access_id_CA      X509         '{ca_dn}'\n"
+                      "pos_rights        globus        CA:sign\n"
+                      f"cond_subjects     globus       '{quoted}'\n")
+
+
 def _run(cmd: list[str], env: dict | None = None, input: bytes | None = None) -> bytes:
     p = subprocess.run(cmd, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     if p.returncode != 0:
@@ -85,11 +108,14 @@ class TestPKI:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, root: Path, ca_dn: str = "/DC=test/DC=glexec-py/CN=glexec-py Test CA"):
+    def __init__(self, root: Path, ca_dn: str = "/DC=test/DC=glexec-py/CN=glexec-py Test CA", *,
+                 parent: "TestPKI | None" = None):
+        """``parent``: make an intermediate CA signed by it, in the parent's trust dir.
+        The CA may sign any name (namespace ".*"); ``set_namespace`` narrows it."""
         self.root = Path(root)
         self.ca_dn = ca_dn
         self.ca = self.root / "ca"
-        self.ca_dir = self.root / "certificates"
+        self.ca_dir = parent.ca_dir if parent else self.root / "certificates"
         (self.ca / "newcerts").mkdir(parents=True, exist_ok=True)
         self.ca_dir.mkdir(parents=True, exist_ok=True)
         self._users = 0
@@ -98,18 +124,28 @@ class TestPKI:
         (self.ca / "index.txt").write_text("")
         (self.ca / "serial").write_text("1000\n")
         (self.ca / "crlnumber").write_text("1000\n")
-        _run(["openssl", "req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes", "-utf8",
-              "-keyout", str(self.ca / "ca.key"), "-out", str(self.ca / "ca.pem"),
-              "-days", "3650", "-sha256", "-subj", ca_dn, "-config", str(self.cnf),
-              "-extensions", "v3_ca", "-set_serial", "1"])
+        if parent is None:
+            _run(["openssl", "req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes", "-utf8",
+                  "-keyout", str(self.ca / "ca.key"), "-out", str(self.ca / "ca.pem"),
+                  "-days", "3650", "-sha256", "-subj", ca_dn, "-config", str(self.cnf),
+                  "-extensions", "v3_ca", "-set_serial", "1"])
+        else:
+            _run(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-utf8",
+                  "-keyout", str(self.ca / "ca.key"), "-out", str(self.ca / "ca.csr"),
+                  "-subj", ca_dn, "-config", str(self.cnf)])
+            _run(["openssl", "ca", "-batch", "-notext", "-utf8", "-preserveDN", "-config", str(parent.cnf),
+                  "-extensions", "v3_ca", "-days", "3000", "-in", str(self.ca / "ca.csr"),
+                  "-out", str(self.ca / "ca.pem")])
         os.chmod(self.ca / "ca.key", 0o400)
         self.hash = _run(["openssl", "x509", "-in", str(self.ca / "ca.pem"),
                           "-noout", "-hash"]).decode().strip()
         shutil.copyfile(self.ca / "ca.pem", self.ca_dir / f"{self.hash}.0")
-        (self.ca_dir / f"{self.hash}.signing_policy").write_text(
-            f"access_id_CA X509 '{ca_dn}'\npos_rights globus CA:sign\n"
-            "cond_subjects globus '\"*\"'\n")
+        self.set_namespace()
         self._gencrl()
+
+    def set_namespace(self, permit=(".*",), deny=(), globs=("*",)) -> None:
+        """Rewrite this CA's policy files (see ``write_ca_policy``)."""
+        write_ca_policy(self.ca_dir, self.hash, self.ca_dn, permit=permit, deny=deny, globs=globs)
 
     def _gencrl(self) -> None:
         _run(["openssl", "ca", "-batch", "-config", str(self.cnf), "-gencrl",
