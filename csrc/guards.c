@@ -28,20 +28,19 @@
 #include "native.h"
 
 int gx_clear_inherited_caps(int *err) {
+    /* Called after setresuid: the kernel has emptied permitted/effective, and lowering
+     * every set to nothing needs no privilege and no capget (so nothing read back is
+     * trusted here; the check after the switch reads the sets). */
     struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
     struct __user_cap_data_struct d[2];
 
+    memset(d, 0, sizeof d);
     *err = 0;
     /* Ambient first: an ambient capability must also be inheritable, never the reverse. */
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
         *err = errno;
         return GX_AMBIENT;
     }
-    if (syscall(SYS_capget, &hdr, d) != 0) {
-        *err = errno;
-        return GX_CAPGET;
-    }
-    d[0].inheritable = d[1].inheritable = 0;
     if (syscall(SYS_capset, &hdr, d) != 0) {
         *err = errno;
         return GX_CAPSET;

@@ -122,9 +122,6 @@ int gx_switch_identity(uint32_t uid, uint32_t gid, const uint32_t *groups, size_
     errno = 0;
     if (read_cap_last_cap(&last) != 0)
         FAIL(GX_CAP_LAST_CAP, errno ? errno : EINVAL);
-    /* The caller's inheritable/ambient sets survive setresuid; none may reach the target. */
-    if ((step = gx_clear_inherited_caps(err)) != GX_OK)
-        return step;
     /* Groups first: afterwards we no longer have CAP_SETGID to change them. */
     if (setgroups(n, (const gid_t *)groups) != 0)
         FAIL(GX_SETGROUPS, errno);
@@ -132,6 +129,11 @@ int gx_switch_identity(uint32_t uid, uint32_t gid, const uint32_t *groups, size_
         FAIL(GX_SETRESGID, errno);
     if (setresuid(uid, uid, uid) != 0)
         FAIL(GX_SETRESUID, errno);
+    /* The caller's inheritable/ambient sets survive setresuid; none may reach the target.
+     * Not for uid 0: an exec as root regains every capability, so the check below must
+     * still find them and refuse. */
+    if (uid != 0 && (step = gx_clear_inherited_caps(err)) != GX_OK)
+        return step;
 
     if (getresuid(&r, &e, &s) != 0)
         FAIL(GX_GETRESUID, errno);
