@@ -20,13 +20,23 @@ Lease name (``lease_name``), exactly as the C code builds it:
    string (up to the first NUL).  Example: ``André`` -> ``andr%ff%ffffffa9``.
    Verified against the real plugin (tests/leases/test_lcmaps_side_by_side.py).
 
-Consequences kept on purpose (compatibility): letters are lower-cased (DNs differing only
-in case share a lease) and non-ASCII DNs can collide.  DNs from certificates are printed by
-OpenSSL with ``\\xC3`` escapes, i.e. ASCII, where the encoding is injective.
+Consequences kept on purpose (compatibility, ``lease_name`` alone): letters are lower-cased
+(DNs differing only in case share a name) and non-ASCII DNs can collide; the oneline text
+itself is ambiguous (a ``/`` inside a value vs two RDNs, ``\\xHH`` escapes vs a literal
+backslash, control bytes).
+
+Owners (docs/leases.md, "Who owns a lease"): a name is therefore never the identity.  Every
+lease glexec-py makes records its owner -- ``LeaseOwner.key``, the canonical identity from
+the verified credential -- with the groups and mapcount, and is reused only by exactly that
+key (``claim``).  A different identity whose LCMAPS name is taken gets its own lease under
+``alternate_name``: the LCMAPS name's encoded part + ``~`` + ``owner_digest`` (+ the
+``:groups``/``:mapcount`` tail), a name LCMAPS can never produce (its encoded part is only
+``[0-9a-z%]``) and that names its owner by a 128-bit hash.
 """
 
 __all__ = ["lease_name", "urlencode", "pool_member", "skip_entry", "is_lease_candidate",
-           "Finding", "plan_fsck", "TMP_PREFIX", "MAX_MAPCOUNT"]
+           "Finding", "plan_fsck", "TMP_PREFIX", "MAX_MAPCOUNT",
+           "LeaseOwner", "owner_digest", "alternate_name", "claim"]
 
 MAX_MAPCOUNT = 9999          # -max_mappings_per_credential upper bound in LCMAPS
 TMP_PREFIX = ".tmp."         # temporary files in the metadata sidecar directory
@@ -295,3 +305,90 @@ def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
     order = {"error": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: (order[f.severity], f.kind, f.names))
     return findings
+
+
+# --- owners -------------------------------------------------------------------------------
+
+class LeaseOwner:
+    """The identity a lease belongs to.
+
+    key       ("x509", canonical DN) or ("jwt", issuer, subject): core.identity.Identity.key,
+              what is recorded (as a JSON list) and compared on every reuse
+    text      the LCMAPS input the lease name is built from (oneline DN / token name), bytes
+    readable  True if ``text`` reads back as exactly this identity (the oneline parses to
+              the certificate's own DN; a token issuer without ``,``): only then does a
+              record of that text made before owners existed prove whose lease it is
+    """
+
+    __slots__ = ("key", "text", "readable")
+
+    def __init__(self, key, text, readable):
+        self.key = tuple(key)
+        self.text = bytes(text)
+        self.readable = bool(readable)
+
+    def __repr__(self):
+        return f"LeaseOwner({self.key!r}, {self.text!r}, {self.readable!r})"
+
+
+def _groups_mapcount(groups, mapcount):
+    return tuple(bytes(g) for g in groups), max(0, int(mapcount or 0))
+
+
+def owner_digest(key, groups=(), mapcount=0):
+    """26 characters ``[a-z2-7]``: base32 of the first 128 bits of SHA-256 over an injective
+    serialisation (JSON) of the owner key, the groups and the mapcount."""
+    import base64
+    import hashlib
+    import json
+    groups, mapcount = _groups_mapcount(groups, mapcount)
+    blob = json.dumps([list(key), [g.decode("latin-1") for g in groups], mapcount],
+                      ensure_ascii=True, separators=(",", ":")).encode()
+    return base64.b32encode(hashlib.sha256(blob).digest()[:16]).decode().rstrip("=").lower().encode()
+
+
+def alternate_name(lcmaps_name, digest):
+    """The lease name of an identity whose LCMAPS name belongs to someone else:
+    ``<encoded part>~<digest>[:<tail>]``, where the encoded part is the LCMAPS name up to its
+    first ``:`` (the DN, URL-encoded: only ``[0-9a-z%]``) and the tail the rest (groups,
+    ``mapcount=NNNN``).  No LCMAPS name has a ``~`` before its first ``:``, and LCMAPS's own
+    scan skips names with ``~``, so it neither produces nor mistakes this name."""
+    head, sep, tail = bytes(lcmaps_name).partition(b":")
+    return head + b"~" + bytes(digest) + sep + tail
+
+
+def claim(rec, lease, owner, groups=(), mapcount=0, *, by_digest=False):
+    """Whose is this complete lease, for ``owner`` asking with ``groups``/``mapcount``?
+
+    ``rec``: the lease's metadata record (dict), None (absent) or False (unreadable).
+    Returns "mine" (recorded owner, groups and mapcount are exactly the asked ones),
+    "adopt" (no owner recorded, but the evidence pins it to ``owner``: see below) or
+    "other" (anything else: never reused).
+
+    Adoption of an owner-less lease: (a) ``by_digest`` -- the lease is ``owner``'s
+    ``alternate_name``, whose 128-bit digest only its owner's key produces (a crash
+    between ``link`` and the metadata write leaves it owner-less); (b) a record written by
+    glexec-py before owners were recorded whose exact ``dn`` text, groups and mapcount
+    equal the asked ones, when ``owner.readable`` (the text is not shared with another
+    identity).  A lease LCMAPS made (no record) or one ``repair`` adopted (no text) has
+    only its lower-cased name as evidence, which every case variant of a DN (and every
+    look-alike of the oneline text) shares: it is "other"."""
+    groups, mapcount = _groups_mapcount(groups, mapcount)
+    if rec and rec.get("lease") != bytes(lease):
+        rec = None                        # the record describes another lease: no evidence
+    owned = rec.get("owner") if rec else None
+    if owned is not None:
+        try:
+            same = (tuple(owned) == owner.key
+                    and _groups_mapcount(rec.get("groups", ()), rec.get("mapcount", 0))
+                    == (groups, mapcount))
+        except (TypeError, ValueError):
+            same = False
+        return "mine" if same else "other"
+    if by_digest:
+        return "adopt"
+    if (rec and owner.readable and rec.get("dn") == owner.text
+            and _groups_mapcount(rec.get("groups", ()), rec.get("mapcount", 0))
+            == (groups, mapcount)):
+        return "adopt"
+    return "other"
