@@ -187,7 +187,11 @@ def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
     (names sharing an inode disagree with its link count: links outside the directory),
     ``tmp_leftover``, ``meta_corrupt``, ``meta_orphan`` (metadata for an account without a
     lease), ``meta_mismatch`` (metadata names another lease), ``meta_missing`` (lease
-    without metadata, e.g. made by LCMAPS or a crash after ``link``).
+    without metadata, e.g. made by LCMAPS or a crash after ``link``),
+    ``meta_owner_mismatch`` (the recorded owner is malformed, or the lease's name is neither
+    the LCMAPS name of the recorded text nor that owner's ``alternate_name``: an edited
+    record, never repaired automatically), ``owner_duplicate`` (one owner key holds two
+    leases for the same groups and mapcount).
     """
     pools = tuple(bytes(p) for p in pools)
     findings = []
@@ -195,6 +199,7 @@ def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
     pool_entries = {}
     leases = {}
     unknown = {}
+    tilde = {}      # alternate names of token leases ("https...~digest"); else ignored junk
     for name, ino, nlink, is_reg in entries:
         name = bytes(name)
         if name.startswith(b"."):
@@ -206,10 +211,13 @@ def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
             leases[name] = (ino, nlink, is_reg)
         elif not skip_entry(name):
             unknown[name] = (ino, nlink, is_reg)
+        elif b"~" in name and name != b"root":
+            tilde[name] = (ino, nlink, is_reg)
     # A name that is neither a pool entry nor %-encoded is a lease only if it shares its
     # inode with a pool entry (a lease of a DN not starting with '/'); otherwise it may be
     # an entry of a pool the caller did not list: reported, never touched.
     pool_inos = {v[0] for v in pool_entries.values()}
+    leases.update((n, v) for n, v in tilde.items() if v[0] in pool_inos)
     for name, v in sorted(unknown.items()):
         if v[0] in pool_inos:
             leases[name] = v
@@ -272,6 +280,7 @@ def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
                                     "unlink_lease" if safe else "manual"))
 
     if meta is not None:
+        owners = {}
         lease_of_account = {a: l for l, a in account_of_lease.items()}
         for account in sorted(meta):
             rec = meta[account]
@@ -291,6 +300,21 @@ def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
                 findings.append(Finding("meta_mismatch", "warning", [account, real], None,
                                         "metadata names another lease than the one on disk",
                                         "write_meta"))
+            elif rec.get("owner") is not None:
+                why = _owner_inconsistency(rec, real)
+                if why:
+                    findings.append(Finding("meta_owner_mismatch", "error", [account, real],
+                                            None, why, "manual"))
+                else:
+                    key = (tuple(rec["owner"]),) + _groups_mapcount(rec.get("groups", ()),
+                                                                   rec.get("mapcount", 0))
+                    owners.setdefault(key, []).append((account, real))
+        for key, held in sorted(owners.items(), key=lambda kv: kv[1]):
+            if len(held) > 1:
+                findings.append(Finding("owner_duplicate", "warning",
+                                        [n for pair in sorted(held) for n in pair], None,
+                                        f"one identity holds {len(held)} leases for the same "
+                                        "groups and mapcount (expected one)", "manual"))
         for lease, account in sorted(account_of_lease.items()):
             if account not in meta:
                 findings.append(Finding("meta_missing", "info", [account, lease], None,
@@ -333,6 +357,27 @@ class LeaseOwner:
 
 def _groups_mapcount(groups, mapcount):
     return tuple(bytes(g) for g in groups), max(0, int(mapcount or 0))
+
+
+def _owner_inconsistency(rec, lease):
+    """Why a record's owner does not fit its lease (None if it does)."""
+    owner = rec.get("owner")
+    if not (isinstance(owner, (list, tuple)) and owner
+            and ((owner[0] == "x509" and len(owner) == 2) or (owner[0] == "jwt" and len(owner) == 3))
+            and all(isinstance(x, str) for x in owner)):
+        return "malformed owner in the lease metadata"
+    text = rec.get("dn")
+    try:
+        groups, mapcount = _groups_mapcount(rec.get("groups", ()), rec.get("mapcount", 0))
+        plain = lease_name(text, groups, mapcount) if text else None
+    except (TypeError, ValueError):
+        return "lease metadata with an unusable dn/groups/mapcount"
+    if plain is None:
+        return "owner recorded without the dn text the lease name is made from"
+    if bytes(lease) in (plain, alternate_name(plain, owner_digest(owner, groups, mapcount))):
+        return None
+    return "the lease name is neither the LCMAPS name of the recorded dn nor the recorded " \
+           "owner's alternate name"
 
 
 def owner_digest(key, groups=(), mapcount=0):
