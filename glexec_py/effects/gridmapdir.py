@@ -675,11 +675,14 @@ class GridmapDir:
                                   lease=lease, nlink=lst.st_nlink)
             if lst.st_nlink == 2:
                 other = self._other_name(lst.st_ino, lease)
-                if other is not None and owner is not None and \
-                        self._whose(other, lease, owner, groups, mapcount, by_digest) is None:
-                    return "taken"
+                rec = None
+                if other is not None and owner is not None:
+                    rec = self._whose(other, lease, owner, groups, mapcount, by_digest)
+                    if rec is None:
+                        return "taken"
                 if other is not None and core.pool_member(other, pool, self.strict):
-                    rec = self._read_meta(other)
+                    if owner is None:
+                        rec = self._read_meta(other)
                     if rec and rec.get("state") == "draining":
                         raise NotAuthorized("lease_draining",
                                             "glexec: pool account is being drained; retry later",
