@@ -342,11 +342,12 @@ def _lease_owner(identity, text):
     from glexec_py.core.leases import LeaseOwner
     if identity.kind == "jwt":
         return LeaseOwner(identity.key, text, "," not in identity.issuer)
-    from glexec_py.core import dn
-    try:
-        readable = dn.canonical(dn.parse_slash(identity.subject)) == identity.canonical
-    except dn.DNError:
-        readable = False
+    def readable():
+        from glexec_py.core import dn
+        try:
+            return dn.canonical(dn.parse_slash(identity.subject)) == identity.canonical
+        except dn.DNError:
+            return False
     return LeaseOwner(identity.key, text, readable)
 
 

@@ -341,15 +341,23 @@ class LeaseOwner:
     text      the LCMAPS input the lease name is built from (oneline DN / token name), bytes
     readable  True if ``text`` reads back as exactly this identity (the oneline parses to
               the certificate's own DN; a token issuer without ``,``): only then does a
-              record of that text made before owners existed prove whose lease it is
+              record of that text made before owners existed prove whose lease it is.
+              May be given as a callable, evaluated once and only when asked (adoption of
+              an older record is rare; parsing the text costs ~50 us per call)
     """
 
-    __slots__ = ("key", "text", "readable")
+    __slots__ = ("key", "text", "_readable")
 
     def __init__(self, key, text, readable):
         self.key = tuple(key)
         self.text = bytes(text)
-        self.readable = bool(readable)
+        self._readable = readable
+
+    @property
+    def readable(self):
+        if callable(self._readable):
+            self._readable = bool(self._readable())
+        return bool(self._readable)
 
     def __repr__(self):
         return f"LeaseOwner({self.key!r}, {self.text!r}, {self.readable!r})"
