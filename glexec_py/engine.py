@@ -210,7 +210,11 @@ def establish_identity(call, cfg, verified):
                                        cfg.credentials.vomsdir, call.verified_at, mode=cfg.credentials.voms_mode,
                                        skew=cfg.credentials.voms_skew)
         fqans = call.voms.fqans
-    call.identity = model.from_proxy(verified, call.chain, fqans)
+    from glexec_py.core.dn import DNError
+    try:
+        call.identity = model.from_proxy(verified, call.chain, fqans)
+    except DNError as e:
+        raise CallerError("credential_invalid", "glexec: credential has a malformed name", error=str(e)) from None
     return call.identity
 
 
@@ -288,7 +292,8 @@ def map_identity(call, cfg, identity):
                         primary, secondary = groups
                         names = voms_group_names((primary, *secondary) if cfg.mapping.lease_secondary_groups
                                                  else (primary,))
-                    target = lease_pool_account(call, cfg, lease_key, pool, names, mapcount)
+                    target = lease_pool_account(call, cfg, lease_key, pool, names, mapcount,
+                                                owner=_lease_owner(identity, lease_key))
                     call.target = with_voms_groups(target, *groups) if groups else target
                     return call.target
     raise NotAuthorized("no_mapping", "glexec: no mapping for this identity")
@@ -342,10 +347,11 @@ def voms_groups(call, cfg, fqans):
     return primary[0][1], tuple(g for _, g in secondary)
 
 
-def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0):
+def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0, owner=None):
     """A lease on a free account of `pool` in the gridmapdir (or the identity's existing
     one), in LCMAPS's on-disk format; the account is checked before it is leased.
-    ``groups``: group names in the lease (voms_poolaccount); ``mapcount``: 0 = plain lease."""
+    ``groups``: group names in the lease (voms_poolaccount); ``mapcount``: 0 = plain lease;
+    ``owner``: the identity the lease is recorded for and compared with on every reuse."""
     from glexec_py.effects.accounts import lookup_target
     from glexec_py.effects.gridmapdir import GridmapDir
     if not cfg.mapping.gridmapdir:
@@ -359,14 +365,36 @@ def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0):
     with GridmapDir(cfg.mapping.gridmapdir, lock_timeout=cfg.mapping.lock_timeout,
                     sync="grant" if cfg.mapping.lease_metadata_sync else "none") as store:
         account, lease, reused = store.acquire(subject, pool, groups=[g.encode("ascii") for g in groups],
-                                               mapcount=mapcount, account_check=account_check)
+                                               mapcount=mapcount, account_check=account_check,
+                                               owner=owner)
+        adopted = store.adopted
     name = account.decode("utf-8", "surrogateescape")
     call.lease = {"name": lease, "pool": pool, "reused": reused}
+    if owner is not None:
+        call.lease["owner"] = list(owner.key)
+        if adopted:
+            call.lease["adopted"] = True
     if groups:
         call.lease["groups"] = list(groups)
     if mapcount:
         call.lease["mapcount"] = mapcount
     return checked.get(name) or lookup_target(name, cfg.mapping)
+
+
+def _lease_owner(identity, text):
+    """The lease owner (core.leases.LeaseOwner): the identity key, and whether the LCMAPS
+    input ``text`` reads back as exactly this identity (the oneline DN parses to the
+    certificate's own canonical DN; a token issuer has no ',' to blur "iss,sub")."""
+    from glexec_py.core.leases import LeaseOwner
+    if identity.kind == "jwt":
+        return LeaseOwner(identity.key, text, "," not in identity.issuer)
+    def readable():
+        from glexec_py.core import dn
+        try:
+            return dn.canonical(dn.parse_slash(identity.subject)) == identity.canonical
+        except dn.DNError:
+            return False
+    return LeaseOwner(identity.key, text, readable)
 
 
 def _token_lease_key(name):

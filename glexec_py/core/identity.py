@@ -7,8 +7,12 @@
     roles        the FQANs' roles (``Role=`` other than NULL), in order; () for tokens
     not_before, not_after   when the credential as presented is valid (unix seconds)
     fingerprint  SHA-256 of the end-entity certificate / of the token
-    key          the identity key: ("x509", subject) / ("jwt", issuer, subject) — a token's
-                 ``sub`` is never used without its issuer
+    canonical    x509 only: the canonical DN (core.dn.canonical) parsed from the verified
+                 end-entity certificate's subject DER -- injective, case kept; None for tokens
+    key          the identity key: ("x509", canonical) / ("jwt", issuer, subject) — a token's
+                 ``sub`` is never used without its issuer; never a text rendering such as
+                 the oneline DN (two certificates can print alike), so bans, lease owners
+                 (core.leases.LeaseOwner) and audit records agree on who is who
     mapping_name what a gridmapfile line is matched against: the DN as bytes, with every
                  non-ASCII byte as ``\\xHH`` like OpenSSL's oneline form / b"iss,sub"
 
@@ -19,17 +23,18 @@ walking the verified chain (never the leaf's string) or the signed token claims.
 
 class Identity:
     __slots__ = ("kind", "issuer", "subject", "groups", "roles", "not_before", "not_after",
-                 "fingerprint", "detail")
+                 "fingerprint", "detail", "canonical")
 
-    def __init__(self, kind, issuer, subject, groups, roles, not_before, not_after, fingerprint, detail):
-        self.kind, self.issuer, self.subject = kind, issuer, subject
+    def __init__(self, kind, issuer, subject, groups, roles, not_before, not_after, fingerprint, detail,
+                 canonical=None):
+        self.kind, self.issuer, self.subject, self.canonical = kind, issuer, subject, canonical
         self.groups, self.roles = tuple(groups), tuple(roles)
         self.not_before, self.not_after = not_before, not_after
         self.fingerprint, self.detail = fingerprint, detail
 
     @property
     def key(self):
-        return ("jwt", self.issuer, self.subject) if self.kind == "jwt" else ("x509", self.subject)
+        return ("jwt", self.issuer, self.subject) if self.kind == "jwt" else ("x509", self.canonical)
 
     @property
     def mapping_name(self):
@@ -40,7 +45,7 @@ class Identity:
     def to_audit(self):
         return {"kind": self.kind, "issuer": self.issuer, "subject": self.subject, "groups": list(self.groups),
                 "roles": list(self.roles), "not_before": self.not_before, "not_after": self.not_after,
-                "fingerprint": self.fingerprint}
+                "fingerprint": self.fingerprint, "key": list(self.key)}
 
 
 def oneline_bytes(subject):
@@ -64,12 +69,16 @@ def roles_of(fqans):
 
 def from_proxy(chain_identity, chain, fqans):
     """The model for a verified proxy chain (proxychain.Identity + the verified chain's
-    certificates, leaf first) and its verified VOMS FQANs."""
+    certificates, leaf first) and its verified VOMS FQANs.  Raises ``dn.DNError`` if the
+    end-entity certificate's subject cannot be parsed into a canonical DN."""
+    from glexec_py.core import dn
     certs = chain[:chain_identity.depth + 1]
+    canonical = dn.canonical(dn.parse_der_name(certs[-1].subject_der))
     return Identity("x509", chain_identity.issuer, chain_identity.subject, fqans, roles_of(fqans),
                     max(c.not_before for c in certs), min(c.not_after for c in certs),
                     chain_identity.eec_sha256,
-                    {"proxy_fingerprint": chain_identity.leaf_sha256, "proxy_kinds": list(chain_identity.kinds)})
+                    {"proxy_fingerprint": chain_identity.leaf_sha256, "proxy_kinds": list(chain_identity.kinds)},
+                    canonical)
 
 
 def from_token(token):

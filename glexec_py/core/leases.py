@@ -20,13 +20,23 @@ Lease name (``lease_name``), exactly as the C code builds it:
    string (up to the first NUL).  Example: ``André`` -> ``andr%ff%ffffffa9``.
    Verified against the real plugin (tests/leases/test_lcmaps_side_by_side.py).
 
-Consequences kept on purpose (compatibility): letters are lower-cased (DNs differing only
-in case share a lease) and non-ASCII DNs can collide.  DNs from certificates are printed by
-OpenSSL with ``\\xC3`` escapes, i.e. ASCII, where the encoding is injective.
+Consequences kept on purpose (compatibility, ``lease_name`` alone): letters are lower-cased
+(DNs differing only in case share a name) and non-ASCII DNs can collide; the oneline text
+itself is ambiguous (a ``/`` inside a value vs two RDNs, ``\\xHH`` escapes vs a literal
+backslash, control bytes).
+
+Owners (docs/leases.md, "Who owns a lease"): a name is therefore never the identity.  Every
+lease glexec-py makes records its owner -- ``LeaseOwner.key``, the canonical identity from
+the verified credential -- with the groups and mapcount, and is reused only by exactly that
+key (``claim``).  A different identity whose LCMAPS name is taken gets its own lease under
+``alternate_name``: the LCMAPS name's encoded part + ``~`` + ``owner_digest`` (+ the
+``:groups``/``:mapcount`` tail), a name LCMAPS can never produce (its encoded part is only
+``[0-9a-z%]``) and that names its owner by a 128-bit hash.
 """
 
 __all__ = ["lease_name", "urlencode", "pool_member", "skip_entry", "is_lease_candidate",
-           "Finding", "plan_fsck", "TMP_PREFIX", "MAX_MAPCOUNT"]
+           "Finding", "plan_fsck", "TMP_PREFIX", "MAX_MAPCOUNT",
+           "LeaseOwner", "owner_digest", "alternate_name", "claim"]
 
 MAX_MAPCOUNT = 9999          # -max_mappings_per_credential upper bound in LCMAPS
 TMP_PREFIX = ".tmp."         # temporary files in the metadata sidecar directory
@@ -177,7 +187,11 @@ def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
     (names sharing an inode disagree with its link count: links outside the directory),
     ``tmp_leftover``, ``meta_corrupt``, ``meta_orphan`` (metadata for an account without a
     lease), ``meta_mismatch`` (metadata names another lease), ``meta_missing`` (lease
-    without metadata, e.g. made by LCMAPS or a crash after ``link``).
+    without metadata, e.g. made by LCMAPS or a crash after ``link``),
+    ``meta_owner_mismatch`` (the recorded owner is malformed, or the lease's name is neither
+    the LCMAPS name of the recorded text nor that owner's ``alternate_name``: an edited
+    record, never repaired automatically), ``owner_duplicate`` (one owner key holds two
+    leases for the same groups and mapcount).
     """
     pools = tuple(bytes(p) for p in pools)
     findings = []
@@ -185,6 +199,7 @@ def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
     pool_entries = {}
     leases = {}
     unknown = {}
+    tilde = {}      # alternate names of token leases ("https...~digest"); else ignored junk
     for name, ino, nlink, is_reg in entries:
         name = bytes(name)
         if name.startswith(b"."):
@@ -196,10 +211,13 @@ def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
             leases[name] = (ino, nlink, is_reg)
         elif not skip_entry(name):
             unknown[name] = (ino, nlink, is_reg)
+        elif b"~" in name and name != b"root":
+            tilde[name] = (ino, nlink, is_reg)
     # A name that is neither a pool entry nor %-encoded is a lease only if it shares its
     # inode with a pool entry (a lease of a DN not starting with '/'); otherwise it may be
     # an entry of a pool the caller did not list: reported, never touched.
     pool_inos = {v[0] for v in pool_entries.values()}
+    leases.update((n, v) for n, v in tilde.items() if v[0] in pool_inos)
     for name, v in sorted(unknown.items()):
         if v[0] in pool_inos:
             leases[name] = v
@@ -262,6 +280,7 @@ def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
                                     "unlink_lease" if safe else "manual"))
 
     if meta is not None:
+        owners = {}
         lease_of_account = {a: l for l, a in account_of_lease.items()}
         for account in sorted(meta):
             rec = meta[account]
@@ -281,6 +300,21 @@ def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
                 findings.append(Finding("meta_mismatch", "warning", [account, real], None,
                                         "metadata names another lease than the one on disk",
                                         "write_meta"))
+            elif rec.get("owner") is not None:
+                why = _owner_inconsistency(rec, real)
+                if why:
+                    findings.append(Finding("meta_owner_mismatch", "error", [account, real],
+                                            None, why, "manual"))
+                else:
+                    key = (tuple(rec["owner"]),) + _groups_mapcount(rec.get("groups", ()),
+                                                                   rec.get("mapcount", 0))
+                    owners.setdefault(key, []).append((account, real))
+        for key, held in sorted(owners.items(), key=lambda kv: kv[1]):
+            if len(held) > 1:
+                findings.append(Finding("owner_duplicate", "warning",
+                                        [n for pair in sorted(held) for n in pair], None,
+                                        f"one identity holds {len(held)} leases for the same "
+                                        "groups and mapcount (expected one)", "manual"))
         for lease, account in sorted(account_of_lease.items()):
             if account not in meta:
                 findings.append(Finding("meta_missing", "info", [account, lease], None,
@@ -295,3 +329,119 @@ def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
     order = {"error": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: (order[f.severity], f.kind, f.names))
     return findings
+
+
+# --- owners -------------------------------------------------------------------------------
+
+class LeaseOwner:
+    """The identity a lease belongs to.
+
+    key       ("x509", canonical DN) or ("jwt", issuer, subject): core.identity.Identity.key,
+              what is recorded (as a JSON list) and compared on every reuse
+    text      the LCMAPS input the lease name is built from (oneline DN / token name), bytes
+    readable  True if ``text`` reads back as exactly this identity (the oneline parses to
+              the certificate's own DN; a token issuer without ``,``): only then does a
+              record of that text made before owners existed prove whose lease it is.
+              May be given as a callable, evaluated once and only when asked (adoption of
+              an older record is rare; parsing the text costs ~50 us per call)
+    """
+
+    __slots__ = ("key", "text", "_readable")
+
+    def __init__(self, key, text, readable):
+        self.key = tuple(key)
+        self.text = bytes(text)
+        self._readable = readable
+
+    @property
+    def readable(self):
+        if callable(self._readable):
+            self._readable = bool(self._readable())
+        return bool(self._readable)
+
+    def __repr__(self):
+        return f"LeaseOwner({self.key!r}, {self.text!r}, {self.readable!r})"
+
+
+def _groups_mapcount(groups, mapcount):
+    return tuple(bytes(g) for g in groups), max(0, int(mapcount or 0))
+
+
+def _owner_inconsistency(rec, lease):
+    """Why a record's owner does not fit its lease (None if it does)."""
+    owner = rec.get("owner")
+    if not (isinstance(owner, (list, tuple)) and owner
+            and ((owner[0] == "x509" and len(owner) == 2) or (owner[0] == "jwt" and len(owner) == 3))
+            and all(isinstance(x, str) for x in owner)):
+        return "malformed owner in the lease metadata"
+    text = rec.get("dn")
+    try:
+        groups, mapcount = _groups_mapcount(rec.get("groups", ()), rec.get("mapcount", 0))
+        plain = lease_name(text, groups, mapcount) if text else None
+    except (TypeError, ValueError):
+        return "lease metadata with an unusable dn/groups/mapcount"
+    if plain is None:
+        return "owner recorded without the dn text the lease name is made from"
+    if bytes(lease) in (plain, alternate_name(plain, owner_digest(owner, groups, mapcount))):
+        return None
+    return "the lease name is neither the LCMAPS name of the recorded dn nor the recorded " \
+           "owner's alternate name"
+
+
+def owner_digest(key, groups=(), mapcount=0):
+    """26 characters ``[a-z2-7]``: base32 of the first 128 bits of SHA-256 over an injective
+    serialisation (JSON) of the owner key, the groups and the mapcount."""
+    import base64
+    import hashlib
+    import json
+    groups, mapcount = _groups_mapcount(groups, mapcount)
+    blob = json.dumps([list(key), [g.decode("latin-1") for g in groups], mapcount],
+                      ensure_ascii=True, separators=(",", ":")).encode()
+    return base64.b32encode(hashlib.sha256(blob).digest()[:16]).decode().rstrip("=").lower().encode()
+
+
+def alternate_name(lcmaps_name, digest):
+    """The lease name of an identity whose LCMAPS name belongs to someone else:
+    ``<encoded part>~<digest>[:<tail>]``, where the encoded part is the LCMAPS name up to its
+    first ``:`` (the DN, URL-encoded: only ``[0-9a-z%]``) and the tail the rest (groups,
+    ``mapcount=NNNN``).  No LCMAPS name has a ``~`` before its first ``:``, and LCMAPS's own
+    scan skips names with ``~``, so it neither produces nor mistakes this name."""
+    head, sep, tail = bytes(lcmaps_name).partition(b":")
+    return head + b"~" + bytes(digest) + sep + tail
+
+
+def claim(rec, lease, owner, groups=(), mapcount=0, *, by_digest=False):
+    """Whose is this complete lease, for ``owner`` asking with ``groups``/``mapcount``?
+
+    ``rec``: the lease's metadata record (dict), None (absent) or False (unreadable).
+    Returns "mine" (recorded owner, groups and mapcount are exactly the asked ones),
+    "adopt" (no owner recorded, but the evidence pins it to ``owner``: see below) or
+    "other" (anything else: never reused).
+
+    Adoption of an owner-less lease: (a) ``by_digest`` -- the lease is ``owner``'s
+    ``alternate_name``, whose 128-bit digest only its owner's key produces (a crash
+    between ``link`` and the metadata write leaves it owner-less); (b) a record written by
+    glexec-py before owners were recorded whose exact ``dn`` text, groups and mapcount
+    equal the asked ones, when ``owner.readable`` (the text is not shared with another
+    identity).  A lease LCMAPS made (no record) or one ``repair`` adopted (no text) has
+    only its lower-cased name as evidence, which every case variant of a DN (and every
+    look-alike of the oneline text) shares: it is "other"."""
+    groups, mapcount = _groups_mapcount(groups, mapcount)
+    if rec and rec.get("lease") != bytes(lease):
+        rec = None                        # the record describes another lease: no evidence
+    owned = rec.get("owner") if rec else None
+    if owned is not None:
+        try:
+            same = (tuple(owned) == owner.key
+                    and _groups_mapcount(rec.get("groups", ()), rec.get("mapcount", 0))
+                    == (groups, mapcount))
+        except (TypeError, ValueError):
+            same = False
+        return "mine" if same else "other"
+    if by_digest:
+        return "adopt"
+    if (rec and owner.readable and rec.get("dn") == owner.text
+            and _groups_mapcount(rec.get("groups", ()), rec.get("mapcount", 0))
+            == (groups, mapcount)):
+        return "adopt"
+    return "other"

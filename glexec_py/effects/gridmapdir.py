@@ -15,7 +15,10 @@ metadata until ``repair`` writes it).
 
 Metadata record (JSON, keys sorted, bytes fields decoded as latin-1 so they round-trip):
 ``{"v": 1, "account", "lease", "dn", "groups": [...], "mapcount", "ino", "state":
-"leased"|"draining", "since": <unix time>, "by": "glexec-py"|"adopted"}``.  A free
+"leased"|"draining", "since": <unix time>, "by": "glexec-py"|"adopted", "owner": [...]}``.
+``owner`` (added by the owner-identity change; absent in older records and in records
+``repair`` writes) is the owner's identity key as a JSON list, ``["x509", "<canonical
+DN>"]`` or ``["jwt", "<iss>", "<sub>"]``; ``dn`` stays the LCMAPS input text.  A free
 account has no record.  Last use is the lease's mtime (``utime`` on every reuse, as LCMAPS
 does), not a field: reuse never rewrites metadata.
 
@@ -122,6 +125,7 @@ class GridmapDir:
             raise SystemFault("gridmapdir_open", f"glexec: cannot open gridmapdir: {e.strerror}",
                               path=self.path, errno=e.errno) from None
         self._meta_fd = None
+        self.adopted = False
         self._lock_fd = None
         self._state_fd = None
         # sidecar index (see "Index" in the module doc); only with lock="fcntl"
@@ -515,15 +519,18 @@ class GridmapDir:
         os.fsync(mfd)
 
     def _record(self, account, lease, dn, groups, mapcount, ino, by, state="leased",
-                since=None):
-        return {"v": META_VERSION, "account": _lat(account), "lease": _lat(lease),
-                "dn": None if dn is None else _lat(dn), "groups": [_lat(g) for g in groups],
-                "mapcount": mapcount, "ino": ino, "state": state,
-                "since": time.time() if since is None else since, "by": by}
+                since=None, owner=None):
+        rec = {"v": META_VERSION, "account": _lat(account), "lease": _lat(lease),
+               "dn": None if dn is None else _lat(dn), "groups": [_lat(g) for g in groups],
+               "mapcount": mapcount, "ino": ino, "state": state,
+               "since": time.time() if since is None else since, "by": by}
+        if owner is not None:
+            rec["owner"] = list(owner.key if isinstance(owner, core.LeaseOwner) else owner)
+        return rec
 
     # --- the lease algorithm ----------------------------------------------------------
 
-    def acquire(self, dn_oneline, pool, groups=(), mapcount=0, account_check=None):
+    def acquire(self, dn_oneline, pool, groups=(), mapcount=0, account_check=None, owner=None):
         """Runs as: root. Lease (or reuse) an account of ``pool`` for this identity.
 
         Returns ``(account: bytes, lease_name: bytes, reused: bool)``.
@@ -544,6 +551,12 @@ class GridmapDir:
         ``accounts.lookup_target``: uid 0, uid outside the pool's range, privileged
         groups, no passwd entry -> refused).  Unlike LCMAPS, which links first and
         calls ``getpwnam`` afterwards, leaving the lease behind.
+
+        ``owner``: a ``core.leases.LeaseOwner`` (the engine always passes one): the lease is
+        recorded as that identity's and reused only by it; another identity whose LCMAPS
+        name collides gets its own lease under ``core.alternate_name`` (see
+        ``_acquire_locked``).  ``self.adopted`` tells whether an owner-less lease was
+        adopted.  Without an owner: LCMAPS's by-name reuse (tools, compatibility tests).
         """
         dn = _b(dn_oneline)
         pool = _b(pool)
@@ -559,7 +572,7 @@ class GridmapDir:
                 self._ix_begin()
                 for _ in range(64):
                     got = self._acquire_locked(lease, dn, pool, groups, mapcount,
-                                               account_check)
+                                               account_check, owner)
                     if got is not None:
                         break
                 else:
@@ -595,11 +608,65 @@ class GridmapDir:
                                   lease=lease, account=account, errno=e.errno) from None
         return account, lease, reused
 
-    def _acquire_locked(self, lease, dn, pool, groups, mapcount, account_check=None):
-        """One attempt; None = state changed underneath (retry from the top)."""
+    def _acquire_locked(self, lease, dn, pool, groups, mapcount, account_check=None, owner=None):
+        """One attempt; None = state changed underneath (retry from the top).
+
+        With an ``owner`` (docs/leases.md, "Who owns a lease"): the LCMAPS name is reused
+        only if ``core.claim`` says it is the owner's (or adopts it); else the owner's
+        ``alternate_name`` is looked at the same way (a lease there that is someone
+        else's is refused: ``lease_collision``); a new lease takes the LCMAPS name when
+        it is free, the alternate name otherwise.  Someone else's lease is never touched."""
+        if owner is None:
+            got = self._inspect(lease, pool, account_check)
+            return got if got != "free" else self._allocate(lease, dn, pool, groups, mapcount,
+                                                            account_check)
+        self.adopted = False
+        got = self._inspect(lease, pool, account_check, owner, groups, mapcount)
+        if got is None or got not in ("free", "taken"):
+            return got
+        plain_free = got == "free"
+        alt = core.alternate_name(lease, core.owner_digest(owner.key, groups, mapcount))
+        if len(alt) <= 255:
+            got = self._inspect(alt, pool, account_check, owner, groups, mapcount,
+                                by_digest=True)
+            if got is None or got not in ("free", "taken"):
+                return got
+            if got == "taken":
+                raise NotAuthorized("lease_collision",
+                                    "glexec: the pool lease for this identity is held by another "
+                                    "identity (run glexec-leases fsck)", lease=alt)
+        elif not plain_free:
+            raise NotAuthorized("lease_name", "glexec: identity too long for a pool lease",
+                                lease=alt)
+        name = lease if plain_free else alt
+        return self._allocate(name, dn, pool, groups, mapcount, account_check, owner)
+
+    def _whose(self, account, lease, owner, groups, mapcount, by_digest):
+        """``core.claim`` on the account's record; an adopted lease gets its owner
+        recorded now (the rest of the record is kept)."""
+        rec = self._read_meta(account)
+        verdict = core.claim(rec, lease, owner, groups, mapcount, by_digest=by_digest)
+        if verdict == "adopt":
+            st = self._lstat(lease)
+            old = rec if rec and rec.get("lease") == lease else {}
+            new = self._record(account, lease, owner.text, groups, mapcount,
+                               st.st_ino if st else None, old.get("by") or "adopted",
+                               state=old.get("state", "leased"), since=old.get("since"),
+                               owner=owner)
+            self._write_meta(account, new)
+            self.adopted = True
+            return new
+        return rec if verdict == "mine" else None
+
+    def _inspect(self, lease, pool, account_check, owner=None, groups=(), mapcount=0,
+                 by_digest=False):
+        """The existing name ``lease``: a reuse result tuple, "free" (absent, or a solitary
+        lease removed), "taken" (owner mode: someone else's), or None (changed: retry)."""
         lst = self._lstat(lease)
         if lst is not None:
             if not stat.S_ISREG(lst.st_mode):
+                if owner is not None:
+                    return "taken"
                 raise SystemFault("lease_not_regular", "glexec: pool lease is not a regular file",
                                   lease=lease)
             if lst.st_nlink > 2:
@@ -608,8 +675,14 @@ class GridmapDir:
                                   lease=lease, nlink=lst.st_nlink)
             if lst.st_nlink == 2:
                 other = self._other_name(lst.st_ino, lease)
+                rec = None
+                if other is not None and owner is not None:
+                    rec = self._whose(other, lease, owner, groups, mapcount, by_digest)
+                    if rec is None:
+                        return "taken"
                 if other is not None and core.pool_member(other, pool, self.strict):
-                    rec = self._read_meta(other)
+                    if owner is None:
+                        rec = self._read_meta(other)
                     if rec and rec.get("state") == "draining":
                         raise NotAuthorized("lease_draining",
                                             "glexec: pool account is being drained; retry later",
@@ -638,8 +711,11 @@ class GridmapDir:
                     self._unlink(lease)          # other link vanished: solitary
             else:
                 self._unlink(lease)              # solitary lease (half made)
+        return "free"
+
+    def _allocate(self, lease, dn, pool, groups, mapcount, account_check, owner=None):
         while True:
-            got = self._link_first_free(lease, dn, pool, groups, mapcount, account_check)
+            got = self._link_first_free(lease, dn, pool, groups, mapcount, account_check, owner)
             if got != "exhausted":
                 return got
             if not self._ix_on or self._ix_fresh:
@@ -659,7 +735,7 @@ class GridmapDir:
             return ((i, names[i]) for i in range(start, len(names)))
         return ((None, n) for n in self._members(pool))
 
-    def _link_first_free(self, lease, dn, pool, groups, mapcount, account_check):
+    def _link_first_free(self, lease, dn, pool, groups, mapcount, account_check, owner=None):
         for pos, entry in self._candidates(pool):
             est = self._lstat(entry)
             if est is None or not stat.S_ISREG(est.st_mode) or est.st_nlink != 1:
@@ -689,7 +765,8 @@ class GridmapDir:
             try:
                 os.utime(lease, dir_fd=self.fd, follow_symlinks=False)
                 pending = self._write_meta(entry, self._record(
-                    entry, lease, dn, groups, mapcount, lst.st_ino, "glexec-py"), defer=True)
+                    entry, lease, dn, groups, mapcount, lst.st_ino, "glexec-py", owner=owner),
+                    defer=True)
             except OSError as e:
                 self._unlink(lease)
                 self._ix_freed(entry)
@@ -754,7 +831,8 @@ class GridmapDir:
             if rec:
                 new = self._record(account, lease, rec.get("dn"), rec.get("groups", ()),
                                    rec.get("mapcount", 0), lst.st_ino, rec.get("by", "adopted"),
-                                   state="draining", since=rec.get("since"))
+                                   state="draining", since=rec.get("since"),
+                                   owner=rec.get("owner"))
             else:
                 new = self._record(account, lease, None, (), 0, lst.st_ino, "adopted",
                                    state="draining", since=lst.st_mtime)

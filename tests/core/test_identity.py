@@ -1,10 +1,17 @@
 """core.identity: one model for proxies and tokens."""
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
 from glexec_py.core.identity import Identity, from_proxy, from_token, oneline_bytes, roles_of
+
+# the EEC subject /DC=org/CN=André as DER (the identity key comes from it, not from the text)
+EEC_DER = x509.Name([x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "org"),
+                     x509.NameAttribute(NameOID.COMMON_NAME, "Andr\u00e9")]).public_bytes()
 
 
 class _Cert:
-    def __init__(self, nb, na):
-        self.not_before, self.not_after = nb, na
+    def __init__(self, nb, na, subject_der=None):
+        self.not_before, self.not_after, self.subject_der = nb, na, subject_der
 
 
 class _ChainIdentity:
@@ -20,13 +27,13 @@ class _Token:
 
 
 def test_proxy_identity_uses_the_eec_and_the_chain_validity():
-    chain = [_Cert(100, 500), _Cert(50, 900), _Cert(0, 10 ** 9)]  # proxy, EEC, CA
+    chain = [_Cert(100, 500), _Cert(50, 900, EEC_DER), _Cert(0, 10 ** 9)]  # proxy, EEC, CA
     ident = from_proxy(_ChainIdentity(), chain, ("/vo/Role=NULL/Capability=NULL", "/vo/prod/Role=pilot/Capability=NULL"))
     assert (ident.kind, ident.subject, ident.issuer) == ("x509", _ChainIdentity.subject, "/DC=org/CN=CA")
     assert (ident.not_before, ident.not_after) == (100, 500)  # the CA's own validity does not count
     assert ident.groups[0] == "/vo/Role=NULL/Capability=NULL"  # first = primary, order kept
     assert ident.roles == ("pilot",)
-    assert ident.key == ("x509", _ChainIdentity.subject)
+    assert ident.key == ("x509", "/DC=org/CN=Andr\u00e9") == ("x509", ident.canonical)
     assert ident.mapping_name == b"/DC=org/CN=Andr\\xC3\\xA9"
 
 

@@ -31,3 +31,30 @@ def lease_map(gmd, pool=b"gxtpool"):
         out[name] = others[0]
     assert len(set(out.values())) == len(out), "one account, several leases"
     return out
+
+
+def owner_map(gmd, pool=b"gxtpool"):
+    """Check "one identity <-> one account, by canonical identity" and return
+    {(owner key, groups, mapcount): account} for every lease whose record names an owner.
+
+    Every leased account has at most one record, and it describes that account's lease; no
+    owner (with the same groups and mapcount) holds two accounts and no account two
+    owners -- whatever the lease names are (LCMAPS names are lower-cased, alternate names
+    carry a digest)."""
+    import json
+    leases = lease_map(gmd, pool)
+    out = {}
+    for lease, account in leases.items():
+        try:
+            with open(os.path.join(gmd, ".glexec-py", os.fsdecode(account)), "rb") as f:
+                rec = json.loads(f.read())
+        except FileNotFoundError:
+            continue                        # LCMAPS-made / crash leftover: owner-less
+        if rec.get("owner") is None:
+            continue
+        assert rec["lease"].encode("latin-1") == lease, (account, rec["lease"], lease)
+        key = (tuple(rec["owner"]), tuple(rec.get("groups", ())), max(0, rec.get("mapcount", 0)))
+        assert key not in out, ("one identity, two accounts", key, out.get(key), account)
+        out[key] = account
+    assert len(set(out.values())) == len(out), "one account, several owners"
+    return out

@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from glexec_py.core.leases import lease_name
 from glexec_py.effects.gridmapdir import GridmapDir
 from glexec_py.errors import NotAuthorized
 from tests.leases.conftest import make_pool
@@ -157,3 +158,38 @@ def test_each_reuses_the_others_leases(scratch, pool_accounts):
     # LCMAPS is not confused by our dot-files, and our fsck accepts its touches
     with GridmapDir(b) as g:
         assert g.fsck() == []
+
+
+def _owner(dn_text):
+    """The lease owner the engine records for a certificate printing as ``dn_text``."""
+    from glexec_py.core import dn as D
+    from glexec_py.core.identity import Identity
+    from glexec_py.engine import _lease_owner
+    text = dn_text.decode("latin-1")
+    ident = Identity("x509", "/CN=CA", text, (), (), 0, 0, "", {},
+                     canonical=D.canonical(D.parse_slash(text)))
+    return _lease_owner(ident, ident.mapping_name)
+
+
+def test_owner_mode_keeps_lcmaps_names_for_ordinary_dns(scratch, pool_accounts):
+    """With owners recorded (what the engine does), ordinary certificate DNs still get
+    LCMAPS's lease names and accounts, in LCMAPS's order; only a case variant of a DN that
+    already holds a lease is given an alternate name instead of the other's account."""
+    a, b = _two_copies(scratch)
+    lc = Lcmaps(scratch, a)
+    ordinary = [r for r in REQUESTS if b"\xc3" not in r[0] and b"jane doe" not in r[0]
+                and b"Overflow" not in r[0]]
+    with GridmapDir(b) as g:
+        for dn, m in ordinary:
+            want = lc.map(dn, m)
+            got = g.acquire(dn, b"gxtpool", mapcount=m, owner=_owner(dn))[:2]
+            assert got == want, (dn, m, want, got)
+            assert state(a) == state(b)
+        assert g.fsck() == []
+        folded = b"/C=NL/O=Example Grid/OU=Users/CN=jane doe"
+        lcmaps_says = lc.map(folded)
+        acc, lease, _ = g.acquire(folded, b"gxtpool", owner=_owner(folded))
+        assert lcmaps_says[1] == lease_name(folded)          # LCMAPS: Jane Doe's lease ...
+        assert lcmaps_says[0] == g.acquire(ordinary[0][0], b"gxtpool",
+                                           owner=_owner(ordinary[0][0]))[0]   # ... and account
+        assert acc != lcmaps_says[0] and b"~" in lease         # we: an account of its own

@@ -306,3 +306,38 @@ def test_duration_parser():
     for bad in ("", "1x", "h", "12h3"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+def test_owner_shown_selected_and_checked(site):
+    """Leases the engine makes record their owner (canonical identity): list/show print it,
+    --dn never selects a case variant's lease by the lower-cased name, and fsck reports a
+    record whose owner does not fit the lease."""
+    from glexec_py.core import dn as D
+    from glexec_py.core.identity import Identity
+    from glexec_py.engine import _lease_owner
+
+    def owner(text):
+        ident = Identity("x509", "/CN=CA", text, (), (), 0, 0, "", {},
+                         canonical=D.canonical(D.parse_slash(text)))
+        return _lease_owner(ident, ident.mapping_name)
+
+    upper, lower = DNS[0], DNS[0].replace("CN=User A", "CN=user a")
+    with GridmapDir(str(site.gmd)) as gd:
+        a1, l1, _ = gd.acquire(upper.encode(), POOL, owner=owner(upper))
+        a2, l2, _ = gd.acquire(lower.encode(), POOL, owner=owner(lower))
+    assert a1 != a2 and l1 == lease_name(upper.encode()) and b"~" in l2
+    rows = {x["account"]: x for x in site.run("list", json_out=True).data["leases"]}
+    assert rows[a1.decode()]["owner"] == ["x509", upper]
+    assert rows[a2.decode()]["owner"] == ["x509", lower]
+    assert upper in site.run("list").stdout
+    r = site.run("show", "--dn", lower, json_out=True)
+    assert [x["account"] for x in r.data["leases"]] == [a2.decode()]
+    assert f"owner:     {upper}" in site.run("show", a1.decode()).stdout
+    assert site.run("fsck").returncode == 0
+    meta = site.gmd / ".glexec-py" / a2.decode()
+    rec = json.loads(meta.read_text())
+    rec["owner"] = ["x509", "/DC=test/CN=Mallory"]
+    meta.write_text(json.dumps(rec))
+    r = site.run("fsck", json_out=True)
+    assert r.returncode != 0
+    assert "meta_owner_mismatch" in json.dumps(r.data)

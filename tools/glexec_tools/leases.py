@@ -269,6 +269,23 @@ class Context:
             return None
 
 
+def _owner(owner):
+    """The recorded owner (identity key) as a list of text, or None (LCMAPS-made, older
+    record, or malformed: fsck says which)."""
+    if isinstance(owner, list) and owner and all(isinstance(x, str) for x in owner):
+        return owner
+    return None
+
+
+def owner_text(owner):
+    """One line for a human: the canonical DN, or ``iss=<...> sub=<...>`` for a token."""
+    if not owner:
+        return None
+    if owner[0] == "jwt" and len(owner) == 3:
+        return f"iss={owner[1]} sub={owner[2]}"
+    return " ".join(owner[1:])
+
+
 def lease_rows(ctx):
     rows = []
     for lease, (account, rec, mtime) in ctx.store().leases(ctx.pools).items():
@@ -283,7 +300,7 @@ def lease_rows(ctx):
                      "dn": _lat(rec.get("dn")), "groups": [_lat(g) for g in rec.get("groups", ())],
                      "mapcount": rec.get("mapcount", 0), "since": since, "since_iso": iso(since),
                      "last_use": mtime, "last_use_iso": iso(mtime), "state": state,
-                     "by": rec.get("by")})
+                     "by": rec.get("by"), "owner": _owner(rec.get("owner"))})
     rows.sort(key=lambda r: (r["account"], r["lease"]))
     return rows
 
@@ -335,22 +352,38 @@ def select(ctx, args):
     except ValueError as e:
         raise Usage(f"--dn: {e}") from None
     want = dn.decode("latin-1")
-    return [r for r in rows if r["lease"] == plain or r["dn"] == want]
+    # By the recorded text or owner; by the LCMAPS name only for a lease with neither (the
+    # name is lower-cased: "CN=alice" must not select the lease of "CN=Alice").
+    canon = None
+    try:
+        from glexec_py.core import dn as dnmod
+        canon = dnmod.canonical(dnmod.parse_text(args.dn))
+    except ValueError:
+        pass
+    return [r for r in rows if r["dn"] == want
+            or (canon is not None and r["owner"] == ["x509", canon])
+            or (r["lease"] == plain and r["dn"] is None and r["owner"] is None)]
 
 
 # --- commands -------------------------------------------------------------------------------
+
+def _who(r):
+    if r["owner"]:
+        return escape(owner_text(r["owner"]))
+    return escape(r["dn"]) + " (no owner recorded)" if r["dn"] else "(lease) " + escape(r["lease"])
+
 
 def cmd_list(ctx, args):
     rows = lease_rows(ctx)
     free = free_entries(ctx)
     now = time.time()
     lines = [f"{'ACCOUNT':<16} {'UID':>7} {'STATE':<10} {'SINCE':<27} {'LAST USE':<27} "
-             f"{'IDLE':>7}  DN / LEASE"]
+             f"{'IDLE':>7}  OWNER / DN / LEASE"]
     for r in rows:
         lines.append(f"{escape(r['account']):<16} {r['uid'] if r['uid'] is not None else '-':>7} "
                      f"{r['state']:<10} {r['since_iso'] or '-':<27} {r['last_use_iso'] or '-':<27} "
                      f"{_age(r['last_use'], now):>7}  "
-                     f"{escape(r['dn']) if r['dn'] else '(lease) ' + escape(r['lease'])}")
+                     f"{_who(r)}")
     lines.append(f"{len(rows)} leases ({sum(r['state'] == 'draining' for r in rows)} draining), "
                  f"{len(free)} free pool entries")
     _emit(args, {"gridmapdir": ctx.gridmapdir, "leases": rows, "free": free,
@@ -377,6 +410,7 @@ def cmd_show(ctx, args):
     for r in rows:
         lines += [f"lease:     {escape(r['lease'])}",
                   f"account:   {escape(r['account'])} (uid {r['uid'] if r['uid'] is not None else 'unknown'})",
+                  f"owner:     {escape(owner_text(r['owner'])) if r['owner'] else '(not recorded)'}",
                   f"dn:        {escape(r['dn'])}",
                   f"groups:    {' '.join(escape(g) for g in r['groups']) or '-'}",
                   f"mapcount:  {r['mapcount']}",
