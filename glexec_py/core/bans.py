@@ -44,7 +44,7 @@ Order: dn, ca, fqan, token, fingerprint; within a kind the first entry in list o
 from glexec_py.core import dn as _dn
 from glexec_py.core.fqan import (FQANError, _render_fqan, _short_fqan,  # noqa: F401 (re-exported)
                                    canonical_fqan, parse_fqan)
-from glexec_py.core.gridmap import parse_gridmap, subject_matches
+from glexec_py.core.gridmap import ban_pattern_matches, parse_gridmap, pattern_is_regular
 from glexec_py.errors import ConfigError
 
 
@@ -191,6 +191,18 @@ def _check_text(text):
             raise ValueError("control character in entry (CRLF line endings?)")
 
 
+_IRREGULAR = ("bracket expression LCMAPS's fnmatch reads differently ([=..=], [.x.], an "
+              "incomplete or unknown [:class:], or a non-ASCII byte inside [...])")
+
+
+def _pattern_entry(kind, text, source, line, where):
+    pattern = text.encode("utf-8")
+    if not pattern_is_regular(pattern):
+        # Matching it as anything but "everyone" could match less than LCMAPS would.
+        raise ValueError(_IRREGULAR)
+    return Entry(kind, text, source, line, where, pattern=pattern)
+
+
 def _make_entry(kind, text, source, line, where):
     """Parse one entry; raises ValueError (DNError/FQANError) with a message."""
     _check_text(text)
@@ -199,7 +211,7 @@ def _make_entry(kind, text, source, line, where):
     if kind in ("dn", "ca"):
         if any(c in text for c in _WILD):
             if text[0] in "/" + _WILD:
-                return Entry(kind, text, source, line, where, pattern=text.encode("utf-8"))
+                return _pattern_entry(kind, text, source, line, where)
             if "*" in text:
                 raise ValueError("wildcards are only supported in slash form (/C=../CN=*); "
                                  "write a literal * as \\2A")
@@ -211,7 +223,7 @@ def _make_entry(kind, text, source, line, where):
         if any(c in text for c in _WILD):
             if text[0] != "/" and text[0] not in _WILD:
                 raise ValueError("FQAN pattern must start with '/' or a wildcard")
-            return Entry(kind, text, source, line, where, pattern=text.encode("utf-8"))
+            return _pattern_entry(kind, text, source, line, where)
         return Entry(kind, text, source, line, where, value=parse_fqan(text))
     if kind == "fingerprint":
         return Entry(kind, text, source, line, where, value=normalize_fingerprint(text))
@@ -321,7 +333,7 @@ def _first(hits):
 def _match_patterns(patterns, targets):
     for e in patterns:
         for t in targets:
-            if subject_matches(e.pattern, t):
+            if ban_pattern_matches(e.pattern, t):
                 return e, t
     return None
 
@@ -332,7 +344,7 @@ def _pattern_hits(patterns, targets):
     hits = []
     for e in patterns:
         for t in targets:
-            if subject_matches(e.pattern, t):
+            if ban_pattern_matches(e.pattern, t):
                 hits.append((e, t.decode("utf-8", "replace")))
                 break
     return hits
@@ -417,7 +429,7 @@ def check(banlist, *, subject_dns=(), issuer_dns=(), fqans=(), token=None,
                     targets.append(_enc(f))
                 for e in banlist._fq_pat:
                     for t in targets:
-                        if subject_matches(e.pattern, t):
+                        if ban_pattern_matches(e.pattern, t):
                             hits.append((e, canon))
                             break
         h = _first(hits)
