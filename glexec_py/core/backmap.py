@@ -713,11 +713,24 @@ def answer_range(question, t1, t2, candidates, flags, coverage, host=None):
     if not matches:
         return Answer(question, "none", f"no occupation recorded at {when}", matches,
                       touching, coverage)
-    holders = {(m.host, m.identity) for m in matches}
+    holders = _holders(matches)
     why = f"{len(matches)} occupation(s) recorded"
     if t1 == t2 and len(holders) > 1:
         why += f"; {len(holders)} identities held it at once (shared account)"
     return Answer(question, "known", why, matches, touching, coverage)
+
+
+def _holders(matches):
+    """The distinct holders among ``matches``: (host, identity) of the audit occupations,
+    plus a pool lease only when no audit occupation on its host names its DN (a lease
+    carries the DN alone, so it is the same holder as that identity's grant, not a
+    second one)."""
+    holders = {(m.host, m.identity) for m in matches if m.kind != "lease"}
+    dns = {(host, ident.dn) for host, ident in holders if ident is not None}
+    for m in matches:
+        if m.kind == "lease" and (m.host, m.identity.dn if m.identity else None) not in dns:
+            holders.add((m.host, m.identity))
+    return holders
 
 
 def _held_by_lease(occ, leases):
