@@ -536,6 +536,11 @@ class Index:
         self._set_meta("last_time", hi)
 
     # -- queries ------------------------------------------------------------------------------
+    def read_to_end(self):
+        """Every indexed audit file was read to its last complete line (none was being
+        written at the last refresh)."""
+        return self.db.execute("SELECT 1 FROM sources WHERE at_eof=0 LIMIT 1").fetchone() is None
+
     def coverage(self):
         return self._meta("first_time"), self._meta("last_time")
 

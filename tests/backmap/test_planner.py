@@ -207,3 +207,21 @@ def test_lease_and_grant_of_one_identity_are_one_holder():
     b = bm.answer_at({}, T0 + 50 * S, occs + [lease, other], flags, coverage)
     assert "/CN=B" in {m.identity.dn for m in b.matches}
     assert b.status == "known" and "2 identities" in b.why, b.why
+
+
+def test_settle_running_only_for_one_open_identity_with_a_younger_process():
+    occs, flags, coverage = history([record("grant", T0, dn="/CN=A", pid=1)])
+    now = T0 + 100 * S
+
+    def at_now(starts, candidates=occs, host="wn1"):
+        a = bm.answer_at({}, now, candidates, flags, coverage)
+        assert a.status == "unknown"                   # after the last record, end not recorded
+        return bm.settle_running(a, now, host, starts).status
+
+    assert at_now([T0 + 3 * S]) == "known"
+    assert at_now([]) == "unknown"                     # nothing of the uid runs
+    assert at_now([T0 - 5 * S]) == "unknown"           # older than the grant: not its payload
+    assert at_now([T0 + 3 * S], host="wn2") == "unknown"   # the process is on another host
+    other, _, _ = history([record("grant", T0 + S, dn="/CN=B", pid=2, uid=47011, host="wn1")])
+    other[0].notes.append("clock_step")
+    assert at_now([T0 + 3 * S], occs + other) == "unknown"   # a doubtful second candidate
