@@ -122,7 +122,9 @@ class BanList:
     __slots__ = ("entries", "unusable_why", "_dn", "_dn_pat", "_ca", "_ca_pat", "_fq_group",
                  "_fq_role", "_fq_pat", "_tok", "_fp")
 
-    def __init__(self, entries=(), unusable_why=None):
+    def __init__(self, entries=(), unusable_why=None, keys=None):
+        """``keys``: the ``_flatkey`` of each DN/CA entry's value, when already known
+        (a cached ban file: sorting 100k DNs again is most of a cache hit's cost)."""
         self.entries = tuple(entries)
         self.unusable_why = unusable_why
         self._dn, self._ca = {}, {}
@@ -136,7 +138,7 @@ class BanList:
                     (self._dn_pat if e.kind == "dn" else self._ca_pat).append(e)
                 else:
                     (self._dn if e.kind == "dn" else self._ca).setdefault(
-                        _flatkey(e.value), []).append(e)
+                        _flatkey(e.value) if keys is None else keys[i], []).append(e)
             elif e.kind == "fqan":
                 if e.pattern is not None:
                     self._fq_pat.append(e)
@@ -262,6 +264,26 @@ def load_ban_file(data, source, kind):
         except ValueError as e:
             raise BanLoadError(source, gl.lineno, f"bad {kind} ban {text!r}: {e}") from None
     return BanList(entries)
+
+
+def to_cache_rows(banlist):
+    """A loaded ban file as plain rows (marshal-able) for the root-only cache of
+    ``effects.banfiles``: ``(kind, text, line, value, pattern, index key)`` per entry."""
+    return [(e.kind, e.text, e.line, e.value, e.pattern,
+             _flatkey(e.value) if e.kind in ("dn", "ca") and e.pattern is None else None)
+            for e in banlist.entries]
+
+
+def from_cache_rows(rows, source):
+    """The BanList of ``to_cache_rows`` again (rows this module validated earlier: only the
+    shape is re-checked); ``ValueError`` on anything else."""
+    entries, keys = [], []
+    for kind, text, line, value, pattern, key in rows:
+        if kind not in KINDS or type(text) is not str or (value is None) == (pattern is None):
+            raise ValueError("not a ban cache row")
+        entries.append(Entry(kind, text, source, line, f"{source}:{line}", value, pattern))
+        keys.append(key)
+    return BanList(entries, keys=keys)
 
 
 def from_plain(d, source):
