@@ -11,6 +11,7 @@ The contract it checks (``core.gridmap``):
   complete known class, no class next to a range ``-``.
 """
 import ctypes
+import functools
 import locale
 
 FNM_NOESCAPE = 2
@@ -30,6 +31,7 @@ def lcmaps_matches(pattern, subject):
     return pattern == subject or _libc.fnmatch(pattern, subject, FNM_NOESCAPE) == 0
 
 
+@functools.lru_cache(maxsize=4096)       # a fuzz input tries one pattern on many subjects
 def well_formed_ascii(pattern):
     if not pattern.isascii():
         return False
