@@ -70,3 +70,26 @@ def test_non_ascii_outside_brackets_is_regular_and_exact():
     bl = load_ban_file(b'"' + pattern + b'"\n', "ban_dn.db", "dn")
     assert check(bl, subject_onelines=["/DC=org/CN=Jos\u00e9 X".encode()]) is not None
     assert check(bl, subject_onelines=[b"/DC=org/CN=Jose X"]) is None
+
+
+_TEXT_PIECES = [p for p in _PIECES if p.isascii() and not any(c < 0x20 for c in p) and b'"' not in p
+                and b"\\" not in p]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(_TEXT_PIECES), min_size=1, max_size=6).map(b"".join),
+       st.lists(st.sampled_from([b"a", b"b", b"z", b"[", b"]", b":", b"-", b"/", b"="]),
+                max_size=6).map(b"".join))
+def test_prop_loaded_ban_denies_whatever_lcmaps_bans(tail, rest):
+    # the whole path: ban file -> BanList -> check(subject_onelines) (fuzz/fuzz_bans.py)
+    pattern = b"/CN=" + tail
+    if not any(c in pattern for c in b"*?["):
+        return                                  # an exact DN entry: compared parsed, elsewhere
+    try:
+        bl = load_ban_file(b'"' + pattern + b'"\n', "ban_dn.db", "dn")
+    except BanLoadError:
+        assert not pattern_is_regular(pattern)  # refused only when irregular (deny everyone)
+        return
+    subject = b"/CN=" + rest
+    if lcmaps_matches(pattern, subject):
+        assert check(bl, subject_onelines=[subject]) is not None
