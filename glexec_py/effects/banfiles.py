@@ -65,6 +65,9 @@ def _too_big(path, size, cap):
 
 
 def _load_file(path, kind, cap, state_dir):
+    """Runs as: root.  One ban file as a BanList: from the cache when its identity is
+    unchanged, else read (at most ``cap`` + 1 bytes), parsed and cached; unusable (deny
+    everyone) when it is missing, untrusted, too large or unparsable."""
     try:
         st = trust.check_file(path)
         if st.st_size > cap:
@@ -102,7 +105,7 @@ def _cache_path(state_dir, path):
 
 
 def _read_cache(state_dir, path, key):
-    """The cached rows for ``key``, or None (no cache, another version of the file, or a
+    """Runs as: root (or the caller in log-only mode: then it finds nothing).  The cached rows for ``key``, or None (no cache, another version of the file, or a
     cache file that is not root's own)."""
     if not state_dir:
         return None
@@ -129,6 +132,7 @@ def _read_cache(state_dir, path, key):
 
 
 def _write_cache(state_dir, path, key, rows):
+    """Runs as: root only (does nothing otherwise).  Atomically replace the cache file."""
     if not state_dir or os.geteuid() != 0:
         return
     final = _cache_path(state_dir, path)
