@@ -1,6 +1,8 @@
 #!/bin/sh
 # Run the atheris fuzz targets of glexec-py (see fuzz/README.md).
 #   fuzz/run.sh [SECONDS] [TARGET...]     default: 60 s each, all targets, one after another
+#   fuzz/run.sh long [TARGET...]          the nightly run: GLEXEC_FUZZ_LONG_SECS (default 3600)
+#                                         each, GLEXEC_FUZZ_JOBS (default: CPUs - 1) at a time
 # Env: GLEXEC_FUZZ_VENV (default /var/lib/glexec-py-tests/fuzzenv), GLEXEC_FUZZ_BASE
 #      (default /var/lib/glexec-py-tests), GLEXEC_FUZZ_JOBS=N to run N targets at a time,
 #      FUZZ_ARGS extra libFuzzer flags.
@@ -10,8 +12,13 @@ BASE=${GLEXEC_FUZZ_BASE:-/var/lib/glexec-py-tests}
 VENV=${GLEXEC_FUZZ_VENV:-$BASE/fuzzenv}
 SECS=${1:-60}
 [ $# -gt 0 ] && shift
-TARGETS=${*:-"dn chain voms jwt handoff config gridmap audit namespaces"}
+TARGETS=${*:-"dn chain voms vomscheck jwt handoff config gridmap audit bans leases envplan backmap namespaces"}
 JOBS=${GLEXEC_FUZZ_JOBS:-1}
+if [ "$SECS" = long ]; then
+    SECS=${GLEXEC_FUZZ_LONG_SECS:-3600}
+    n=$(nproc 2>/dev/null || echo 2)
+    JOBS=${GLEXEC_FUZZ_JOBS:-$(( n > 1 ? n - 1 : 1 ))}
+fi
 
 if ! "$VENV/bin/python" -c 'import atheris' 2>/dev/null; then
     /usr/bin/python3.11 -m venv --system-site-packages "$VENV" || {

@@ -221,11 +221,11 @@ def establish_identity(call, cfg, verified):
 def apply_bans(call, cfg, identity):
     """Global bans, before any mapping: the DN at every proxy depth, the CA, fingerprints,
     FQANs/groups, token issuer+subject. A broken ban source denies everyone."""
-    if not cfg.bans.configured():
+    if not cfg.bans.configured(ignore=("max_file_size",)):
         return  # without bans, not even their modules are loaded
     from glexec_py.core import bans, dn
     from glexec_py.effects import banfiles
-    banlist = banfiles.load(cfg.bans, call.paths.config)
+    banlist = banfiles.load(cfg.bans, call.paths.config, call.paths.state_dir)
     if identity.kind == "jwt":
         decision = bans.check(banlist, token=(identity.issuer, identity.subject), fqans=identity.groups,
                               fingerprints=[identity.fingerprint])

@@ -55,7 +55,7 @@ settles an audit grant of the same identity whose end is not recorded (payload r
 __all__ = ["NEVER", "FOREVER", "parse_time", "format_time", "Ref", "Identity", "Caller",
            "Event", "Damaged", "Occupation", "Flag", "Answer", "parse_record",
            "HistoryBuilder", "answer_at", "answer_range", "answer_listing", "build_history",
-           "lease_occupation",
+           "lease_occupation", "settle_running",
            "first_line_fingerprint"]
 
 NEVER = -(1 << 62)        # "since before the history": lower bound of an unknown start
@@ -713,11 +713,24 @@ def answer_range(question, t1, t2, candidates, flags, coverage, host=None):
     if not matches:
         return Answer(question, "none", f"no occupation recorded at {when}", matches,
                       touching, coverage)
-    holders = {(m.host, m.identity) for m in matches}
+    holders = _holders(matches)
     why = f"{len(matches)} occupation(s) recorded"
     if t1 == t2 and len(holders) > 1:
         why += f"; {len(holders)} identities held it at once (shared account)"
     return Answer(question, "known", why, matches, touching, coverage)
+
+
+def _holders(matches):
+    """The distinct holders among ``matches``: (host, identity) of the audit occupations,
+    plus a pool lease only when no audit occupation on its host names its DN (a lease
+    carries the DN alone, so it is the same holder as that identity's grant, not a
+    second one)."""
+    holders = {(m.host, m.identity) for m in matches if m.kind != "lease"}
+    dns = {(host, ident.dn) for host, ident in holders if ident is not None}
+    for m in matches:
+        if m.kind == "lease" and (m.host, m.identity.dn if m.identity else None) not in dns:
+            holders.add((m.host, m.identity))
+    return holders
 
 
 def _held_by_lease(occ, leases):
@@ -726,6 +739,32 @@ def _held_by_lease(occ, leases):
     return occ.open_only and occ.identity is not None and any(
         lease.uid == occ.uid and lease.host == occ.host and lease.identity is not None
         and lease.identity.dn == occ.identity.dn for lease in leases)
+
+
+def settle_running(answer, now, host, process_starts, slack=US):
+    """``answer`` (an instant question at ``now``, after the index read every audit file
+    to its end) settled by the live system: the only candidates are open grants (end not
+    recorded, nothing else in doubt) of one DN on ``host``, or that DN's pool leases, no
+    region is flagged, and a process of their uid is alive now that started at or after
+    the latest grant (``process_starts``: start times of the uid's live processes on
+    ``host``, known to ``slack``).  Then the payload is still running: "known".  Anything
+    else is returned unchanged.  Being read to the end is what covers (last record, now]:
+    a later grant would have been written, and fsync'ed, before its payload started."""
+    m = answer.matches
+    grants = [o for o in m if o.kind != "lease"]
+    if answer.status != "unknown" or answer.flags or not grants or not process_starts:
+        return answer
+    if any(o.host != host or o.uid != grants[0].uid or o.identity is None for o in m) \
+            or len({o.identity.dn for o in m}) != 1 \
+            or not all(o.open_only and o.cut is None and o.start <= now for o in grants):
+        return answer
+    latest = max(o.start for o in grants)
+    if not any(start + slack >= latest and start <= now + slack for start in process_starts):
+        return answer
+    answer.status = "known"
+    answer.why = ("payload still running: a live process of the uid started after the "
+                  "grant, and no later grant or reboot is recorded (end not recorded yet)")
+    return answer
 
 
 def lease_occupation(host, uid, account, dn, start, seen):

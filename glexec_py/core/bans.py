@@ -44,7 +44,7 @@ Order: dn, ca, fqan, token, fingerprint; within a kind the first entry in list o
 from glexec_py.core import dn as _dn
 from glexec_py.core.fqan import (FQANError, _render_fqan, _short_fqan,  # noqa: F401 (re-exported)
                                    canonical_fqan, parse_fqan)
-from glexec_py.core.gridmap import parse_gridmap, subject_matches
+from glexec_py.core.gridmap import ban_pattern_matches, parse_gridmap, pattern_is_regular
 from glexec_py.errors import ConfigError
 
 
@@ -122,7 +122,9 @@ class BanList:
     __slots__ = ("entries", "unusable_why", "_dn", "_dn_pat", "_ca", "_ca_pat", "_fq_group",
                  "_fq_role", "_fq_pat", "_tok", "_fp")
 
-    def __init__(self, entries=(), unusable_why=None):
+    def __init__(self, entries=(), unusable_why=None, keys=None):
+        """``keys``: the ``_flatkey`` of each DN/CA entry's value, when already known
+        (a cached ban file: sorting 100k DNs again is most of a cache hit's cost)."""
         self.entries = tuple(entries)
         self.unusable_why = unusable_why
         self._dn, self._ca = {}, {}
@@ -136,7 +138,7 @@ class BanList:
                     (self._dn_pat if e.kind == "dn" else self._ca_pat).append(e)
                 else:
                     (self._dn if e.kind == "dn" else self._ca).setdefault(
-                        _flatkey(e.value), []).append(e)
+                        _flatkey(e.value) if keys is None else keys[i], []).append(e)
             elif e.kind == "fqan":
                 if e.pattern is not None:
                     self._fq_pat.append(e)
@@ -191,6 +193,18 @@ def _check_text(text):
             raise ValueError("control character in entry (CRLF line endings?)")
 
 
+_IRREGULAR = ("bracket expression LCMAPS's fnmatch reads differently ([=..=], [.x.], an "
+              "incomplete or unknown [:class:], or a non-ASCII byte inside [...])")
+
+
+def _pattern_entry(kind, text, source, line, where):
+    pattern = text.encode("utf-8")
+    if not pattern_is_regular(pattern):
+        # Matching it as anything but "everyone" could match less than LCMAPS would.
+        raise ValueError(_IRREGULAR)
+    return Entry(kind, text, source, line, where, pattern=pattern)
+
+
 def _make_entry(kind, text, source, line, where):
     """Parse one entry; raises ValueError (DNError/FQANError) with a message."""
     _check_text(text)
@@ -199,7 +213,7 @@ def _make_entry(kind, text, source, line, where):
     if kind in ("dn", "ca"):
         if any(c in text for c in _WILD):
             if text[0] in "/" + _WILD:
-                return Entry(kind, text, source, line, where, pattern=text.encode("utf-8"))
+                return _pattern_entry(kind, text, source, line, where)
             if "*" in text:
                 raise ValueError("wildcards are only supported in slash form (/C=../CN=*); "
                                  "write a literal * as \\2A")
@@ -211,7 +225,7 @@ def _make_entry(kind, text, source, line, where):
         if any(c in text for c in _WILD):
             if text[0] != "/" and text[0] not in _WILD:
                 raise ValueError("FQAN pattern must start with '/' or a wildcard")
-            return Entry(kind, text, source, line, where, pattern=text.encode("utf-8"))
+            return _pattern_entry(kind, text, source, line, where)
         return Entry(kind, text, source, line, where, value=parse_fqan(text))
     if kind == "fingerprint":
         return Entry(kind, text, source, line, where, value=normalize_fingerprint(text))
@@ -250,6 +264,26 @@ def load_ban_file(data, source, kind):
         except ValueError as e:
             raise BanLoadError(source, gl.lineno, f"bad {kind} ban {text!r}: {e}") from None
     return BanList(entries)
+
+
+def to_cache_rows(banlist):
+    """A loaded ban file as plain rows (marshal-able) for the root-only cache of
+    ``effects.banfiles``: ``(kind, text, line, value, pattern, index key)`` per entry."""
+    return [(e.kind, e.text, e.line, e.value, e.pattern,
+             _flatkey(e.value) if e.kind in ("dn", "ca") and e.pattern is None else None)
+            for e in banlist.entries]
+
+
+def from_cache_rows(rows, source):
+    """The BanList of ``to_cache_rows`` again (rows this module validated earlier: only the
+    shape is re-checked); ``ValueError`` on anything else."""
+    entries, keys = [], []
+    for kind, text, line, value, pattern, key in rows:
+        if kind not in KINDS or type(text) is not str or (value is None) == (pattern is None):
+            raise ValueError("not a ban cache row")
+        entries.append(Entry(kind, text, source, line, f"{source}:{line}", value, pattern))
+        keys.append(key)
+    return BanList(entries, keys=keys)
 
 
 def from_plain(d, source):
@@ -321,7 +355,7 @@ def _first(hits):
 def _match_patterns(patterns, targets):
     for e in patterns:
         for t in targets:
-            if subject_matches(e.pattern, t):
+            if ban_pattern_matches(e.pattern, t):
                 return e, t
     return None
 
@@ -332,7 +366,7 @@ def _pattern_hits(patterns, targets):
     hits = []
     for e in patterns:
         for t in targets:
-            if subject_matches(e.pattern, t):
+            if ban_pattern_matches(e.pattern, t):
                 hits.append((e, t.decode("utf-8", "replace")))
                 break
     return hits
@@ -417,7 +451,7 @@ def check(banlist, *, subject_dns=(), issuer_dns=(), fqans=(), token=None,
                     targets.append(_enc(f))
                 for e in banlist._fq_pat:
                     for t in targets:
-                        if subject_matches(e.pattern, t):
+                        if ban_pattern_matches(e.pattern, t):
                             hits.append((e, canon))
                             break
         h = _first(hits)

@@ -111,6 +111,8 @@ SCHEMA = (
         ("fqan", "strings", ()),
         ("fingerprint", "strings", ()),
         ("token", "strings", ()),      # "<issuer>" or "<issuer> <subject>"
+        # bytes per ban file; a larger file is a broken ban source (deny everyone)
+        ("max_file_size", ("int", 1, 1 << 30), 4 << 20),
     )),
 )
 _TOP_SCALARS = (("state_dir", "abspath", _REQ),)
@@ -137,9 +139,10 @@ class Section:
     def __setattr__(self, key, value):
         raise AttributeError("config is read-only")
 
-    def configured(self):
-        """True if any key of this section has a non-empty value (e.g. any ban source)."""
-        return any(self._values.values())
+    def configured(self, ignore=()):
+        """True if any key of this section (but ``ignore``) has a non-empty value (e.g.
+        any ban source)."""
+        return any(v for k, v in self._values.items() if k not in ignore)
 
     def __eq__(self, other):
         if type(other) is not Section:

@@ -286,14 +286,86 @@ def _one(pat, p, c):
     return pc == c, p + 1
 
 
+_CLASSES = frozenset((b"alpha", b"digit", b"alnum", b"upper", b"lower", b"space", b"blank",
+                      b"punct", b"print", b"graph", b"cntrl", b"xdigit"))
+_REGULAR = {}       # pattern -> bool (a gridmapfile/ban list has few distinct patterns)
+
+
+def pattern_is_regular(pattern):
+    """True when this module reads ``pattern`` exactly as glibc's fnmatch(FNM_NOESCAPE)
+    does in the C locale.  Irregular: a bracket expression (from ``[`` to its ``]``, or to
+    the end of the pattern when unterminated) holding a non-ASCII byte, ``[=``, ``[.``, a
+    ``[:`` that is not a complete known class, or a range with a class as an end.  glibc's
+    handling of those (equivalence classes, collating symbols, half-read class names) is
+    not reproduced; the callers decide which way such a pattern errs."""
+    pattern = bytes(pattern)
+    known = _REGULAR.get(pattern)
+    if known is None:
+        known = _regular(pattern)
+        if len(_REGULAR) < 4096:
+            _REGULAR[pattern] = known
+    return known
+
+
+def _regular(pat):
+    n, i = len(pat), 0
+    while i < n:
+        if pat[i] != 0x5B:                          # not '[': an ordinary byte, '*' or '?'
+            i += 1
+            continue
+        q = i + 1
+        if q < n and pat[q] in b"!^":
+            q += 1
+        first = True
+        while q < n and not (pat[q] == 0x5D and not first):
+            first = False
+            ch = pat[q]
+            if ch >= 0x80:
+                return False
+            if ch == 0x5B and q + 1 < n and pat[q + 1] in b":=.":
+                if pat[q + 1] != 0x3A:
+                    return False
+                end = pat.find(b":]", q + 2)
+                if end < 0 or pat[q + 2:end] not in _CLASSES:
+                    return False
+                if end + 2 < n and pat[end + 2] == 0x2D:            # '[:alpha:]-z'
+                    return False
+                q = end + 2
+                continue
+            if q + 3 < n and pat[q + 1] == 0x2D and pat[q + 2] == 0x5B \
+                    and pat[q + 3] in b":=.":                       # 'a-[:alpha:]'
+                return False
+            q += 1
+        # terminated: continue after ']'; unterminated: '[' is literal, go on after it
+        i = q + 1 if q < n else i + 1
+    return True
+
+
 def subject_matches(pattern, subject):
-    """``fnmatch(pattern, subject, FNM_NOESCAPE) == 0`` in the C locale: ``*`` matches
-    any bytes including ``/``, ``?`` one byte, ``[...]`` a set (``!``/``^`` negate),
-    backslash is literal.  Linear-backtracking, so hostile patterns cannot blow up."""
+    """A gridmapfile/FQAN MAPPING pattern: ``fnmatch(pattern, subject, FNM_NOESCAPE) == 0``
+    in the C locale (as LCMAPS), or exact equality: ``*`` matches any bytes including
+    ``/``, ``?`` one byte, ``[...]`` a set (``!``/``^`` negate), backslash is literal.
+    An irregular pattern (``pattern_is_regular``) matches only itself: a mapping never
+    matches more than LCMAPS would.  Linear-backtracking, so hostile patterns cannot blow up."""
     pattern = bytes(pattern)
     subject = bytes(subject)
     if pattern == subject:
         return True
+    return pattern_is_regular(pattern) and _fnmatch(pattern, subject)
+
+
+def ban_pattern_matches(pattern, subject):
+    """A BAN pattern: as ``subject_matches``, but an irregular pattern matches every
+    subject: a ban never matches less than LCMAPS would (``core.bans`` also refuses to
+    load one, so this is the second line)."""
+    pattern = bytes(pattern)
+    subject = bytes(subject)
+    if pattern == subject or not pattern_is_regular(pattern):
+        return True
+    return _fnmatch(pattern, subject)
+
+
+def _fnmatch(pattern, subject):
     np_, ns = len(pattern), len(subject)
     p = s = 0
     star_p = star_s = -1

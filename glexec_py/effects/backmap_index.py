@@ -9,7 +9,11 @@ Incremental: a source file is known by the sha256 of its first line, so a file r
 ``.1`` or compressed to ``.2.gz`` by logrotate is recognised and only its unread tail is
 read; a file truncated in place (copytruncate) gets a new first line and is a new source.
 Each source remembers (dev, ino, size, mtime) of the last physical file it was read from, so
-an unchanged file is skipped without being opened.  The semantics (what an occupation is,
+an unchanged file is skipped without being opened.  A source that no file holds any more (a
+rotated segment deleted, the active file emptied without a copy) forces a rebuild from what
+is left: its records are no evidence once they are gone, so the span it covered answers
+"unknown" (outside the history, or a flagged gap), never from the index alone.  Cost: the
+first query after logrotate drops the oldest segment re-reads the retained files.  The semantics (what an occupation is,
 when an answer is unknown) live in ``glexec_py.core.backmap``; this module only stores.
 
 Second source (pool leases, later): a gridmapdir scan yields occupations of ``kind``
@@ -346,26 +350,47 @@ class Index:
         self._host_ids, self._ident_ids, self._caller_ids = {}, {}, {}
 
     def _unchanged(self, audit_paths):
-        """Every file of every series was read to its end and has not changed since."""
+        """Every file of every series was read to its end and has not changed since, and
+        no file the index read is gone."""
         for path in audit_paths:
-            if self.db.execute("SELECT 1 FROM series WHERE path=?", (_b(path),)).fetchone() is None:
+            row = self.db.execute("SELECT id FROM series WHERE path=?", (_b(path),)).fetchone()
+            if row is None:
                 return False
+            present = set()
             for _pos, name in series_files(path):
-                if self._source_by_stat(name) is None:
+                source = self._source_by_stat(name)
+                if source is None:
                     return False
+                present.add(source[1])
+            if self._vanished(row[0], present):
+                return False
         return True
 
+    def _vanished(self, series_id, present_fps):
+        """A source of the series (known by its first line) that no file holds any more: a
+        rotated segment deleted, or the active file emptied in place."""
+        return any(fp not in present_fps for (fp,) in self.db.execute(
+            "SELECT fp FROM sources WHERE series_id=?", (series_id,)))
+
     def _needs_rebuild(self, audit_paths):
+        """An older, unseen file appeared (log order), or a file that was read is gone: its
+        records must not be answered from the index as if they were still there.  The
+        rebuild reads what is left, so the span it covered becomes "outside the history"
+        (oldest file deleted) or a flagged gap (a middle one), i.e. unknown."""
         for path in audit_paths:
-            known_seen = False
+            known_seen, present = False, set()
             for _pos, name in reversed(series_files(path)):      # newest first
                 fp = self._peek_fingerprint(name)
+                present.add(fp)
                 known = fp is not None and self.db.execute(
                     "SELECT 1 FROM sources WHERE fp=?", (fp,)).fetchone() is not None
                 if known:
                     known_seen = True
                 elif known_seen and fp is not None:
                     return True                                 # an older, unseen file
+            row = self.db.execute("SELECT id FROM series WHERE path=?", (_b(path),)).fetchone()
+            if row is not None and self._vanished(row[0], present):
+                return True
         return False
 
     def _peek_fingerprint(self, name):
@@ -511,6 +536,11 @@ class Index:
         self._set_meta("last_time", hi)
 
     # -- queries ------------------------------------------------------------------------------
+    def read_to_end(self):
+        """Every indexed audit file was read to its last complete line (none was being
+        written at the last refresh)."""
+        return self.db.execute("SELECT 1 FROM sources WHERE at_eof=0 LIMIT 1").fetchone() is None
+
     def coverage(self):
         return self._meta("first_time"), self._meta("last_time")
 

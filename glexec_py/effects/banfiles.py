@@ -1,19 +1,33 @@
-"""Load the site's global ban lists (config section `bans`)."""
+"""Load the site's global ban lists (config section `bans`).
+
+A ban file is parsed once per version: the validated result is cached (marshal) in the
+engine's root-only state directory, keyed by the file's identity (dev, inode, size,
+mtime_ns, ctime_ns), exactly as the configuration is (``effects.configfile``); every call
+re-checks the file's trust and identity, so an edit is seen by the next call (a version
+younger than two seconds is not cached: see ``_racy``).  A file over
+``bans.max_file_size`` bytes is a broken ban source (deny everyone) rather than a minute of
+parsing per call.
+"""
+import marshal
+import os
+
 from glexec_py.core import bans
 from glexec_py.effects import trust
 from glexec_py.errors import ConfigError, SystemFault
 
+_CACHE_FORMAT = 1
 
-def load(cfg_bans, config_path):
-    """Runs as: root (reads root-owned files only).
+
+def load(cfg_bans, config_path, state_dir=None):
+    """Runs as: root (reads root-owned files only; writes the cache only as root).
 
     One BanList from every configured source. A ban file that is missing, unreadable, not
-    root-owned, writable by others or unparsable yields a list that denies everyone: a
-    broken ban list must never mean "no bans"."""
+    root-owned, writable by others, larger than ``max_file_size`` or unparsable yields a
+    list that denies everyone: a broken ban list must never mean "no bans"."""
     lists = []
     for kind, paths in (("dn", cfg_bans.dn_files), ("ca", cfg_bans.ca_files), ("fqan", cfg_bans.fqan_files)):
         for path in paths:
-            lists.append(_load_file(path, kind))
+            lists.append(_load_file(path, kind, cfg_bans.max_file_size, state_dir))
     inline = {"dn": list(cfg_bans.dn), "ca": list(cfg_bans.ca), "fqan": list(cfg_bans.fqan),
               "fingerprint": list(cfg_bans.fingerprint),
               "token": [_token_entry(t) for t in cfg_bans.token]}
@@ -29,11 +43,52 @@ def _token_entry(text):
     return {"issuer": issuer, "subject": subject.strip()} if subject.strip() else {"issuer": issuer}
 
 
-def _load_file(path, kind):
+def _identity(st):
+    # ctime cannot be set by anyone but the kernel: a rewritten file always changes it.
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+RACY_NS = 2_000_000_000
+
+
+def _racy(st):
+    """Changed in the last two seconds: a second write in the same timestamp tick could
+    keep size, mtime and ctime (an in-place edit), so such a version is not cached until it
+    is older (git's "racily clean" rule); until then every call parses it."""
+    import time
+    return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS
+
+
+def _too_big(path, size, cap):
+    return bans.unusable(path, f"ban file is larger than bans.max_file_size ({size} > {cap} "
+                               "bytes): broken ban source")
+
+
+def _load_file(path, kind, cap, state_dir):
+    """Runs as: root.  One ban file as a BanList: from the cache when its identity is
+    unchanged, else read (at most ``cap`` + 1 bytes), parsed and cached; unusable (deny
+    everyone) when it is missing, untrusted, too large or unparsable."""
     try:
-        trust.check_file(path)
-        with open(path, "rb") as f:
-            return bans.load_ban_file(f.read(), path, kind)
+        st = trust.check_file(path)
+        if st.st_size > cap:
+            return _too_big(path, st.st_size, cap)
+        key = (_CACHE_FORMAT, path, kind, _identity(st))
+        rows = _read_cache(state_dir, path, key)
+        if rows is not None:
+            try:
+                return bans.from_cache_rows(rows, path)
+            except (ValueError, TypeError):
+                pass                          # another version's rows: parse again
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        with open(fd, "rb") as f:
+            read_st = os.fstat(f.fileno())
+            data = f.read(cap + 1)            # the file may grow after the check
+        if len(data) > cap:
+            return _too_big(path, len(data), cap)
+        banlist = bans.load_ban_file(data, path, kind)
+        if _identity(read_st) == key[3] and not _racy(read_st):
+            _write_cache(state_dir, path, key, bans.to_cache_rows(banlist))
+        return banlist
     except FileNotFoundError:
         return bans.unusable(path, "ban file is missing")
     except OSError as e:
@@ -42,3 +97,57 @@ def _load_file(path, kind):
         return bans.unusable(path, e.message.removeprefix("glexec: "))
     except ConfigError as e:
         return bans.unusable(path, e.message)
+
+
+def _cache_path(state_dir, path):
+    import hashlib
+    return f"{state_dir}/bans-{hashlib.sha256(os.fsencode(path)).hexdigest()[:32]}.cache"
+
+
+def _read_cache(state_dir, path, key):
+    """Runs as: root (or the caller in log-only mode: then it finds nothing).  The cached rows for ``key``, or None (no cache, another version of the file, or a
+    cache file that is not root's own)."""
+    if not state_dir:
+        return None
+    try:
+        fd = os.open(_cache_path(state_dir, path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != 0 or st.st_mode & 0o077 or st.st_nlink != 1:
+            return None
+        trust.check_dir_chain(state_dir)
+        with open(os.dup(fd), "rb") as f:
+            data = f.read()
+    except (OSError, SystemFault):
+        return None
+    finally:
+        os.close(fd)
+    try:
+        stored_key, rows = marshal.loads(data)
+    except (ValueError, EOFError, TypeError):
+        return None
+    return rows if stored_key == key else None
+
+
+def _write_cache(state_dir, path, key, rows):
+    """Runs as: root only (does nothing otherwise).  Atomically replace the cache file."""
+    if not state_dir or os.geteuid() != 0:
+        return
+    final = _cache_path(state_dir, path)
+    tmp = f"{final}.{os.getpid()}.tmp"
+    try:
+        trust.check_dir_chain(state_dir)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as f:
+            f.write(marshal.dumps((key, rows)))
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, final)
+    except (OSError, SystemFault, ValueError):
+        # A cache that cannot be written only costs speed.
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

@@ -113,3 +113,45 @@ def test_index_in_a_missing_directory_is_one_line_exit_2(logs, private_dir):
             "--uid", "47011", "--at", format_time(T0))
     assert r.returncode == 2 and r.stdout == b""
     assert r.stderr.startswith(b"glexec-backmap: cannot open the index") and r.stderr.count(b"\n") == 1, r.stderr
+
+
+LIVE_UID = 47195            # tests/backmap's id (tests/support/accounts.py); no account needed
+
+
+def test_at_now_names_the_holder_of_a_running_payload(private_dir):
+    # A grant whose payload is still running (no end record yet) and a real process of the
+    # target uid started after it: "who holds it now?" is that identity, not unknown.
+    import time
+    audit = os.path.join(private_dir, "audit.jsonl")
+    host = os.uname().nodename
+    args = ["--audit-file", audit, "--index", os.path.join(private_dir, "i.sqlite"),
+            "--uid", str(LIVE_UID), "--at", "now", "--json"]
+    write(audit, [record("grant", int(time.time() * S) - 2 * S, uid=LIVE_UID, pid=9, host=host)])
+    r = run(*args)                                   # nothing of the uid runs: still unknown
+    assert r.returncode == 1 and json.loads(r.stdout)["status"] == "unknown", r.stdout
+    payload = subprocess.Popen(["/bin/sleep", "60"], user=LIVE_UID, group=LIVE_UID, cwd="/")
+    try:
+        r = run(*args)
+        d = json.loads(r.stdout)
+        assert r.returncode == 0 and d["status"] == "known", d
+        assert [m["dn"] for m in d["matches"]] == ["/CN=Alice"]
+    finally:
+        payload.kill()
+        payload.wait()
+
+
+def test_at_now_does_not_settle_a_grant_older_than_the_process_evidence(private_dir):
+    import time
+    audit = os.path.join(private_dir, "audit.jsonl")
+    host = os.uname().nodename
+    payload = subprocess.Popen(["/bin/sleep", "60"], user=LIVE_UID, group=LIVE_UID, cwd="/")
+    try:
+        time.sleep(2.5)
+        # granted only now, but the uid's process is older: not this grant's payload
+        write(audit, [record("grant", int(time.time() * S), uid=LIVE_UID, pid=9, host=host)])
+        r = run("--audit-file", audit, "--index", os.path.join(private_dir, "i.sqlite"),
+                "--uid", str(LIVE_UID), "--at", "now", "--json")
+        assert json.loads(r.stdout)["status"] == "unknown"
+    finally:
+        payload.kill()
+        payload.wait()

@@ -70,6 +70,8 @@ def test_truncation_is_a_new_source(setup):
     audit, index = setup
     write(audit, grant_end(T0, pid=1))
     index.refresh([audit])
+    with open(audit, "rb") as f:                                     # logrotate copytruncate:
+        write(audit + ".1", [f.read()])                             # the copy keeps the records,
     write(audit, grant_end(T0 + 20 * S, pid=2, dn="/CN=Bob"))      # same inode, new content
     index.refresh([audit])
     assert [m.identity.dn for m in index.uid_at(47011, T0 + 5 * S).matches] == ["/CN=Alice"]
@@ -182,3 +184,47 @@ def test_incremental_refreshes_answer_like_one_pass(private_dir, hist, cuts, dat
                        (want.status, sorted(m.identity.dn for m in want.matches)), (uid, t)
     finally:
         index.close()
+
+
+def test_deleted_rotated_segment_is_not_answered(setup):
+    audit, index = setup
+    write(audit + ".2", grant_end(T0, pid=1))
+    write(audit + ".1", grant_end(T0 + 100 * S, pid=2, dn="/CN=Bob"))
+    write(audit, grant_end(T0 + 200 * S, pid=3, dn="/CN=Carol"))
+    index.refresh([audit])
+    assert index.uid_at(47011, T0 + 5 * S).status == "known"
+    assert index.uid_at(47011, T0 + 105 * S).status == "known"
+    os.unlink(audit + ".2")                       # logrotate dropped the oldest segment
+    index.refresh([audit])
+    a = index.uid_at(47011, T0 + 5 * S)
+    assert a.status == "unknown" and a.matches == [], a.why           # not from the index
+    assert index.by_dn("/CN=Alice").status == "none"
+    assert index.uid_at(47011, T0 + 105 * S).status == "known"       # what is left still answers
+
+
+def test_deleted_middle_segment_is_a_gap(setup):
+    audit, index = setup
+    write(audit + ".3", grant_end(T0, pid=1))
+    write(audit + ".2", grant_end(T0 + 100 * S, pid=2, dn="/CN=Bob"))
+    write(audit + ".1", grant_end(T0 + 200 * S, pid=3, dn="/CN=Carol"))
+    write(audit, grant_end(T0 + 300 * S, pid=4, dn="/CN=Dave"))
+    index.refresh([audit])
+    assert index.uid_at(47011, T0 + 105 * S).status == "known"
+    os.unlink(audit + ".2")
+    index.refresh([audit])
+    a = index.uid_at(47011, T0 + 105 * S)
+    assert a.status == "unknown" and any(f.kind == "missing_file" for f in a.flags), a.why
+    assert index.by_dn("/CN=Bob").status == "unknown"                 # damage could hide it
+    for t in (T0 + 5 * S, T0 + 205 * S, T0 + 305 * S):
+        assert index.uid_at(47011, t).status == "known"
+
+
+def test_active_file_emptied_in_place_is_not_answered(setup):
+    audit, index = setup
+    write(audit, grant_end(T0, pid=1) + [record("refuse", T0 + 50 * S)])
+    index.refresh([audit])
+    assert index.uid_at(47011, T0 + 5 * S).status == "known"
+    write(audit, [record("refuse", T0 + 60 * S)])          # no copy: those records are gone
+    index.refresh([audit])
+    a = index.uid_at(47011, T0 + 5 * S)
+    assert a.status == "unknown" and a.matches == [], a.why

@@ -191,3 +191,37 @@ def test_parse_time_forms():
     for bad in ("2026-11-21T22:33:04.Z", "2026-11-21T22:33:04.1234567Z", "2026-13-01T00:00:00Z",
                 "2026-11-21T22:33:04+2:00", "2026-11-21T22:33", "2026-11-21T22:33:04ZZ", "\u0663" * 19):
         assert bm.parse_time(bad) is None, bad
+
+
+def test_lease_and_grant_of_one_identity_are_one_holder():
+    # A running payload (grant, no end) whose pool lease the gridmapdir shows: the lease
+    # settles the grant, and the two describe ONE holder, not a shared account.
+    occs, flags, coverage = history([record("grant", T0, dn="/CN=A", pid=1),
+                                     record("refuse", T0 + 100 * S)])
+    lease = bm.lease_occupation("wn1", 47011, "pool47011", "/CN=A", T0, T0 + 90 * S)
+    a = bm.answer_at({}, T0 + 50 * S, occs + [lease], flags, coverage)
+    assert a.status == "known", a.why
+    assert "shared" not in a.why and len({m.kind for m in a.matches}) == 2
+    # a lease of ANOTHER identity at the same instant is a second holder
+    other = bm.lease_occupation("wn1", 47011, "pool47011", "/CN=B", T0, T0 + 90 * S)
+    b = bm.answer_at({}, T0 + 50 * S, occs + [lease, other], flags, coverage)
+    assert "/CN=B" in {m.identity.dn for m in b.matches}
+    assert b.status == "known" and "2 identities" in b.why, b.why
+
+
+def test_settle_running_only_for_one_open_identity_with_a_younger_process():
+    occs, flags, coverage = history([record("grant", T0, dn="/CN=A", pid=1)])
+    now = T0 + 100 * S
+
+    def at_now(starts, candidates=occs, host="wn1"):
+        a = bm.answer_at({}, now, candidates, flags, coverage)
+        assert a.status == "unknown"                   # after the last record, end not recorded
+        return bm.settle_running(a, now, host, starts).status
+
+    assert at_now([T0 + 3 * S]) == "known"
+    assert at_now([]) == "unknown"                     # nothing of the uid runs
+    assert at_now([T0 - 5 * S]) == "unknown"           # older than the grant: not its payload
+    assert at_now([T0 + 3 * S], host="wn2") == "unknown"   # the process is on another host
+    other, _, _ = history([record("grant", T0 + S, dn="/CN=B", pid=2, uid=47011, host="wn1")])
+    other[0].notes.append("clock_step")
+    assert at_now([T0 + 3 * S], occs + other) == "unknown"   # a doubtful second candidate

@@ -109,3 +109,20 @@ def test_ban_takes_effect_on_the_next_call(gx):
     gx.assert_granted(gx.run(["/usr/bin/id"]))
     _banfile(gx, "ban_dn.db", f'"{USER1_DN}"\n')
     gx.assert_refused(gx.run(["/usr/bin/id"]), 203, "banned_dn")
+
+
+def test_ban_file_over_the_size_cap_denies_everyone(gx):
+    f = _banfile(gx, "ban_dn.db", '"/DC=nobody/CN=x"\n' * 100)
+    gx.config(bans={"dn_files": [str(f)], "max_file_size": 1000})
+    r = gx.run(["/usr/bin/id"], proxy=gx.proxy("user2"))
+    gx.assert_refused(r, 203, "bans_unavailable")
+    assert "max_file_size" in r.records[0]["detail"]["explain"]
+
+
+def test_irregular_wildcard_ban_denies_everyone(gx):
+    # glibc's fnmatch (LCMAPS) reads "[M[:]" as the set {M, [, :}: this line bans user2 there;
+    # a matcher that read it otherwise would fail open, so the file is refused.
+    f = _banfile(gx, "ban_dn.db", '"/DC=test/DC=glexec-py/CN=Test User [T[:]wo*"\n')
+    gx.config(bans={"dn_files": [str(f)]})
+    r = gx.run(["/usr/bin/id"], proxy=gx.proxy("user2"))
+    gx.assert_refused(r, 203, "bans_unavailable")

@@ -205,6 +205,33 @@ def ask_pid(index, pid, t_at, now_us):
     return answer
 
 
+def settle_now(answer, now_us):
+    """``--at now``: an open grant whose payload is visibly still running on this host
+    answers the holder (``core.backmap.settle_running``)."""
+    from glexec_py.core.backmap import settle_running
+    uids = {m.uid for m in answer.matches}
+    if answer.status != "unknown" or len(uids) != 1:
+        return answer
+    return settle_running(answer, now_us, os.uname().nodename, live_starts(uids.pop()))
+
+
+def live_starts(uid):
+    """Runs as: root.  Start times (µs, ±1 s) of the live processes whose real uid is ``uid``."""
+    starts = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+        except OSError:
+            continue
+        live = read_proc(int(name))
+        if live is not None and live[0] == uid:
+            starts.append(live[1])
+    return starts
+
+
 def _fmt(us):
     from glexec_py.core.backmap import format_time
     return format_time(us)
@@ -295,7 +322,11 @@ def main(argv=None):
                 index.refresh(files, rebuild=args.reindex, gridmapdir=gridmapdir)
             if args.reindex and not any(v is not None for v in (args.uid, args.account, args.pid, args.dn, args.at, args.t_from)):
                 return 0
-            answer = ask(index, args, int(time.time() * 1_000_000))
+            now = int(time.time() * 1_000_000)
+            answer = ask(index, args, now)
+            if args.at == "now" and args.pid is None and args.dn is None and not args.no_refresh \
+                    and index.read_to_end():
+                answer = settle_now(answer, now)
             sys.stdout.write(render_json(answer, index) if args.json else render_text(answer, index))
         finally:
             index.close()

@@ -1,0 +1,69 @@
+"""Per-call cost of the global ban files (effects.banfiles.load + core.bans.check), as the
+engine pays it on every call.
+
+    /usr/bin/python3 bench/ban_files.py [--lines 100000] [--calls 20]
+
+Runs as root (ban files and the cache must be root-owned).  Writes a DN ban list with
+--lines entries (one in a thousand a wildcard pattern) into a private directory and times
+--calls consecutive loads + one check of an unbanned chain: the first call (cold: parse,
+and write the cache when there is one) and the median of the rest.
+"""
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import types
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from glexec_py.core import bans, dn  # noqa: E402
+from glexec_py.effects import banfiles  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lines", type=int, default=100_000)
+    ap.add_argument("--calls", type=int, default=20)
+    a = ap.parse_args()
+    os.makedirs("/var/lib/glexec-py-tests", mode=0o755, exist_ok=True)
+    d = tempfile.mkdtemp(prefix="bench-bans-", dir="/var/lib/glexec-py-tests")
+    os.chmod(d, 0o755)
+    try:
+        path = os.path.join(d, "ban_dn.db")
+        with open(path, "w") as f:
+            for i in range(a.lines):
+                if i % 1000 == 0:
+                    f.write(f'"/DC=org/DC=example/OU=Unit{i}/CN=Banned*"\n')
+                else:
+                    f.write(f'"/DC=org/DC=example/OU=Unit{i % 97}/CN=Banned User {i}"\n')
+        os.chmod(path, 0o644)
+        state = os.path.join(d, "state")
+        os.mkdir(state, 0o700)
+        cfg = types.SimpleNamespace(dn_files=(path,), ca_files=(), fqan_files=(), dn=(), ca=(),
+                                    fqan=(), fingerprint=(), token=(),
+                                    max_file_size=64 << 20)
+        subject = dn.parse_text("/DC=org/DC=example/CN=Alice Innocent")
+        times = []
+        for _ in range(a.calls):
+            t = time.perf_counter()
+            try:
+                bl = banfiles.load(cfg, "/etc/glexec-py/glexec.yaml", state)
+            except TypeError:                       # before the cache: no state_dir argument
+                bl = banfiles.load(cfg, "/etc/glexec-py/glexec.yaml")
+            decision = bans.check(bl, subject_dns=[subject],
+                                  subject_onelines=[b"/DC=org/DC=example/CN=Alice Innocent"])
+            times.append(time.perf_counter() - t)
+            assert decision is None and bl.unusable_why is None, (decision, bl)
+        size = os.path.getsize(path)
+        print(f"ban list: {a.lines} lines, {size / 1e6:.1f} MB; first call {times[0] * 1000:.0f} ms; "
+              f"median of the next {a.calls - 1}: {statistics.median(times[1:]) * 1000:.1f} ms per call")
+    finally:
+        shutil.rmtree(d)
+
+
+if __name__ == "__main__":
+    main()
