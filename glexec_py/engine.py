@@ -484,9 +484,8 @@ class Call:
 
     def record(self, event, extra):
         facts, ident, target = self.facts, self.identity, self.target
-        now = time.time()
-        rec = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%06dZ" % int(now % 1 * 1e6),
-               "event": event, "host": os.uname().nodename, "boot_id": _boot_id(), "mono": round(time.monotonic(), 6),
+        # time and mono are placeholders here, read under the append lock (auditlog.stamper)
+        rec = {"time": None, "event": event, "host": os.uname().nodename, "boot_id": _boot_id(), "mono": None,
                "pid": os.getpid()}
         if facts is not None:
             names = self.caller_names or (None, None, ())
@@ -531,7 +530,7 @@ class Call:
         rec = self.record(event, extra)
         path = self.cfg.audit.file if self.cfg else self.paths.audit_file
         privileged = self.facts.privileged if self.facts is not None else os.geteuid() == 0
-        auditlog.append(path, encode(rec), privileged=privileged)
+        auditlog.append(path, auditlog.stamper(rec, encode), privileged=privileged)
         if self.cfg is not None and self.cfg.audit.syslog:
             if event == "grant" and "classic" in rec:
                 auditlog.to_syslog(rec["classic"], self.cfg.audit.syslog_facility)
