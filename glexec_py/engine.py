@@ -37,6 +37,7 @@ def main(engine_file, args):
         plan, staged_proxy = prepare(call, cfg, target, command)
 
         call.audit("grant")
+        call.granted = True
         if staged_proxy:
             staged_proxy.commit()
         if plan is None:
@@ -310,10 +311,19 @@ def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0):
     def account_check(name):
         checked[name] = lookup_target(name, cfg.mapping)
 
+    kw = dict(groups=[g.encode("ascii") for g in groups], mapcount=mapcount, account_check=account_check)
     with GridmapDir(cfg.mapping.gridmapdir, lock_timeout=cfg.mapping.lock_timeout,
                     sync="grant" if cfg.mapping.lease_metadata_sync else "none") as store:
-        account, lease, reused = store.acquire(subject, pool, groups=[g.encode("ascii") for g in groups],
-                                               mapcount=mapcount, account_check=account_check)
+        got = store.acquire(subject, pool, create=False, **kw)
+        if got is None:
+            # A new lease: its intent is on record (fsync'ed) before the link exists, so a
+            # crash at any later point leaves no lease the audit log does not explain.
+            from glexec_py.core.leases import lease_name
+            call.audit("lease_intent", lease={"name": lease_name(subject, kw["groups"], mapcount), "pool": pool})
+            got = store.acquire(subject, pool, **kw)
+        account, lease, reused = got
+        if store.created is not None:
+            call.new_lease = (cfg.mapping.gridmapdir, store.created)
     name = account.decode("utf-8", "surrogateescape")
     call.lease = {"name": lease, "pool": pool, "reused": reused}
     if groups:
@@ -400,11 +410,13 @@ def run_payload(call, cfg, plan):
         call.say(f"glexec: cannot execute payload ({failure.step}): {os.strerror(failure.errno)}")
         return code
     code = payload_exit_status(status, signum)
+    end = dict(payload_pid=pid, status=code, signal=signum, cpu_user=round(cpu_user, 6),
+               cpu_system=round(cpu_system, 6))
     try:
-        call.audit("end", payload_pid=pid, status=code, signal=signum, cpu_user=round(cpu_user, 6),
-                   cpu_system=round(cpu_system, 6))
-    except SystemFault:
-        pass  # the payload has run; its status matters more than a lost end record
+        call.audit("end", **end)
+    except SystemFault as lost:
+        # The payload has run: its status stands, but a lost end record is never silent.
+        call.end_record_lost(lost, end)
     return code
 
 
@@ -441,7 +453,8 @@ class Call:
         self.caller_names = None
         self.credential = self.credential_path = self.staged_proxy = self.chain = None
         self.voms = self.mapped_by = self.verified_at = self.eec_depth = None
-        self.payload_pid = self.lease = None
+        self.payload_pid = self.lease = self.new_lease = None
+        self.granted = False
         self._env = None
 
     def caller_env(self):
@@ -473,6 +486,7 @@ class Call:
     def refuse(self, refusal):
         if self.staged_proxy is not None:
             self.staged_proxy.discard()
+        self.rollback_lease()
         try:
             self.audit("refuse", exit=refusal.exit_code, reason=refusal.reason, message=refusal.message,
                        detail=refusal.detail)
@@ -481,6 +495,33 @@ class Call:
         message = refusal.message
         self.say(message if message.startswith("glexec: ") else "glexec: " + message)
         return refusal.exit_code
+
+    def rollback_lease(self):
+        """A refused call gives back a lease it made itself (never one it reused) before
+        its grant record was written: the refuse record says whether it did."""
+        if self.new_lease is None or self.granted:
+            return
+        from glexec_py.effects.gridmapdir import GridmapDir
+        path, created = self.new_lease
+        self.new_lease = None
+        try:
+            with GridmapDir(path) as store:
+                done = store.rollback(created)
+        except (GlexecError, OSError):
+            done = False
+        self.lease["rolled_back"] = done
+
+    def end_record_lost(self, fault, end):
+        """The end record could not be written: one line to the caller, the record to
+        syslog (the back-mapper shows the grant as "end not recorded")."""
+        from glexec_py.core.audit import encode
+        from glexec_py.effects import auditlog
+        cause = fault.detail.get("cause", fault.message)
+        self.say(f"glexec: warning: the payload's end record could not be written ({cause})")
+        rec = self.record("end", {**end, "lost": str(cause)})
+        rec["time"] = auditlog.iso_time(time.time())
+        auditlog.to_syslog("end record not written: " + encode(rec).decode("ascii").rstrip(),
+                           self.cfg.audit.syslog_facility if self.cfg else "LOG_DAEMON", error=True)
 
     def record(self, event, extra):
         facts, ident, target = self.facts, self.identity, self.target

@@ -123,6 +123,7 @@ class GridmapDir:
                               path=self.path, errno=e.errno) from None
         self._meta_fd = None
         self._lock_fd = None
+        self.created = None
         self._state_fd = None
         # sidecar index (see "Index" in the module doc); only with lock="fcntl"
         self.use_index = lock == "fcntl" and index
@@ -523,7 +524,7 @@ class GridmapDir:
 
     # --- the lease algorithm ----------------------------------------------------------
 
-    def acquire(self, dn_oneline, pool, groups=(), mapcount=0, account_check=None):
+    def acquire(self, dn_oneline, pool, groups=(), mapcount=0, account_check=None, create=True):
         """Runs as: root. Lease (or reuse) an account of ``pool`` for this identity.
 
         Returns ``(account: bytes, lease_name: bytes, reused: bool)``.
@@ -544,6 +545,10 @@ class GridmapDir:
         ``accounts.lookup_target``: uid 0, uid outside the pool's range, privileged
         groups, no passwd entry -> refused).  Unlike LCMAPS, which links first and
         calls ``getpwnam`` afterwards, leaving the lease behind.
+
+        ``create=False``: return None instead of making a new link (nothing is linked), so
+        the caller can put its intent on record first.  After a new link, ``self.created``
+        is ``(lease, account, ino, mtime_ns)`` for ``rollback``.
         """
         dn = _b(dn_oneline)
         pool = _b(pool)
@@ -559,7 +564,9 @@ class GridmapDir:
                 self._ix_begin()
                 for _ in range(64):
                     got = self._acquire_locked(lease, dn, pool, groups, mapcount,
-                                               account_check)
+                                               account_check, create)
+                    if got is False:
+                        return None              # a new link is needed and not allowed
                     if got is not None:
                         break
                 else:
@@ -595,8 +602,9 @@ class GridmapDir:
                                   lease=lease, account=account, errno=e.errno) from None
         return account, lease, reused
 
-    def _acquire_locked(self, lease, dn, pool, groups, mapcount, account_check=None):
-        """One attempt; None = state changed underneath (retry from the top)."""
+    def _acquire_locked(self, lease, dn, pool, groups, mapcount, account_check=None, create=True):
+        """One attempt; None = state changed underneath (retry from the top); False = a
+        new link is needed but ``create`` is off."""
         lst = self._lstat(lease)
         if lst is not None:
             if not stat.S_ISREG(lst.st_mode):
@@ -638,6 +646,8 @@ class GridmapDir:
                     self._unlink(lease)          # other link vanished: solitary
             else:
                 self._unlink(lease)              # solitary lease (half made)
+        if not create:
+            return False
         while True:
             got = self._link_first_free(lease, dn, pool, groups, mapcount, account_check)
             if got != "exhausted":
@@ -687,7 +697,12 @@ class GridmapDir:
             if pos is not None:
                 self._ix_cur[pool] = pos + 1     # everything before pos+1 is taken
             try:
-                os.utime(lease, dir_fd=self.fd, follow_symlinks=False)
+                # An exact stamp: any later use (utime by a reuser) changes it, so
+                # ``rollback`` can tell a lease nobody else has used yet.
+                stamp = time.time_ns()
+                os.utime(lease, ns=(stamp, stamp), dir_fd=self.fd, follow_symlinks=False)
+                st = self._lstat(lease)
+                self.created = (lease, entry, lst.st_ino, stamp if st and st.st_mtime_ns == stamp else None)
                 pending = self._write_meta(entry, self._record(
                     entry, lease, dn, groups, mapcount, lst.st_ino, "glexec-py"), defer=True)
             except OSError as e:
@@ -737,6 +752,28 @@ class GridmapDir:
                 if rec is False or (rec and rec["lease"] == lease):
                     self._remove_meta(account)
             return account
+
+    def rollback(self, created):
+        """Runs as: root.  Undo a new lease of this process (``created`` as ``acquire`` left
+        it) whose call was refused: released only if nobody has used it since -- same
+        inode, link count 2, and the exact mtime ``acquire`` set (every reuse, ours or
+        LCMAPS's, moves it; on a file system that does not keep nanoseconds nothing is
+        released).  Returns True if released."""
+        lease, account, ino, mtime = created
+        if mtime is None:
+            return False
+        with self._lock():
+            self._ix_begin()
+            lst, est = self._lstat(lease), self._lstat(account)
+            if lst is None or est is None or lst.st_ino != ino or est.st_ino != ino \
+                    or lst.st_nlink != 2 or lst.st_mtime_ns != mtime:
+                return False
+            self._unlink(lease)
+            self._ix_freed(account)
+            rec = self._read_meta(account)
+            if rec is False or (rec and rec["lease"] == lease):
+                self._remove_meta(account)
+            return True
 
     def drain(self, lease_name):
         """Runs as: root. Mark a lease "draining": kept (the account is not handed to

@@ -84,20 +84,27 @@ def _open_error(e, path, what, caller_uid):
 
 
 class StagedProxy:
-    """A target proxy written to a temporary name, waiting for `commit` (after the audit
-    record) or `discard`. Holds the directory fd, so the final rename cannot be
-    redirected by renaming directories in between."""
+    """A target proxy written but not yet visible, waiting for `commit` (after the audit
+    record) or `discard`: an unnamed O_TMPFILE file (`fd`; `tmp_name` None) where the file
+    system has them, else a file under a temporary name. Either way the file is flock'ed
+    while this process lives, so a later call can tell a crashed call's leftover from one in
+    progress. Holds the directory fd, so the final link cannot be redirected by renaming
+    directories in between."""
 
-    def __init__(self, target, dirfd, tmp_name, final_name, path):
+    def __init__(self, target, dirfd, tmp_name, final_name, path, fd=None):
         self.target, self.dirfd, self.tmp_name = target, dirfd, tmp_name
-        self.final_name, self.path = final_name, path
+        self.final_name, self.path, self.fd = final_name, path, fd
 
     def commit(self):
         """Runs as: root with the target's file-system identity."""
         with as_user(*self.target):
             try:
                 _refuse_foreign_file(self.dirfd, self.final_name, self.target[0], self.path)
-                os.rename(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+                if self.tmp_name is None:
+                    self._link_unnamed()
+                else:
+                    os.rename(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+                    self.tmp_name = None
             except OSError as e:
                 self.discard()
                 raise SystemFault("target_proxy_write", f"glexec: cannot install target proxy: {os.strerror(e.errno)}",
@@ -105,20 +112,74 @@ class StagedProxy:
             except CallerError:
                 self.discard()
                 raise
-        os.close(self.dirfd)
-        self.dirfd = None
+        self._close()
+
+    def _link_unnamed(self):
+        """Give the O_TMPFILE file its final name: one linkat when there is no file yet
+        (never a named temporary); to replace a proxy, a temporary name then rename."""
+        me = b"/proc/self/fd/%d" % self.fd
+        try:
+            os.link(me, self.final_name, dst_dir_fd=self.dirfd, follow_symlinks=True)
+            return
+        except FileExistsError:
+            pass
+        self.tmp_name = _tmp_name(self.final_name)
+        os.link(me, self.tmp_name, dst_dir_fd=self.dirfd, follow_symlinks=True)
+        os.rename(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+        self.tmp_name = None
 
     def discard(self):
         """Runs as: root with the target's file-system identity."""
         if self.dirfd is None:
             return
-        with as_user(*self.target):
+        if self.tmp_name is not None:
+            with as_user(*self.target):
+                try:
+                    os.unlink(self.tmp_name, dir_fd=self.dirfd)
+                except OSError:
+                    pass
+        self._close()
+
+    def _close(self):
+        for fd in (self.fd, self.dirfd):
+            if fd is not None:
+                os.close(fd)
+        self.fd = self.dirfd = None
+
+
+def _tmp_name(name):
+    return b".%s.glexec-%d" % (name, os.getpid())
+
+
+def _remove_leftovers(dirfd, name, uid):
+    """Runs as: root with the target's file-system identity.  Temporary copies of `name`
+    that crashed calls left (named ``.<name>.glexec-<pid>``, owned by the target, not
+    flock'ed by a live call) are removed: they may hold a private key."""
+    import fcntl
+    prefix = b".%s.glexec-" % name
+    with os.scandir(dirfd) as entries:
+        found = [os.fsencode(e.name) for e in entries if os.fsencode(e.name).startswith(prefix)]
+    for leftover in found:
+        try:
+            fd = os.open(leftover, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                         dir_fd=dirfd)
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if not S_ISREG(st.st_mode) or st.st_uid != uid:
+                continue
             try:
-                os.unlink(self.tmp_name, dir_fd=self.dirfd)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                pass
-        os.close(self.dirfd)
-        self.dirfd = None
+                continue                          # a live call is staging it
+            now = os.stat(leftover, dir_fd=dirfd, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                os.unlink(leftover, dir_fd=dirfd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _refuse_foreign_file(dirfd, name, uid, path):
@@ -143,6 +204,7 @@ def stage_target_proxy(path, data, target, sticky_root_dir_ok):
     if not path.startswith(b"/") or not name or name in (b".", b".."):
         raise CallerError("target_proxy_location", "glexec: target proxy path must be an absolute file path",
                           path=path)
+    import fcntl
     uid = target[0]
     with as_user(*target):
         dirfd = _open_dir_nofollow(directory or b"/", path)
@@ -155,27 +217,43 @@ def stage_target_proxy(path, data, target, sticky_root_dir_ok):
                                   "glexec: target proxy directory must be owned by the target and not writable by others",
                                   path=path)
             _refuse_foreign_file(dirfd, name, uid, path)
-            tmp = b".%s.glexec-%d" % (name, os.getpid())
+            _remove_leftovers(dirfd, name, uid)
+            fd, tmp = _create_unnamed(dirfd, name, path)
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                             dir_fd=dirfd)
-            except OSError as e:
-                raise SystemFault("target_proxy_write", f"glexec: cannot create target proxy: {os.strerror(e.errno)}",
-                                  path=path) from None
-            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)          # "in progress" for _remove_leftovers
                 os.fchmod(fd, 0o600)
                 _write_all(fd, data)
                 os.fsync(fd)
             except OSError as e:
                 os.close(fd)
-                os.unlink(tmp, dir_fd=dirfd)
+                if tmp is not None:
+                    os.unlink(tmp, dir_fd=dirfd)
                 raise SystemFault("target_proxy_write", f"glexec: cannot write target proxy: {os.strerror(e.errno)}",
                                   path=path) from None
-            os.close(fd)
         except BaseException:
             os.close(dirfd)
             raise
-    return StagedProxy(target, dirfd, tmp, name, path)
+    return StagedProxy(target, dirfd, tmp, name, path, fd)
+
+
+def _create_unnamed(dirfd, name, path):
+    """Runs as: the target's file-system identity.  (fd, None) for an O_TMPFILE file in
+    the directory: a crash leaves nothing anyone can open.  Where the file system has no
+    O_TMPFILE (NFS, some FUSE): (fd, temporary name), cleaned by the next call."""
+    import errno
+    try:
+        return os.open(b".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600, dir_fd=dirfd), None
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise SystemFault("target_proxy_write", f"glexec: cannot create target proxy: {os.strerror(e.errno)}",
+                              path=path) from None
+    tmp = _tmp_name(name)
+    try:
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                       dir_fd=dirfd), tmp
+    except OSError as e:
+        raise SystemFault("target_proxy_write", f"glexec: cannot create target proxy: {os.strerror(e.errno)}",
+                          path=path) from None
 
 
 def _open_dir_nofollow(directory, path):

@@ -84,10 +84,8 @@ def _writer(path, n, late, seed):
         if late:     # the old engine: clock read before the append lock
             now = time.time()
             r["time"], r["mono"] = auditlog.iso_time(now), round(time.monotonic(), 6)
-            time.sleep(((seed * 7919 + i * 104729) % 1000) / 2e6)     # a preempted writer
-            auditlog.append(path, encode(r))
-        else:
-            auditlog.append(path, auditlog.stamper(r, encode))
+        time.sleep(((seed * 7919 + i * 104729) % 1000) / 2e6)     # a writer preempted before the lock
+        auditlog.append(path, encode(r) if late else auditlog.stamper(r, encode))
 
 
 def _run_writers(path, late, procs=8, n=40):
