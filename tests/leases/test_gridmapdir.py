@@ -283,3 +283,43 @@ def test_contention(gmd, lock, workers, n):
     with GridmapDir(gmd) as g:
         assert g.fsck() == []
     assert names(gmd) == {b"gxtpool%03d" % i for i in range(1, 65)}
+
+
+def test_create_false_links_nothing_and_reuses(gmd):
+    make_pool(gmd, "gxtpool", 2)
+    before = names(gmd)
+    with GridmapDir(gmd) as g:
+        assert g.acquire(DN[0], b"gxtpool", create=False) is None
+        assert names(gmd) == before and g.created is None
+        acc, lease, reused = g.acquire(DN[0], b"gxtpool")
+        assert not reused and g.created[:2] == (lease, acc)
+    with GridmapDir(gmd) as g:
+        assert g.acquire(DN[0], b"gxtpool", create=False) == (acc, lease, True)
+        assert g.created is None
+
+
+def test_rollback_releases_only_an_unused_new_lease(gmd):
+    make_pool(gmd, "gxtpool", 2)
+    with GridmapDir(gmd) as g:
+        acc, lease, _ = g.acquire(DN[0], b"gxtpool")
+        created = g.created
+    with GridmapDir(gmd) as g:
+        assert g.rollback(created) is True
+    assert lease not in names(gmd) and os.listdir(os.path.join(gmd, ".glexec-py")) in (
+        [".state", ".index"], [".index", ".state"], [".state"])
+    assert os.lstat(os.path.join(gmd, os.fsdecode(acc))).st_nlink == 1
+    # another call of the same identity reused it meanwhile: never released
+    with GridmapDir(gmd) as g:
+        g.acquire(DN[0], b"gxtpool")
+        created = g.created
+    with GridmapDir(gmd) as other:
+        assert other.acquire(DN[0], b"gxtpool")[2] is True
+    with GridmapDir(gmd) as g:
+        assert g.rollback(created) is False
+    assert lease in names(gmd)
+    # released and leased again by another call: a new stamp
+    with GridmapDir(gmd) as g:
+        g.release(lease)
+        g.acquire(DN[0], b"gxtpool")
+        assert g.rollback(created) is False
+    assert lease in names(gmd)

@@ -314,3 +314,35 @@ def test_kill_at_each_write_syscall(gx, gridmapdir, pool_accounts):
         assert _tmp_leftovers(d, uids) == [], where
         assert _leases(d) <= _explained(gx.audit()), where
     assert killed >= len(points) // 2, f"only {killed} of {len(points)} injections killed the engine"
+
+
+def test_next_call_removes_a_crashed_calls_proxy_copy(gx):
+    """A named temporary copy (file systems without O_TMPFILE, or a kill while replacing a
+    proxy) is removed by the next call to the same destination -- unless a live call
+    holds it (flock), or it is not the target's."""
+    import fcntl
+    t = gx.accounts["gxttarget1"]
+    key = b"-----BEGIN RSA PRIVATE KEY-----\nxx\n-----END RSA PRIVATE KEY-----\n"
+
+    def plant(pid, owner):
+        p = Path(f"/tmp/.x509up_u{t.uid}.glexec-{pid}")
+        p.write_bytes(key)
+        os.chown(p, owner.uid, owner.gid)
+        os.chmod(p, 0o600)
+        return p
+
+    crashed = plant(999991, t)
+    live = plant(999992, t)
+    foreign = plant(999993, gx.accounts["gxtpilot"])
+    held = os.open(live, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        gx.assert_granted(gx.run(["/bin/true"]))
+        assert not crashed.exists(), "a crashed call's copy of a proxy survived the next call"
+        assert live.exists(), "the copy of a call in progress was removed"
+        assert foreign.exists(), "a file of another user was removed"
+    finally:
+        os.close(held)
+        for p in (crashed, live, foreign):
+            if p.exists():
+                p.unlink()
