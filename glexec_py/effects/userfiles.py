@@ -123,8 +123,15 @@ class StagedProxy:
             return
         except FileExistsError:
             pass
-        self.tmp_name = _tmp_name(self.final_name)
-        os.link(me, self.tmp_name, dst_dir_fd=self.dirfd, follow_symlinks=True)
+        for slot in _tmp_names(self.final_name):
+            try:
+                os.link(me, slot, dst_dir_fd=self.dirfd, follow_symlinks=True)
+            except FileExistsError:
+                continue                          # another call's, or a leftover
+            self.tmp_name = slot
+            break
+        else:
+            raise OSError(17, "all temporary names in use")
         os.rename(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
         self.tmp_name = None
 
@@ -147,19 +154,22 @@ class StagedProxy:
         self.fd = self.dirfd = None
 
 
-def _tmp_name(name):
-    return b".%s.glexec-%d" % (name, os.getpid())
+TMP_SLOTS = 16
+
+
+def _tmp_names(name):
+    """The temporary names of `name` (``.<name>.glexec-<k>``): a fixed few, so that the
+    next call finds a crashed call's leftover by probing them, without listing the
+    directory (/tmp may hold many thousands of names)."""
+    return [b".%s.glexec-%d" % (name, k) for k in range(TMP_SLOTS)]
 
 
 def _remove_leftovers(dirfd, name, uid):
     """Runs as: root with the target's file-system identity.  Temporary copies of `name`
-    that crashed calls left (named ``.<name>.glexec-<pid>``, owned by the target, not
-    flock'ed by a live call) are removed: they may hold a private key."""
+    that crashed calls left (owned by the target, not empty, not flock'ed by a live call)
+    are removed: they may hold a private key."""
     import fcntl
-    prefix = b".%s.glexec-" % name
-    with os.scandir(dirfd) as entries:
-        found = [os.fsencode(e.name) for e in entries if os.fsencode(e.name).startswith(prefix)]
-    for leftover in found:
+    for leftover in _tmp_names(name):
         try:
             fd = os.open(leftover, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
                          dir_fd=dirfd)
@@ -167,8 +177,8 @@ def _remove_leftovers(dirfd, name, uid):
             continue
         try:
             st = os.fstat(fd)
-            if not S_ISREG(st.st_mode) or st.st_uid != uid:
-                continue
+            if not S_ISREG(st.st_mode) or st.st_uid != uid or not st.st_size:
+                continue                          # not ours, or just created (not yet locked)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -247,13 +257,18 @@ def _create_unnamed(dirfd, name, path):
         if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
             raise SystemFault("target_proxy_write", f"glexec: cannot create target proxy: {os.strerror(e.errno)}",
                               path=path) from None
-    tmp = _tmp_name(name)
-    try:
-        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                       dir_fd=dirfd), tmp
-    except OSError as e:
-        raise SystemFault("target_proxy_write", f"glexec: cannot create target proxy: {os.strerror(e.errno)}",
-                          path=path) from None
+    failure = None
+    for tmp in _tmp_names(name):
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                           dir_fd=dirfd), tmp
+        except FileExistsError as e:
+            failure = e                           # a live call's (leftovers are gone by now)
+        except OSError as e:
+            failure = e
+            break
+    raise SystemFault("target_proxy_write", f"glexec: cannot create target proxy: {os.strerror(failure.errno)}",
+                      path=path)
 
 
 def _open_dir_nofollow(directory, path):

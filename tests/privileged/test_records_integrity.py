@@ -324,16 +324,16 @@ def test_next_call_removes_a_crashed_calls_proxy_copy(gx):
     t = gx.accounts["gxttarget1"]
     key = b"-----BEGIN RSA PRIVATE KEY-----\nxx\n-----END RSA PRIVATE KEY-----\n"
 
-    def plant(pid, owner):
-        p = Path(f"/tmp/.x509up_u{t.uid}.glexec-{pid}")
+    def plant(slot, owner):
+        p = Path(f"/tmp/.x509up_u{t.uid}.glexec-{slot}")
         p.write_bytes(key)
         os.chown(p, owner.uid, owner.gid)
         os.chmod(p, 0o600)
         return p
 
-    crashed = plant(999991, t)
-    live = plant(999992, t)
-    foreign = plant(999993, gx.accounts["gxtpilot"])
+    crashed = plant(0, t)
+    live = plant(1, t)
+    foreign = plant(5, gx.accounts["gxtpilot"])
     held = os.open(live, os.O_RDONLY)
     fcntl.flock(held, fcntl.LOCK_EX)
     try:
