@@ -546,8 +546,9 @@ class GridmapDir:
         groups, no passwd entry -> refused).  Unlike LCMAPS, which links first and
         calls ``getpwnam`` afterwards, leaving the lease behind.
 
-        ``create=False``: return None instead of making a new link (nothing is linked), so
-        the caller can put its intent on record first.  After a new link, ``self.created``
+        ``create=False``: return None instead of making a new link when a free entry exists
+        (nothing is linked; an exhausted pool is refused as usual), so the caller can put
+        its intent on record first.  After a new link, ``self.created``
         is ``(lease, account, ino, mtime_ns)`` for ``rollback``.
         """
         dn = _b(dn_oneline)
@@ -646,10 +647,8 @@ class GridmapDir:
                     self._unlink(lease)          # other link vanished: solitary
             else:
                 self._unlink(lease)              # solitary lease (half made)
-        if not create:
-            return False
         while True:
-            got = self._link_first_free(lease, dn, pool, groups, mapcount, account_check)
+            got = self._link_first_free(lease, dn, pool, groups, mapcount, account_check, create)
             if got != "exhausted":
                 return got
             if not self._ix_on or self._ix_fresh:
@@ -669,13 +668,16 @@ class GridmapDir:
             return ((i, names[i]) for i in range(start, len(names)))
         return ((None, n) for n in self._members(pool))
 
-    def _link_first_free(self, lease, dn, pool, groups, mapcount, account_check):
+    def _link_first_free(self, lease, dn, pool, groups, mapcount, account_check, create=True):
         for pos, entry in self._candidates(pool):
             est = self._lstat(entry)
             if est is None or not stat.S_ISREG(est.st_mode) or est.st_nlink != 1:
                 continue
             if account_check is not None:
                 account_check(os.fsdecode(entry))
+            if not create:
+                return False                     # one is free; nothing linked
+
             try:
                 self._link(entry, lease)
             except FileExistsError:

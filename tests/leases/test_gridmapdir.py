@@ -323,3 +323,12 @@ def test_rollback_releases_only_an_unused_new_lease(gmd):
         g.acquire(DN[0], b"gxtpool")
         assert g.rollback(created) is False
     assert lease in names(gmd)
+
+
+def test_create_false_on_an_exhausted_pool_refuses(gmd):
+    make_pool(gmd, "gxtpool", 1)
+    with GridmapDir(gmd) as g:
+        g.acquire(DN[0], b"gxtpool")
+        with pytest.raises(NotAuthorized) as e:
+            g.acquire(DN[1], b"gxtpool", create=False)
+        assert e.value.reason == "pool_exhausted"
