@@ -509,7 +509,8 @@ class Call:
                 done = store.rollback(created)
         except (GlexecError, OSError):
             done = False
-        self.lease["rolled_back"] = done
+        if self.lease is not None:
+            self.lease["rolled_back"] = done
 
     def end_record_lost(self, fault, end):
         """The end record could not be written: one line to the caller, the record to
