@@ -171,7 +171,8 @@ def _remove_leftovers(dirfd, name, uid):
     import fcntl
     for leftover in _tmp_names(name):
         try:
-            fd = os.open(leftover, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+            # O_RDWR: on NFS flock is a POSIX write lock, which needs a writable fd
+            fd = os.open(leftover, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
                          dir_fd=dirfd)
         except OSError:
             continue
