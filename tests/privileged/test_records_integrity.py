@@ -8,6 +8,10 @@ case 24, 4.G case 30), through the installed binary run by a real pilot account:
 * a refused call gives back the lease it made (never one it reused);
 * a lost end record is said on stderr;
 * concurrent calls write their records in time order, and the back-mapper sees no clock step.
+
+The kill matrix samples about 60 of the engine's write-path system calls (all from the first
+audit append on, a spread over start-up; about 30-50 s here); GLEXEC_TEST_FULL_KILL_MATRIX=1
+kills at every one of them.
 """
 import os
 import re
