@@ -39,6 +39,7 @@ def main(engine_file, args):
         plan, staged_proxy = prepare(call, cfg, target, command)
 
         call.audit("grant")
+        call.granted = True
         if staged_proxy:
             staged_proxy.commit()
             if plan is not None:  # a file planted at the default name sent the proxy elsewhere
@@ -364,10 +365,15 @@ def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0, owner=No
 
     with GridmapDir(cfg.mapping.gridmapdir, lock_timeout=cfg.mapping.lock_timeout,
                     sync="grant" if cfg.mapping.lease_metadata_sync else "none") as store:
-        account, lease, reused = store.acquire(subject, pool, groups=[g.encode("ascii") for g in groups],
-                                               mapcount=mapcount, account_check=account_check,
-                                               owner=owner)
+        account, lease, reused = store.acquire(
+            subject, pool, groups=[g.encode("ascii") for g in groups], mapcount=mapcount,
+            account_check=account_check, owner=owner,
+            # A new lease: its intent is on record (fsync'ed) before the link exists, so a
+            # crash at any later point leaves no lease the audit log does not explain.
+            before_link=lambda name: call.audit("lease_intent", lease={"name": name, "pool": pool}))
         adopted = store.adopted
+        if store.created is not None:
+            call.new_lease = (cfg.mapping.gridmapdir, store.created)
     name = account.decode("utf-8", "surrogateescape")
     call.lease = {"name": lease, "pool": pool, "reused": reused}
     if owner is not None:
@@ -474,11 +480,13 @@ def run_payload(call, cfg, plan):
         call.say(f"glexec: cannot execute payload ({failure.step}): {os.strerror(failure.errno)}")
         return code
     code = payload_exit_status(status, signum)
+    end = dict(payload_pid=pid, status=code, signal=signum, cpu_user=round(cpu_user, 6),
+               cpu_system=round(cpu_system, 6))
     try:
-        call.audit("end", payload_pid=pid, status=code, signal=signum, cpu_user=round(cpu_user, 6),
-                   cpu_system=round(cpu_system, 6))
-    except SystemFault:
-        pass  # the payload has run; its status matters more than a lost end record
+        call.audit("end", **end)
+    except SystemFault as lost:
+        # The payload has run: its status stands, but a lost end record is never silent.
+        call.end_record_lost(lost, end)
     return code
 
 
@@ -515,7 +523,8 @@ class Call:
         self.caller_names = None
         self.credential = self.credential_path = self.staged_proxy = self.chain = None
         self.voms = self.mapped_by = self.verified_at = self.eec_depth = None
-        self.payload_pid = self.lease = self.namespaces = None
+        self.payload_pid = self.lease = self.namespaces = self.new_lease = None
+        self.granted = False
         self._env = None
 
     def caller_env(self):
@@ -547,6 +556,7 @@ class Call:
     def refuse(self, refusal):
         if self.staged_proxy is not None:
             self.staged_proxy.discard()
+        self.rollback_lease()
         try:
             self.audit("refuse", exit=refusal.exit_code, reason=refusal.reason, message=refusal.message,
                        detail=refusal.detail)
@@ -556,11 +566,38 @@ class Call:
         self.say(message if message.startswith("glexec: ") else "glexec: " + message)
         return refusal.exit_code
 
+    def rollback_lease(self):
+        """A refused call gives back a lease it made itself (never one it reused) before
+        its grant record was written: the refuse record says whether it did."""
+        if self.new_lease is None or self.granted:
+            return
+        from glexec_py.effects.gridmapdir import GridmapDir
+        path, created = self.new_lease
+        self.new_lease = None
+        try:
+            with GridmapDir(path) as store:
+                done = store.rollback(created)
+        except (GlexecError, OSError):
+            done = False
+        if self.lease is not None:
+            self.lease["rolled_back"] = done
+
+    def end_record_lost(self, fault, end):
+        """The end record could not be written: one line to the caller, the record to
+        syslog (the back-mapper shows the grant as "end not recorded")."""
+        from glexec_py.core.audit import encode
+        from glexec_py.effects import auditlog
+        cause = fault.detail.get("cause", fault.message)
+        self.say(f"glexec: warning: the payload's end record could not be written ({cause})")
+        rec = self.record("end", {**end, "lost": str(cause)})
+        rec["time"] = auditlog.iso_time(time.time())
+        auditlog.to_syslog("end record not written: " + encode(rec).decode("ascii").rstrip(),
+                           self.cfg.audit.syslog_facility if self.cfg else "LOG_DAEMON", error=True)
+
     def record(self, event, extra):
         facts, ident, target = self.facts, self.identity, self.target
-        now = time.time()
-        rec = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%06dZ" % int(now % 1 * 1e6),
-               "event": event, "host": os.uname().nodename, "boot_id": _boot_id(), "mono": round(time.monotonic(), 6),
+        # time and mono are placeholders here, read under the append lock (auditlog.stamper)
+        rec = {"time": None, "event": event, "host": os.uname().nodename, "boot_id": _boot_id(), "mono": None,
                "pid": os.getpid()}
         if facts is not None:
             names = self.caller_names or (None, None, ())
@@ -607,7 +644,7 @@ class Call:
         rec = self.record(event, extra)
         path = self.cfg.audit.file if self.cfg else self.paths.audit_file
         privileged = self.facts.privileged if self.facts is not None else os.geteuid() == 0
-        auditlog.append(path, encode(rec), privileged=privileged)
+        auditlog.append(path, auditlog.stamper(rec, encode), privileged=privileged)
         if self.cfg is not None and self.cfg.audit.syslog:
             if event == "grant" and "classic" in rec:
                 auditlog.to_syslog(rec["classic"], self.cfg.audit.syslog_facility)

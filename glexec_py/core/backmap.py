@@ -29,9 +29,12 @@ Semantics (times are integer microseconds since the epoch, UTC, as the engine wr
 * Clock step: a record whose time is earlier than its predecessor's in the same series
   (rotated files in order, then the active file) flags [its time, the predecessor's time]
   as unreliable, and every occupation open at that moment becomes uncertain over its whole
-  span (its two ends were read off different clocks).  Limitation: records carry no
-  monotonic time, so a step during a quiet period can hide a wider ambiguous window than
-  the neighbouring records show.
+  span (its two ends were read off different clocks).  Not a step: both records carry
+  ``mono`` (CLOCK_MONOTONIC) from the same host and boot and wall time minus ``mono`` is the
+  same in both (within ``REORDER_TOLERANCE``) -- the clock did not move, the record was
+  only appended after a later one (older engines read the clock before taking the
+  append lock).  Limitation: records without ``mono`` cannot tell a step during a quiet
+  period from a wider ambiguous window than the neighbouring records show.
 * Damage: a line that is not a complete, parseable record flags [previous good record,
   next good record] of its series for every uid.  If the uid can still be read from the
   damaged bytes, it also becomes an uncertain, open candidate for that uid (a lost grant).
@@ -61,6 +64,8 @@ __all__ = ["NEVER", "FOREVER", "parse_time", "format_time", "Ref", "Identity", "
 NEVER = -(1 << 62)        # "since before the history": lower bound of an unknown start
 FOREVER = 1 << 62         # "until further notice": upper bound of an unknown end
 US = 1_000_000
+REORDER_TOLERANCE = 100_000   # us: below ntpd's 128 ms step threshold; covers a preempted
+                              # writer between its two clock reads
 
 
 # -- time ----------------------------------------------------------------------------------
@@ -230,13 +235,21 @@ for _i, _name in enumerate(_CALLER_FIELDS):
 class Event:
     """One parsed audit record (only what back-mapping needs)."""
     __slots__ = ("kind", "time", "host", "engine_pid", "uid", "account", "identity",
-                 "caller", "payload_pid", "status", "boot_id", "ref")
+                 "caller", "payload_pid", "status", "boot_id", "ref", "mono")
 
     def __init__(self, kind, time, host, engine_pid, uid=None, account=None, identity=None,
-                 caller=None, payload_pid=None, status=None, boot_id=None, ref=None):
+                 caller=None, payload_pid=None, status=None, boot_id=None, ref=None, mono=None):
         self.kind, self.time, self.host, self.engine_pid = kind, time, host, engine_pid
         self.uid, self.account, self.identity, self.caller = uid, account, identity, caller
         self.payload_pid, self.status, self.boot_id, self.ref = payload_pid, status, boot_id, ref
+        self.mono = mono      # CLOCK_MONOTONIC, integer microseconds, or None
+
+    def clock(self):
+        """(host, boot id, wall minus monotonic time) or None: equal offsets mean the wall
+        clock did not step between two records."""
+        if self.mono is None or self.boot_id is None:
+            return None
+        return self.host, self.boot_id, self.time - self.mono
 
 
 class Damaged:
@@ -399,6 +412,9 @@ def parse_record(line, ref):
     if t is None or type(kind) is not str or host is None:
         return _damaged(line, ref, "record without time, event or host")
     ev = Event(kind, t, host, _int(rec.get("pid")), boot_id=_str(rec.get("boot_id")), ref=ref)
+    mono = rec.get("mono")
+    if type(mono) in (int, float) and 0 <= mono < 1e12:
+        ev.mono = round(mono * US)
     if kind in ("grant", "end"):
         ev.uid, ev.account = _int(rec.get("uid")), _str(rec.get("account"))
         ev.identity, ev.caller = _identity(rec), _caller(rec.get("caller"))
@@ -420,6 +436,12 @@ def _damaged(line, ref, why):
 
 
 # -- building the history ------------------------------------------------------------------
+
+def _same_clock(a, b):
+    """Two records' clocks (``Event.clock``) were the same, unstepped wall clock."""
+    return (a is not None and b is not None and a[0] == b[0] and a[1] == b[1]
+            and abs(a[2] - b[2]) <= REORDER_TOLERANCE)
+
 
 class HistoryBuilder:
     """Folds records (in log order, per series) into occupations and flags.
@@ -444,12 +466,13 @@ class HistoryBuilder:
         self.first_time = None
         self.last_time = None
 
-    def resume_series(self, name, last_time, pending_flags=(), before_last=None, last_occ=None):
+    def resume_series(self, name, last_time, pending_flags=(), before_last=None, last_occ=None,
+                      last_clock=None):
         """Continue a series: its last record's time, pending damage flags, the time of the
         record before the last one and the occupation the last record touched (both for a
-        chain break found at the next record)."""
+        chain break found at the next record), and the last record's ``Event.clock()``."""
         self.series[name] = {"last": last_time, "pending": list(pending_flags),
-                             "before_last": before_last,
+                             "before_last": before_last, "clock": last_clock,
                              "last_occ": None if last_occ is None else self._canon(last_occ)}
 
     # dirty bookkeeping
@@ -497,7 +520,7 @@ class HistoryBuilder:
         state = self.series.get(series)
         if state is None:
             state = self.series[series] = {"last": None, "pending": [], "before_last": None,
-                                           "last_occ": None}
+                                           "last_occ": None, "clock": None}
         if chain_break is not None:
             self._chain_break(series, state, item, chain_break)
         if isinstance(item, Damaged):
@@ -510,9 +533,11 @@ class HistoryBuilder:
             flag.hi = max(t, flag.lo)
             self.dirty_flags.append(flag)
         state["pending"] = []
-        if state["last"] is not None and t < state["last"]:
+        clock = item.clock()
+        if state["last"] is not None and t < state["last"] and not _same_clock(state.get("clock"), clock):
             self._clock_step(series, item, state["last"])
         state["before_last"], state["last"] = state["last"], t   # in either clock era
+        state["clock"] = clock
         state["last_occ"] = None
         self._reboot_check(item)
         if item.kind == "grant":

@@ -17,7 +17,11 @@ def append(path, line, *, privileged=True):
     root-owned file in a trusted directory, private to root — in log-only mode (the engine
     runs as the caller) the site pre-creates it group-writable (not readable) for the
     pilots' group instead, and records carry no chain. A short write is rolled back with ftruncate, so no half line ever remains.
-    Any failure raises SystemFault."""
+    Any failure raises SystemFault.
+
+    ``line`` may be a callable returning the bytes: it is called under the lock, so a
+    record that takes its time there is never earlier than the record before it in the
+    file (concurrent writers otherwise append in another order than they read the clock)."""
     import fcntl
     try:
         directory = path.rpartition("/")[0] or "/"
@@ -34,6 +38,8 @@ def append(path, line, *, privileged=True):
             raise _unwritable(path, "not a private root-owned regular file")
         fcntl.flock(fd, fcntl.LOCK_EX)
         start = os.fstat(fd).st_size
+        if callable(line):
+            line = line()
         if privileged:
             line = _chained(line, *_chain_position(fd, start))
         try:
@@ -48,6 +54,27 @@ def append(path, line, *, privileged=True):
         raise _unwritable(path, e) from None
     finally:
         os.close(fd)
+
+
+def stamper(rec, encode):
+    """Runs as: any user.  For ``append``: a callable that sets ``rec["time"]`` (UTC,
+    microseconds) and, if the record has one, ``rec["mono"]`` (CLOCK_MONOTONIC) from clocks
+    read under the append lock, and returns the encoded line."""
+    import time
+
+    def line():
+        now = time.time()
+        rec["time"] = iso_time(now)
+        if "mono" in rec:
+            rec["mono"] = round(time.monotonic(), 6)
+        return encode(rec)
+    return line
+
+
+def iso_time(now):
+    """The audit records' time format: ``2026-11-21T22:33:04.123456Z``."""
+    import time
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%06dZ" % int(now % 1 * 1e6)
 
 
 def _chained(line, seq, prev):

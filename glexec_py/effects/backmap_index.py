@@ -33,13 +33,13 @@ from glexec_py.core import backmap as bm
 from glexec_py.effects import trust
 from glexec_py.errors import SystemFault
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 FLUSH_EVERY = 200_000       # records per write batch (bounded memory)
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, path BLOB UNIQUE, last_time INTEGER,
-    before_last INTEGER, last_occ INTEGER);
+    before_last INTEGER, last_occ INTEGER, last_clock BLOB);
 CREATE TABLE IF NOT EXISTS sources(id INTEGER PRIMARY KEY, fp TEXT UNIQUE, series_id INTEGER,
     read_offset INTEGER, lines INTEGER, first_time INTEGER, last_time INTEGER, path BLOB,
     dev INTEGER, ino INTEGER, size INTEGER, mtime_ns INTEGER, at_eof INTEGER,
@@ -83,6 +83,14 @@ def _b(s):
 
 def _s(b):
     return None if b is None else bytes(b).decode("utf-8", "surrogatepass")
+
+
+def _clock(blob):
+    """A series' stored last clock ("offset boot_id host") -> ``Event.clock()`` form."""
+    if blob is None:
+        return None
+    offset, boot, host = _s(blob).split(" ", 2)
+    return host, boot, int(offset)
 
 
 def _refs_text(refs):
@@ -414,15 +422,15 @@ class Index:
                                                            st.st_mtime_ns)).fetchone()
 
     def _series(self, path):
-        """(id, last_time, before_last, last_occ row id) of a series, created if new."""
-        row = self.db.execute("SELECT id, last_time, before_last, last_occ FROM series WHERE path=?",
+        """(id, last_time, before_last, last_occ row id, last_clock) of a series, created if new."""
+        row = self.db.execute("SELECT id, last_time, before_last, last_occ, last_clock FROM series WHERE path=?",
                               (_b(path),)).fetchone()
         if row is None:
-            return self.db.execute("INSERT INTO series(path) VALUES(?)", (_b(path),)).lastrowid, None, None, None
+            return self.db.execute("INSERT INTO series(path) VALUES(?)", (_b(path),)).lastrowid, None, None, None, None
         return row
 
     def _refresh_series(self, builder, path):
-        series_id, last_time, before_last, last_occ = self._series(path)
+        series_id, last_time, before_last, last_occ, last_clock = self._series(path)
         pending = [bm.Flag(k, _s(h), lo, hi, (_refs(ev) or [None])[0], _s(why), row_id=i)
                    for i, k, h, lo, hi, ev, why in self.db.execute(
                        "SELECT id, kind, host, lo, hi, evidence, why FROM flags WHERE series_id=? "
@@ -430,15 +438,18 @@ class Index:
         for f in pending:
             f.series = series_id
         last_occ = self._select("WHERE o.id=?", (last_occ,)) if last_occ is not None else ()
-        builder.resume_series(series_id, last_time, pending, before_last, last_occ[0] if last_occ else None)
+        builder.resume_series(series_id, last_time, pending, before_last, last_occ[0] if last_occ else None,
+                              _clock(last_clock))
         files = series_files(path)
         for position, name in files:
             self._read_file(builder, series_id, name, active=(position == 0))
         self._store(builder)
         state = builder.series[series_id]
-        self.db.execute("UPDATE series SET last_time=?, before_last=?, last_occ=? WHERE id=?",
+        clock = state["clock"]
+        self.db.execute("UPDATE series SET last_time=?, before_last=?, last_occ=?, last_clock=? WHERE id=?",
                         (state["last"], state["before_last"],
-                         state["last_occ"].row_id if state["last_occ"] is not None else None, series_id))
+                         state["last_occ"].row_id if state["last_occ"] is not None else None,
+                         None if clock is None else _b("%d %s %s" % (clock[2], clock[1], clock[0])), series_id))
         self._flag_missing_files(builder, series_id, path, files)
 
     def _read_file(self, builder, series_id, name, active):

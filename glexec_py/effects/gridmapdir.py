@@ -127,6 +127,8 @@ class GridmapDir:
         self._meta_fd = None
         self.adopted = False
         self._lock_fd = None
+        self.created = None
+        self._intended = set()
         self._state_fd = None
         # sidecar index (see "Index" in the module doc); only with lock="fcntl"
         self.use_index = lock == "fcntl" and index
@@ -530,7 +532,8 @@ class GridmapDir:
 
     # --- the lease algorithm ----------------------------------------------------------
 
-    def acquire(self, dn_oneline, pool, groups=(), mapcount=0, account_check=None, owner=None):
+    def acquire(self, dn_oneline, pool, groups=(), mapcount=0, account_check=None, owner=None,
+                before_link=None):
         """Runs as: root. Lease (or reuse) an account of ``pool`` for this identity.
 
         Returns ``(account: bytes, lease_name: bytes, reused: bool)``.
@@ -557,6 +560,12 @@ class GridmapDir:
         name collides gets its own lease under ``core.alternate_name`` (see
         ``_acquire_locked``).  ``self.adopted`` tells whether an owner-less lease was
         adopted.  Without an owner: LCMAPS's by-name reuse (tools, compatibility tests).
+
+        ``before_link(lease_name)``: called under the lock just before a new lease is
+        linked, with the name it will have (the engine puts its intent on record there, so
+        a crash at any later point leaves no lease the audit log does not explain); an
+        exception from it links nothing.  After a new link, ``self.created`` is
+        ``(lease, account, ino, mtime_ns)`` for ``rollback``.
         """
         dn = _b(dn_oneline)
         pool = _b(pool)
@@ -572,7 +581,7 @@ class GridmapDir:
                 self._ix_begin()
                 for _ in range(64):
                     got = self._acquire_locked(lease, dn, pool, groups, mapcount,
-                                               account_check, owner)
+                                               account_check, owner, before_link)
                     if got is not None:
                         break
                 else:
@@ -608,7 +617,8 @@ class GridmapDir:
                                   lease=lease, account=account, errno=e.errno) from None
         return account, lease, reused
 
-    def _acquire_locked(self, lease, dn, pool, groups, mapcount, account_check=None, owner=None):
+    def _acquire_locked(self, lease, dn, pool, groups, mapcount, account_check=None, owner=None,
+                        before_link=None):
         """One attempt; None = state changed underneath (retry from the top).
 
         With an ``owner`` (docs/leases.md, "Who owns a lease"): the LCMAPS name is reused
@@ -619,7 +629,7 @@ class GridmapDir:
         if owner is None:
             got = self._inspect(lease, pool, account_check)
             return got if got != "free" else self._allocate(lease, dn, pool, groups, mapcount,
-                                                            account_check)
+                                                            account_check, None, before_link)
         self.adopted = False
         got = self._inspect(lease, pool, account_check, owner, groups, mapcount)
         if got is None or got not in ("free", "taken"):
@@ -639,7 +649,7 @@ class GridmapDir:
             raise NotAuthorized("lease_name", "glexec: identity too long for a pool lease",
                                 lease=alt)
         name = lease if plain_free else alt
-        return self._allocate(name, dn, pool, groups, mapcount, account_check, owner)
+        return self._allocate(name, dn, pool, groups, mapcount, account_check, owner, before_link)
 
     def _whose(self, account, lease, owner, groups, mapcount, by_digest):
         """``core.claim`` on the account's record; an adopted lease gets its owner
@@ -713,9 +723,11 @@ class GridmapDir:
                 self._unlink(lease)              # solitary lease (half made)
         return "free"
 
-    def _allocate(self, lease, dn, pool, groups, mapcount, account_check, owner=None):
+    def _allocate(self, lease, dn, pool, groups, mapcount, account_check, owner=None,
+                  before_link=None):
         while True:
-            got = self._link_first_free(lease, dn, pool, groups, mapcount, account_check, owner)
+            got = self._link_first_free(lease, dn, pool, groups, mapcount, account_check, owner,
+                                        before_link)
             if got != "exhausted":
                 return got
             if not self._ix_on or self._ix_fresh:
@@ -735,13 +747,17 @@ class GridmapDir:
             return ((i, names[i]) for i in range(start, len(names)))
         return ((None, n) for n in self._members(pool))
 
-    def _link_first_free(self, lease, dn, pool, groups, mapcount, account_check, owner=None):
+    def _link_first_free(self, lease, dn, pool, groups, mapcount, account_check, owner=None,
+                         before_link=None):
         for pos, entry in self._candidates(pool):
             est = self._lstat(entry)
             if est is None or not stat.S_ISREG(est.st_mode) or est.st_nlink != 1:
                 continue
             if account_check is not None:
                 account_check(os.fsdecode(entry))
+            if before_link is not None and lease not in self._intended:
+                before_link(lease)               # once a name, even if this link must retry
+                self._intended.add(lease)
             try:
                 self._link(entry, lease)
             except FileExistsError:
@@ -763,7 +779,12 @@ class GridmapDir:
             if pos is not None:
                 self._ix_cur[pool] = pos + 1     # everything before pos+1 is taken
             try:
-                os.utime(lease, dir_fd=self.fd, follow_symlinks=False)
+                # An exact stamp: any later use (utime by a reuser) changes it, so
+                # ``rollback`` can tell a lease nobody else has used yet.
+                stamp = time.time_ns()
+                os.utime(lease, ns=(stamp, stamp), dir_fd=self.fd, follow_symlinks=False)
+                st = self._lstat(lease)
+                self.created = (lease, entry, lst.st_ino, stamp if st and st.st_mtime_ns == stamp else None)
                 pending = self._write_meta(entry, self._record(
                     entry, lease, dn, groups, mapcount, lst.st_ino, "glexec-py", owner=owner),
                     defer=True)
@@ -814,6 +835,28 @@ class GridmapDir:
                 if rec is False or (rec and rec["lease"] == lease):
                     self._remove_meta(account)
             return account
+
+    def rollback(self, created):
+        """Runs as: root.  Undo a new lease of this process (``created`` as ``acquire`` left
+        it) whose call was refused: released only if nobody has used it since -- same
+        inode, link count 2, and the exact mtime ``acquire`` set (every reuse, ours or
+        LCMAPS's, moves it; on a file system that does not keep nanoseconds nothing is
+        released).  Returns True if released."""
+        lease, account, ino, mtime = created
+        if mtime is None:
+            return False
+        with self._lock():
+            self._ix_begin()
+            lst, est = self._lstat(lease), self._lstat(account)
+            if lst is None or est is None or lst.st_ino != ino or est.st_ino != ino \
+                    or lst.st_nlink != 2 or lst.st_mtime_ns != mtime:
+                return False
+            self._unlink(lease)
+            self._ix_freed(account)
+            rec = self._read_meta(account)
+            if rec is False or (rec and rec["lease"] == lease):
+                self._remove_meta(account)
+            return True
 
     def drain(self, lease_name):
         """Runs as: root. Mark a lease "draining": kept (the account is not handed to

@@ -239,12 +239,16 @@ class Pruner:
 
     def _audit(self, d, p, cmdline, sig_name, round_no, how="pidfd"):
         rec = {"event": "prune_kill", "tool": "prune-users", "run": self.run_id,
-               "time": round(self.clock(), 6), "boot_id": self.boot_id,
+               "time": None, "boot_id": self.boot_id,
                "pid": p.pid, "ppid": p.ppid, "uid": p.ruid, "euid": p.euid, "suid": p.suid,
                "account": d.account, "starttime": p.starttime, "comm": p.comm,
                "cmdline": cmdline, "reason": d.reason, "why": d.text,
                "signal": sig_name, "round": round_no, "via": how}
-        auditlog.append(self.cfg.audit_file, audit.encode(rec))
+
+        def line():     # the time read under the append lock: file order = time order
+            rec["time"] = round(self.clock(), 6)
+            return audit.encode(rec)
+        auditlog.append(self.cfg.audit_file, line)
         if self.cfg.syslog:
             try:
                 import syslog

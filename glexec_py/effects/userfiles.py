@@ -84,15 +84,18 @@ def _open_error(e, path, what, caller_uid):
 
 
 class StagedProxy:
-    """A target proxy written to a temporary name, waiting for `commit` (after the audit
-    record) or `discard`. Holds the directory fd, so the final rename cannot be
-    redirected by renaming directories in between. ``path`` is where the proxy is (or will
-    be after `commit`): for the default location it may be a fresh unique name instead (see
-    `stage_target_proxy`), so read it again after `commit`."""
+    """A target proxy written but not yet visible, waiting for `commit` (after the audit
+    record) or `discard`: an unnamed O_TMPFILE file (`fd`; `tmp_name` None) where the file
+    system has them, else a file under a temporary name. Either way the file is flock'ed
+    while this process lives, so a later call can tell a crashed call's leftover from one in
+    progress. Holds the directory fd, so the final link cannot be redirected by renaming
+    directories in between. ``path`` is where the proxy is (or will be after `commit`): for
+    the default location it may be a fresh unique name instead (see `stage_target_proxy`),
+    so read it again after `commit`."""
 
-    def __init__(self, target, dirfd, tmp_name, final_name, path, default_location=False):
+    def __init__(self, target, dirfd, tmp_name, final_name, path, fd=None, default_location=False):
         self.target, self.dirfd, self.tmp_name = target, dirfd, tmp_name
-        self.final_name, self.path = final_name, path
+        self.final_name, self.path, self.fd = final_name, path, fd
         # the default location: a planted file there never makes the call fail
         self.default_name = final_name if default_location else None
 
@@ -102,7 +105,7 @@ class StagedProxy:
             try:
                 if self.default_name is None:
                     _refuse_foreign_file(self.dirfd, self.final_name, self.target[0], self.path)
-                    os.rename(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+                    self._install()
                 else:
                     self._commit_default()
             except OSError as e:
@@ -112,28 +115,62 @@ class StagedProxy:
             except CallerError:
                 self.discard()
                 raise
-        os.close(self.dirfd)
-        self.dirfd = None
+        self._close()
+
+    def _install(self):
+        """The staged file under `final_name`, replacing the target's own file there."""
+        if self.tmp_name is None:
+            self._link_unnamed()
+        else:
+            os.rename(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+            self.tmp_name = None
+
+    def _link_unnamed(self):
+        """Give the O_TMPFILE file its final name: one linkat when there is no file yet
+        (never a named temporary); to replace a proxy, a temporary name then rename."""
+        me = b"/proc/self/fd/%d" % self.fd
+        try:
+            os.link(me, self.final_name, dst_dir_fd=self.dirfd, follow_symlinks=True)
+            return
+        except FileExistsError:
+            pass
+        for slot in _tmp_names(self.final_name):
+            try:
+                os.link(me, slot, dst_dir_fd=self.dirfd, follow_symlinks=True)
+            except FileExistsError:
+                continue                          # another call's, or a leftover
+            self.tmp_name = slot
+            break
+        else:
+            raise FileExistsError(17, "all temporary names in use")
+        os.rename(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+        self.tmp_name = None
 
     def _commit_default(self):
         """A file planted at the default name after staging, or while we rename (the sticky
-        bit then refuses to replace it), sends the proxy elsewhere as at staging."""
+        bit then refuses to replace it), sends the proxy elsewhere as at staging; so do
+        temporary names all taken by others' files (EEXIST from `_link_unnamed`)."""
         import errno
         if self.final_name == self.default_name:
             if _foreign_file(self.dirfd, self.final_name, self.target[0]):
                 self.elsewhere()
             else:
                 try:
-                    os.rename(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+                    self._install()
                     return
                 except OSError as e:
-                    if e.errno not in (errno.EPERM, errno.EACCES) or not _foreign_file(
-                            self.dirfd, self.final_name, self.target[0]):
+                    planted = e.errno in (errno.EPERM, errno.EACCES) and _foreign_file(
+                        self.dirfd, self.final_name, self.target[0])
+                    if not planted and e.errno != errno.EEXIST:
                         raise
                     self.elsewhere()
         # A fresh name: link() never replaces whatever might be there.
-        os.link(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
-        os.unlink(self.tmp_name, dir_fd=self.dirfd)
+        if self.tmp_name is None:
+            os.link(b"/proc/self/fd/%d" % self.fd, self.final_name, dst_dir_fd=self.dirfd, follow_symlinks=True)
+        else:
+            os.link(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+            os.unlink(self.tmp_name, dir_fd=self.dirfd)
+            self.tmp_name = None
 
     def elsewhere(self):
         """The default name is taken by someone else's file or a link: use
@@ -146,13 +183,58 @@ class StagedProxy:
         """Runs as: root with the target's file-system identity."""
         if self.dirfd is None:
             return
-        with as_user(*self.target):
+        if self.tmp_name is not None:
+            with as_user(*self.target):
+                try:
+                    os.unlink(self.tmp_name, dir_fd=self.dirfd)
+                except OSError:
+                    pass
+        self._close()
+
+    def _close(self):
+        for fd in (self.fd, self.dirfd):
+            if fd is not None:
+                os.close(fd)
+        self.fd = self.dirfd = None
+
+
+TMP_SLOTS = 16
+
+
+def _tmp_names(name):
+    """The temporary names of `name` (``.<name>.glexec-<k>``): a fixed few, so that the
+    next call finds a crashed call's leftover by probing them, without listing the
+    directory (/tmp may hold many thousands of names)."""
+    return [b".%s.glexec-%d" % (name, k) for k in range(TMP_SLOTS)]
+
+
+def _remove_leftovers(dirfd, name, uid):
+    """Runs as: root with the target's file-system identity.  Temporary copies of `name`
+    that crashed calls left (owned by the target, not empty, not flock'ed by a live call)
+    are removed: they may hold a private key."""
+    import fcntl
+    for leftover in _tmp_names(name):
+        try:
+            # O_RDWR: on NFS flock is a POSIX write lock, which needs a writable fd
+            fd = os.open(leftover, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                         dir_fd=dirfd)
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if not S_ISREG(st.st_mode) or st.st_uid != uid or not st.st_size:
+                continue                          # not ours, or just created (not yet locked)
             try:
-                os.unlink(self.tmp_name, dir_fd=self.dirfd)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                pass
-        os.close(self.dirfd)
-        self.dirfd = None
+                continue                          # a live call is staging it
+            now = os.stat(leftover, dir_fd=dirfd, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                os.unlink(leftover, dir_fd=dirfd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _foreign_file(dirfd, name, uid):
@@ -188,6 +270,7 @@ def stage_target_proxy(path, data, target, sticky_root_dir_ok):
     if not path.startswith(b"/") or not name or name in (b".", b".."):
         raise CallerError("target_proxy_location", "glexec: target proxy path must be an absolute file path",
                           path=path)
+    import fcntl
     uid = target[0]
     with as_user(*target):
         dirfd = _open_dir_nofollow(directory or b"/", path)
@@ -201,30 +284,51 @@ def stage_target_proxy(path, data, target, sticky_root_dir_ok):
                                   path=path)
             if not sticky_root_dir_ok:
                 _refuse_foreign_file(dirfd, name, uid, path)
-            tmp = b".%s.glexec-%d" % (name, os.getpid())
+            _remove_leftovers(dirfd, name, uid)
+            fd, tmp = _create_unnamed(dirfd, name, path)
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                             dir_fd=dirfd)
-            except OSError as e:
-                raise SystemFault("target_proxy_write", f"glexec: cannot create target proxy: {os.strerror(e.errno)}",
-                                  path=path) from None
-            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)          # "in progress" for _remove_leftovers
                 os.fchmod(fd, 0o600)
                 _write_all(fd, data)
                 os.fsync(fd)
             except OSError as e:
                 os.close(fd)
-                os.unlink(tmp, dir_fd=dirfd)
+                if tmp is not None:
+                    os.unlink(tmp, dir_fd=dirfd)
                 raise SystemFault("target_proxy_write", f"glexec: cannot write target proxy: {os.strerror(e.errno)}",
                                   path=path) from None
-            os.close(fd)
-            staged = StagedProxy(target, dirfd, tmp, name, path, default_location=sticky_root_dir_ok)
+            staged = StagedProxy(target, dirfd, tmp, name, path, fd, default_location=sticky_root_dir_ok)
             if sticky_root_dir_ok and _foreign_file(dirfd, name, uid):
                 staged.elsewhere()
         except BaseException:
             os.close(dirfd)
             raise
     return staged
+
+
+def _create_unnamed(dirfd, name, path):
+    """Runs as: the target's file-system identity.  (fd, None) for an O_TMPFILE file in
+    the directory: a crash leaves nothing anyone can open.  Where the file system has no
+    O_TMPFILE (NFS, some FUSE): (fd, temporary name), cleaned by the next call."""
+    import errno
+    try:
+        return os.open(b".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600, dir_fd=dirfd), None
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise SystemFault("target_proxy_write", f"glexec: cannot create target proxy: {os.strerror(e.errno)}",
+                              path=path) from None
+    failure = None
+    for tmp in _tmp_names(name):
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                           dir_fd=dirfd), tmp
+        except FileExistsError as e:
+            failure = e                           # a live call's (leftovers are gone by now)
+        except OSError as e:
+            failure = e
+            break
+    raise SystemFault("target_proxy_write", f"glexec: cannot create target proxy: {os.strerror(failure.errno)}",
+                      path=path)
 
 
 def _open_dir_nofollow(directory, path):

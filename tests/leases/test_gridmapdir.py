@@ -327,3 +327,72 @@ def test_every_entry_raced_away_is_exhaustion_with_nothing_left(gmd):
         assert not os.path.lexists(os.path.join(gmd, os.fsdecode(lease_name(DN[0]))))
         for entry, _ in g.raced:
             assert os.lstat(os.path.join(gmd, os.fsdecode(entry))).st_nlink == 2
+
+
+def test_before_link_names_the_lease_before_it_exists(gmd):
+    make_pool(gmd, "gxtpool", 2)
+    seen = []
+
+    def intent(name):
+        seen.append((name, name in names(gmd)))
+
+    with GridmapDir(gmd) as g:
+        acc, lease, reused = g.acquire(DN[0], b"gxtpool", before_link=intent)
+        assert not reused and g.created[:2] == (lease, acc)
+    assert seen == [(lease, False)]          # once, with the exact name, before the link
+    with GridmapDir(gmd) as g:                # a reuse makes no new lease: no intent
+        assert g.acquire(DN[0], b"gxtpool", before_link=intent) == (acc, lease, True)
+        assert g.created is None
+    assert len(seen) == 1
+
+
+def test_before_link_failing_links_nothing(gmd):
+    make_pool(gmd, "gxtpool", 2)
+    before = names(gmd)
+
+    def no_record(name):
+        raise SystemFault("audit_write", "glexec: cannot write the audit record")
+
+    with GridmapDir(gmd) as g:
+        with pytest.raises(SystemFault):
+            g.acquire(DN[0], b"gxtpool", before_link=no_record)
+        assert g.created is None
+    assert names(gmd) == before
+
+
+def test_before_link_on_an_exhausted_pool_is_not_called(gmd):
+    make_pool(gmd, "gxtpool", 1)
+    seen = []
+    with GridmapDir(gmd) as g:
+        g.acquire(DN[0], b"gxtpool")
+        with pytest.raises(NotAuthorized) as e:
+            g.acquire(DN[1], b"gxtpool", before_link=seen.append)
+        assert e.value.reason == "pool_exhausted"
+    assert seen == []
+
+
+def test_rollback_releases_only_an_unused_new_lease(gmd):
+    make_pool(gmd, "gxtpool", 2)
+    with GridmapDir(gmd) as g:
+        acc, lease, _ = g.acquire(DN[0], b"gxtpool")
+        created = g.created
+    with GridmapDir(gmd) as g:
+        assert g.rollback(created) is True
+    assert lease not in names(gmd) and os.listdir(os.path.join(gmd, ".glexec-py")) in (
+        [".state", ".index"], [".index", ".state"], [".state"])
+    assert os.lstat(os.path.join(gmd, os.fsdecode(acc))).st_nlink == 1
+    # another call of the same identity reused it meanwhile: never released
+    with GridmapDir(gmd) as g:
+        g.acquire(DN[0], b"gxtpool")
+        created = g.created
+    with GridmapDir(gmd) as other:
+        assert other.acquire(DN[0], b"gxtpool")[2] is True
+    with GridmapDir(gmd) as g:
+        assert g.rollback(created) is False
+    assert lease in names(gmd)
+    # released and leased again by another call: a new stamp
+    with GridmapDir(gmd) as g:
+        g.release(lease)
+        g.acquire(DN[0], b"gxtpool")
+        assert g.rollback(created) is False
+    assert lease in names(gmd)

@@ -116,6 +116,7 @@ class Summary:
     setup_seconds: float = 0.0
     calls_seconds: float = 0.0
     audit_records: int = 0
+    intents: int = 0             # lease_intent records (one before every new link)
 
     def violate(self, kind, detail):
         self.violation_count += 1
@@ -425,6 +426,7 @@ def run_round(env: Env, rnd, rng, summary: Summary, audit_offset, intervals):
     grants = [r for r in recs if r.get("event") == "grant"]
     ends = [r for r in recs if r.get("event") == "end"]
     refs = [r for r in recs if r.get("event") == "refuse"]
+    summary.intents += sum(r.get("event") == "lease_intent" for r in recs)
     if len(grants) + len(refs) != len(results) or len(grants) != n_grant \
             or len(refs) != n_refuse or len(ends) != len(grants):
         summary.violate("audit_count", {"round": rnd, "calls": len(results),

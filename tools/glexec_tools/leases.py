@@ -240,7 +240,7 @@ class Context:
                "gridmapdir": self.gridmapdir, "action": action}
         rec.update(fields)
         try:
-            auditlog.append(self.audit_file, encode(rec))
+            auditlog.append(self.audit_file, auditlog.stamper(rec, encode))
         except GlexecError as e:
             raise Failure(f"cannot write the audit record to {self.audit_file}: "
                           f"{e.detail.get('cause', e.message)}") from None

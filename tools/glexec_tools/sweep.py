@@ -330,7 +330,7 @@ def run(args, out):
             if cfg.audit_file:
                 from glexec_py.core.audit import encode
                 from glexec_py.effects import auditlog
-                auditlog.append(cfg.audit_file, encode(rec))
+                auditlog.append(cfg.audit_file, auditlog.stamper(rec, encode))
             # the state record is written after the audit record: the lifecycle only
             # sees "no_files" once the removal is on record.
             state_rec = {"v": 1, "account": name, "uid": u, "state": state, "why": why,
