@@ -34,7 +34,10 @@ def main(engine_file, args):
         identity = establish_identity(call, cfg, verify_credential(call, cfg))
         apply_bans(call, cfg, identity)
         target = map_identity(call, cfg, identity)
+        check_account(call, cfg, target)
         plan, staged_proxy = prepare(call, cfg, target, command)
+        if plan is not None:
+            open_session(call, cfg, plan)
 
         call.audit("grant")
         if staged_proxy:
@@ -338,6 +341,40 @@ def _token_lease_key(name):
     return bytes(out)
 
 
+def check_account(call, cfg, target):
+    """The site must let the target in: PAM account management (``pam.service``, never
+    authentication).  An expired or pam_access-denied account is refused (203, PAM's reason
+    in the audit record) before anything runs; a pool lease made by this very call for it
+    is released again.  A missing or unsafe service file, or one using pam_systemd: 202."""
+    if not cfg.pam.enabled:
+        return
+    from glexec_py.effects import pam
+    pam.check_service(cfg.pam.service)
+    call.pam = pam.Pam(cfg.pam.service, target.name, call.caller_names[0])
+    call.pam_info = {"service": cfg.pam.service}
+    try:
+        call.pam_info["account"] = call.pam.account()
+    except NotAuthorized:
+        if call.lease is not None and not call.lease["reused"]:
+            from glexec_py.effects.gridmapdir import GridmapDir
+            with GridmapDir(cfg.mapping.gridmapdir, lock_timeout=cfg.mapping.lock_timeout) as store:
+                store.release(call.lease["name"])
+            call.lease["released"] = True
+        raise
+
+
+def open_session(call, cfg, plan):
+    """The PAM session (pam_limits) for the payload, opened here because its setrlimit
+    calls act on this process: PAM's limits go into the plan where they are stricter than
+    the caller's, never where they would lift them (effects/pam.py).  Not in log-only
+    mode (the payload runs as the caller)."""
+    if call.pam is None or not call.facts.privileged:
+        return
+    plan.rlimits, lowered = call.pam.open_session(plan.rlimits)
+    if lowered:
+        call.pam_info["limits"] = {str(r): list(v) for r, v in sorted(lowered.items())}
+
+
 def prepare(call, cfg, target, command):
     """Everything decided before the grant record: who runs what, where, with which env,
     and the target proxy staged under a temporary name."""
@@ -390,19 +427,23 @@ def stage_target_proxy(call, cfg, runas):
 def run_payload(call, cfg, plan):
     from glexec_py.effects import payload
     if not cfg.payload.linger:
-        payload.exec_in_place(plan)  # never returns on success
+        payload.exec_in_place(plan)  # never returns on success; the PAM session stays open
     pid, status, signum, cpu_user, cpu_system, failure = payload.run_lingering(
         plan, call.facts.ruid, on_started=call.started)
+    if call.pam is not None and os.geteuid() == 0:
+        os.setresuid(0, 0, 0)  # the payload ended: close the session with the ids that opened it
+    pam_end = call.end_pam()
     if failure is not None:
         # Nothing of the payload ran; chdir as the target failing is the caller's problem.
         code = EXIT_CLIENT if failure.step == "chdir" else EXIT_NOT_EXECUTABLE
-        call.audit("end", status=code, reason="exec_failed", step=failure.step, errno=failure.errno)
+        call.audit("end", status=code, reason="exec_failed", step=failure.step, errno=failure.errno,
+                   **pam_end)
         call.say(f"glexec: cannot execute payload ({failure.step}): {os.strerror(failure.errno)}")
         return code
     code = payload_exit_status(status, signum)
     try:
         call.audit("end", payload_pid=pid, status=code, signal=signum, cpu_user=round(cpu_user, 6),
-                   cpu_system=round(cpu_system, 6))
+                   cpu_system=round(cpu_system, 6), **pam_end)
     except SystemFault:
         pass  # the payload has run; its status matters more than a lost end record
     return code
@@ -442,6 +483,7 @@ class Call:
         self.credential = self.credential_path = self.staged_proxy = self.chain = None
         self.voms = self.mapped_by = self.verified_at = self.eec_depth = None
         self.payload_pid = self.lease = None
+        self.pam = self.pam_info = None
         self._env = None
 
     def caller_env(self):
@@ -470,9 +512,22 @@ class Call:
         except OSError:
             pass
 
+    def end_pam(self):
+        """Close the PAM session (if one is open) and end the transaction: the payload
+        has ended, or nothing will run.  Returns the end record's ``pam_close`` field."""
+        if self.pam is None:
+            return {}
+        pam, self.pam = self.pam, None
+        try:
+            closed = pam.close_session()
+        finally:
+            pam.end()
+        return {"pam_close": closed} if closed else {}
+
     def refuse(self, refusal):
         if self.staged_proxy is not None:
             self.staged_proxy.discard()
+        self.end_pam()
         try:
             self.audit("refuse", exit=refusal.exit_code, reason=refusal.reason, message=refusal.message,
                        detail=refusal.detail)
@@ -508,6 +563,8 @@ class Call:
                 rec["mapped_by"] = self.mapped_by
             if self.lease is not None:
                 rec["lease"] = self.lease
+            if self.pam_info is not None:
+                rec["pam"] = self.pam_info
         if facts is not None and event != "end":
             argv = facts.argv[1:]
             rec.update(command=argv[0] if argv else None, resolved=self.resolved[1] if self.resolved else None,
