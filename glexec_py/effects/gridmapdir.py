@@ -609,6 +609,11 @@ class GridmapDir:
             if lst.st_nlink == 2:
                 other = self._other_name(lst.st_ino, lease)
                 if other is not None and core.pool_member(other, pool, self.strict):
+                    why = core.entry_unsafe(lst.st_uid, lst.st_mode)
+                    if why:
+                        raise SystemFault("pool_entry_unsafe", "glexec: the leased pool entry is "
+                                          "not trustworthy (run glexec-leases fsck)",
+                                          lease=lease, account=other, why=why)
                     rec = self._read_meta(other)
                     if rec and rec.get("state") == "draining":
                         raise NotAuthorized("lease_draining",
@@ -664,6 +669,8 @@ class GridmapDir:
             est = self._lstat(entry)
             if est is None or not stat.S_ISREG(est.st_mode) or est.st_nlink != 1:
                 continue
+            if core.entry_unsafe(est.st_uid, est.st_mode):
+                continue                         # never leased: an fsck finding
             if account_check is not None:
                 account_check(os.fsdecode(entry))
             try:
@@ -788,11 +795,16 @@ class GridmapDir:
     def snapshot(self):
         """Runs as: root. ``[(name, ino, nlink, is_reg)]`` of the gridmapdir (lstat, readdir
         order, dot-names dropped); names that vanish during the pass are left out."""
+        return [row[:4] for row in self._snapshot_owned()]
+
+    def _snapshot_owned(self):
+        """``snapshot`` rows with ``(uid, mode)`` appended."""
         out = []
         for n, _ in self._scan():
             st = self._lstat(n)
             if st is not None:
-                out.append((n, st.st_ino, st.st_nlink, stat.S_ISREG(st.st_mode)))
+                out.append((n, st.st_ino, st.st_nlink, stat.S_ISREG(st.st_mode),
+                            st.st_uid, st.st_mode))
         return out
 
     def leases(self, pools=None):
@@ -815,7 +827,9 @@ class GridmapDir:
         return out
 
     def _fsck_inputs(self, pools):
-        snap = self.snapshot()
+        owned = self._snapshot_owned()
+        snap = [row[:4] for row in owned]
+        owners = {row[0]: (row[4], row[5]) for row in owned}
         mfd = self._meta()
         side = [os.fsencode(n) for n in os.listdir(mfd)]
         meta = {}
@@ -823,7 +837,7 @@ class GridmapDir:
             if not n.startswith(b"."):                  # .tmp.*, .index, .state
                 rec = self._read_meta(n)
                 meta[n] = rec if rec else None
-        return snap, meta, side
+        return snap, meta, side, owners
 
     def fsck(self, pools=None):
         """Runs as: root. Findings (``core.leases.Finding``) for the gridmapdir and its
@@ -833,8 +847,9 @@ class GridmapDir:
         the snapshot is not torn by our own writers."""
         with self._lock():
             pools = self._pools(pools)
-            snap, meta, side = self._fsck_inputs(pools)
-        return core.plan_fsck(snap, pools, strict=self.strict, meta=meta, sidecar=side)
+            snap, meta, side, owners = self._fsck_inputs(pools)
+        return core.plan_fsck(snap, pools, strict=self.strict, meta=meta, sidecar=side,
+                              owners=owners)
 
     def repair(self, findings, pools=None):
         """Runs as: root. Apply the ``action`` of each finding, re-checking each one under
@@ -843,8 +858,9 @@ class GridmapDir:
         done = []
         with self._lock():
             pools = self._pools(pools)
-            snap, meta, side = self._fsck_inputs(pools)
-            current = core.plan_fsck(snap, pools, strict=self.strict, meta=meta, sidecar=side)
+            snap, meta, side, owners = self._fsck_inputs(pools)
+            current = core.plan_fsck(snap, pools, strict=self.strict, meta=meta, sidecar=side,
+                                     owners=owners)
             wanted = {(f.kind, f.names) for f in findings}
             by_ino = {}
             for n, ino, nlink, reg in snap:

@@ -306,3 +306,12 @@ def test_duration_parser():
     for bad in ("", "1x", "h", "12h3"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+def test_fsck_reports_untrusted_pool_entries(site):
+    os.chown(site.gmd / f"{POOL}02", 65534, 65534)
+    os.chmod(site.gmd / f"{POOL}03", 0o666)
+    r = site.run("fsck", json_out=True)
+    assert r.returncode != 0, r
+    unsafe = sorted(f["names"][0] for f in r.data["findings"] if f["kind"] == "pool_entry_unsafe")
+    assert unsafe == [f"{POOL}02", f"{POOL}03"], r.data
