@@ -316,7 +316,9 @@ def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0):
     with GridmapDir(cfg.mapping.gridmapdir, lock_timeout=cfg.mapping.lock_timeout,
                     sync="grant" if cfg.mapping.lease_metadata_sync else "none") as store:
         account, lease, reused = store.acquire(subject, pool, groups=[g.encode("ascii") for g in groups],
-                                               mapcount=mapcount, account_check=account_check)
+                                               mapcount=mapcount, account_check=account_check,
+                                               caller=call.facts.ruid,
+                                               caller_limit=cfg.mapping.max_leases_per_caller)
     name = account.decode("utf-8", "surrogateescape")
     call.lease = {"name": lease, "pool": pool, "reused": reused}
     if groups:

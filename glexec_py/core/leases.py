@@ -26,7 +26,7 @@ OpenSSL with ``\\xC3`` escapes, i.e. ASCII, where the encoding is injective.
 """
 
 __all__ = ["lease_name", "urlencode", "pool_member", "skip_entry", "is_lease_candidate",
-           "entry_unsafe", "Finding", "plan_fsck", "TMP_PREFIX", "MAX_MAPCOUNT"]
+           "entry_unsafe", "caller_limit", "live_leases_of", "Finding", "plan_fsck", "TMP_PREFIX", "MAX_MAPCOUNT"]
 
 MAX_MAPCOUNT = 9999          # -max_mappings_per_credential upper bound in LCMAPS
 TMP_PREFIX = ".tmp."         # temporary files in the metadata sidecar directory
@@ -130,6 +130,26 @@ def entry_unsafe(uid: int, mode: int):
     if mode & 0o022:
         return f"writable by group or others (mode {mode & 0o7777:04o})"
     return None
+
+
+def caller_limit(setting, pool_size: int):
+    """``mapping.max_leases_per_caller`` for a pool of ``pool_size`` entries: the number of
+    live leases one caller may hold in it, or None (unlimited, setting 0).  ``"N%"`` is N
+    percent of the pool, rounded down, at least 1."""
+    if isinstance(setting, str):
+        return max(1, pool_size * int(setting.rstrip("%")) // 100)
+    return setting or None
+
+
+def live_leases_of(rows, caller: int) -> int:
+    """How many live leases ``caller`` (uid) holds, from ``(record, linked)`` rows of one
+    pool: ``record`` the metadata dict (None = unreadable or absent), ``linked`` whether
+    the record's lease is on disk right now (lease and entry the same inode, link count
+    2).  Live = linked and in state "leased": a draining lease is on its way back to the
+    pool (expiry drains), a record without its lease is a crash leftover, and a lease
+    without a ``caller`` (made by LCMAPS, adopted, or older) counts for nobody."""
+    return sum(1 for rec, linked in rows
+               if linked and rec and rec.get("state") == "leased" and rec.get("caller") == caller)
 
 
 class Finding:

@@ -15,7 +15,8 @@ metadata until ``repair`` writes it).
 
 Metadata record (JSON, keys sorted, bytes fields decoded as latin-1 so they round-trip):
 ``{"v": 1, "account", "lease", "dn", "groups": [...], "mapcount", "ino", "state":
-"leased"|"draining", "since": <unix time>, "by": "glexec-py"|"adopted"}``.  A free
+"leased"|"draining", "since": <unix time>, "by": "glexec-py"|"adopted", "caller": <uid of
+the glexec caller that made the lease, or null>}``.  A free
 account has no record.  Last use is the lease's mtime (``utime`` on every reuse, as LCMAPS
 does), not a field: reuse never rewrites metadata.
 
@@ -515,15 +516,16 @@ class GridmapDir:
         os.fsync(mfd)
 
     def _record(self, account, lease, dn, groups, mapcount, ino, by, state="leased",
-                since=None):
+                since=None, caller=None):
         return {"v": META_VERSION, "account": _lat(account), "lease": _lat(lease),
                 "dn": None if dn is None else _lat(dn), "groups": [_lat(g) for g in groups],
                 "mapcount": mapcount, "ino": ino, "state": state,
-                "since": time.time() if since is None else since, "by": by}
+                "since": time.time() if since is None else since, "by": by, "caller": caller}
 
     # --- the lease algorithm ----------------------------------------------------------
 
-    def acquire(self, dn_oneline, pool, groups=(), mapcount=0, account_check=None):
+    def acquire(self, dn_oneline, pool, groups=(), mapcount=0, account_check=None,
+                caller=None, caller_limit=0):
         """Runs as: root. Lease (or reuse) an account of ``pool`` for this identity.
 
         Returns ``(account: bytes, lease_name: bytes, reused: bool)``.
@@ -544,6 +546,12 @@ class GridmapDir:
         ``accounts.lookup_target``: uid 0, uid outside the pool's range, privileged
         groups, no passwd entry -> refused).  Unlike LCMAPS, which links first and
         calls ``getpwnam`` afterwards, leaving the lease behind.
+
+        ``caller``: the glexec caller's uid, recorded in the new lease's metadata;
+        ``caller_limit``: ``mapping.max_leases_per_caller`` (0 = unlimited, a number, or
+        "N%" of the pool).  A new lease (never a reuse) is refused with
+        ``NotAuthorized("caller_lease_limit")`` when ``caller`` already holds that many
+        live leases in ``pool`` (``core.leases.live_leases_of``), counted under the lock.
         """
         dn = _b(dn_oneline)
         pool = _b(pool)
@@ -557,9 +565,10 @@ class GridmapDir:
         with self._lock():
             try:
                 self._ix_begin()
+                quota = None if caller is None else (caller, caller_limit)
                 for _ in range(64):
                     got = self._acquire_locked(lease, dn, pool, groups, mapcount,
-                                               account_check)
+                                               account_check, quota)
                     if got is not None:
                         break
                 else:
@@ -595,7 +604,8 @@ class GridmapDir:
                                   lease=lease, account=account, errno=e.errno) from None
         return account, lease, reused
 
-    def _acquire_locked(self, lease, dn, pool, groups, mapcount, account_check=None):
+    def _acquire_locked(self, lease, dn, pool, groups, mapcount, account_check=None,
+                        quota=None):
         """One attempt; None = state changed underneath (retry from the top)."""
         lst = self._lstat(lease)
         if lst is not None:
@@ -643,8 +653,12 @@ class GridmapDir:
                     self._unlink(lease)          # other link vanished: solitary
             else:
                 self._unlink(lease)              # solitary lease (half made)
+        if quota is not None and quota[1]:
+            self._check_caller_limit(pool, *quota, lease)
+        caller = quota[0] if quota else None
         while True:
-            got = self._link_first_free(lease, dn, pool, groups, mapcount, account_check)
+            got = self._link_first_free(lease, dn, pool, groups, mapcount, account_check,
+                                        caller)
             if got != "exhausted":
                 return got
             if not self._ix_on or self._ix_fresh:
@@ -664,7 +678,34 @@ class GridmapDir:
             return ((i, names[i]) for i in range(start, len(names)))
         return ((None, n) for n in self._members(pool))
 
-    def _link_first_free(self, lease, dn, pool, groups, mapcount, account_check):
+    def _check_caller_limit(self, pool, caller, setting, lease):
+        """Under the lock, before a new link: refuse if ``caller`` holds its limit of live
+        leases in ``pool``.  Only records of pool entries are read, and none while fewer
+        records exist than the limit (the common case costs one listdir)."""
+        names = (self._ix_members(pool)[0] if self._ix_on else list(self._members(pool)))
+        limit = core.caller_limit(setting, len(names))
+        if limit is None:
+            return
+        present = set(os.listdir(self._meta()))
+        held = [n for n in names if os.fsdecode(n) in present]
+        if len(held) < limit:
+            return
+        rows = []
+        for n in held:
+            rec = self._read_meta(n)
+            linked = False
+            if rec and rec.get("caller") == caller:
+                lst, est = self._lstat(rec["lease"]), self._lstat(n)
+                linked = bool(lst and est and lst.st_ino == est.st_ino and est.st_nlink == 2)
+            rows.append((rec, linked))
+        live = core.live_leases_of(rows, caller)
+        if live >= limit:
+            raise NotAuthorized("caller_lease_limit",
+                                f"glexec: this caller already holds {live} leases in pool "
+                                f"{pool.decode('ascii', 'replace')} (limit {limit})",
+                                pool=pool, caller=caller, limit=limit, live=live, lease=lease)
+
+    def _link_first_free(self, lease, dn, pool, groups, mapcount, account_check, caller=None):
         for pos, entry in self._candidates(pool):
             est = self._lstat(entry)
             if est is None or not stat.S_ISREG(est.st_mode) or est.st_nlink != 1:
@@ -696,7 +737,8 @@ class GridmapDir:
             try:
                 os.utime(lease, dir_fd=self.fd, follow_symlinks=False)
                 pending = self._write_meta(entry, self._record(
-                    entry, lease, dn, groups, mapcount, lst.st_ino, "glexec-py"), defer=True)
+                    entry, lease, dn, groups, mapcount, lst.st_ino, "glexec-py",
+                    caller=caller), defer=True)
             except OSError as e:
                 self._unlink(lease)
                 self._ix_freed(entry)
@@ -761,7 +803,8 @@ class GridmapDir:
             if rec:
                 new = self._record(account, lease, rec.get("dn"), rec.get("groups", ()),
                                    rec.get("mapcount", 0), lst.st_ino, rec.get("by", "adopted"),
-                                   state="draining", since=rec.get("since"))
+                                   state="draining", since=rec.get("since"),
+                                   caller=rec.get("caller"))
             else:
                 new = self._record(account, lease, None, (), 0, lst.st_ino, "adopted",
                                    state="draining", since=lst.st_mtime)

@@ -15,9 +15,9 @@ from tests.privileged.conftest import SH, USER3_DN
 from tests.support import accounts as acc
 from tests.support import install as inst
 
-GROUP, GID = "gxtpamg", 47160
-USERS = {"gxtpamexp": 47161, "gxtpamlck": 47162, "gxtpamacc": 47163, "gxtpamlim": 47164,
-         "gxtpamok": 47165}
+GROUP, GID = "gxtpamg", 47170      # 47170-47175: this module's ids
+USERS = {"gxtpamexp": 47171, "gxtpamlck": 47172, "gxtpamacc": 47173, "gxtpamlim": 47174,
+         "gxtpamok": 47175}
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,8 @@ def gridmapdir(gx, pool_accounts):
     for name in POOL:
         (d / name).touch(mode=0o644)
     gx.gridmap([(USER1_DN, ".gxtpool"), (USER2_DN, ".gxtpool"), (USER3_DN, ".gxtpool")])
-    gx.config(mapping={"gridmapdir": str(d)})
+    # one pilot takes the whole pool here (exhaustion); the per-caller limit: below
+    gx.config(mapping={"gridmapdir": str(d), "max_leases_per_caller": 0})
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -83,3 +84,21 @@ def test_pool_without_gridmapdir_is_a_site_fault(gx, pool_accounts):
     gx.gridmap([(USER1_DN, ".gxtpool")])
     r = gx.run(["/usr/bin/id"])
     gx.assert_refused(r, 202, "gridmapdir")
+
+
+def test_one_caller_cannot_drain_the_pool_another_still_gets_an_account(gx, gridmapdir):
+    """mapping.max_leases_per_caller through the installed binary: gxtpilot's second new
+    lease is refused (203) while gxtgroupie, another allowed caller, still gets one."""
+    gx.config(mapping={"gridmapdir": str(gridmapdir), "max_leases_per_caller": "50%"})
+    first = gx.run(["/usr/bin/id", "-un"], proxy=gx.proxy("user1"))
+    gx.assert_granted(first)
+    before = sorted(p.name for p in gridmapdir.iterdir())
+    r = gx.run(["/bin/true"], proxy=gx.proxy("user2"))
+    gx.assert_refused(r, 203, "caller_lease_limit")
+    assert r.records[0]["detail"]["limit"] == 1 and r.records[0]["detail"]["caller"] == gx.accounts.pilot.uid
+    assert sorted(p.name for p in gridmapdir.iterdir()) == before
+    # reuse of the pilot's existing lease is not a new one
+    gx.assert_granted(gx.run(["/usr/bin/id", "-un"], proxy=gx.proxy("user1")))
+    other = gx.run(["/usr/bin/id", "-un"], user="gxtgroupie", proxy=gx.proxy("user2", owner="gxtgroupie"))
+    gx.assert_granted(other)
+    assert {first.stdout, other.stdout} == {b"gxtpool01\n", b"gxtpool02\n"}

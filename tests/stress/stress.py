@@ -209,7 +209,9 @@ class Env:
         for a in self.pool:
             (self.gridmapdir / a.name).touch(mode=0o644)
         inst.write_config(self.prefix, callers={"users": [PILOT], "groups": []},
-                          mapping={"gridmapdir": str(self.gridmapdir)},
+                          # one pilot with K identities drains the pool on purpose: the
+                          # per-caller lease limit is tested in tests/leases/test_caller_limit.py
+                          mapping={"gridmapdir": str(self.gridmapdir), "max_leases_per_caller": 0},
                           payload={"linger": True})
         self.audit_file = inst.audit_path(self.prefix)
 
