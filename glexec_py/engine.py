@@ -352,8 +352,13 @@ def check_account(call, cfg, target):
         return
     from glexec_py.effects import pam
     pam.check_service(cfg.pam.service)
-    call.pam = pam.Pam(cfg.pam.service, target.name, call.caller_names[0])
     call.pam_info = {"service": cfg.pam.service}
+    if not call.facts.privileged:
+        # log-only: pam_unix cannot read another account's shadow entry unprivileged
+        # (PAM_AUTHINFO_UNAVAIL); the payload runs as the caller anyway
+        call.pam_info["account"] = "not_checked_log_only"
+        return
+    call.pam = pam.Pam(cfg.pam.service, target.name, call.caller_names[0])
     try:
         call.pam_info["account"] = call.pam.account()
     except NotAuthorized:
@@ -368,9 +373,8 @@ def check_account(call, cfg, target):
 def open_session(call, cfg, plan):
     """The PAM session (pam_limits) for the payload, opened here because its setrlimit
     calls act on this process: PAM's limits go into the plan where they are stricter than
-    the caller's, never where they would lift them (effects/pam.py).  Not in log-only
-    mode (the payload runs as the caller)."""
-    if call.pam is None or not call.facts.privileged:
+    the caller's, never where they would lift them (effects/pam.py)."""
+    if call.pam is None:
         return
     plan.rlimits, lowered = call.pam.open_session(plan.rlimits)
     if lowered:

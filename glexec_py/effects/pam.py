@@ -66,7 +66,7 @@ def check_service(service, pam_dir=PAM_DIR):
 
 
 class Pam:
-    """Runs as: root (or the caller in log-only mode, account check only).
+    """Runs as: root.
 
     One PAM transaction for ``user`` (the target) on behalf of ``ruser`` (the caller):
     ``account()``, then optionally ``open_session(rlimits)``, ``close_session()``,
@@ -125,7 +125,7 @@ class Pam:
                 try:
                     resource.setrlimit(r, before[r])
                 except (OSError, ValueError):
-                    pass  # unprivileged (log-only): the engine keeps PAM's limit
+                    pass  # a hard limit PAM lowered cannot be raised without CAP_SYS_RESOURCE
         if rc != 0:
             raise self._fail("session", rc)
         self.session_open = True
