@@ -365,8 +365,7 @@ def check_account(call, cfg, target):
         if call.lease is not None and not call.lease["reused"]:
             from glexec_py.effects.gridmapdir import GridmapDir
             with GridmapDir(cfg.mapping.gridmapdir, lock_timeout=cfg.mapping.lock_timeout) as store:
-                store.release(call.lease["name"])
-            call.lease["released"] = True
+                call.lease["released"] = store.release(call.lease["name"]) is not None
         raise
 
 
@@ -533,7 +532,10 @@ class Call:
     def refuse(self, refusal):
         if self.staged_proxy is not None:
             self.staged_proxy.discard()
-        self.end_pam()
+        try:
+            self.end_pam()
+        except Exception:
+            pass  # nothing runs; the refusal and its record matter more
         try:
             self.audit("refuse", exit=refusal.exit_code, reason=refusal.reason, message=refusal.message,
                        detail=refusal.detail)

@@ -102,3 +102,21 @@ def test_one_caller_cannot_drain_the_pool_another_still_gets_an_account(gx, grid
     other = gx.run(["/usr/bin/id", "-un"], user="gxtgroupie", proxy=gx.proxy("user2", owner="gxtgroupie"))
     gx.assert_granted(other)
     assert {first.stdout, other.stdout} == {b"gxtpool01\n", b"gxtpool02\n"}
+
+
+def test_a_pool_account_pam_refuses_is_not_left_leased(gx, gridmapdir):
+    """PAM's account check comes after the lease; a new lease for an account PAM refuses
+    (expired) is released again: nothing sticks to the identity."""
+    for name in POOL:
+        acc.expire_user(name)
+    try:
+        before = sorted(p.name for p in gridmapdir.iterdir() if not p.name.startswith("."))
+        r = gx.run(["/bin/true"], proxy=gx.proxy("user1"))
+        gx.assert_refused(r, 203, "pam_account")
+        assert r.records[0]["lease"]["released"] is True
+        assert sorted(p.name for p in gridmapdir.iterdir() if not p.name.startswith(".")) == before
+        assert not _lease(gridmapdir, USER1_DN).exists()
+    finally:
+        for name in POOL:
+            acc.expire_user(name, "")
+    gx.assert_granted(gx.run(["/bin/true"], proxy=gx.proxy("user1")))

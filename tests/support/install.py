@@ -60,7 +60,7 @@ PAM_PREFIX = "gxt-test-"
 
 def pam_service(prefix: Path) -> str:
     """The PAM service name of a test prefix: /etc/pam.d/gxt-test-<prefix dir suffix>."""
-    return PAM_PREFIX + Path(prefix).name.split("-", 1)[1]
+    return PAM_PREFIX + Path(prefix).name.split("-", 1)[-1]
 
 
 def install_pam_service(prefix: Path, text: str | None = None) -> Path:
