@@ -313,12 +313,19 @@ def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0):
     def account_check(name):
         checked[name] = lookup_target(name, cfg.mapping)
 
+    entry_filter = None
+    if cfg.pam.enabled and call.facts.privileged:
+        def entry_filter(name):
+            return pam_admits(call, cfg, name)
+
     with GridmapDir(cfg.mapping.gridmapdir, lock_timeout=cfg.mapping.lock_timeout,
-                    sync="grant" if cfg.mapping.lease_metadata_sync else "none") as store:
+                    sync="grant" if cfg.mapping.lease_metadata_sync else "none") as store, \
+            _noting_pam_skips(call):
         account, lease, reused = store.acquire(subject, pool, groups=[g.encode("ascii") for g in groups],
                                                mapcount=mapcount, account_check=account_check,
                                                caller=call.facts.ruid,
-                                               caller_limit=cfg.mapping.max_leases_per_caller)
+                                               caller_limit=cfg.mapping.max_leases_per_caller,
+                                               entry_filter=entry_filter)
     name = account.decode("utf-8", "surrogateescape")
     call.lease = {"name": lease, "pool": pool, "reused": reused}
     if groups:
@@ -326,6 +333,21 @@ def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0):
     if mapcount:
         call.lease["mapcount"] = mapcount
     return checked.get(name) or lookup_target(name, cfg.mapping)
+
+
+class _noting_pam_skips:
+    """A refusal of the lease step (pool_exhausted ...) names the pool accounts PAM refused."""
+
+    def __init__(self, call):
+        self.call = call
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if isinstance(error, GlexecError) and self.call.pam_skipped:
+            error.detail["pam_skipped"] = self.call.pam_skipped
+        return False
 
 
 def _token_lease_key(name):
@@ -343,11 +365,38 @@ def _token_lease_key(name):
     return bytes(out)
 
 
+def pam_admits(call, cfg, name):
+    """For a free pool entry, under the gridmapdir lock: does PAM let this account in?
+    A refused one is skipped (recorded in the lease's ``skipped``) so an expired pool account
+    never blocks the pool; the accepted one's PAM transaction is kept for the session."""
+    from glexec_py.effects import pam
+    if any(skip["account"] == name for skip in call.pam_skipped):
+        return False            # refused once in this call (a second pass over the pool)
+    if call.pam is None:
+        pam.check_service(cfg.pam.service)
+    else:
+        call.pam.end()
+        call.pam = None
+    handle = pam.Pam(cfg.pam.service, name, call.caller_names[0])
+    try:
+        code = handle.account()
+    except NotAuthorized as refused:
+        handle.end()
+        call.pam_skipped.append({"account": name, "pam_code": refused.detail["pam_code"]})
+        return False
+    except BaseException:
+        handle.end()
+        raise
+    call.pam, call.pam_account = handle, (name, code)
+    return True
+
+
 def check_account(call, cfg, target):
     """The site must let the target in: PAM account management (``pam.service``, never
     authentication).  An expired or pam_access-denied account is refused (203, PAM's reason
-    in the audit record) before anything runs; a pool lease made by this very call for it
-    is released again.  A missing or unsafe service file, or one using pam_systemd: 202."""
+    in the audit record) before anything runs.  A new pool lease was checked before it was
+    made (``pam_admits``); a pool lease made by this very call that PAM refuses anyway is
+    released again.  A missing or unsafe service file, or one using pam_systemd: 202."""
     if not cfg.pam.enabled:
         return
     from glexec_py.effects import pam
@@ -357,6 +406,11 @@ def check_account(call, cfg, target):
         # log-only: pam_unix cannot read another account's shadow entry unprivileged
         # (PAM_AUTHINFO_UNAVAIL); the payload runs as the caller anyway
         call.pam_info["account"] = "not_checked_log_only"
+        return
+    if call.pam_skipped:
+        call.lease["skipped"] = call.pam_skipped
+    if call.pam is not None and call.pam_account[0] == target.name:
+        call.pam_info["account"] = call.pam_account[1]   # checked when it was leased
         return
     call.pam = pam.Pam(cfg.pam.service, target.name, call.caller_names[0])
     try:
@@ -488,7 +542,8 @@ class Call:
         self.credential = self.credential_path = self.staged_proxy = self.chain = None
         self.voms = self.mapped_by = self.verified_at = self.eec_depth = None
         self.payload_pid = self.lease = None
-        self.pam = self.pam_info = None
+        self.pam = self.pam_info = self.pam_account = None
+        self.pam_skipped = []
         self._env = None
 
     def caller_env(self):

@@ -525,7 +525,7 @@ class GridmapDir:
     # --- the lease algorithm ----------------------------------------------------------
 
     def acquire(self, dn_oneline, pool, groups=(), mapcount=0, account_check=None,
-                caller=None, caller_limit=0):
+                caller=None, caller_limit=0, entry_filter=None):
         """Runs as: root. Lease (or reuse) an account of ``pool`` for this identity.
 
         Returns ``(account: bytes, lease_name: bytes, reused: bool)``.
@@ -552,6 +552,9 @@ class GridmapDir:
         "N%" of the pool).  A new lease (never a reuse) is refused with
         ``NotAuthorized("caller_lease_limit")`` when ``caller`` already holds that many
         live leases in ``pool`` (``core.leases.live_leases_of``), counted under the lock.
+        ``entry_filter``: optional callable(account name as str) -> True to lease it, False
+        to skip it for the next free entry (the site does not let that account in, e.g.
+        PAM); called under the lock for free entries only, never for a reuse.
         """
         dn = _b(dn_oneline)
         pool = _b(pool)
@@ -568,7 +571,7 @@ class GridmapDir:
                 quota = None if caller is None else (caller, caller_limit)
                 for _ in range(64):
                     got = self._acquire_locked(lease, dn, pool, groups, mapcount,
-                                               account_check, quota)
+                                               account_check, quota, entry_filter)
                     if got is not None:
                         break
                 else:
@@ -605,7 +608,7 @@ class GridmapDir:
         return account, lease, reused
 
     def _acquire_locked(self, lease, dn, pool, groups, mapcount, account_check=None,
-                        quota=None):
+                        quota=None, entry_filter=None):
         """One attempt; None = state changed underneath (retry from the top)."""
         lst = self._lstat(lease)
         if lst is not None:
@@ -658,7 +661,7 @@ class GridmapDir:
         caller = quota[0] if quota else None
         while True:
             got = self._link_first_free(lease, dn, pool, groups, mapcount, account_check,
-                                        caller)
+                                        caller, entry_filter)
             if got != "exhausted":
                 return got
             if not self._ix_on or self._ix_fresh:
@@ -705,7 +708,8 @@ class GridmapDir:
                                 f"{pool.decode('ascii', 'replace')} (limit {limit})",
                                 pool=pool, caller=caller, limit=limit, live=live, lease=lease)
 
-    def _link_first_free(self, lease, dn, pool, groups, mapcount, account_check, caller=None):
+    def _link_first_free(self, lease, dn, pool, groups, mapcount, account_check, caller=None,
+                         entry_filter=None):
         for pos, entry in self._candidates(pool):
             est = self._lstat(entry)
             if est is None or not stat.S_ISREG(est.st_mode) or est.st_nlink != 1:
@@ -714,6 +718,8 @@ class GridmapDir:
                 continue                         # never leased: an fsck finding
             if account_check is not None:
                 account_check(os.fsdecode(entry))
+            if entry_filter is not None and not entry_filter(os.fsdecode(entry)):
+                continue                         # the site does not let it in: the next one
             try:
                 self._link(entry, lease)
             except FileExistsError:

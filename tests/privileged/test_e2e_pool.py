@@ -104,19 +104,30 @@ def test_one_caller_cannot_drain_the_pool_another_still_gets_an_account(gx, grid
     assert {first.stdout, other.stdout} == {b"gxtpool01\n", b"gxtpool02\n"}
 
 
-def test_a_pool_account_pam_refuses_is_not_left_leased(gx, gridmapdir):
-    """PAM's account check comes after the lease; a new lease for an account PAM refuses
-    (expired) is released again: nothing sticks to the identity."""
-    for name in POOL:
-        acc.expire_user(name)
+def test_a_pool_account_pam_refuses_is_skipped_never_leased(gx, gridmapdir):
+    """PAM's account check runs for every free entry before it is linked (under the lock):
+    an expired pool account is skipped for the next free one, so it never blocks the pool,
+    and when only refused accounts are left the pool is exhausted with nothing leased."""
+    acc.expire_user("gxtpool01")
     try:
+        r = gx.run(["/usr/bin/id", "-un"], proxy=gx.proxy("user1"))
+        gx.assert_granted(r)
+        assert r.stdout == b"gxtpool02\n"
+        assert r.grants[0]["lease"].get("skipped", []) in ([], [{"account": "gxtpool01",
+                                                                  "pam_code": "PAM_ACCT_EXPIRED"}])
         before = sorted(p.name for p in gridmapdir.iterdir() if not p.name.startswith("."))
+        r = gx.run(["/bin/true"], proxy=gx.proxy("user2"))
+        gx.assert_refused(r, 203, "pool_exhausted")
+        assert r.records[0]["detail"]["pam_skipped"] == [{"account": "gxtpool01",
+                                                           "pam_code": "PAM_ACCT_EXPIRED"}]
+        assert sorted(p.name for p in gridmapdir.iterdir() if not p.name.startswith(".")) == before
+        assert not _lease(gridmapdir, USER2_DN).exists()
+        # an existing lease whose account PAM now refuses: refused, the lease stays
+        acc.expire_user("gxtpool02")
         r = gx.run(["/bin/true"], proxy=gx.proxy("user1"))
         gx.assert_refused(r, 203, "pam_account")
-        assert r.records[0]["lease"]["released"] is True
-        assert sorted(p.name for p in gridmapdir.iterdir() if not p.name.startswith(".")) == before
-        assert not _lease(gridmapdir, USER1_DN).exists()
+        assert _lease(gridmapdir, USER1_DN).exists()
     finally:
         for name in POOL:
             acc.expire_user(name, "")
-    gx.assert_granted(gx.run(["/bin/true"], proxy=gx.proxy("user1")))
+    gx.assert_granted(gx.run(["/bin/true"], proxy=gx.proxy("user2")))
