@@ -394,9 +394,9 @@ def pam_admits(call, cfg, name):
 def check_account(call, cfg, target):
     """The site must let the target in: PAM account management (``pam.service``, never
     authentication).  An expired or pam_access-denied account is refused (203, PAM's reason
-    in the audit record) before anything runs.  A new pool lease was checked before it was
-    made (``pam_admits``); a pool lease made by this very call that PAM refuses anyway is
-    released again.  A missing or unsafe service file, or one using pam_systemd: 202."""
+    in the audit record) before anything runs; an identity's existing pool lease stays.
+    A new pool lease was checked before it was made (``pam_admits``).  A missing or unsafe
+    service file, or one using pam_systemd: 202."""
     if not cfg.pam.enabled:
         return
     from glexec_py.effects import pam
@@ -413,14 +413,7 @@ def check_account(call, cfg, target):
         call.pam_info["account"] = call.pam_account[1]   # checked when it was leased
         return
     call.pam = pam.Pam(cfg.pam.service, target.name, call.caller_names[0])
-    try:
-        call.pam_info["account"] = call.pam.account()
-    except NotAuthorized:
-        if call.lease is not None and not call.lease["reused"]:
-            from glexec_py.effects.gridmapdir import GridmapDir
-            with GridmapDir(cfg.mapping.gridmapdir, lock_timeout=cfg.mapping.lock_timeout) as store:
-                call.lease["released"] = store.release(call.lease["name"]) is not None
-        raise
+    call.pam_info["account"] = call.pam.account()
 
 
 def open_session(call, cfg, plan):

@@ -89,3 +89,26 @@ def test_fsck_rule_on_values():
     assert found == [("pool_entry_unsafe", (b"p02",), "manual"),
                      ("pool_entry_unsafe", (b"p03",), "manual")]
     assert plan_fsck(ents, [b"p"]) == []     # without owners: the old checks only
+
+
+def test_entry_filter_skips_refused_accounts_and_is_never_asked_on_reuse(gmd):
+    make_pool(gmd, "gxtent", 3)
+    order = [os.fsencode(n) for n in os.listdir(gmd) if n.startswith("gxtent")]
+    asked = []
+
+    def only_last(name):
+        asked.append(name)
+        return os.fsencode(name) == order[-1]
+    with GridmapDir(gmd) as g:
+        account, lease, reused = g.acquire(DN[0], b"gxtent", entry_filter=only_last)
+        assert account == order[-1] and not reused
+        assert asked == [os.fsdecode(n) for n in order]
+        assert all(os.lstat(os.path.join(gmd, os.fsdecode(n))).st_nlink == 1 for n in order[:-1])
+        asked.clear()
+        assert g.acquire(DN[0], b"gxtent", entry_filter=only_last)[2] is True
+        assert asked == []
+        from glexec_py.errors import NotAuthorized
+        with pytest.raises(NotAuthorized) as e:
+            g.acquire(DN[1], b"gxtent", entry_filter=only_last)
+        assert e.value.reason == "pool_exhausted"
+        assert not os.path.exists(os.path.join(gmd, os.fsdecode(lease_name(DN[1]))))

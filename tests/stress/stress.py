@@ -165,6 +165,7 @@ class Env:
         if st.st_uid != 0 or st.st_mode & 0o7777 != 0o4755:
             raise SetupError(f"{g} is not root 4755")
         self.glexec = str(g)
+        inst.install_pam_service(self.prefix)      # the shipped PAM stack (pam.service)
         self.log("installed " + self.glexec)
 
     def _accounts(self):
@@ -248,6 +249,8 @@ class Env:
                 acc.remove_group(name)
             except acc.AccountError as e:
                 errors.append(str(e))
+        if self.prefix is not None:
+            inst.remove_pam_service(self.prefix)
         if self.run_dir is not None and not self.p.keep:
             try:
                 inst._safe_rmtree(self.run_dir)

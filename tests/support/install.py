@@ -58,9 +58,17 @@ PAM_DIR = Path("/etc/pam.d")
 PAM_PREFIX = "gxt-test-"
 
 
+PAM_HEADER = "# glexec-py test prefix: "
+
+
 def pam_service(prefix: Path) -> str:
-    """The PAM service name of a test prefix: /etc/pam.d/gxt-test-<prefix dir suffix>."""
-    return PAM_PREFIX + Path(prefix).name.split("-", 1)[-1]
+    """The PAM service name of a test prefix: /etc/pam.d/gxt-test-<random part of
+    prefix-XXXX>, or of a hash of the path for prefixes named otherwise."""
+    name = Path(prefix).name
+    if name.startswith("prefix-"):
+        return PAM_PREFIX + name[len("prefix-"):]
+    import hashlib
+    return PAM_PREFIX + "h" + hashlib.sha256(str(prefix).encode()).hexdigest()[:12]
 
 
 def install_pam_service(prefix: Path, text: str | None = None) -> Path:
@@ -70,6 +78,7 @@ def install_pam_service(prefix: Path, text: str | None = None) -> Path:
     if text is None:
         text = (REPO_ROOT / "packaging" / "pam.d" / "glexec").read_text()
         text = text.replace("/etc/glexec-py/", f"{prefix}/etc/glexec-py/")
+    text = f"{PAM_HEADER}{prefix}\n{text}"   # which prefix it belongs to (leftover cleanup)
     return _write_root_file(PAM_DIR / pam_service(prefix), text.encode(), 0o644)
 
 
@@ -129,8 +138,9 @@ def remove_prefix(prefix: Path) -> None:
 def cleanup_leftover_prefixes() -> list[Path]:
     """Remove prefix-*/run-*/pki-* dirs of earlier (crashed) sessions. Call under session_lock."""
     gone = []
-    for p in PAM_DIR.glob(PAM_PREFIX + "*"):
-        if not (TESTS_BASE / ("prefix-" + p.name[len(PAM_PREFIX):])).is_dir():
+    for p in PAM_DIR.glob(PAM_PREFIX + "*"):     # services of prefixes that are gone
+        first = p.read_text(errors="replace").split("\n", 1)[0]
+        if not (first.startswith(PAM_HEADER) and Path(first[len(PAM_HEADER):]).is_dir()):
             p.unlink()
     if TESTS_BASE.is_dir():
         for d in TESTS_BASE.iterdir():
