@@ -4,6 +4,9 @@
 #   make check-hardening PREFIX=...   readelf checks on the shim built for PREFIX (and the installed one)
 
 PREFIX ?= /usr/local
+# Where `make install` puts the PAM service file `glexec` (empty = not at all; packages and
+# a site install use PAMDIR=/etc/pam.d). glexec refuses to run (202) while it is missing.
+PAMDIR ?=
 PYTHON := /usr/bin/python3.11
 # Packagers (and the Makefile tests) may build the native module separately: NATIVE_BUILD=true
 NATIVE_BUILD = $(PYTHON) glexec_py/_native_build.py
@@ -19,7 +22,7 @@ PREFIX_TAG := $(subst /,_,$(PREFIX))
 PSHIM := build/prefix$(PREFIX_TAG)/glexec
 LIBDIR := $(PREFIX)/lib/glexec-py
 
-DEPS_PKGS := gcc make libc6-dev libssl-dev python3.11 python3-dev python3-cffi \
+DEPS_PKGS := gcc make libc6-dev libssl-dev libpam0g-dev python3.11 python3-dev python3-cffi \
 	python3-cffi-backend python3-yaml python3-cryptography python3-psutil \
 	globus-proxy-utils voms-clients openssl
 
@@ -118,6 +121,13 @@ install: install-preflight deps $(PSHIM) native
 		mv '$(PREFIX)/etc/glexec-py/glexec.yaml.new' '$(PREFIX)/etc/glexec-py/glexec.yaml'; \
 		echo "installed $(PREFIX)/etc/glexec-py/glexec.yaml"; \
 	fi
+	@if [ ! -e '$(PREFIX)/etc/glexec-py/access.conf' ]; then \
+		install -o root -g root -m 0644 policy/access.conf '$(PREFIX)/etc/glexec-py/access.conf'; fi
+	# The PAM service (docs/pam.md): only where asked (packages: PAMDIR=/etc/pam.d), never replaced.
+	@if [ -n '$(PAMDIR)' ] && [ ! -e '$(PAMDIR)/glexec' ]; then \
+		install -d -o root -g root -m 0755 '$(PAMDIR)' && \
+		install -o root -g root -m 0644 packaging/pam.d/glexec '$(PAMDIR)/glexec' && \
+		echo "installed $(PAMDIR)/glexec"; fi
 	@if [ -d tools/bin ]; then \
 		install -d -o root -g root -m 0755 '$(PREFIX)/bin'; \
 		for f in tools/bin/*; do [ -f "$$f" ] && [ -x "$$f" ] || continue; \

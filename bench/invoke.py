@@ -2,7 +2,9 @@
 """Latency of one glexec call against runuser and sudo, measured in the same run (as root).
 
     glexec  : the pilot runs the installed setuid glexec /bin/true with an RFC 3820 proxy:
-              full chain verification, gridmapfile mapping, fsync'ed audit records, linger
+              full chain verification, gridmapfile mapping, PAM account check and session
+              (the shipped packaging/pam.d/glexec), fsync'ed audit records, linger
+    nopam   : the same with pam.enabled: false (a second prefix): the cost of PAM
     runuser : root runs runuser -u <target> /bin/true
     sudo    : root runs sudo -u <target> /bin/true
     true    : /bin/true itself (the floor)
@@ -71,18 +73,20 @@ def main():
     with acc.session_lock():
         inst.cleanup_leftover_prefixes()
         accounts = acc.TestAccounts.create_standard()
-        prefix = None
+        prefix = nopam = None
         try:
             prefix = inst.install_prefix()
+            nopam = inst.install_prefix()
             pki = TestPKI(inst.make_run_dir("pki"))
             user = pki.user(USER_DN)
             work = inst.make_run_dir("run")
             os.chmod(work, 0o755)
             proxy = pki.proxy(user, work / "x509up_bench")
             os.chown(proxy, accounts.pilot.uid, accounts.pilot.gid)
-            inst.install_trust_dir(prefix, pki)
-            inst.write_gridmap(prefix, [(USER_DN, "gxttarget1")])
-            inst.write_config(prefix)
+            for p, pam in ((prefix, True), (nopam, False)):
+                inst.install_trust_dir(p, pki)
+                inst.write_gridmap(p, [(USER_DN, "gxttarget1")])
+                inst.write_config(p, pam={"enabled": pam})
             glexec = str(inst.glexec_path(prefix))
             target = "gxttarget1"
             pilot = accounts.pilot
@@ -91,13 +95,15 @@ def main():
             renv = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
             cases = {
                 "glexec": ([glexec, "/bin/true"], genv, ids),
+                "nopam": ([str(inst.glexec_path(nopam)), "/bin/true"], genv, ids),
                 "runuser": (["runuser", "-u", target, "/bin/true"], renv, None),
                 "sudo": (["sudo", "-u", target, "/bin/true"], renv, None),
                 "true": (["/bin/true"], renv, None),
             }
-            # warm-up (also fills the engine's config cache)
-            r = run_as("gxtpilot", [glexec, "/bin/true"], env=genv, cwd=str(work))
-            assert r.returncode == 0 and not r.stderr, r
+            # warm-up (also fills the engines' config caches)
+            for g in (glexec, cases["nopam"][0][0]):
+                r = run_as("gxtpilot", [g, "/bin/true"], env=genv, cwd=str(work))
+                assert r.returncode == 0 and not r.stderr, r
             for argv, env, who in cases.values():
                 for _ in range(5):
                     timed(argv, env, who)
@@ -113,13 +119,16 @@ def main():
                 print(f"  {name:8s} {med[name]:7.2f}   (p10 {q[0] * 1000:.2f}, p90 {q[-1] * 1000:.2f})")
             print(f"ratio glexec/runuser = {med['glexec'] / med['runuser']:.2f}")
             print(f"ratio glexec/sudo    = {med['glexec'] / med['sudo']:.2f}")
+            print(f"PAM cost: glexec - nopam = {med['glexec'] - med['nopam']:.2f} ms "
+                  f"(ratio {med['glexec'] / med['nopam']:.2f})")
             records = sum(1 for _ in open(inst.audit_path(prefix), "rb"))
             print(f"audit records written: {records}")
             import_profile(prefix)
         finally:
             os.chdir("/")
-            if prefix:
-                inst.remove_prefix(prefix)
+            for p in (prefix, nopam):
+                if p:
+                    inst.remove_prefix(p)
             inst.cleanup_leftover_prefixes()
             accounts.remove()
 

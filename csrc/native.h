@@ -111,6 +111,17 @@ int gx_sweep_recheck(const gx_sweep_ent *before, const gx_sweep_ent *now, uint64
 int gx_sweep_unlink(int dirfd, const gx_sweep_ent *ents, int nents, const char *names,
                     size_t names_len, const int32_t *idx, int n, uint64_t root_dev,
                     int32_t *res, int64_t *bytes);
+/* pam.c: the target's PAM account check and session (returns are PAM codes; the
+ * handle is opaque to Python). */
+typedef struct gx_pam gx_pam;
+int gx_pam_start(const char *service, const char *user, const char *ruser, const char *tty,
+                 gx_pam **out);
+int gx_pam_acct_mgmt(gx_pam *h);
+int gx_pam_open_session(gx_pam *h);
+int gx_pam_close_session(gx_pam *h);
+int gx_pam_end(gx_pam *h, int last);
+const char *gx_pam_strerror(gx_pam *h, int rc);
+const char *gx_pam_code(int rc);
 /* END CDEF */
 
 /* sigverify.c, jws.c: d2i of exactly len bytes (at most MAX_DER, no trailing data), else NULL. */

@@ -2,8 +2,9 @@
 
 Run from the repo root:  /usr/bin/python3.11 glexec_py/_native_build.py
 Compiles the SOURCES of csrc/ (identity, X.509 chains, VOMS and JWS signatures, spawn,
-glexec-sweep's directory scan) against libcrypto under build/native/ and copies the extension
-module next to this file; nothing else is written into the tree.
+glexec-sweep's directory scan, the PAM account/session) against libcrypto and libpam
+under build/native/ and copies the extension module next to this file; nothing else is
+written into the tree.
 """
 import os
 import shutil
@@ -15,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CSRC = os.path.join(ROOT, "csrc")
 SOURCES = ["identity.c", "x509chain.c", "x509info.c", "spawn.c", "sigverify.c", "jws.c",
-           "sweepwalk.c", "guards.c"]
+           "sweepwalk.c", "guards.c", "pam.c"]
 CFLAGS = ["-O2", "-Wall", "-Werror", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"]
 LDFLAGS = ["-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack"]
 
@@ -34,7 +35,7 @@ ffibuilder.set_source(
     '#include "native.h"\n',
     sources=[os.path.join(CSRC, s) for s in SOURCES],
     include_dirs=[CSRC],
-    libraries=["crypto"],
+    libraries=["crypto", "pam"],
     extra_compile_args=CFLAGS + os.environ.get("GLEXEC_NATIVE_EXTRA_CFLAGS", "").split(),
     extra_link_args=LDFLAGS + os.environ.get("GLEXEC_NATIVE_EXTRA_LDFLAGS", "").split(),
 )

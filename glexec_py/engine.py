@@ -36,7 +36,10 @@ def main(engine_file, args):
         identity = establish_identity(call, cfg, verified)
         apply_bans(call, cfg, identity)
         target = map_identity(call, cfg, identity)
+        check_account(call, cfg, target)
         plan, staged_proxy = prepare(call, cfg, target, command)
+        if plan is not None:
+            open_session(call, cfg, plan)
 
         call.audit("grant")
         call.granted = True
@@ -363,11 +366,18 @@ def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0, owner=No
     def account_check(name):
         checked[name] = lookup_target(name, cfg.mapping)
 
+    entry_filter = None
+    if cfg.pam.enabled and call.facts.privileged:
+        def entry_filter(name):
+            return pam_admits(call, cfg, name)
+
     with GridmapDir(cfg.mapping.gridmapdir, lock_timeout=cfg.mapping.lock_timeout,
-                    sync="grant" if cfg.mapping.lease_metadata_sync else "none") as store:
+                    sync="grant" if cfg.mapping.lease_metadata_sync else "none") as store, \
+            _noting_pam_skips(call):
         account, lease, reused = store.acquire(
             subject, pool, groups=[g.encode("ascii") for g in groups], mapcount=mapcount,
-            account_check=account_check, owner=owner,
+            account_check=account_check, owner=owner, caller=call.facts.ruid,
+            caller_limit=cfg.mapping.max_leases_per_caller, entry_filter=entry_filter,
             # A new lease: its intent is on record (fsync'ed) before the link exists, so a
             # crash at any later point leaves no lease the audit log does not explain.
             before_link=lambda name: call.audit("lease_intent", lease={"name": name, "pool": pool}))
@@ -403,6 +413,21 @@ def _lease_owner(identity, text):
     return LeaseOwner(identity.key, text, readable)
 
 
+class _noting_pam_skips:
+    """A refusal of the lease step (pool_exhausted ...) names the pool accounts PAM refused."""
+
+    def __init__(self, call):
+        self.call = call
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if isinstance(error, GlexecError) and self.call.pam_skipped:
+            error.detail["pam_skipped"] = self.call.pam_skipped
+        return False
+
+
 def _token_lease_key(name):
     """A token's "iss,sub" made safe for LCMAPS's lower-casing lease names: upper-case
     letters, '^' and non-ASCII bytes are escaped first (injective), so two subjects that
@@ -416,6 +441,68 @@ def _token_lease_key(name):
         else:
             out.append(b)
     return bytes(out)
+
+
+def pam_admits(call, cfg, name):
+    """For a free pool entry, under the gridmapdir lock: does PAM let this account in?
+    A refused one is skipped (recorded in the lease's ``skipped``) so an expired pool account
+    never blocks the pool; the accepted one's PAM transaction is kept for the session."""
+    from glexec_py.effects import pam
+    if any(skip["account"] == name for skip in call.pam_skipped):
+        return False            # refused once in this call (a second pass over the pool)
+    if call.pam is None:
+        pam.check_service(cfg.pam.service)
+    else:
+        call.pam.end()
+        call.pam = None
+    handle = pam.Pam(cfg.pam.service, name, call.caller_names[0])
+    try:
+        code = handle.account()
+    except NotAuthorized as refused:
+        handle.end()
+        call.pam_skipped.append({"account": name, "pam_code": refused.detail["pam_code"]})
+        return False
+    except BaseException:
+        handle.end()
+        raise
+    call.pam, call.pam_account = handle, (name, code)
+    return True
+
+
+def check_account(call, cfg, target):
+    """The site must let the target in: PAM account management (``pam.service``, never
+    authentication).  An expired or pam_access-denied account is refused (203, PAM's reason
+    in the audit record) before anything runs; an identity's existing pool lease stays.
+    A new pool lease was checked before it was made (``pam_admits``).  A missing or unsafe
+    service file, or one using pam_systemd: 202."""
+    if not cfg.pam.enabled:
+        return
+    from glexec_py.effects import pam
+    pam.check_service(cfg.pam.service)
+    call.pam_info = {"service": cfg.pam.service}
+    if not call.facts.privileged:
+        # log-only: pam_unix cannot read another account's shadow entry unprivileged
+        # (PAM_AUTHINFO_UNAVAIL); the payload runs as the caller anyway
+        call.pam_info["account"] = "not_checked_log_only"
+        return
+    if call.pam_skipped:
+        call.lease["skipped"] = call.pam_skipped
+    if call.pam is not None and call.pam_account[0] == target.name:
+        call.pam_info["account"] = call.pam_account[1]   # checked when it was leased
+        return
+    call.pam = pam.Pam(cfg.pam.service, target.name, call.caller_names[0])
+    call.pam_info["account"] = call.pam.account()
+
+
+def open_session(call, cfg, plan):
+    """The PAM session (pam_limits) for the payload, opened here because its setrlimit
+    calls act on this process: PAM's limits go into the plan where they are stricter than
+    the caller's, never where they would lift them (effects/pam.py)."""
+    if call.pam is None:
+        return
+    plan.rlimits, lowered = call.pam.open_session(plan.rlimits)
+    if lowered:
+        call.pam_info["limits"] = {str(r): list(v) for r, v in sorted(lowered.items())}
 
 
 def prepare(call, cfg, target, command):
@@ -470,18 +557,22 @@ def stage_target_proxy(call, cfg, runas):
 def run_payload(call, cfg, plan):
     from glexec_py.effects import payload
     if not cfg.payload.linger:
-        payload.exec_in_place(plan)  # never returns on success
+        payload.exec_in_place(plan)  # never returns on success; the PAM session stays open
     pid, status, signum, cpu_user, cpu_system, failure = payload.run_lingering(
         plan, call.facts.ruid, on_started=call.started)
+    if call.pam is not None and os.geteuid() == 0:
+        os.setresuid(0, 0, 0)  # the payload ended: close the session with the ids that opened it
+    pam_end = call.end_pam()
     if failure is not None:
         # Nothing of the payload ran; chdir as the target failing is the caller's problem.
         code = EXIT_CLIENT if failure.step == "chdir" else EXIT_NOT_EXECUTABLE
-        call.audit("end", status=code, reason="exec_failed", step=failure.step, errno=failure.errno)
+        call.audit("end", status=code, reason="exec_failed", step=failure.step, errno=failure.errno,
+                   **pam_end)
         call.say(f"glexec: cannot execute payload ({failure.step}): {os.strerror(failure.errno)}")
         return code
     code = payload_exit_status(status, signum)
     end = dict(payload_pid=pid, status=code, signal=signum, cpu_user=round(cpu_user, 6),
-               cpu_system=round(cpu_system, 6))
+               cpu_system=round(cpu_system, 6), **pam_end)
     try:
         call.audit("end", **end)
     except SystemFault as lost:
@@ -525,6 +616,8 @@ class Call:
         self.voms = self.mapped_by = self.verified_at = self.eec_depth = None
         self.payload_pid = self.lease = self.namespaces = self.new_lease = None
         self.granted = False
+        self.pam = self.pam_info = self.pam_account = None
+        self.pam_skipped = []
         self._env = None
 
     def caller_env(self):
@@ -553,10 +646,26 @@ class Call:
         except OSError:
             pass
 
+    def end_pam(self):
+        """Close the PAM session (if one is open) and end the transaction: the payload
+        has ended, or nothing will run.  Returns the end record's ``pam_close`` field."""
+        if self.pam is None:
+            return {}
+        pam, self.pam = self.pam, None
+        try:
+            closed = pam.close_session()
+        finally:
+            pam.end()
+        return {"pam_close": closed} if closed else {}
+
     def refuse(self, refusal):
         if self.staged_proxy is not None:
             self.staged_proxy.discard()
         self.rollback_lease()
+        try:
+            self.end_pam()
+        except Exception:
+            pass  # nothing runs; the refusal and its record matter more
         try:
             self.audit("refuse", exit=refusal.exit_code, reason=refusal.reason, message=refusal.message,
                        detail=refusal.detail)
@@ -621,6 +730,8 @@ class Call:
                 rec["mapped_by"] = self.mapped_by
             if self.lease is not None:
                 rec["lease"] = self.lease
+            if self.pam_info is not None:
+                rec["pam"] = self.pam_info
         if facts is not None and event != "end":
             argv = facts.argv[1:]
             rec.update(command=argv[0] if argv else None, resolved=self.resolved[1] if self.resolved else None,

@@ -77,6 +77,9 @@ SCHEMA = (
         # fsync each lease's metadata record. Off by default: the lease (a hard link) is as
         # durable as LCMAPS makes it, and lost metadata is a finding `glexec-leases repair` fixes.
         ("lease_metadata_sync", "bool", False),
+        # live leases (state "leased") one caller uid may hold in one pool: a number
+        # (0 = unlimited) or "N%" of the pool's entries (at least 1); reuse never counts
+        ("max_leases_per_caller", "quota", "50%"),
         ("min_uid", ("int", 1, ID_MAX), 1000),
         ("max_uid", ("int", 1, ID_MAX), ID_MAX),
         ("forbidden_groups", "names", _FORBIDDEN_GROUPS),
@@ -95,6 +98,14 @@ SCHEMA = (
         # seccomp filter: ioctl TIOCSTI/TIOCLINUX fail (EPERM) in the payload, which keeps the
         # pilot's session and therefore its terminal (docs/internals.md, "Payload guards")
         ("tty_guard", "bool", True),
+    )),
+    # The target account through PAM: account management (expired, pam_access-denied ...
+    # -> 203) and a session (pam_limits) around the payload; never authentication.
+    # /etc/pam.d/<service> must exist (root-owned, not writable by others) and must not
+    # use pam_systemd, else 202.
+    ("pam", (
+        ("enabled", "bool", True),
+        ("service", "pamservice", "glexec"),
     )),
     ("target_proxy", (
         ("create", "bool", True),
@@ -344,6 +355,22 @@ class _Parser:
             if v not in ("lcmaps", "strict"):
                 raise self.err(node, f"'{key}' must be 'lcmaps' or 'strict', not {_show(node)}")
             return v
+        if kind == "pamservice":
+            v = self.string(node, key, "a PAM service name")
+            if not (v and len(v) <= 64 and v.isascii() and v[0].isalnum()
+                    and v.replace("-", "a").replace("_", "a").replace(".", "a").isalnum()):
+                raise self.err(node, f"'{key}' must be a PAM service name ([A-Za-z0-9._-], "
+                                     f"first a letter or digit), not {_show(node)}")
+            return v
+        if kind == "quota":
+            if self.scalar(node, "int"):
+                return self.value(("int", 0, ID_MAX), node, key, section)
+            v = self.string(node, key, "a number or a percentage")
+            pct = v[:-1]
+            if not (v.endswith("%") and pct.isascii() and pct.isdigit() and 1 <= int(pct) <= 100):
+                raise self.err(node, f"'{key}' must be a number (0 = unlimited) or a percentage "
+                                     f"'1%'..'100%', not {_show(node)}")
+            return f"{int(pct)}%"
         if kind == "optpath":
             v = self.string(node, key, "an absolute path")
             if v and not v.startswith("/"):

@@ -35,8 +35,8 @@ key (``claim``).  A different identity whose LCMAPS name is taken gets its own l
 """
 
 __all__ = ["lease_name", "urlencode", "pool_member", "skip_entry", "is_lease_candidate",
-           "Finding", "plan_fsck", "TMP_PREFIX", "MAX_MAPCOUNT",
-           "LeaseOwner", "owner_digest", "alternate_name", "claim"]
+           "entry_unsafe", "caller_limit", "live_leases_of", "Finding", "plan_fsck", "TMP_PREFIX",
+           "MAX_MAPCOUNT", "LeaseOwner", "owner_digest", "alternate_name", "claim"]
 
 MAX_MAPCOUNT = 9999          # -max_mappings_per_credential upper bound in LCMAPS
 TMP_PREFIX = ".tmp."         # temporary files in the metadata sidecar directory
@@ -129,6 +129,39 @@ def is_lease_candidate(name: bytes, pools, strict: bool = True) -> bool:
     return not any(pool_member(name, p, strict) for p in pools)
 
 
+def entry_unsafe(uid: int, mode: int):
+    """Why a pool entry (the inode a lease shares) cannot be trusted, or None.  The same
+    rule as for the gridmapdir itself: owned by root, not writable by group or others.
+    Its owner could set its mtime (the lease's "last use", which expiry and the pruner
+    trust) to any value, a writer could at least refresh it; an entry a user could write
+    could also be hard-linked by that user (protected_hardlinks lets writers link)."""
+    if uid != 0:
+        return f"owned by uid {uid}, not root"
+    if mode & 0o022:
+        return f"writable by group or others (mode {mode & 0o7777:04o})"
+    return None
+
+
+def caller_limit(setting, pool_size: int):
+    """``mapping.max_leases_per_caller`` for a pool of ``pool_size`` entries: the number of
+    live leases one caller may hold in it, or None (unlimited, setting 0).  ``"N%"`` is N
+    percent of the pool, rounded down, at least 1."""
+    if isinstance(setting, str):
+        return max(1, pool_size * int(setting.rstrip("%")) // 100)
+    return setting or None
+
+
+def live_leases_of(rows, caller: int) -> int:
+    """How many live leases ``caller`` (uid) holds, from ``(record, linked)`` rows of one
+    pool: ``record`` the metadata dict (None = unreadable or absent), ``linked`` whether
+    the record's lease is on disk right now (lease and entry the same inode, link count
+    2).  Live = linked and in state "leased": a draining lease is on its way back to the
+    pool (expiry drains), a record without its lease is a crash leftover, and a lease
+    without a ``caller`` (made by LCMAPS, adopted, or older) counts for nobody."""
+    return sum(1 for rec, linked in rows
+               if linked and rec and rec.get("state") == "leased" and rec.get("caller") == caller)
+
+
 class Finding:
     """One problem in a lease store.
 
@@ -168,7 +201,7 @@ class Finding:
                 f"{self.why!r}, {self.action!r})")
 
 
-def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
+def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=(), owners=None):
     """Check a gridmapdir snapshot; returns findings, most severe first, deterministic.
 
     ``entries``: ``(name: bytes, ino: int, nlink: int, is_reg: bool)`` for every name in the
@@ -178,6 +211,8 @@ def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
     ``meta``: optional ``{account: record-or-None}`` from the metadata sidecar (record = dict
     with at least ``lease`` (bytes) and ``state``; None = unreadable/corrupt file).
     ``sidecar``: names present in the sidecar directory (to find temp leftovers).
+    ``owners``: optional ``{name: (uid, mode)}`` (lstat) for the pool entries, checked
+    with ``entry_unsafe`` (kind ``pool_entry_unsafe``: never leased, a lease on it refused).
 
     Kinds: ``lease_not_regular``, ``pool_entry_not_regular``, ``solitary_lease`` (lease with
     link count 1: half made, or its pool entry was removed), ``pool_entry_overlinked``
@@ -185,7 +220,7 @@ def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
     ``unknown_entry`` (a name of no given pool that is no lease), ``double_lease`` (two or more leases on one entry),
     ``orphan_lease`` (a lease whose inode matches no pool entry), ``link_count_mismatch``
     (names sharing an inode disagree with its link count: links outside the directory),
-    ``tmp_leftover``, ``meta_corrupt``, ``meta_orphan`` (metadata for an account without a
+    ``tmp_leftover``, ``pool_entry_unsafe``, ``meta_corrupt``, ``meta_orphan`` (metadata for an account without a
     lease), ``meta_mismatch`` (metadata names another lease), ``meta_missing`` (lease
     without metadata, e.g. made by LCMAPS or a crash after ``link``),
     ``meta_owner_mismatch`` (the recorded owner is malformed, or the lease's name is neither
@@ -233,6 +268,13 @@ def plan_fsck(entries, pools, *, strict=True, meta=None, sidecar=()):
                                     "pool entry is not a regular file (never leased)",
                                     "manual"))
             continue
+        if owners is not None and name in owners:
+            why = entry_unsafe(*owners[name])
+            if why:
+                findings.append(Finding("pool_entry_unsafe", "error", [name], ino,
+                                        f"pool entry {why}: never leased, a lease on it "
+                                        "is refused (its mtime is the lease's last use)",
+                                        "manual"))
         others = sorted(n for n in by_ino[ino] if n != name)
         lease_links = [n for n in others if n in leases]
         twins = [n for n in others if n in pool_entries]

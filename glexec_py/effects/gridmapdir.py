@@ -15,7 +15,8 @@ metadata until ``repair`` writes it).
 
 Metadata record (JSON, keys sorted, bytes fields decoded as latin-1 so they round-trip):
 ``{"v": 1, "account", "lease", "dn", "groups": [...], "mapcount", "ino", "state":
-"leased"|"draining", "since": <unix time>, "by": "glexec-py"|"adopted", "owner": [...]}``.
+"leased"|"draining", "since": <unix time>, "by": "glexec-py"|"adopted", "owner": [...], "caller": <uid of
+the glexec caller that made the lease, or null>}``.
 ``owner`` (added by the owner-identity change; absent in older records and in records
 ``repair`` writes) is the owner's identity key as a JSON list, ``["x509", "<canonical
 DN>"]`` or ``["jwt", "<iss>", "<sub>"]``; ``dn`` stays the LCMAPS input text.  A free
@@ -521,11 +522,11 @@ class GridmapDir:
         os.fsync(mfd)
 
     def _record(self, account, lease, dn, groups, mapcount, ino, by, state="leased",
-                since=None, owner=None):
+                since=None, owner=None, caller=None):
         rec = {"v": META_VERSION, "account": _lat(account), "lease": _lat(lease),
                "dn": None if dn is None else _lat(dn), "groups": [_lat(g) for g in groups],
                "mapcount": mapcount, "ino": ino, "state": state,
-               "since": time.time() if since is None else since, "by": by}
+               "since": time.time() if since is None else since, "by": by, "caller": caller}
         if owner is not None:
             rec["owner"] = list(owner.key if isinstance(owner, core.LeaseOwner) else owner)
         return rec
@@ -533,7 +534,7 @@ class GridmapDir:
     # --- the lease algorithm ----------------------------------------------------------
 
     def acquire(self, dn_oneline, pool, groups=(), mapcount=0, account_check=None, owner=None,
-                before_link=None):
+                before_link=None, caller=None, caller_limit=0, entry_filter=None):
         """Runs as: root. Lease (or reuse) an account of ``pool`` for this identity.
 
         Returns ``(account: bytes, lease_name: bytes, reused: bool)``.
@@ -566,6 +567,15 @@ class GridmapDir:
         a crash at any later point leaves no lease the audit log does not explain); an
         exception from it links nothing.  After a new link, ``self.created`` is
         ``(lease, account, ino, mtime_ns)`` for ``rollback``.
+
+        ``caller``: the glexec caller's uid, recorded in the new lease's metadata;
+        ``caller_limit``: ``mapping.max_leases_per_caller`` (0 = unlimited, a number, or
+        "N%" of the pool).  A new lease (never a reuse) is refused with
+        ``NotAuthorized("caller_lease_limit")`` when ``caller`` already holds that many
+        live leases in ``pool`` (``core.leases.live_leases_of``), counted under the lock.
+        ``entry_filter``: optional callable(account name as str) -> True to lease it, False
+        to skip it for the next free entry (the site does not let that account in, e.g.
+        PAM); called under the lock for free entries only, never for a reuse.
         """
         dn = _b(dn_oneline)
         pool = _b(pool)
@@ -579,9 +589,11 @@ class GridmapDir:
         with self._lock():
             try:
                 self._ix_begin()
+                quota = None if caller is None else (caller, caller_limit)
                 for _ in range(64):
                     got = self._acquire_locked(lease, dn, pool, groups, mapcount,
-                                               account_check, owner, before_link)
+                                               account_check, owner, before_link,
+                                               quota, entry_filter)
                     if got is not None:
                         break
                 else:
@@ -618,7 +630,7 @@ class GridmapDir:
         return account, lease, reused
 
     def _acquire_locked(self, lease, dn, pool, groups, mapcount, account_check=None, owner=None,
-                        before_link=None):
+                        before_link=None, quota=None, entry_filter=None):
         """One attempt; None = state changed underneath (retry from the top).
 
         With an ``owner`` (docs/leases.md, "Who owns a lease"): the LCMAPS name is reused
@@ -629,7 +641,8 @@ class GridmapDir:
         if owner is None:
             got = self._inspect(lease, pool, account_check)
             return got if got != "free" else self._allocate(lease, dn, pool, groups, mapcount,
-                                                            account_check, None, before_link)
+                                                            account_check, None, before_link,
+                                                            quota, entry_filter)
         self.adopted = False
         got = self._inspect(lease, pool, account_check, owner, groups, mapcount)
         if got is None or got not in ("free", "taken"):
@@ -649,7 +662,8 @@ class GridmapDir:
             raise NotAuthorized("lease_name", "glexec: identity too long for a pool lease",
                                 lease=alt)
         name = lease if plain_free else alt
-        return self._allocate(name, dn, pool, groups, mapcount, account_check, owner, before_link)
+        return self._allocate(name, dn, pool, groups, mapcount, account_check, owner, before_link,
+                              quota, entry_filter)
 
     def _whose(self, account, lease, owner, groups, mapcount, by_digest):
         """``core.claim`` on the account's record; an adopted lease gets its owner
@@ -691,6 +705,11 @@ class GridmapDir:
                     if rec is None:
                         return "taken"
                 if other is not None and core.pool_member(other, pool, self.strict):
+                    why = core.entry_unsafe(lst.st_uid, lst.st_mode)
+                    if why:
+                        raise SystemFault("pool_entry_unsafe", "glexec: the leased pool entry is "
+                                          "not trustworthy (run glexec-leases fsck)",
+                                          lease=lease, account=other, why=why)
                     if owner is None:
                         rec = self._read_meta(other)
                     if rec and rec.get("state") == "draining":
@@ -724,10 +743,13 @@ class GridmapDir:
         return "free"
 
     def _allocate(self, lease, dn, pool, groups, mapcount, account_check, owner=None,
-                  before_link=None):
+                  before_link=None, quota=None, entry_filter=None):
+        if quota is not None and quota[1]:
+            self._check_caller_limit(pool, *quota, lease)
+        caller = quota[0] if quota else None
         while True:
             got = self._link_first_free(lease, dn, pool, groups, mapcount, account_check, owner,
-                                        before_link)
+                                        before_link, caller, entry_filter)
             if got != "exhausted":
                 return got
             if not self._ix_on or self._ix_fresh:
@@ -747,14 +769,45 @@ class GridmapDir:
             return ((i, names[i]) for i in range(start, len(names)))
         return ((None, n) for n in self._members(pool))
 
+    def _check_caller_limit(self, pool, caller, setting, lease):
+        """Under the lock, before a new link: refuse if ``caller`` holds its limit of live
+        leases in ``pool``.  Only records of pool entries are read, and none while fewer
+        records exist than the limit (the common case costs one listdir)."""
+        names = (self._ix_members(pool)[0] if self._ix_on else list(self._members(pool)))
+        limit = core.caller_limit(setting, len(names))
+        if limit is None:
+            return
+        present = set(os.listdir(self._meta()))
+        held = [n for n in names if os.fsdecode(n) in present]
+        if len(held) < limit:
+            return
+        rows = []
+        for n in held:
+            rec = self._read_meta(n)
+            linked = False
+            if rec and rec.get("caller") == caller:
+                lst, est = self._lstat(rec["lease"]), self._lstat(n)
+                linked = bool(lst and est and lst.st_ino == est.st_ino and est.st_nlink == 2)
+            rows.append((rec, linked))
+        live = core.live_leases_of(rows, caller)
+        if live >= limit:
+            raise NotAuthorized("caller_lease_limit",
+                                f"glexec: this caller already holds {live} leases in pool "
+                                f"{pool.decode('ascii', 'replace')} (limit {limit})",
+                                pool=pool, caller=caller, limit=limit, live=live, lease=lease)
+
     def _link_first_free(self, lease, dn, pool, groups, mapcount, account_check, owner=None,
-                         before_link=None):
+                         before_link=None, caller=None, entry_filter=None):
         for pos, entry in self._candidates(pool):
             est = self._lstat(entry)
             if est is None or not stat.S_ISREG(est.st_mode) or est.st_nlink != 1:
                 continue
+            if core.entry_unsafe(est.st_uid, est.st_mode):
+                continue                         # never leased: an fsck finding
             if account_check is not None:
                 account_check(os.fsdecode(entry))
+            if entry_filter is not None and not entry_filter(os.fsdecode(entry)):
+                continue                         # the site does not let it in: the next one
             if before_link is not None and lease not in self._intended:
                 before_link(lease)               # once a name, even if this link must retry
                 self._intended.add(lease)
@@ -786,8 +839,8 @@ class GridmapDir:
                 st = self._lstat(lease)
                 self.created = (lease, entry, lst.st_ino, stamp if st and st.st_mtime_ns == stamp else None)
                 pending = self._write_meta(entry, self._record(
-                    entry, lease, dn, groups, mapcount, lst.st_ino, "glexec-py", owner=owner),
-                    defer=True)
+                    entry, lease, dn, groups, mapcount, lst.st_ino, "glexec-py", owner=owner,
+                    caller=caller), defer=True)
             except OSError as e:
                 self._unlink(lease)
                 self._ix_freed(entry)
@@ -875,7 +928,7 @@ class GridmapDir:
                 new = self._record(account, lease, rec.get("dn"), rec.get("groups", ()),
                                    rec.get("mapcount", 0), lst.st_ino, rec.get("by", "adopted"),
                                    state="draining", since=rec.get("since"),
-                                   owner=rec.get("owner"))
+                                   owner=rec.get("owner"), caller=rec.get("caller"))
             else:
                 new = self._record(account, lease, None, (), 0, lst.st_ino, "adopted",
                                    state="draining", since=lst.st_mtime)
@@ -909,11 +962,16 @@ class GridmapDir:
     def snapshot(self):
         """Runs as: root. ``[(name, ino, nlink, is_reg)]`` of the gridmapdir (lstat, readdir
         order, dot-names dropped); names that vanish during the pass are left out."""
+        return [row[:4] for row in self._snapshot_owned()]
+
+    def _snapshot_owned(self):
+        """``snapshot`` rows with ``(uid, mode)`` appended."""
         out = []
         for n, _ in self._scan():
             st = self._lstat(n)
             if st is not None:
-                out.append((n, st.st_ino, st.st_nlink, stat.S_ISREG(st.st_mode)))
+                out.append((n, st.st_ino, st.st_nlink, stat.S_ISREG(st.st_mode),
+                            st.st_uid, st.st_mode))
         return out
 
     def leases(self, pools=None):
@@ -936,7 +994,9 @@ class GridmapDir:
         return out
 
     def _fsck_inputs(self, pools):
-        snap = self.snapshot()
+        owned = self._snapshot_owned()
+        snap = [row[:4] for row in owned]
+        owners = {row[0]: (row[4], row[5]) for row in owned}
         mfd = self._meta()
         side = [os.fsencode(n) for n in os.listdir(mfd)]
         meta = {}
@@ -944,7 +1004,7 @@ class GridmapDir:
             if not n.startswith(b"."):                  # .tmp.*, .index, .state
                 rec = self._read_meta(n)
                 meta[n] = rec if rec else None
-        return snap, meta, side
+        return snap, meta, side, owners
 
     def fsck(self, pools=None):
         """Runs as: root. Findings (``core.leases.Finding``) for the gridmapdir and its
@@ -954,8 +1014,9 @@ class GridmapDir:
         the snapshot is not torn by our own writers."""
         with self._lock():
             pools = self._pools(pools)
-            snap, meta, side = self._fsck_inputs(pools)
-        return core.plan_fsck(snap, pools, strict=self.strict, meta=meta, sidecar=side)
+            snap, meta, side, owners = self._fsck_inputs(pools)
+        return core.plan_fsck(snap, pools, strict=self.strict, meta=meta, sidecar=side,
+                              owners=owners)
 
     def repair(self, findings, pools=None):
         """Runs as: root. Apply the ``action`` of each finding, re-checking each one under
@@ -964,8 +1025,9 @@ class GridmapDir:
         done = []
         with self._lock():
             pools = self._pools(pools)
-            snap, meta, side = self._fsck_inputs(pools)
-            current = core.plan_fsck(snap, pools, strict=self.strict, meta=meta, sidecar=side)
+            snap, meta, side, owners = self._fsck_inputs(pools)
+            current = core.plan_fsck(snap, pools, strict=self.strict, meta=meta, sidecar=side,
+                                     owners=owners)
             wanted = {(f.kind, f.names) for f in findings}
             by_ino = {}
             for n, ino, nlink, reg in snap:

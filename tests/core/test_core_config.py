@@ -407,3 +407,38 @@ def test_namespace_policy_default_and_values():
                        ("''", "must be 'require', 'optional' or 'ignore'")):
         msg = err(BASE.replace("  ca_dir:", f"  namespace_policy: {bad}\n  ca_dir:"))
         assert msg.startswith("glexec.yaml:2: 'namespace_policy' ") and shown in msg, msg
+
+
+# --- pam and the per-caller lease limit --------------------------------------------------
+
+def test_pam_defaults_on_with_the_glexec_service():
+    cfg = parse_config(BASE, F)
+    assert cfg.pam.enabled is True and cfg.pam.service == "glexec"
+    assert cfg.mapping.max_leases_per_caller == "50%"
+
+
+@pytest.mark.parametrize("value", ["gxt-test-ab12", "glexec", "a.b_c-d", "9x"])
+def test_pam_service_names(value):
+    assert parse_config(BASE + f"pam:\n  service: {value}\n", F).pam.service == value
+
+
+@pytest.mark.parametrize("value", ['"../sshd"', '"a/b"', '""', '".hidden"', "x" * 65, "1", '"a b"'])
+def test_pam_service_name_refused(value):
+    with pytest.raises(ConfigError) as e:
+        parse_config(BASE + f"pam:\n  service: {value}\n", F)
+    assert e.value.line == 9
+
+
+@pytest.mark.parametrize("value,want", [("0", 0), ("7", 7), ('"25%"', "25%"), ('"100%"', "100%"),
+                                        ('"007%"', "7%")])
+def test_lease_limit_values(value, want):
+    text = BASE.replace("mapping:\n", f"mapping:\n  max_leases_per_caller: {value}\n")
+    assert parse_config(text, F).mapping.max_leases_per_caller == want
+
+
+@pytest.mark.parametrize("value", ['"0%"', '"101%"', '"%"', '"5"', "-1", "true", '"half"', "1.5"])
+def test_lease_limit_refused(value):
+    text = BASE.replace("mapping:\n", f"mapping:\n  max_leases_per_caller: {value}\n")
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, F)
+    assert e.value.line == 4 and "max_leases_per_caller" in e.value.what

@@ -341,3 +341,12 @@ def test_owner_shown_selected_and_checked(site):
     r = site.run("fsck", json_out=True)
     assert r.returncode != 0
     assert "meta_owner_mismatch" in json.dumps(r.data)
+
+
+def test_fsck_reports_untrusted_pool_entries(site):
+    os.chown(site.gmd / f"{POOL}02", 65534, 65534)
+    os.chmod(site.gmd / f"{POOL}03", 0o666)
+    r = site.run("fsck", json_out=True)
+    assert r.returncode != 0, r
+    unsafe = sorted(f["names"][0] for f in r.data["findings"] if f["kind"] == "pool_entry_unsafe")
+    assert unsafe == [f"{POOL}02", f"{POOL}03"], r.data

@@ -206,7 +206,9 @@ def world(life_lock):
         w.gridmapdir.mkdir(mode=0o755)
         (w.gridmapdir / POOL_ACCOUNT).touch(mode=0o644)
         inst.write_config(prefix, callers={"users": [PILOT], "groups": []},
-                          mapping={"gridmapdir": str(w.gridmapdir)},
+                          # one pilot, a pool of one: step 3 is about pool_exhausted,
+                          # not the per-caller lease limit (which would answer first)
+                          mapping={"gridmapdir": str(w.gridmapdir), "max_leases_per_caller": 0},
                           target_proxy={"create": False})
 
         for d in (w.scratch, w.out):

@@ -56,3 +56,13 @@ def test_log_only_audit_file_writable_by_others_is_refused(log_only):
     r = gx.run(["/bin/sh", "-c", f"touch {marker}"])
     assert r.returncode == 202, r
     assert not marker.exists()
+
+
+def test_log_only_checks_the_pam_service_but_not_the_account(log_only):
+    gx = log_only
+    r = gx.run(["/bin/true"])
+    assert r.returncode == 0, r
+    assert r.grants[0]["pam"]["account"] == "not_checked_log_only"
+    gx.config(pam={"service": "gxt-test-missing"})
+    r = gx.run(["/bin/true"])
+    assert r.returncode == 202 and r.refusals[0]["reason"] == "pam_service", r

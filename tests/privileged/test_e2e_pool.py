@@ -34,7 +34,8 @@ def gridmapdir(gx, pool_accounts):
     for name in POOL:
         (d / name).touch(mode=0o644)
     gx.gridmap([(USER1_DN, ".gxtpool"), (USER2_DN, ".gxtpool"), (USER3_DN, ".gxtpool")])
-    gx.config(mapping={"gridmapdir": str(d)})
+    # one pilot takes the whole pool here (exhaustion); the per-caller limit: below
+    gx.config(mapping={"gridmapdir": str(d), "max_leases_per_caller": 0})
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -83,3 +84,50 @@ def test_pool_without_gridmapdir_is_a_site_fault(gx, pool_accounts):
     gx.gridmap([(USER1_DN, ".gxtpool")])
     r = gx.run(["/usr/bin/id"])
     gx.assert_refused(r, 202, "gridmapdir")
+
+
+def test_one_caller_cannot_drain_the_pool_another_still_gets_an_account(gx, gridmapdir):
+    """mapping.max_leases_per_caller through the installed binary: gxtpilot's second new
+    lease is refused (203) while gxtgroupie, another allowed caller, still gets one."""
+    gx.config(mapping={"gridmapdir": str(gridmapdir), "max_leases_per_caller": "50%"})
+    first = gx.run(["/usr/bin/id", "-un"], proxy=gx.proxy("user1"))
+    gx.assert_granted(first)
+    before = sorted(p.name for p in gridmapdir.iterdir())
+    r = gx.run(["/bin/true"], proxy=gx.proxy("user2"))
+    gx.assert_refused(r, 203, "caller_lease_limit")
+    assert r.records[0]["detail"]["limit"] == 1 and r.records[0]["detail"]["caller"] == gx.accounts.pilot.uid
+    assert sorted(p.name for p in gridmapdir.iterdir()) == before
+    # reuse of the pilot's existing lease is not a new one
+    gx.assert_granted(gx.run(["/usr/bin/id", "-un"], proxy=gx.proxy("user1")))
+    other = gx.run(["/usr/bin/id", "-un"], user="gxtgroupie", proxy=gx.proxy("user2", owner="gxtgroupie"))
+    gx.assert_granted(other)
+    assert {first.stdout, other.stdout} == {b"gxtpool01\n", b"gxtpool02\n"}
+
+
+def test_a_pool_account_pam_refuses_is_skipped_never_leased(gx, gridmapdir):
+    """PAM's account check runs for every free entry before it is linked (under the lock):
+    an expired pool account is skipped for the next free one, so it never blocks the pool,
+    and when only refused accounts are left the pool is exhausted with nothing leased."""
+    acc.expire_user("gxtpool01")
+    try:
+        r = gx.run(["/usr/bin/id", "-un"], proxy=gx.proxy("user1"))
+        gx.assert_granted(r)
+        assert r.stdout == b"gxtpool02\n"
+        assert r.grants[0]["lease"].get("skipped", []) in ([], [{"account": "gxtpool01",
+                                                                  "pam_code": "PAM_ACCT_EXPIRED"}])
+        before = sorted(p.name for p in gridmapdir.iterdir() if not p.name.startswith("."))
+        r = gx.run(["/bin/true"], proxy=gx.proxy("user2"))
+        gx.assert_refused(r, 203, "pool_exhausted")
+        assert r.records[0]["detail"]["pam_skipped"] == [{"account": "gxtpool01",
+                                                           "pam_code": "PAM_ACCT_EXPIRED"}]
+        assert sorted(p.name for p in gridmapdir.iterdir() if not p.name.startswith(".")) == before
+        assert not _lease(gridmapdir, USER2_DN).exists()
+        # an existing lease whose account PAM now refuses: refused, the lease stays
+        acc.expire_user("gxtpool02")
+        r = gx.run(["/bin/true"], proxy=gx.proxy("user1"))
+        gx.assert_refused(r, 203, "pam_account")
+        assert _lease(gridmapdir, USER1_DN).exists()
+    finally:
+        for name in POOL:
+            acc.expire_user(name, "")
+    gx.assert_granted(gx.run(["/bin/true"], proxy=gx.proxy("user2")))

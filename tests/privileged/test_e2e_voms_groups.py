@@ -71,7 +71,10 @@ def proxies(pkis, run_dir):
 class Setup:
     def __init__(self, gx, vomsdir, gridmapdir, groupmap):
         self.gx, self.vomsdir, self.gridmapdir, self.groupmap = gx, vomsdir, gridmapdir, groupmap
-        self.mapping = {"gridmapdir": str(gridmapdir), "groupmapfile": str(groupmap)}
+        # one pilot takes leases for many group sets: these tests are about LCMAPS's lease
+        # names and the pool, not the per-caller limit (tests/leases/test_caller_limit.py)
+        self.mapping = {"gridmapdir": str(gridmapdir), "groupmapfile": str(groupmap),
+                        "max_leases_per_caller": 0}
 
     def config(self, **mapping):
         self.gx.config(credentials={"vomsdir": str(self.vomsdir)}, mapping={**self.mapping, **mapping})

@@ -166,6 +166,7 @@ class Env:
         if st.st_uid != 0 or st.st_mode & 0o7777 != 0o4755:
             raise SetupError(f"{g} is not root 4755")
         self.glexec = str(g)
+        inst.install_pam_service(self.prefix)      # the shipped PAM stack (pam.service)
         self.log("installed " + self.glexec)
 
     def _accounts(self):
@@ -210,7 +211,9 @@ class Env:
         for a in self.pool:
             (self.gridmapdir / a.name).touch(mode=0o644)
         inst.write_config(self.prefix, callers={"users": [PILOT], "groups": []},
-                          mapping={"gridmapdir": str(self.gridmapdir)},
+                          # one pilot with K identities drains the pool on purpose: the
+                          # per-caller lease limit is tested in tests/leases/test_caller_limit.py
+                          mapping={"gridmapdir": str(self.gridmapdir), "max_leases_per_caller": 0},
                           payload={"linger": True})
         self.audit_file = inst.audit_path(self.prefix)
 
@@ -247,6 +250,8 @@ class Env:
                 acc.remove_group(name)
             except acc.AccountError as e:
                 errors.append(str(e))
+        if self.prefix is not None:
+            inst.remove_pam_service(self.prefix)
         if self.run_dir is not None and not self.p.keep:
             try:
                 inst._safe_rmtree(self.run_dir)

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["NAME_PREFIX", "ID_MIN", "ID_MAX", "SUITE_ID_MIN", "SUITE_ID_MAX", "TESTS_BASE", "HOME_BASE", "Account",
-           "TestAccounts", "cleanup_leftovers", "kill_uid_processes", "session_lock"]
+           "TestAccounts", "cleanup_leftovers", "expire_user", "lock_password", "shadow_password",
+           "kill_uid_processes", "session_lock"]
 
 NAME_PREFIX = "gxt"
 ID_MIN, ID_MAX = 47000, 47999
@@ -136,6 +137,31 @@ def create_user(name: str, uid: int, group: str, extra_groups=(), *, home: bool 
         os.chown(home_dir, uid, gid)
         os.chmod(home_dir, 0o700)
     return Account.lookup(name)
+
+
+def expire_user(name: str, date: str = "1970-01-02") -> None:
+    """Set the account's expiry date (``usermod -e``; "" = never expires)."""
+    _check_name(name)
+    _check_id(pwd.getpwnam(name).pw_uid, "uid")
+    _run(["usermod", "-e", date, name])
+
+
+def lock_password(name: str, locked: bool = True) -> None:
+    """``usermod -L`` / ``-U``: a '!' in front of the shadow password (not an expiry)."""
+    _check_name(name)
+    _check_id(pwd.getpwnam(name).pw_uid, "uid")
+    _run(["usermod", "-L" if locked else "-U", name], ok=(0, 1) if not locked else (0,))
+
+
+def shadow_password(name: str) -> str:
+    """The account's password field in /etc/shadow (as the shadow tools wrote it)."""
+    _check_name(name)
+    with open("/etc/shadow") as f:
+        for line in f:
+            fields = line.rstrip("\n").split(":")
+            if fields[0] == name:
+                return fields[1]
+    raise AccountError(f"{name} has no shadow entry")
 
 
 def remove_user(name: str) -> None:

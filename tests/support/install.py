@@ -24,7 +24,8 @@ from .accounts import TESTS_BASE
 __all__ = ["REPO_ROOT", "TESTS_BASE", "InstallError", "DELETE", "ensure_base", "install_prefix",
            "remove_prefix", "cleanup_leftover_prefixes", "default_config", "render_yaml",
            "write_config", "write_config_text", "write_gridmap", "install_trust_dir",
-           "glexec_path", "config_path", "audit_path", "gridmap_path", "trust_dir_path",
+           "glexec_path", "config_path", "audit_path", "pam_service", "install_pam_service",
+           "remove_pam_service", "gridmap_path", "trust_dir_path",
            "make_run_dir"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +52,40 @@ def gridmap_path(prefix: Path) -> Path:
 
 def trust_dir_path(prefix: Path) -> Path:
     return Path(prefix) / "etc" / "glexec-py" / "certificates"
+
+
+PAM_DIR = Path("/etc/pam.d")
+PAM_PREFIX = "gxt-test-"
+
+
+PAM_HEADER = "# glexec-py test prefix: "
+
+
+def pam_service(prefix: Path) -> str:
+    """The PAM service name of a test prefix: /etc/pam.d/gxt-test-<random part of
+    prefix-XXXX>, or of a hash of the path for prefixes named otherwise."""
+    name = Path(prefix).name
+    if name.startswith("prefix-"):
+        return PAM_PREFIX + name[len("prefix-"):]
+    import hashlib
+    return PAM_PREFIX + "h" + hashlib.sha256(str(prefix).encode()).hexdigest()[:12]
+
+
+def install_pam_service(prefix: Path, text: str | None = None) -> Path:
+    """Install the shipped packaging/pam.d/glexec as this prefix's PAM service (root 0644),
+    its /etc/glexec-py/ paths pointed into the prefix; ``text`` replaces it (a test's own
+    stack).  PAM reads only /etc/pam.d, so this is the one file a test run puts there."""
+    if text is None:
+        text = (REPO_ROOT / "packaging" / "pam.d" / "glexec").read_text()
+        text = text.replace("/etc/glexec-py/", f"{prefix}/etc/glexec-py/")
+    text = f"{PAM_HEADER}{prefix}\n{text}"   # which prefix it belongs to (leftover cleanup)
+    return _write_root_file(PAM_DIR / pam_service(prefix), text.encode(), 0o644)
+
+
+def remove_pam_service(prefix: Path) -> None:
+    p = PAM_DIR / pam_service(prefix)
+    if p.name.startswith(PAM_PREFIX) and (p.is_file() or p.is_symlink()):
+        p.unlink()
 
 
 def audit_path(prefix: Path) -> Path:
@@ -96,12 +131,17 @@ def _safe_rmtree(d: Path) -> None:
 
 
 def remove_prefix(prefix: Path) -> None:
+    remove_pam_service(prefix)
     _safe_rmtree(Path(prefix))
 
 
 def cleanup_leftover_prefixes() -> list[Path]:
     """Remove prefix-*/run-*/pki-* dirs of earlier (crashed) sessions. Call under session_lock."""
     gone = []
+    for p in PAM_DIR.glob(PAM_PREFIX + "*"):     # services of prefixes that are gone
+        first = p.read_text(errors="replace").split("\n", 1)[0]
+        if not (first.startswith(PAM_HEADER) and Path(first[len(PAM_HEADER):]).is_dir()):
+            p.unlink()
     if TESTS_BASE.is_dir():
         for d in TESTS_BASE.iterdir():
             if d.is_dir() and not d.is_symlink() and d.name.split("-")[0] in ("prefix", "run", "pki"):
@@ -130,6 +170,7 @@ def install_prefix(repo: Path = REPO_ROOT, log_dir: Path | None = None) -> Path:
     if st is None or st.st_uid != 0 or (st.st_mode & 0o7777) != 0o4755:
         raise InstallError(f"{g} is missing or not root 4755 after make install; log {log}")
     log.unlink()
+    install_pam_service(prefix)
     return prefix
 
 
@@ -144,6 +185,7 @@ def default_config(prefix: Path) -> dict:
         "audit": {"file": str(audit_path(prefix)), "syslog": False},
         "payload": {"linger": True, "preserve_env": [], "keep_caller_groups": []},
         "target_proxy": {"create": True, "default_dir": "/tmp"},
+        "pam": {"enabled": True, "service": pam_service(prefix)},
         "state_dir": str(Path(prefix) / "var" / "lib" / "glexec-py"),
     }
 
