@@ -104,3 +104,32 @@ def test_planted_between_staging_and_commit(accounts, planted, run_dir):
     assert open(dest, "rb").read() == b"PROXY"
     assert os.readlink(planted) == "/etc/shadow"
     assert not glob.glob(f"/tmp/.x509up_u{t.uid}.glexec-*")
+
+
+def test_planted_between_the_check_and_the_rename(accounts, planted, run_dir, monkeypatch):
+    """The narrower race: the default name is free when the commit checks it and taken
+    (another user's link) before the rename. The rename, made as the target, is refused by
+    the sticky bit (as root it would replace the planted link), and the proxy goes
+    elsewhere. The interleaving is forced: the real check runs, then the outsider plants."""
+    from glexec_py.effects import userfiles
+    t = accounts.target1
+    staged = userfiles.stage_target_proxy(planted.encode(), b"PROXY", (t.uid, t.gid, [t.gid]), True)
+    real, verdicts = userfiles._foreign_file, []
+
+    def check_then_plant(dirfd, name, uid):
+        verdict = real(dirfd, name, uid)
+        if not verdicts:
+            r = run_as("gxtoutsider", ["/bin/ln", "-s", "/etc/shadow", planted])
+            assert r.returncode == 0, r
+        verdicts.append(verdict)
+        return verdict
+    monkeypatch.setattr(userfiles, "_foreign_file", check_then_plant)
+    staged.commit()
+    assert verdicts[0] is False                       # the name was free when checked
+    dest = staged.path.decode()
+    assert dest.startswith(planted + ".")
+    st = os.lstat(dest)
+    assert st.st_uid == t.uid and stat.S_IMODE(st.st_mode) == 0o600
+    assert open(dest, "rb").read() == b"PROXY"
+    assert os.readlink(planted) == "/etc/shadow"      # not replaced
+    assert not glob.glob(f"/tmp/.x509up_u{t.uid}.glexec-*")
