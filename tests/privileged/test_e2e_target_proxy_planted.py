@@ -86,6 +86,24 @@ def test_explicit_target_proxy_link_still_refused(gx, accounts, planted):
     assert os.readlink(dest) == "/etc/passwd" and not mark.exists()
 
 
+def test_explicit_target_proxy_link_in_the_targets_directory_refused(gx, accounts, planted):
+    """The same in a directory the target owns (gx.out above is a sticky 1777 directory,
+    refused for that alone): the link itself is refused, before the grant, and left alone."""
+    t = accounts.target1
+    d = gx.out / "target_dir"
+    d.mkdir(mode=0o700)
+    os.chown(d, t.uid, t.gid)
+    dest = d / "explicit_proxy"
+    r = run_as(t.name, ["/bin/ln", "-s", "/etc/passwd", str(dest)])
+    assert r.returncode == 0, r
+    mark = gx.marker("ran")
+    r = gx.run(["/bin/sh", "-c", f'echo ran > "{mark}"'],
+               env={"GLEXEC_TARGET_PROXY": str(dest)})
+    gx.assert_refused(r, 201, "target_proxy_location")
+    assert b"exists and is not a file owned by the target" in r.stderr, r
+    assert os.readlink(dest) == "/etc/passwd" and not mark.exists()
+
+
 def test_planted_between_staging_and_commit(accounts, planted, run_dir):
     """The race: the default name is free when the proxy is staged and taken (by another
     user) before the commit. The commit goes elsewhere instead of failing."""
