@@ -25,9 +25,9 @@ import struct
 # (audit arch, {name: number}) per machine; only what the tests use.
 _ARCHES = {
     "x86_64": (0xC000003E, {"setuid": 105, "setgid": 106, "setgroups": 116, "setresuid": 117,
-                            "setresgid": 119, "capget": 125, "capset": 126, "prctl": 157}),
+                            "setresgid": 119, "capget": 125, "prctl": 157}),
     "aarch64": (0xC00000B7, {"setuid": 146, "setgid": 144, "setgroups": 159, "setresuid": 147,
-                             "setresgid": 149, "capget": 90, "capset": 91, "prctl": 167}),
+                             "setresgid": 149, "capget": 90, "prctl": 167}),
 }
 
 _LD_ABS_W, _JEQ_K, _RET_K = 0x20, 0x15, 0x06
