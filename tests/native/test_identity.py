@@ -84,6 +84,38 @@ def test_switch_to_root_fails_closed_on_capabilities():
     assert res[:2] == ("capget", errno.EPERM)
 
 
+def _raise_inheritable_and_ambient(cap):
+    """As root: put ``cap`` into this process's inheritable and ambient sets (as a caller's
+    can be: they survive the setuid exec of the shim)."""
+    import ctypes
+    import struct
+    libc = ctypes.CDLL(None, use_errno=True)
+    hdr = ctypes.create_string_buffer(struct.pack("=Ii", 0x20080522, 0), 8)   # _LINUX_CAPABILITY_VERSION_3
+    data = ctypes.create_string_buffer(24)
+    assert libc.capget(hdr, data) == 0
+    words = list(struct.unpack("=6I", data.raw))     # (effective, permitted, inheritable) x 2
+    words[2] |= 1 << cap
+    data = ctypes.create_string_buffer(struct.pack("=6I", *words), 24)
+    assert libc.capset(hdr, data) == 0, os.strerror(ctypes.get_errno())
+    assert libc.prctl(47, 2, cap, 0, 0) == 0, os.strerror(ctypes.get_errno())   # PR_CAP_AMBIENT_RAISE
+
+
+def test_callers_inheritable_and_ambient_caps_are_cleared(account):
+    """They used to survive the switch, which then (rightly) refused the target: every call
+    of such a caller failed. Cleared with the switch, the target starts with none."""
+    uid, gid = account
+
+    def child():
+        _raise_inheritable_and_ambient(13)          # CAP_NET_RAW
+        st = proc_status()
+        held = (int(st["CapInh"][0], 16), int(st["CapAmb"][0], 16))
+        return held, _switch_and_report(uid, gid, [gid])
+    held, rep = run_in_child(child)
+    assert held == (1 << 13, 1 << 13)               # the caller really held them
+    assert rep["resuid"] == (uid,) * 3
+    assert rep["caps"] == {"CapPrm": 0, "CapEff": 0, "CapInh": 0, "CapAmb": 0}
+
+
 def test_too_many_groups_fails_at_setgroups(account):
     uid, gid = account
     res = run_in_child(_try_switch, uid, gid, list(range(40000, 40000 + 65537)))

@@ -102,3 +102,120 @@ def test_lying_setresuid_stops_before_exec():
     finally:
         if os.path.exists(marker):
             os.unlink(marker)
+
+
+# --- the payload guards (guards.c, spawn.c): tty guard, death signal ------------------------
+
+# The payload's side: become session leader with the pty slave argv[1] as controlling
+# terminal (/dev/tty), then exec argv[2:].
+ON_TTY = "import os, sys; os.setsid(); os.open(sys.argv[1], os.O_RDWR); os.execv(sys.argv[2], sys.argv[2:])"
+
+
+def _on_pty(argv, *, tty_guard):
+    """Spawn argv as root (no switch) on a fresh pty, with or without the tty guard;
+    returns (exit code, what reached the terminal's input queue)."""
+    import tty
+    master, slave = os.openpty()
+    try:
+        tty.setraw(slave)               # every pushed byte readable, no line editing
+        code, _ = _run(b"/usr/bin/python3", [b"python3", b"-c", ON_TTY.encode(), os.ttyname(slave).encode()]
+                       + [os.fsencode(a) for a in argv], tty_guard=tty_guard)
+        os.set_blocking(slave, False)
+        queued = b""
+        while True:
+            try:
+                chunk = os.read(slave, 4096)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            queued += chunk
+    finally:
+        os.close(master)
+        os.close(slave)
+    return code, queued
+
+
+def test_tty_guard_refuses_tiocsti_and_tioclinux(tmp_path):
+    """root on its own terminal may push input (TIOCSTI): the filter makes it EPERM, for
+    TIOCLINUX too and whatever the high 32 bits of the command word; without the guard
+    the same payload's input arrives (the test can fail)."""
+    import json
+    from tests.support.ttyattack import INJECT, TTY_ATTACK
+    attack, out = tmp_path / "attack.py", tmp_path / "res.json"
+    attack.write_text(TTY_ATTACK)
+    attack.chmod(0o755)
+    code, queued = _on_pty([attack, out], tty_guard=True)
+    assert code == 0
+    assert json.loads(out.read_text()) == {"tiocsti": 1, "tioclinux": 1, "tiocsti_high": 1}
+    assert queued == b""
+    code, queued = _on_pty([attack, out], tty_guard=False)
+    res = json.loads(out.read_text())
+    assert code == 0 and res["tiocsti"] == 0 and res["tiocsti_high"] == 0, res
+    assert res["tioclinux"] not in (0, 1), res        # a pty is no virtual console: ENOTTY/EINVAL
+    assert queued == INJECT + b"x"
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the i386/x32 ABIs exist on x86-64 only")
+def test_tty_guard_covers_the_i386_and_x32_abis(tmp_path):
+    import json
+    import subprocess
+    from tests.support.ttyattack import ABI_ATTACK
+    src, exe, out = tmp_path / "abi.c", tmp_path / "abi", tmp_path / "res.json"
+    src.write_text(ABI_ATTACK)
+    subprocess.run(["gcc", "-O1", "-o", str(exe), str(src)], check=True, capture_output=True)
+    code, queued = _on_pty([exe, out], tty_guard=True)
+    res = json.loads(out.read_text())
+    assert code == 0 and res["i386"] == -1 and res["x32"] == -1, res   # EPERM from the filter
+    assert res["x32_tcgets"] in (0, -38), res                          # other ioctls pass
+    assert queued == b""
+    code, queued = _on_pty([exe, out], tty_guard=False)
+    res = json.loads(out.read_text())
+    assert res["i386"] in (0, -38), res                                # -38: no IA32 emulation
+    assert res["i386"] == -38 or queued.startswith(b"i386\n"), (res, queued)
+
+
+PDEATHSIG = b"import ctypes; s = ctypes.c_int(-1); assert ctypes.CDLL(None).prctl(2, ctypes.byref(s)) == 0; print(s.value)"
+
+
+@pytest.mark.parametrize("switch", [True, False])
+def test_death_signal_is_set_after_the_switch(switch):
+    """A credential change clears the parent-death signal: it is set after the switch."""
+    import signal
+    code, out = _run(b"/usr/bin/python3", [b"python3", b"-c", PDEATHSIG], switch=switch,
+                     pdeathsig=signal.SIGKILL)
+    assert (code, out) == (0, b"%d\n" % signal.SIGKILL)
+    assert _run(b"/usr/bin/python3", [b"python3", b"-c", PDEATHSIG], switch=switch) == (0, b"0\n")
+
+
+def test_parent_dead_before_the_death_signal_was_set_nothing_runs(tmp_path):
+    """The lingering parent dies after the clone, before PR_SET_PDEATHSIG takes effect: then
+    nobody would ever signal the payload, so it must not start. A seccomp user
+    notification holds the child's prctl while the test kills its parent."""
+    import signal
+    from tests.native.native_helpers import run_in_child
+    from tests.support import seccomp
+    marker = tmp_path / "ran"
+
+    def supervisor():
+        import ctypes
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)            # PR_SET_CHILD_SUBREAPER: the orphan is ours
+        listener = seccomp.install_hold([("prctl", 1)])   # prctl(PR_SET_PDEATHSIG, ...)
+        parent = os.fork()
+        if parent == 0:
+            os.close(listener)
+            try:
+                native.spawn_payload(b"/bin/sh", [b"sh", b"-c", b"echo ran > " + bytes(marker)], [],
+                                     uid=65534, gid=65534, groups=[], rlimits={}, umask=0o022, cwd=b"/",
+                                     switch=False, pdeathsig=signal.SIGKILL)
+            finally:
+                os._exit(0)
+        ident, child = seccomp.held(listener)
+        os.kill(parent, signal.SIGKILL)
+        os.waitpid(parent, 0)
+        seccomp.release(listener, ident)                  # the prctl now runs, too late
+        _, status = os.waitpid(child, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    assert run_in_child(supervisor) == 127
+    assert not marker.exists()

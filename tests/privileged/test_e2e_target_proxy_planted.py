@@ -86,6 +86,24 @@ def test_explicit_target_proxy_link_still_refused(gx, accounts, planted):
     assert os.readlink(dest) == "/etc/passwd" and not mark.exists()
 
 
+def test_explicit_target_proxy_link_in_the_targets_directory_refused(gx, accounts, planted):
+    """The same in a directory the target owns (gx.out above is a sticky 1777 directory,
+    refused for that alone): the link itself is refused, before the grant, and left alone."""
+    t = accounts.target1
+    d = gx.out / "target_dir"
+    d.mkdir(mode=0o700)
+    os.chown(d, t.uid, t.gid)
+    dest = d / "explicit_proxy"
+    r = run_as(t.name, ["/bin/ln", "-s", "/etc/passwd", str(dest)])
+    assert r.returncode == 0, r
+    mark = gx.marker("ran")
+    r = gx.run(["/bin/sh", "-c", f'echo ran > "{mark}"'],
+               env={"GLEXEC_TARGET_PROXY": str(dest)})
+    gx.assert_refused(r, 201, "target_proxy_location")
+    assert b"exists and is not a file owned by the target" in r.stderr, r
+    assert os.readlink(dest) == "/etc/passwd" and not mark.exists()
+
+
 def test_planted_between_staging_and_commit(accounts, planted, run_dir):
     """The race: the default name is free when the proxy is staged and taken (by another
     user) before the commit. The commit goes elsewhere instead of failing."""
@@ -103,4 +121,33 @@ def test_planted_between_staging_and_commit(accounts, planted, run_dir):
     assert st.st_uid == t.uid and stat.S_IMODE(st.st_mode) == 0o600
     assert open(dest, "rb").read() == b"PROXY"
     assert os.readlink(planted) == "/etc/shadow"
+    assert not glob.glob(f"/tmp/.x509up_u{t.uid}.glexec-*")
+
+
+def test_planted_between_the_check_and_the_rename(accounts, planted, run_dir, monkeypatch):
+    """The narrower race: the default name is free when the commit checks it and taken
+    (another user's link) before the rename. The rename, made as the target, is refused by
+    the sticky bit (as root it would replace the planted link), and the proxy goes
+    elsewhere. The interleaving is forced: the real check runs, then the outsider plants."""
+    from glexec_py.effects import userfiles
+    t = accounts.target1
+    staged = userfiles.stage_target_proxy(planted.encode(), b"PROXY", (t.uid, t.gid, [t.gid]), True)
+    real, verdicts = userfiles._foreign_file, []
+
+    def check_then_plant(dirfd, name, uid):
+        verdict = real(dirfd, name, uid)
+        if not verdicts:
+            r = run_as("gxtoutsider", ["/bin/ln", "-s", "/etc/shadow", planted])
+            assert r.returncode == 0, r
+        verdicts.append(verdict)
+        return verdict
+    monkeypatch.setattr(userfiles, "_foreign_file", check_then_plant)
+    staged.commit()
+    assert verdicts[0] is False                       # the name was free when checked
+    dest = staged.path.decode()
+    assert dest.startswith(planted + ".")
+    st = os.lstat(dest)
+    assert st.st_uid == t.uid and stat.S_IMODE(st.st_mode) == 0o600
+    assert open(dest, "rb").read() == b"PROXY"
+    assert os.readlink(planted) == "/etc/shadow"      # not replaced
     assert not glob.glob(f"/tmp/.x509up_u{t.uid}.glexec-*")
