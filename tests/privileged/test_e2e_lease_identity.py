@@ -64,7 +64,9 @@ def pool(gx, pool_accounts):  # noqa: F811
     # By default a subject whose one-line text is ambiguous is refused before mapping
     # (docs/namespaces.md); the lease layer must keep the identities apart on its own, as
     # at a site that turns the namespace check off.
-    gx.config(mapping={"gridmapdir": str(d)}, credentials={"namespace_policy": "ignore"})
+    # One pilot takes the whole (two-account) pool on purpose: no per-caller limit.
+    gx.config(mapping={"gridmapdir": str(d), "max_leases_per_caller": 0},
+              credentials={"namespace_policy": "ignore"})
     yield d
     shutil.rmtree(d, ignore_errors=True)
     for a in pool_accounts:
