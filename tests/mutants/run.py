@@ -57,7 +57,7 @@ def problems(mutants, root=ROOT):
             path = root / file
             if file not in texts:
                 try:
-                    texts[file] = path.read_text()
+                    texts[file] = path.read_text(encoding="utf-8")
                 except OSError as e:
                     out.append(f"{mid}: {file}: {e.strerror}")
                     continue
@@ -109,10 +109,10 @@ def copy_tree(src, dest, files=None):
 def apply(tree, m):
     for file, find, replace in m["edits"]:
         p = tree / file
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
         if text.count(find) != 1:
             raise RuntimeError(f"{m['id']}: {file}: source text not found exactly once")
-        p.write_text(text.replace(find, replace, 1))
+        p.write_text(text.replace(find, replace, 1), encoding="utf-8")
 
 
 def build(tree, timeout):
