@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#define EXIT_CALLER 201 /* caller's fault: argc == 0, argv/env too large */
+#define EXIT_CALLER 201 /* caller's fault: argc == 0, argv/env too large, FSIZE too small */
 #define EXIT_SYSTEM 202 /* untrusted install, namespaces, internal failure */
 
 #define MAX_ARGV 65536

@@ -66,15 +66,13 @@ static void copy_out(int fd)
 
 int main(void)
 {
-    size_t cap = 1 << 16;
-    for (ssize_t r; (in = realloc(in, cap)) && (r = read(0, in + in_len, cap - in_len)) != 0;) {
-        if (r < 0)
+    size_t cap = 0;
+    for (ssize_t r = 1; r; in_len += (size_t)r) {
+        if (in_len == cap && !(in = realloc(in, cap = cap ? 2 * cap : 1 << 16)))
             _exit(90);
-        if ((in_len += (size_t)r) == cap)
-            cap *= 2;
+        if ((r = read(0, in + in_len, cap - in_len)) < 0)
+            _exit(90);
     }
-    if (!in)
-        _exit(90);
     int privileged = (int)get(1);
     size_t argc = get(4), envc = get(4);
     char **argv = strings(argc), **envp = strings(envc);

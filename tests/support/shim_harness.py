@@ -153,6 +153,8 @@ def check_run(harness, argv, env, privileged=False, rlimits=None, umask=0o022, c
     want = expected_facts(p, argv, env, privileged, rlimits, umask, cwd, new_session)
     size = len(handoff.build(want))
     fsize = rlimits.get(1, (RLIM_INFINITY,))[0]
+    if 2**63 <= fsize < RLIM_INFINITY:
+        fsize = 0      # the kernel compares the limit as a signed loff_t: every write fails
     bad = []
     if len(argv) > MAX_ARGV or len(env) > MAX_ENV or size > MAX_BLOB:
         if (p.returncode, p.stdout_bytes, p.stderr_bytes) != (201, b"", TOO_LARGE):
