@@ -97,9 +97,12 @@ def lim64(v):
 
 
 class BlobHarness:
-    def __init__(self, out_dir):
+    def __init__(self, out_dir, asan=True):
+        """asan=False: UBSan and _FORTIFY_SOURCE only, ~3 ms a run instead of ~20 ms."""
+        san = "address,undefined" if asan else "undefined"
         self.path = _build(out_dir, "blob_harness", [HARNESS_C, CSRC / "shim_blob.c"],
-                           ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"])
+                           ["-fsanitize=" + san, "-fno-sanitize-recover=all",
+                            "-D_FORTIFY_SOURCE=2"])
 
     @staticmethod
     def encode(argv, env, privileged, rlimits):
