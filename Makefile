@@ -14,7 +14,7 @@ CC = gcc
 
 CFLAGS_SHIM := -O2 -Wall -Wextra -Werror -fPIE -fstack-protector-strong -D_FORTIFY_SOURCE=2
 LDFLAGS_SHIM := -pie -Wl,-z,relro,-z,now -Wl,-z,noexecstack
-SHIM_SRC := csrc/shim.c csrc/shim_blob.c
+SHIM_SRC := csrc/shim.c csrc/shim_blob.c csrc/shim_userns.c
 SHIM_DEPS := $(SHIM_SRC) csrc/shim.h Makefile
 
 # The prefix is compiled into the shim, so every prefix gets its own build directory.

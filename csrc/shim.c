@@ -42,21 +42,13 @@ static void fix_std_fds(void)
  * map of the initial namespace is accepted. */
 static void refuse_userns(void)
 {
-    char buf[256], *save, *tok[4];
+    char buf[UID_MAP_MAX];
     int fd = open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf);
     if (fd >= 0)
         close(fd);
-    if (n <= 0 || n == (ssize_t)sizeof buf - 1 || memchr(buf, '\n', (size_t)n) != buf + n - 1)
-        goto bad;
-    buf[n] = '\0';
-    for (int i = 0; i < 4; i++)
-        tok[i] = strtok_r(i ? NULL : buf, " \t\n", &save);
-    if (tok[2] && !tok[3] && !strcmp(tok[0], "0") && !strcmp(tok[1], "0") &&
-        !strcmp(tok[2], "4294967295"))
-        return;
-bad:
-    die(EXIT_SYSTEM, "refusing to run inside a user namespace", NULL);
+    if (n <= 0 || !uid_map_is_initial(buf, (size_t)n))
+        die(EXIT_SYSTEM, "refusing to run inside a user namespace", NULL);
 }
 
 /* A root-owned setuid binary running without euid 0 means the kernel dropped the bit. */

@@ -2,7 +2,9 @@
 #ifndef GLEXEC_SHIM_H
 #define GLEXEC_SHIM_H
 
-#define EXIT_CALLER 201 /* caller's fault: argc == 0, argv/env too large */
+#include <stddef.h>
+
+#define EXIT_CALLER 201 /* caller's fault: argc == 0, argv/env too large, FSIZE too small */
 #define EXIT_SYSTEM 202 /* untrusted install, namespaces, internal failure */
 
 #define MAX_ARGV 65536
@@ -11,6 +13,13 @@
 
 /* Print "glexec: <what>" (plus optional detail) on fd 2 and _exit(code). */
 _Noreturn void die(int code, const char *what, const char *detail);
+
+/* One read() of /proc/self/uid_map takes at most this many bytes; a map that fills them
+ * may have been cut short and is refused. */
+#define UID_MAP_MAX 255
+
+/* 1 iff the n bytes are the initial user namespace's uid_map (csrc/shim_userns.c). */
+int uid_map_is_initial(const char *buf, size_t n);
 
 /* Record the caller facts (sets umask 077) and leave the sealed blob on fd 3. */
 void handoff_to_fd3(int argc, char **argv, char **envp, int privileged);

@@ -1,8 +1,10 @@
 /* glexec shim: build the hand-off blob (docs/internals.md) into a sealed memfd on fd 3.
  * The caller's argv/env travel as opaque data only: nothing here interprets them. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,9 +79,11 @@ static void put64(struct buf *b, int64_t v)
     put(b, x, sizeof x);
 }
 
+/* The field is signed: a finite limit above INT64_MAX (a caller may set one) is recorded
+ * as INT64_MAX, never as a negative number the engine would reject as malformed. */
 static int64_t lim64(rlim_t v)
 {
-    return v == RLIM_INFINITY ? -1 : (int64_t)v;
+    return v == RLIM_INFINITY ? -1 : v > INT64_MAX ? INT64_MAX : (int64_t)v;
 }
 
 static void caller_ids(struct buf *b, int privileged)
@@ -125,8 +129,13 @@ static void to_fd3(const struct buf *b)
     int fd = memfd_create("glexec-handoff", MFD_ALLOW_SEALING);
     if (fd < 0)
         die(EXIT_SYSTEM, "memfd_create failed", NULL);
+    /* The caller's RLIMIT_FSIZE applies to the memfd: fail with EFBIG, not SIGXFSZ (the
+     * shim resets every signal to default before the exec). */
+    signal(SIGXFSZ, SIG_IGN);
     for (size_t off = 0; off < b->len;) {
         ssize_t w = write(fd, b->p + off, b->len - off);
+        if (w < 0 && errno == EFBIG)
+            die(EXIT_CALLER, "file size limit too small for the hand-off", NULL);
         if (w <= 0)
             die(EXIT_SYSTEM, "cannot write hand-off", NULL);
         off += (size_t)w;

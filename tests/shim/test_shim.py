@@ -308,6 +308,23 @@ def test_rlimits_log_only_stay_within_hard(run, prefix):
     assert e[0] == [200, 200]
 
 
+def test_rlimit_above_int64_max_recorded(run):
+    """A finite limit >= 2**63 is recorded as INT64_MAX: it was written as a negative number,
+    and the engine refused the whole hand-off as malformed (202)."""
+    from glexec_py.core import handoff
+    out, blob = ok(run(wrapper=["prlimit", "--core=9223372036854775808:unlimited",
+                                "--rss=18446744073709551614:18446744073709551614"]))
+    assert blob["rlimits"][RLIMIT_CORE] == (2**63 - 1, INF)
+    assert blob["rlimits"][5] == (2**63 - 1, 2**63 - 1)
+    assert handoff.parse(bytes.fromhex(out["fd3"])).rlimits[RLIMIT_CORE] == (2**63 - 1, INF)
+
+
+def test_fsize_limit_below_blob_refused(run):
+    """The caller's RLIMIT_FSIZE applies to the memfd: 201 and one line, not death by SIGXFSZ."""
+    refused(run(wrapper=["prlimit", "--fsize=100"]), 201,
+            b"glexec: file size limit too small for the hand-off\n")
+
+
 def test_signals_reset(run):
     def caller():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
