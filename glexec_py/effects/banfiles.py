@@ -15,7 +15,7 @@ from glexec_py.core import bans
 from glexec_py.effects import trust
 from glexec_py.errors import ConfigError, SystemFault
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2      # 2: exact entries as a hashed index (core.bans.to_cache_rows)
 
 
 def load(cfg_bans, config_path, state_dir=None):
@@ -100,8 +100,8 @@ def _load_file(path, kind, cap, state_dir):
 
 
 def _cache_path(state_dir, path):
-    import hashlib
-    return f"{state_dir}/bans-{hashlib.sha256(os.fsencode(path)).hexdigest()[:32]}.cache"
+    import _sha256  # builtin: hashlib would load OpenSSL's (~8 ms)
+    return f"{state_dir}/bans-{_sha256.sha256(os.fsencode(path)).hexdigest()[:32]}.cache"
 
 
 def _read_cache(state_dir, path, key):
