@@ -192,3 +192,17 @@ def test_cache_hit_builds_no_entry_per_line():
     assert check(bl, subject_dns=[make_dn([[(CN, "Nobody")]])]) is None
     assert _live_entries() - before < 100
     assert bl.counts()["dn"] == 20_000 and len(bl) == 20_001
+
+
+def test_cached_entries_with_the_same_avas_in_another_order():
+    # Same AVAs, other RDN order: one index key, told apart only by the exact check.
+    data = b'"/CN=a/O=b"\n"/O=b/CN=a"\n"/O=b/CN=a/CN=p"\n'
+    for bl in (load_ban_file(data, "f", "dn"), cached(load_ban_file(data, "f", "dn"), "f")):
+        subject = make_dn([[(O, "b")], [(CN, "a")]])
+        assert check(bl, subject_dns=[subject]).where == "f:2"
+        proxy = make_dn([[(O, "b")], [(CN, "a")], [(CN, "p")]])
+        assert check(bl, subject_dns=[proxy]).where == "f:2"
+        assert check(bl, subject_dns=[make_dn([[(CN, "a")], [(O, "b")]])]).where == "f:1"
+        # one multi-valued RDN is a set: both orders ban it, the first line is reported
+        assert check(bl, subject_dns=[make_dn([[(O, "b"), (CN, "a")]])]).where == "f:1"
+        assert check(bl, subject_dns=[make_dn([[(O, "b")], [(CN, "b")]])]) is None
