@@ -11,6 +11,9 @@ Sources
   case, colons optional).
 - ``merge(*banlists)``; ``unusable(source, why)`` is the deny-everyone list the effects layer
   installs when a ban source is missing, unreadable, insecure or unparsable.
+- ``to_cache_rows``/``from_cache_rows``: a parsed ban file as marshal-able values for the
+  cache of ``effects.banfiles``; the exact DN/CA entries become a hashed index, so a cache
+  hit, ``merge`` and ``check`` cost what the call looks up, not the number of entries.
 
 Any entry that cannot be parsed, or whose meaning would be a guess, raises
 ``BanLoadError`` (a ``ConfigError``: ``file:line: what``) -- a ban list is complete or
@@ -406,7 +409,8 @@ def from_cache_rows(rows, source):
     bl = BanList()
     entries, hashed = [], []
     for kind, text, line, value, pattern, index in others:
-        if kind not in KINDS or type(text) is not str or (value is None) == (pattern is None):
+        if kind not in KINDS or type(text) is not str or (value is None) == (pattern is None) \
+                or type(index) is not int or type(line) is not int:
             raise ValueError("not a ban cache row")
         e = Entry(kind, text, source, line, f"{source}:{line}", value, pattern)
         e.index = index

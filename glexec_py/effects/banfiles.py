@@ -4,7 +4,9 @@ A ban file is parsed once per version: the validated result is cached (marshal) 
 engine's root-only state directory, keyed by the file's identity (dev, inode, size,
 mtime_ns, ctime_ns), exactly as the configuration is (``effects.configfile``); every call
 re-checks the file's trust and identity, so an edit is seen by the next call (a version
-younger than two seconds is not cached: see ``_racy``).  A file over
+younger than two seconds is not cached: see ``_racy``).  The cache holds the exact DN/CA
+entries as a hashed index (``core.bans.to_cache_rows``): a cache hit copies a few byte
+strings and looks up only the subjects of this call, whatever the list's length.  A file over
 ``bans.max_file_size`` bytes is a broken ban source (deny everyone) rather than a minute of
 parsing per call.
 """
