@@ -121,12 +121,12 @@ def _flatkey(d):
 
 
 def _key_hash(flat):
-    """Stable 32-bit hash of a ``_flatkey`` (crc32 of an injective byte encoding; Python's
-    ``hash`` is salted per process).  The cached index only narrows the candidates with it:
-    each candidate is then checked exactly, so a collision costs time, never a decision."""
+    """Stable 32-bit hash of a ``_flatkey`` (crc32; Python's ``hash`` is salted per
+    process).  Equal keys hash equal, which is all the cached index needs: it only narrows
+    the candidates, each candidate is then checked exactly, so a collision (or two keys
+    that join to the same string) costs time, never a decision."""
     import zlib
-    return zlib.crc32("".join(f"{o}={len(v)}:{v}" for o, v in flat)
-                      .encode("utf-8", "surrogatepass"))
+    return zlib.crc32("\0".join(map("\1".join, flat)).encode("utf-8", "surrogatepass"))
 
 
 class _Hashed:
