@@ -375,10 +375,19 @@ def to_cache_rows(banlist):
     flat byte strings: loading them costs a copy, not an object per entry), the rest (the
     patterns, FQANs) as rows ``(kind, text, line, value, pattern, index)``."""
     from array import array
+    known = {}                              # id(entry) -> hash, from the index's own keys
+    for _base, index in banlist._dn + banlist._ca:
+        if type(index) is dict:
+            for key, es in index.items():
+                h = _key_hash(key)
+                for e in es:
+                    known[id(e)] = h
     exact, rows = {}, []
     for e in banlist.entries:
         if e.kind in ("dn", "ca") and e.pattern is None and type(e.line) is int:
-            exact.setdefault(e.kind, []).append((_key_hash(_flatkey(e.value)), e.index, e))
+            h = known.get(id(e))
+            exact.setdefault(e.kind, []).append(
+                (_key_hash(_flatkey(e.value)) if h is None else h, e.index, e))
         else:
             rows.append((e.kind, e.text, e.line, e.value, e.pattern, e.index))
     tables = {}
