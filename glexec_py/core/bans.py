@@ -11,6 +11,9 @@ Sources
   case, colons optional).
 - ``merge(*banlists)``; ``unusable(source, why)`` is the deny-everyone list the effects layer
   installs when a ban source is missing, unreadable, insecure or unparsable.
+- ``to_cache_rows``/``from_cache_rows``: a parsed ban file as marshal-able values for the
+  cache of ``effects.banfiles``; the exact DN/CA entries become a hashed index, so a cache
+  hit, ``merge`` and ``check`` cost what the call looks up, not the number of entries.
 
 Any entry that cannot be parsed, or whose meaning would be a guess, raises
 ``BanLoadError`` (a ``ConfigError``: ``file:line: what``) -- a ban list is complete or
@@ -117,54 +120,138 @@ def _flatkey(d):
     return tuple(sorted(ava for rdn in d for ava in rdn))
 
 
-class BanList:
-    """Immutable set of ban entries, indexed for ``check``."""
-    __slots__ = ("entries", "unusable_why", "_dn", "_dn_pat", "_ca", "_ca_pat", "_fq_group",
-                 "_fq_role", "_fq_pat", "_tok", "_fp")
+def _key_hash(flat):
+    """Stable 32-bit hash of a ``_flatkey`` (crc32; Python's ``hash`` is salted per
+    process).  Equal keys hash equal, which is all the cached index needs: it only narrows
+    the candidates, each candidate is then checked exactly, so a collision (or two keys
+    that join to the same string) costs time, never a decision."""
+    import zlib
+    return zlib.crc32("\0".join(map("\1".join, flat)).encode("utf-8", "surrogatepass"))
 
-    def __init__(self, entries=(), unusable_why=None, keys=None):
-        """``keys``: the ``_flatkey`` of each DN/CA entry's value, when already known
-        (a cached ban file: sorting 100k DNs again is most of a cache hit's cost)."""
-        self.entries = tuple(entries)
+
+class _Hashed:
+    """The exact DN/CA entries of one cached ban file, looked up without building them all:
+    sorted ``_key_hash`` values with parallel arrays (entry index, line, text offset) and the
+    texts.  ``get`` builds (and re-parses) only the entries whose hash matches."""
+    __slots__ = ("kind", "source", "hashes", "order", "lines", "offs", "texts")
+
+    def __init__(self, kind, source, hashes, order, lines, offs, texts):
+        self.kind, self.source, self.texts = kind, source, texts
+        self.hashes, self.order, self.lines, self.offs = hashes, order, lines, offs
+
+    def __len__(self):
+        return len(self.hashes)
+
+    def _entry(self, i):
+        text = self.texts[self.offs[i]:self.offs[i + 1]].decode("utf-8")
+        line = self.lines[i]
+        # The text parsed when the file was loaded: parse_text is deterministic.
+        e = Entry(self.kind, text, self.source, line, f"{self.source}:{line}",
+                  value=_dn.parse_text(text))
+        e.index = self.order[i]
+        return e
+
+    def get(self, flat, default=()):
+        from bisect import bisect_left
+        h = _key_hash(flat)
+        hs = self.hashes
+        i = bisect_left(hs, h)
+        out = []
+        while i < len(hs) and hs[i] == h:
+            out.append(self._entry(i))
+            i += 1
+        return out or default
+
+    def all(self):
+        return [self._entry(i) for i in range(len(self.hashes))]
+
+
+class BanList:
+    """Immutable set of ban entries, indexed for ``check``.
+
+    Every entry has an order (its position in the list, merged lists concatenated); a
+    check reports the hit with the lowest order.  Exact DN/CA entries sit in per-source
+    indexes (``_dn``/``_ca``: ``(base order, index)``, the index a dict ``_flatkey ->
+    [Entry]`` or a cached file's ``_Hashed``); the other entries as ``(order, Entry)``.
+    ``merge`` only concatenates these: it never touches the exact entries."""
+    __slots__ = ("unusable_why", "_size", "_counts", "_parts", "_dn", "_dn_pat", "_ca",
+                 "_ca_pat", "_fq_group", "_fq_role", "_fq_pat", "_tok", "_fp")
+
+    def __init__(self, entries=(), unusable_why=None):
+        entries = tuple(entries)
         self.unusable_why = unusable_why
-        self._dn, self._ca = {}, {}
+        dn_exact, ca_exact = {}, {}
         self._dn_pat, self._ca_pat, self._fq_pat = [], [], []
         self._fq_group, self._fq_role = [], []
         self._tok, self._fp = {}, {}
-        for i, e in enumerate(self.entries):
+        counts = dict.fromkeys(KINDS, 0)
+        for i, e in enumerate(entries):
             e.index = i
+            counts[e.kind] += 1
             if e.kind in ("dn", "ca"):
                 if e.pattern is not None:
-                    (self._dn_pat if e.kind == "dn" else self._ca_pat).append(e)
+                    (self._dn_pat if e.kind == "dn" else self._ca_pat).append((i, e))
                 else:
-                    (self._dn if e.kind == "dn" else self._ca).setdefault(
-                        _flatkey(e.value) if keys is None else keys[i], []).append(e)
-            elif e.kind == "fqan":
-                if e.pattern is not None:
-                    self._fq_pat.append(e)
-                elif e.value[1] == "NULL" and e.value[2] == "NULL":
-                    self._fq_group.append(e)
-                else:
-                    self._fq_role.append(e)
-            elif e.kind == "token":
-                self._tok.setdefault(e.value, e)
-            elif e.kind == "fingerprint":
-                self._fp.setdefault(e.value, e)
+                    (dn_exact if e.kind == "dn" else ca_exact).setdefault(
+                        _flatkey(e.value), []).append(e)
+            else:
+                self._add_other(i, e)
+        self._size, self._counts = len(entries), counts
+        self._parts = ((0, entries),) if entries else ()
+        self._dn = ((0, dn_exact),) if dn_exact else ()
+        self._ca = ((0, ca_exact),) if ca_exact else ()
+
+    def _add_other(self, order, e):
+        if e.kind == "fqan":
+            if e.pattern is not None:
+                self._fq_pat.append((order, e))
+            elif e.value[1] == "NULL" and e.value[2] == "NULL":
+                self._fq_group.append((order, e))
+            else:
+                self._fq_role.append((order, e))
+        elif e.kind == "token":
+            self._tok.setdefault(e.value, (order, e))
+        elif e.kind == "fingerprint":
+            self._fp.setdefault(e.value, (order, e))
+        elif e.pattern is not None:
+            (self._dn_pat if e.kind == "dn" else self._ca_pat).append((order, e))
+        else:
+            raise ValueError(f"not an indexable {e.kind} entry")
+
+    @property
+    def entries(self):
+        """Every entry in order (built on demand for a cached file: not for the hot path)."""
+        out = []
+        for _base, part in self._parts:
+            out.extend(sorted(part.all(), key=lambda e: e.index)
+                       if isinstance(part, _Lazy) else part)
+        return tuple(out)
 
     def __len__(self):
-        return len(self.entries)
+        return self._size
 
     def counts(self):
         """``{kind: number of entries}`` (for the audit record)."""
-        out = dict.fromkeys(KINDS, 0)
-        for e in self.entries:
-            out[e.kind] += 1
-        return out
+        return dict(self._counts)
 
     def __repr__(self):
         if self.unusable_why is not None:
             return f"BanList(unusable: {self.unusable_why!r})"
         return f"BanList({self.counts()!r})"
+
+
+class _Lazy:
+    """The entries of a cached ban file (for ``BanList.entries`` only)."""
+    __slots__ = ("hashed", "others")
+
+    def __init__(self, hashed, others):
+        self.hashed, self.others = hashed, others
+
+    def all(self):
+        out = list(self.others)
+        for h in self.hashed:
+            out.extend(h.all())
+        return out
 
 
 def unusable(source, why):
@@ -174,14 +261,27 @@ def unusable(source, why):
 
 
 def merge(*banlists):
-    """One BanList with the entries of all, in order; unusable if any is."""
-    entries = []
-    why = None
+    """One BanList with the entries of all, in order; unusable if any is.  Costs the
+    number of sources and of non-exact entries, not of the exact ones."""
+    out = BanList()
+    base = 0
     for b in banlists:
-        if b.unusable_why is not None and why is None:
-            why = b.unusable_why
-        entries.extend(b.entries)
-    return BanList(entries, why)
+        if b.unusable_why is not None and out.unusable_why is None:
+            out.unusable_why = b.unusable_why
+        out._parts += tuple((base + o, p) for o, p in b._parts)
+        out._dn += tuple((base + o, ix) for o, ix in b._dn)
+        out._ca += tuple((base + o, ix) for o, ix in b._ca)
+        for name in ("_dn_pat", "_ca_pat", "_fq_group", "_fq_role", "_fq_pat"):
+            getattr(out, name).extend((base + o, e) for o, e in getattr(b, name))
+        for name in ("_tok", "_fp"):
+            d = getattr(out, name)
+            for k, (o, e) in getattr(b, name).items():
+                d.setdefault(k, (base + o, e))         # the first in list order wins
+        for k, n in b._counts.items():
+            out._counts[k] += n
+        base += len(b)
+    out._size = base
+    return out
 
 
 # --- loading ------------------------------------------------------------------------
@@ -266,24 +366,87 @@ def load_ban_file(data, source, kind):
     return BanList(entries)
 
 
+_CACHE_TAG = "glexec-py ban index 1"
+
+
 def to_cache_rows(banlist):
-    """A loaded ban file as plain rows (marshal-able) for the root-only cache of
-    ``effects.banfiles``: ``(kind, text, line, value, pattern, index key)`` per entry."""
-    return [(e.kind, e.text, e.line, e.value, e.pattern,
-             _flatkey(e.value) if e.kind in ("dn", "ca") and e.pattern is None else None)
-            for e in banlist.entries]
+    """A loaded ban file as plain values (marshal-able) for the root-only cache of
+    ``effects.banfiles``: the exact DN/CA entries as a ``_Hashed`` index per kind (a few
+    flat byte strings: loading them costs a copy, not an object per entry), the rest (the
+    patterns, FQANs) as rows ``(kind, text, line, value, pattern, index)``."""
+    from array import array
+    known = {}                              # id(entry) -> hash, from the index's own keys
+    for _base, index in banlist._dn + banlist._ca:
+        if type(index) is dict:
+            for key, es in index.items():
+                h = _key_hash(key)
+                for e in es:
+                    known[id(e)] = h
+    exact, rows = {}, []
+    for e in banlist.entries:
+        if e.kind in ("dn", "ca") and e.pattern is None and type(e.line) is int:
+            h = known.get(id(e))
+            exact.setdefault(e.kind, []).append(
+                (_key_hash(_flatkey(e.value)) if h is None else h, e.index, e))
+        else:
+            rows.append((e.kind, e.text, e.line, e.value, e.pattern, e.index))
+    tables = {}
+    for kind, items in exact.items():
+        items.sort(key=lambda t: (t[0], t[1]))
+        texts = [t[2].text.encode("utf-8") for t in items]
+        offs, o = array("I", [0]), 0
+        for b in texts:
+            o += len(b)
+            offs.append(o)
+        tables[kind] = (array("I", [t[0] for t in items]).tobytes(),
+                        array("I", [t[1] for t in items]).tobytes(),
+                        array("I", [t[2].line for t in items]).tobytes(),
+                        offs.tobytes(), b"".join(texts))
+    return (_CACHE_TAG, len(banlist), tables, rows)
 
 
 def from_cache_rows(rows, source):
-    """The BanList of ``to_cache_rows`` again (rows this module validated earlier: only the
-    shape is re-checked); ``ValueError`` on anything else."""
-    entries, keys = [], []
-    for kind, text, line, value, pattern, key in rows:
-        if kind not in KINDS or type(text) is not str or (value is None) == (pattern is None):
+    """The BanList of ``to_cache_rows`` again (values this module made earlier: only the
+    shape is re-checked, in time independent of the number of exact entries);
+    ``ValueError`` on anything else."""
+    from array import array
+    if type(rows) is not tuple or len(rows) != 4 or rows[0] != _CACHE_TAG:
+        raise ValueError("not a ban cache")
+    _tag, size, tables, others = rows
+    if type(tables) is not dict or type(others) is not list or type(size) is not int:
+        raise ValueError("not a ban cache")
+    bl = BanList()
+    entries, hashed = [], []
+    for kind, text, line, value, pattern, index in others:
+        if kind not in KINDS or type(text) is not str or (value is None) == (pattern is None) \
+                or type(index) is not int or type(line) is not int:
             raise ValueError("not a ban cache row")
-        entries.append(Entry(kind, text, source, line, f"{source}:{line}", value, pattern))
-        keys.append(key)
-    return BanList(entries, keys=keys)
+        e = Entry(kind, text, source, line, f"{source}:{line}", value, pattern)
+        e.index = index
+        bl._add_other(index, e)
+        bl._counts[kind] += 1
+        entries.append(e)
+    for kind, table in tables.items():
+        if kind not in ("dn", "ca") or type(table) is not tuple or len(table) != 5 \
+                or not all(type(b) is bytes for b in table):
+            raise ValueError("not a ban cache table")
+        hs, order, lines, offs = (array("I", b) for b in table[:4])
+        n = len(hs)
+        if hs.itemsize != 4 or len(order) != n or len(lines) != n or len(offs) != n + 1 \
+                or offs[0] != 0 or offs[-1] != len(table[4]):
+            raise ValueError("not a ban cache table")
+        ix = _Hashed(kind, source, hs, order, lines, offs, table[4])
+        hashed.append(ix)
+        if kind == "dn":
+            bl._dn += ((0, ix),)
+        else:
+            bl._ca += ((0, ix),)
+        bl._counts[kind] += n
+    if sum(bl._counts.values()) != size:
+        raise ValueError("ban cache counts do not add up")
+    bl._size = size
+    bl._parts = ((0, _Lazy(hashed, entries)),)
+    return bl
 
 
 def from_plain(d, source):
@@ -349,25 +512,18 @@ def _deny(reason, entry, matched, what):
 
 
 def _first(hits):
-    return min(hits, key=lambda h: h[0].index) if hits else None
-
-
-def _match_patterns(patterns, targets):
-    for e in patterns:
-        for t in targets:
-            if ban_pattern_matches(e.pattern, t):
-                return e, t
-    return None
+    """The hit ``(order, entry, matched)`` of the entry that comes first in the list."""
+    return min(hits, key=lambda h: h[0]) if hits else None
 
 
 def _pattern_hits(patterns, targets):
-    """(entry, matched rendering) for every wildcard entry that matches one of the targets
-    (LCMAPS fnmatch semantics), the first matching rendering each."""
+    """(order, entry, matched rendering) for every wildcard entry that matches one of the
+    targets (LCMAPS fnmatch semantics), the first matching rendering each."""
     hits = []
-    for e in patterns:
+    for o, e in patterns:
         for t in targets:
             if ban_pattern_matches(e.pattern, t):
-                hits.append((e, t.decode("utf-8", "replace")))
+                hits.append((o, e, t.decode("utf-8", "replace")))
                 break
     return hits
 
@@ -381,7 +537,8 @@ def check(banlist, *, subject_dns=(), issuer_dns=(), fqans=(), token=None,
     verified FQANs / token groups; ``token``: ``(iss, sub)`` or None; ``fingerprints``:
     SHA-256 hex of every certificate (any case, colons optional);
     ``subject_onelines``/``issuer_onelines``: optional raw OpenSSL oneline strings of the
-    same certificates (only wildcard patterns use them)."""
+    same certificates (only wildcard patterns use them).  Exact entries are looked up in
+    the indexes (cost: the subjects' length, not the list's)."""
     if banlist.unusable_why is not None:
         return Decision("bans_unavailable", None, None,
                         f"ban list unusable ({banlist.unusable_why}): denying everyone")
@@ -391,9 +548,11 @@ def check(banlist, *, subject_dns=(), issuer_dns=(), fqans=(), token=None,
         hits = []
         for d in subject_dns:
             for p in range(1, len(d) + 1):
-                for e in banlist._dn.get(_flatkey(d[:p]), ()):
-                    if _dn.is_rdn_prefix(e.value, d):
-                        hits.append((e, _dn.canonical(d)))
+                key = _flatkey(d[:p])
+                for base, index in banlist._dn:
+                    for e in index.get(key, ()):
+                        if _dn.is_rdn_prefix(e.value, d):
+                            hits.append((base + e.index, e, _dn.canonical(d)))
         if banlist._dn_pat:
             targets = []
             for d in subject_dns:
@@ -405,15 +564,17 @@ def check(banlist, *, subject_dns=(), issuer_dns=(), fqans=(), token=None,
             hits += _pattern_hits(banlist._dn_pat, targets)
         h = _first(hits)
         if h:
-            return _deny("banned_dn", h[0], h[1], f"subject {h[1]}")
+            return _deny("banned_dn", h[1], h[2], f"subject {h[2]}")
 
     # CA bans: issuer equality.
     if banlist._ca or banlist._ca_pat:
         hits = []
         for d in issuer_dns:
-            for e in banlist._ca.get(_flatkey(d), ()):
-                if _dn.is_rdn_prefix(e.value, d):
-                    hits.append((e, _dn.canonical(d)))
+            key = _flatkey(d)
+            for base, index in banlist._ca:
+                for e in index.get(key, ()):
+                    if _dn.is_rdn_prefix(e.value, d):
+                        hits.append((base + e.index, e, _dn.canonical(d)))
         if banlist._ca_pat:
             targets = []
             for d in issuer_dns:
@@ -423,7 +584,7 @@ def check(banlist, *, subject_dns=(), issuer_dns=(), fqans=(), token=None,
             hits += _pattern_hits(banlist._ca_pat, targets)
         h = _first(hits)
         if h:
-            return _deny("banned_ca", h[0], h[1], f"issuer {h[1]}")
+            return _deny("banned_ca", h[1], h[2], f"issuer {h[2]}")
 
     # FQAN bans.
     if banlist._fq_group or banlist._fq_role or banlist._fq_pat:
@@ -432,48 +593,48 @@ def check(banlist, *, subject_dns=(), issuer_dns=(), fqans=(), token=None,
             try:
                 groups, role, cap = parse_fqan(f)
             except FQANError:
-                any_entry = (banlist._fq_group or banlist._fq_role or banlist._fq_pat)[0]
+                any_entry = (banlist._fq_group or banlist._fq_role or banlist._fq_pat)[0][1]
                 return Decision("banned_fqan", None, f,
                                 f"FQAN {f!r} is malformed and cannot be checked against "
                                 f"the FQAN bans (first: {any_entry.where})")
             canon = _render_fqan(groups, role, cap)
-            for e in banlist._fq_group:
+            for o, e in banlist._fq_group:
                 g = e.value[0]
                 if groups[:len(g)] == g:
-                    hits.append((e, canon))
-            for e in banlist._fq_role:
+                    hits.append((o, e, canon))
+            for o, e in banlist._fq_role:
                 g, r, c = e.value
                 if groups == g and role == r and (c == "NULL" or c == cap):
-                    hits.append((e, canon))
+                    hits.append((o, e, canon))
             if banlist._fq_pat:
                 targets = [_enc(canon), _enc(_short_fqan(groups, role, cap))]
                 if f not in (canon,):
                     targets.append(_enc(f))
-                for e in banlist._fq_pat:
+                for o, e in banlist._fq_pat:
                     for t in targets:
                         if ban_pattern_matches(e.pattern, t):
-                            hits.append((e, canon))
+                            hits.append((o, e, canon))
                             break
         h = _first(hits)
         if h:
-            return _deny("banned_fqan", h[0], h[1], f"FQAN {h[1]}")
+            return _deny("banned_fqan", h[1], h[2], f"FQAN {h[2]}")
 
     # Token bans.
     if token is not None and banlist._tok:
         iss, sub = token
         niss = _norm_iss(iss)
-        hits = [e for e in (banlist._tok.get((niss, sub)), banlist._tok.get((niss, None)))
-                if e is not None]
+        hits = [h for h in (banlist._tok.get((niss, sub)), banlist._tok.get((niss, None)))
+                if h is not None]
         if hits:
-            e = min(hits, key=lambda x: x.index)
+            e = min(hits, key=lambda h: h[0])[1]
             return _deny("banned_token", e, f"iss={iss} sub={sub}",
                          f"token iss={iss} sub={sub}")
 
     # Fingerprint bans.
     if banlist._fp:
         for fp in fingerprints:
-            e = banlist._fp.get(normalize_fingerprint(fp))
-            if e is not None:
-                return _deny("banned_fingerprint", e, normalize_fingerprint(fp),
+            h = banlist._fp.get(normalize_fingerprint(fp))
+            if h is not None:
+                return _deny("banned_fingerprint", h[1], normalize_fingerprint(fp),
                              f"certificate sha256:{normalize_fingerprint(fp)}")
     return None

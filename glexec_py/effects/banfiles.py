@@ -4,7 +4,9 @@ A ban file is parsed once per version: the validated result is cached (marshal) 
 engine's root-only state directory, keyed by the file's identity (dev, inode, size,
 mtime_ns, ctime_ns), exactly as the configuration is (``effects.configfile``); every call
 re-checks the file's trust and identity, so an edit is seen by the next call (a version
-younger than two seconds is not cached: see ``_racy``).  A file over
+younger than two seconds is not cached: see ``_racy``).  The cache holds the exact DN/CA
+entries as a hashed index (``core.bans.to_cache_rows``): a cache hit copies a few byte
+strings and looks up only the subjects of this call, whatever the list's length.  A file over
 ``bans.max_file_size`` bytes is a broken ban source (deny everyone) rather than a minute of
 parsing per call.
 """
@@ -15,7 +17,7 @@ from glexec_py.core import bans
 from glexec_py.effects import trust
 from glexec_py.errors import ConfigError, SystemFault
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2      # 2: exact entries as a hashed index (core.bans.to_cache_rows)
 
 
 def load(cfg_bans, config_path, state_dir=None):
@@ -100,8 +102,8 @@ def _load_file(path, kind, cap, state_dir):
 
 
 def _cache_path(state_dir, path):
-    import hashlib
-    return f"{state_dir}/bans-{hashlib.sha256(os.fsencode(path)).hexdigest()[:32]}.cache"
+    import _sha256  # builtin: hashlib would load OpenSSL's (~8 ms)
+    return f"{state_dir}/bans-{_sha256.sha256(os.fsencode(path)).hexdigest()[:32]}.cache"
 
 
 def _read_cache(state_dir, path, key):

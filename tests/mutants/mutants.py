@@ -68,6 +68,16 @@ MUTANTS = [
          edits=[("glexec_py/engine.py", "    certs = call.chain[:call.eec_depth + 1]",
                  "    certs = call.chain[call.eec_depth:call.eec_depth + 1]")],
          kill=[P + "test_e2e_bans.py::test_ban_of_a_dn_only_a_proxy_has"]),
+    dict(id="ban-merge-every-source", check="a merged ban list looks up the exact DN entries of every source",
+         edits=[("glexec_py/core/bans.py", "        out._dn += tuple((base + o, ix) for o, ix in b._dn)",
+                 "        out._dn = tuple((base + o, ix) for o, ix in b._dn)")],
+         kill=["tests/core/test_bans.py::test_order_merge_unusable_and_counts",
+               "tests/core/test_bans_index.py::test_cached_index_decides_as_the_parsed_file"]),
+    dict(id="ban-cache-index-candidates", check="a cached ban index returns every entry of a matching hash",
+         edits=[("glexec_py/core/bans.py", "        while i < len(hs) and hs[i] == h:",
+                 "        while i < len(hs) and hs[i] == h and not out:")],
+         kill=["tests/core/test_bans_index.py::test_cached_entries_with_the_same_avas_in_another_order",
+               "tests/core/test_bans_index.py::test_cached_index_decides_as_the_parsed_file"]),
 
     # --- leases: link counts ------------------------------------------------------------------
     dict(id="lease-post-link-count", check="after link(): lease and entry each linked exactly twice",
