@@ -280,7 +280,7 @@ MUTANTS = [
     dict(id="ns-policy-file-trusted", check="a CA policy file must be root-owned and not group/other-writable",
          edits=[("glexec_py/effects/capolicy.py", "    st = trust.check_file(path)     # root-owned",
                  "    st = os.stat(path)     # root-owned")],
-         kill=[P + "test_e2e_namespaces.py::test_broken_policy_file_fails_closed[group_writable]"]),
+         kill=[P + "test_capolicy.py::test_untrusted_policy_file_is_a_system_fault"]),
     dict(id="ns-policy-file-size-cap", check="a CA policy file over MAX_POLICY_FILE is refused (fstat size and parser)",
          edits=[("glexec_py/effects/capolicy.py", "        if st.st_size > model.MAX_POLICY_FILE:", "        if False:"),
                 ("glexec_py/core/namespaces.py", "    if len(raw) > MAX_POLICY_FILE:", "    if False:")],
