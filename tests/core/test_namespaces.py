@@ -63,6 +63,15 @@ def test_a_prefix_never_covers_a_sibling(subject):
     assert (v.permitted, v.reason, v.rule) == (False, "no_rule_permits", None)
 
 
+@pytest.mark.parametrize("subject", ["/DC=org/DC=AB/CN=Mallory", "/DC=org/DC=A", "/DC=org/DC=Ax/CN=x",
+                                     "/DC=org/DC=B/DC=A/CN=x", "/C=NL/O=A Partnership/CN=x"])
+def test_a_signing_policy_prefix_never_covers_a_sibling(subject):
+    # A glob '/DC=org/DC=A/*' is decided by the signing_policy alone here (no .namespaces):
+    # its '/' before the '*' is part of the namespace, as in the EACL form above.
+    v = verdict(None, IGTF_SIGNING_POLICY, CA_A, subject)
+    assert (v.permitted, v.reason, v.policy.kind) == (False, "no_rule_permits", "signing_policy")
+
+
 def test_rules_only_for_their_issuer():
     # The AB CA's file names CA A: nothing in it speaks about AB, so there is no policy.
     assert verdict(IGTF_NAMESPACES, None, CA_AB, "/DC=org/DC=A/CN=x") is None

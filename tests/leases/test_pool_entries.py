@@ -6,7 +6,7 @@ import os
 import tempfile
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 
 from glexec_py.core.leases import entry_unsafe, lease_name, plan_fsck
 from glexec_py.effects.gridmapdir import GridmapDir
@@ -77,6 +77,10 @@ def test_unsafe_entries_only_exhaust_the_pool(gmd):
 
 
 @given(st.integers(0, 70000), st.integers(0, 0o7777))
+@example(0, 0o100644)
+@example(0, 0o100664)            # root's, but group-writable
+@example(0, 0o100646)            # root's, but writable by others
+@example(47001, 0o100600)
 def test_entry_rule(uid, mode):
     why = entry_unsafe(uid, mode)
     assert (why is None) == (uid == 0 and not mode & 0o022)

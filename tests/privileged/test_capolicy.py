@@ -74,3 +74,14 @@ def test_unparsable_and_oversized_files_are_system_faults(cadir):
     with pytest.raises(SystemFault) as e:
         capolicy.load(str(cadir), H)
     assert e.value.reason == "namespace_file"
+
+
+@pytest.mark.parametrize("damage", ["group_writable", "other_writable", "not_root"])
+def test_untrusted_policy_file_is_a_system_fault(cadir, damage):
+    p = write(cadir, f"{H}.namespaces", 'TO Issuer SELF PERMIT Subject "/DC=org/DC=A/.*"\n',
+              mode={"group_writable": 0o664, "other_writable": 0o646}.get(damage, 0o644))
+    if damage == "not_root":
+        os.chown(p, 47001, 0)
+    with pytest.raises(SystemFault) as e:
+        capolicy.load(str(cadir), H)
+    assert e.value.exit_code == 202
