@@ -157,7 +157,7 @@ test: test-deps build
 # Mutation check (root): every security check in tests/mutants/mutants.py must have a test
 # that fails without it. MUTANTS="id ..." runs only those; MUTANTS_BUDGET in seconds.
 MUTANTS ?=
-MUTANTS_BUDGET ?= 360
+MUTANTS_BUDGET ?= 600
 mutants: test-deps build
 	/usr/bin/python3 tests/mutants/run.py --budget $(MUTANTS_BUDGET) $(MUTANTS)
 

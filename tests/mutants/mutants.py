@@ -460,6 +460,4 @@ MUTANTS = [
                 ("glexec_py/effects/banfiles.py", "        if len(data) > cap:", "        if False:")],
          kill=["tests/effects/test_banfiles.py::test_over_cap_file_denies_everyone"]),
 
-    # Appended after merging other branches (lead): lease identity compare, CA namespaces,
-    # PAM refusal, capability clearing, target-proxy destination checks.
 ]
