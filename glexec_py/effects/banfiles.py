@@ -4,17 +4,16 @@ A ban file is parsed once per version: the validated result is cached (marshal) 
 engine's root-only state directory, keyed by the file's identity (dev, inode, size,
 mtime_ns, ctime_ns), exactly as the configuration is (``effects.configfile``); every call
 re-checks the file's trust and identity, so an edit is seen by the next call (a version
-younger than two seconds is not cached: see ``_racy``).  The cache holds the exact DN/CA
+younger than two seconds is not cached: ``effects.rootcache``).  The cache holds the exact DN/CA
 entries as a hashed index (``core.bans.to_cache_rows``): a cache hit copies a few byte
 strings and looks up only the subjects of this call, whatever the list's length.  A file over
 ``bans.max_file_size`` bytes is a broken ban source (deny everyone) rather than a minute of
 parsing per call.
 """
-import marshal
 import os
 
 from glexec_py.core import bans
-from glexec_py.effects import trust
+from glexec_py.effects import rootcache, trust
 from glexec_py.errors import ConfigError, SystemFault
 
 _CACHE_FORMAT = 2      # 2: exact entries as a hashed index (core.bans.to_cache_rows)
@@ -45,20 +44,7 @@ def _token_entry(text):
     return {"issuer": issuer, "subject": subject.strip()} if subject.strip() else {"issuer": issuer}
 
 
-def _identity(st):
-    # ctime cannot be set by anyone but the kernel: a rewritten file always changes it.
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-RACY_NS = 2_000_000_000
-
-
-def _racy(st):
-    """Changed in the last two seconds: a second write in the same timestamp tick could
-    keep size, mtime and ctime (an in-place edit), so such a version is not cached until it
-    is older (git's "racily clean" rule); until then every call parses it."""
-    import time
-    return time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS
+RACY_NS = rootcache.RACY_NS
 
 
 def _too_big(path, size, cap):
@@ -74,8 +60,8 @@ def _load_file(path, kind, cap, state_dir):
         st = trust.check_file(path)
         if st.st_size > cap:
             return _too_big(path, st.st_size, cap)
-        key = (_CACHE_FORMAT, path, kind, _identity(st))
-        rows = _read_cache(state_dir, path, key)
+        key = (_CACHE_FORMAT, path, kind, rootcache.identity(st))
+        rows = rootcache.read(state_dir, _cache_name(path), key)
         if rows is not None:
             try:
                 return bans.from_cache_rows(rows, path)
@@ -88,8 +74,8 @@ def _load_file(path, kind, cap, state_dir):
         if len(data) > cap:
             return _too_big(path, len(data), cap)
         banlist = bans.load_ban_file(data, path, kind)
-        if _identity(read_st) == key[3] and not _racy(read_st):
-            _write_cache(state_dir, path, key, bans.to_cache_rows(banlist))
+        if rootcache.identity(read_st) == key[3] and not rootcache.racy(read_st):
+            rootcache.write(state_dir, _cache_name(path), key, bans.to_cache_rows(banlist))
         return banlist
     except FileNotFoundError:
         return bans.unusable(path, "ban file is missing")
@@ -101,55 +87,6 @@ def _load_file(path, kind, cap, state_dir):
         return bans.unusable(path, e.message)
 
 
-def _cache_path(state_dir, path):
+def _cache_name(path):
     import _sha256  # builtin: hashlib would load OpenSSL's (~8 ms)
-    return f"{state_dir}/bans-{_sha256.sha256(os.fsencode(path)).hexdigest()[:32]}.cache"
-
-
-def _read_cache(state_dir, path, key):
-    """Runs as: root (or the caller in log-only mode: then it finds nothing).  The cached rows for ``key``, or None (no cache, another version of the file, or a
-    cache file that is not root's own)."""
-    if not state_dir:
-        return None
-    try:
-        fd = os.open(_cache_path(state_dir, path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if st.st_uid != 0 or st.st_mode & 0o077 or st.st_nlink != 1:
-            return None
-        trust.check_dir_chain(state_dir)
-        with open(os.dup(fd), "rb") as f:
-            data = f.read()
-    except (OSError, SystemFault):
-        return None
-    finally:
-        os.close(fd)
-    try:
-        stored_key, rows = marshal.loads(data)
-    except (ValueError, EOFError, TypeError):
-        return None
-    return rows if stored_key == key else None
-
-
-def _write_cache(state_dir, path, key, rows):
-    """Runs as: root only (does nothing otherwise).  Atomically replace the cache file."""
-    if not state_dir or os.geteuid() != 0:
-        return
-    final = _cache_path(state_dir, path)
-    tmp = f"{final}.{os.getpid()}.tmp"
-    try:
-        trust.check_dir_chain(state_dir)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        with open(fd, "wb") as f:
-            f.write(marshal.dumps((key, rows)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, final)
-    except (OSError, SystemFault, ValueError):
-        # A cache that cannot be written only costs speed.
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    return f"bans-{_sha256.sha256(os.fsencode(path)).hexdigest()[:32]}.cache"
