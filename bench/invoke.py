@@ -100,7 +100,9 @@ def main():
                 "sudo": (["sudo", "-u", target, "/bin/true"], renv, None),
                 "true": (["/bin/true"], renv, None),
             }
-            # warm-up (also fills the engines' config caches)
+            # warm-up (also fills the engines' config caches, once the configurations are
+            # older than the two seconds in which effects.rootcache does not cache them)
+            time.sleep(2.2)
             for g in (glexec, cases["nopam"][0][0]):
                 r = run_as("gxtpilot", [g, "/bin/true"], env=genv, cwd=str(work))
                 assert r.returncode == 0 and not r.stderr, r

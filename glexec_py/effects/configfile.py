@@ -2,8 +2,11 @@
 
 Parsing YAML costs ~20 ms of imports; the validated config is cached (marshal) in the
 engine's state directory, keyed by the config file's identity, so the hot path reads
-one small file instead.
+one small file instead; a version younger than two seconds is parsed on every call and not
+cached (``effects.rootcache``).
 """
+import os
+
 from glexec_py.core import config as config_model
 from glexec_py.effects import rootcache, trust
 from glexec_py.errors import ConfigError, SystemFault
@@ -32,6 +35,7 @@ def load(path, state_dir):
         except SystemFault:
             pass  # written by another version of the schema: parse again
     with open(path, "rb") as f:
+        read_st = os.fstat(f.fileno())
         raw = f.read()
     try:
         text = raw.decode("utf-8")
@@ -39,6 +43,9 @@ def load(path, state_dir):
         line = raw[:e.start].count(b"\n") + 1
         raise ConfigError(path, line, "not valid UTF-8") from None
     cfg = config_model.parse_config(text, path)
-    rootcache.write(state_dir, _CACHE_NAME, key, config_model.config_to_plain(cfg))
+    # Cached only for the version that was checked and read, and only once it has settled:
+    # a second edit within one timestamp tick could keep the same key.
+    if rootcache.identity(read_st) == key[2] and not rootcache.racy(read_st):
+        rootcache.write(state_dir, _CACHE_NAME, key, config_model.config_to_plain(cfg))
     return cfg
 
