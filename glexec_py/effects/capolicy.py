@@ -9,15 +9,11 @@ from stat import S_ISLNK
 
 from glexec_py.core import namespaces as model
 from glexec_py.effects import trust
+from glexec_py.effects.rootcache import identity as _identity
 from glexec_py.errors import SystemFault
 
 _parsed = {}        # (path, identity) -> Policy
 _MAX_CACHED = 512
-
-
-def _identity(st):
-    """Runs as: anyone (pure on a stat result): what changes whenever the file does."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _resolve(ca_dir, name):

@@ -86,6 +86,16 @@ def _check_dir(fd, what):
                           uid=st.st_uid, mode=oct(st.st_mode & 0o7777))
 
 
+class _Request:
+    """One ``acquire`` call: the identity and options the steps below look at."""
+    __slots__ = ("dn", "pool", "groups", "mapcount", "account_check", "owner", "before_link",
+                 "caller", "caller_limit", "entry_filter")
+
+    def __init__(self, **kw):
+        for name, value in kw.items():
+            setattr(self, name, value)
+
+
 class GridmapDir:
     """Runs as: root (the gridmapdir and its sidecar are root-owned).
 
@@ -586,14 +596,14 @@ class GridmapDir:
         if len(lease) > 255 or b"/" in lease:
             raise NotAuthorized("lease_name", "glexec: identity too long for a pool lease",
                                 lease=lease)
+        req = _Request(dn=dn, pool=pool, groups=groups, mapcount=mapcount,
+                       account_check=account_check, owner=owner, before_link=before_link,
+                       caller=caller, caller_limit=caller_limit, entry_filter=entry_filter)
         with self._lock():
             try:
                 self._ix_begin()
-                quota = None if caller is None else (caller, caller_limit)
                 for _ in range(64):
-                    got = self._acquire_locked(lease, dn, pool, groups, mapcount,
-                                               account_check, owner, before_link,
-                                               quota, entry_filter)
+                    got = self._acquire_locked(lease, req)
                     if got is not None:
                         break
                 else:
@@ -629,8 +639,7 @@ class GridmapDir:
                                   lease=lease, account=account, errno=e.errno) from None
         return account, lease, reused
 
-    def _acquire_locked(self, lease, dn, pool, groups, mapcount, account_check=None, owner=None,
-                        before_link=None, quota=None, entry_filter=None):
+    def _acquire_locked(self, lease, req):
         """One attempt; None = state changed underneath (retry from the top).
 
         With an ``owner`` (docs/leases.md, "Who owns a lease"): the LCMAPS name is reused
@@ -638,20 +647,17 @@ class GridmapDir:
         ``alternate_name`` is looked at the same way (a lease there that is someone
         else's is refused: ``lease_collision``); a new lease takes the LCMAPS name when
         it is free, the alternate name otherwise.  Someone else's lease is never touched."""
-        if owner is None:
-            got = self._inspect(lease, pool, account_check)
-            return got if got != "free" else self._allocate(lease, dn, pool, groups, mapcount,
-                                                            account_check, None, before_link,
-                                                            quota, entry_filter)
+        if req.owner is None:
+            got = self._inspect(lease, req)
+            return got if got != "free" else self._allocate(lease, req)
         self.adopted = False
-        got = self._inspect(lease, pool, account_check, owner, groups, mapcount)
+        got = self._inspect(lease, req)
         if got is None or got not in ("free", "taken"):
             return got
         plain_free = got == "free"
-        alt = core.alternate_name(lease, core.owner_digest(owner.key, groups, mapcount))
+        alt = core.alternate_name(lease, core.owner_digest(req.owner.key, req.groups, req.mapcount))
         if len(alt) <= 255:
-            got = self._inspect(alt, pool, account_check, owner, groups, mapcount,
-                                by_digest=True)
+            got = self._inspect(alt, req, by_digest=True)
             if got is None or got not in ("free", "taken"):
                 return got
             if got == "taken":
@@ -662,13 +668,13 @@ class GridmapDir:
             raise NotAuthorized("lease_name", "glexec: identity too long for a pool lease",
                                 lease=alt)
         name = lease if plain_free else alt
-        return self._allocate(name, dn, pool, groups, mapcount, account_check, owner, before_link,
-                              quota, entry_filter)
+        return self._allocate(name, req)
 
-    def _whose(self, account, lease, owner, groups, mapcount, by_digest):
+    def _whose(self, account, lease, req, by_digest):
         """``core.claim`` on the account's record; an adopted lease gets its owner
         recorded now (the rest of the record is kept)."""
         rec = self._read_meta(account)
+        owner, groups, mapcount = req.owner, req.groups, req.mapcount
         verdict = core.claim(rec, lease, owner, groups, mapcount, by_digest=by_digest)
         if verdict == "adopt":
             st = self._lstat(lease)
@@ -682,14 +688,13 @@ class GridmapDir:
             return new
         return rec if verdict == "mine" else None
 
-    def _inspect(self, lease, pool, account_check, owner=None, groups=(), mapcount=0,
-                 by_digest=False):
+    def _inspect(self, lease, req, by_digest=False):
         """The existing name ``lease``: a reuse result tuple, "free" (absent, or a solitary
         lease removed), "taken" (owner mode: someone else's), or None (changed: retry)."""
         lst = self._lstat(lease)
         if lst is not None:
             if not stat.S_ISREG(lst.st_mode):
-                if owner is not None:
+                if req.owner is not None:
                     return "taken"
                 raise SystemFault("lease_not_regular", "glexec: pool lease is not a regular file",
                                   lease=lease)
@@ -700,24 +705,24 @@ class GridmapDir:
             if lst.st_nlink == 2:
                 other = self._other_name(lst.st_ino, lease)
                 rec = None
-                if other is not None and owner is not None:
-                    rec = self._whose(other, lease, owner, groups, mapcount, by_digest)
+                if other is not None and req.owner is not None:
+                    rec = self._whose(other, lease, req, by_digest)
                     if rec is None:
                         return "taken"
-                if other is not None and core.pool_member(other, pool, self.strict):
+                if other is not None and core.pool_member(other, req.pool, self.strict):
                     why = core.entry_unsafe(lst.st_uid, lst.st_mode)
                     if why:
                         raise SystemFault("pool_entry_unsafe", "glexec: the leased pool entry is "
                                           "not trustworthy (run glexec-leases fsck)",
                                           lease=lease, account=other, why=why)
-                    if owner is None:
+                    if req.owner is None:
                         rec = self._read_meta(other)
                     if rec and rec.get("state") == "draining":
                         raise NotAuthorized("lease_draining",
                                             "glexec: pool account is being drained; retry later",
                                             account=other, lease=lease)
-                    if account_check is not None:
-                        account_check(os.fsdecode(other))
+                    if req.account_check is not None:
+                        req.account_check(os.fsdecode(other))
                     try:
                         os.utime(lease, dir_fd=self.fd, follow_symlinks=False)
                     except FileNotFoundError:
@@ -730,7 +735,7 @@ class GridmapDir:
                     if not self.override:
                         raise NotAuthorized("wrong_pool",
                                             "glexec: existing lease points into another pool",
-                                            lease=lease, entry=other, pool=pool)
+                                            lease=lease, entry=other, pool=req.pool)
                     self._unlink(lease)
                     self._ix_freed(other)
                     rec = self._read_meta(other)
@@ -742,14 +747,11 @@ class GridmapDir:
                 self._unlink(lease)              # solitary lease (half made)
         return "free"
 
-    def _allocate(self, lease, dn, pool, groups, mapcount, account_check, owner=None,
-                  before_link=None, quota=None, entry_filter=None):
-        if quota is not None and quota[1]:
-            self._check_caller_limit(pool, *quota, lease)
-        caller = quota[0] if quota else None
+    def _allocate(self, lease, req):
+        if req.caller is not None and req.caller_limit:
+            self._check_caller_limit(lease, req)
         while True:
-            got = self._link_first_free(lease, dn, pool, groups, mapcount, account_check, owner,
-                                        before_link, caller, entry_filter)
+            got = self._link_first_free(lease, req)
             if got != "exhausted":
                 return got
             if not self._ix_on or self._ix_fresh:
@@ -758,7 +760,7 @@ class GridmapDir:
             # pool_exhausted on a hint; rescan and try every entry once more.
             self._rescan(self._dir_stamp())
         raise NotAuthorized("pool_exhausted", "glexec: no free pool account (pool exhausted)",
-                            pool=pool, lease=lease)
+                            pool=req.pool, lease=lease)
 
     def _candidates(self, pool):
         """(position, entry) in readdir order: from the index cursor on when it is valid,
@@ -769,12 +771,13 @@ class GridmapDir:
             return ((i, names[i]) for i in range(start, len(names)))
         return ((None, n) for n in self._members(pool))
 
-    def _check_caller_limit(self, pool, caller, setting, lease):
+    def _check_caller_limit(self, lease, req):
         """Under the lock, before a new link: refuse if ``caller`` holds its limit of live
         leases in ``pool``.  Only records of pool entries are read, and none while fewer
         records exist than the limit (the common case costs one listdir)."""
+        pool, caller = req.pool, req.caller
         names = (self._ix_members(pool)[0] if self._ix_on else list(self._members(pool)))
-        limit = core.caller_limit(setting, len(names))
+        limit = core.caller_limit(req.caller_limit, len(names))
         if limit is None:
             return
         present = set(os.listdir(self._meta()))
@@ -796,20 +799,20 @@ class GridmapDir:
                                 f"{pool.decode('ascii', 'replace')} (limit {limit})",
                                 pool=pool, caller=caller, limit=limit, live=live, lease=lease)
 
-    def _link_first_free(self, lease, dn, pool, groups, mapcount, account_check, owner=None,
-                         before_link=None, caller=None, entry_filter=None):
+    def _link_first_free(self, lease, req):
+        pool = req.pool
         for pos, entry in self._candidates(pool):
             est = self._lstat(entry)
             if est is None or not stat.S_ISREG(est.st_mode) or est.st_nlink != 1:
                 continue
             if core.entry_unsafe(est.st_uid, est.st_mode):
                 continue                         # never leased: an fsck finding
-            if account_check is not None:
-                account_check(os.fsdecode(entry))
-            if entry_filter is not None and not entry_filter(os.fsdecode(entry)):
+            if req.account_check is not None:
+                req.account_check(os.fsdecode(entry))
+            if req.entry_filter is not None and not req.entry_filter(os.fsdecode(entry)):
                 continue                         # the site does not let it in: the next one
-            if before_link is not None and lease not in self._intended:
-                before_link(lease)               # once a name, even if this link must retry
+            if req.before_link is not None and lease not in self._intended:
+                req.before_link(lease)           # once a name, even if this link must retry
                 self._intended.add(lease)
             try:
                 self._link(entry, lease)
@@ -839,8 +842,8 @@ class GridmapDir:
                 st = self._lstat(lease)
                 self.created = (lease, entry, lst.st_ino, stamp if st and st.st_mtime_ns == stamp else None)
                 pending = self._write_meta(entry, self._record(
-                    entry, lease, dn, groups, mapcount, lst.st_ino, "glexec-py", owner=owner,
-                    caller=caller), defer=True)
+                    entry, lease, req.dn, req.groups, req.mapcount, lst.st_ino, "glexec-py",
+                    owner=req.owner, caller=req.caller), defer=True)
             except OSError as e:
                 self._unlink(lease)
                 self._ix_freed(entry)

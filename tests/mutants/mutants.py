@@ -326,8 +326,8 @@ MUTANTS = [
          kill=["tests/leases/test_owner.py::test_ordinary_dn_keeps_its_lcmaps_name_and_second_comer_gets_alternate"]),
     dict(id="lease-alternate-digest", check="the alternate name carries the owner's digest",
          edits=[("glexec_py/effects/gridmapdir.py",
-                 "        alt = core.alternate_name(lease, core.owner_digest(owner.key, groups, mapcount))",
-                 "        alt = core.alternate_name(lease, core.owner_digest((), groups, mapcount))")],
+                 "        alt = core.alternate_name(lease, core.owner_digest(req.owner.key, req.groups, req.mapcount))",
+                 "        alt = core.alternate_name(lease, core.owner_digest((), req.groups, req.mapcount))")],
          kill=["tests/leases/test_owner.py::test_ordinary_dn_keeps_its_lcmaps_name_and_second_comer_gets_alternate"]),
     dict(id="lease-collision-refused", check="an alternate lease held by another identity is refused (lease_collision)",
          edits=[("glexec_py/effects/gridmapdir.py",
@@ -377,15 +377,15 @@ MUTANTS = [
          kill=["tests/leases/test_caller_limit.py::test_live_is_linked_leased_and_this_callers"]),
     dict(id="caller-lease-limit-reuse-free", check="reusing an existing lease is never counted against the limit",
          edits=[("glexec_py/effects/gridmapdir.py",
-                 "        self.adopted = False\n        got = self._inspect(lease, pool, account_check, owner, groups, mapcount)",
-                 "        self.adopted = False\n        if quota is not None and quota[1]:\n"
-                 "            self._check_caller_limit(pool, *quota, lease)\n"
-                 "        got = self._inspect(lease, pool, account_check, owner, groups, mapcount)"),
+                 "        self.adopted = False\n        got = self._inspect(lease, req)",
+                 "        self.adopted = False\n        if req.caller is not None and req.caller_limit:\n"
+                 "            self._check_caller_limit(lease, req)\n"
+                 "        got = self._inspect(lease, req)"),
                 ("glexec_py/effects/gridmapdir.py",
-                 "        if owner is None:\n            got = self._inspect(lease, pool, account_check)\n",
-                 "        if owner is None:\n            if quota is not None and quota[1]:\n"
-                 "                self._check_caller_limit(pool, *quota, lease)\n"
-                 "            got = self._inspect(lease, pool, account_check)\n")],
+                 "        if req.owner is None:\n            got = self._inspect(lease, req)\n",
+                 "        if req.owner is None:\n            if req.caller is not None and req.caller_limit:\n"
+                 "                self._check_caller_limit(lease, req)\n"
+                 "            got = self._inspect(lease, req)\n")],
          kill=["tests/leases/test_caller_limit.py::test_one_caller_is_refused_the_n_plus_first_while_another_still_gets_leases"]),
 
     # --- PAM ----------------------------------------------------------------------------------
@@ -428,8 +428,8 @@ MUTANTS = [
 
     # --- records integrity --------------------------------------------------------------------
     dict(id="lease-intent-before-link", check="the lease_intent hook runs before a new lease is linked",
-         edits=[("glexec_py/effects/gridmapdir.py", "                before_link(lease)               # once a name",
-                 "                pass               # once a name")],
+         edits=[("glexec_py/effects/gridmapdir.py", "                req.before_link(lease)           # once a name",
+                 "                pass           # once a name")],
          kill=["tests/leases/test_gridmapdir.py::test_before_link_names_the_lease_before_it_exists"]),
     dict(id="lease-rollback-unused-only", check="rollback releases a new lease only if nobody used it since",
          edits=[("glexec_py/effects/gridmapdir.py", "or lst.st_nlink != 2 or lst.st_mtime_ns != mtime:",
