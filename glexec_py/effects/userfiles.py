@@ -128,15 +128,14 @@ class StagedProxy:
     def _link_unnamed(self):
         """Give the O_TMPFILE file its final name: one linkat when there is no file yet
         (never a named temporary); to replace a proxy, a temporary name then rename."""
-        me = b"/proc/self/fd/%d" % self.fd
         try:
-            os.link(me, self.final_name, dst_dir_fd=self.dirfd, follow_symlinks=True)
+            self._link_as(self.final_name)
             return
         except FileExistsError:
             pass
         for slot in _tmp_names(self.final_name):
             try:
-                os.link(me, slot, dst_dir_fd=self.dirfd, follow_symlinks=True)
+                self._link_as(slot)
             except FileExistsError:
                 continue                          # another call's, or a leftover
             self.tmp_name = slot
@@ -164,13 +163,18 @@ class StagedProxy:
                     if not planted and e.errno != errno.EEXIST:
                         raise
                     self.elsewhere()
-        # A fresh name: link() never replaces whatever might be there.
-        if self.tmp_name is None:
-            os.link(b"/proc/self/fd/%d" % self.fd, self.final_name, dst_dir_fd=self.dirfd, follow_symlinks=True)
-        else:
-            os.link(self.tmp_name, self.final_name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
+        self._link_as(self.final_name)          # a fresh name
+        if self.tmp_name is not None:
             os.unlink(self.tmp_name, dir_fd=self.dirfd)
             self.tmp_name = None
+
+    def _link_as(self, name):
+        """The staged file (unnamed, or its temporary name) under ``name`` too: link()
+        never replaces whatever is there (FileExistsError)."""
+        if self.tmp_name is None:
+            os.link(b"/proc/self/fd/%d" % self.fd, name, dst_dir_fd=self.dirfd, follow_symlinks=True)
+        else:
+            os.link(self.tmp_name, name, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
 
     def elsewhere(self):
         """The default name is taken by someone else's file or a link: use
