@@ -478,7 +478,8 @@ def check_account(call, cfg, target):
     if not cfg.pam.enabled:
         return
     from glexec_py.effects import pam
-    pam.check_service(cfg.pam.service)
+    if call.pam is None:  # else pam_admits checked it before leasing a pool entry
+        pam.check_service(cfg.pam.service)
     call.pam_info = {"service": cfg.pam.service}
     if not call.facts.privileged:
         # log-only: pam_unix cannot read another account's shadow entry unprivileged
