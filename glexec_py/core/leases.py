@@ -106,6 +106,22 @@ def skip_entry(name: bytes) -> bool:
     return (not name or name[:1] in (b"%", b".") or name == b"root" or b"~" in name)
 
 
+_ACCOUNT_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def inferred_pool(name: bytes):
+    """The pool a gridmapdir name belongs to when no pools are configured, or None: an entry
+    of the scan filter that looks like an account name (only ``[A-Za-z0-9._-]``) and ends in
+    digits; its pool is the name without them.  Leases never qualify: a DN or group lease
+    holds ``%`` escapes or ``:``, a token lease "iss,sub" (``https%3a...``) too — so a token
+    lease ending in ``:mapcount=0003`` or in a digit of its subject is not taken for a pool."""
+    name = bytes(name)
+    if skip_entry(name) or not _ACCOUNT_CHARS.issuperset(name):
+        return None
+    prefix = name.rstrip(b"0123456789")
+    return prefix if prefix and prefix != name else None
+
+
 def pool_member(entry: bytes, pool: bytes, strict: bool = True) -> bool:
     """Is ``entry`` an account of ``pool``?  Strict (LCMAPS default
     ``-strict_poolprefix_match yes``): pool prefix followed by one or more ASCII digits.

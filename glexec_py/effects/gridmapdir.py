@@ -214,18 +214,13 @@ class GridmapDir:
 
     def _pools(self, pools):
         """Explicit pools, else the constructor's, else inferred from the directory: every
-        name not starting with ``%`` that passes the scan filter and ends in digits is
-        taken as a pool entry, its pool being the name without the trailing digits."""
+        name that looks like an account and ends in digits (``core.inferred_pool``)."""
         if pools is not None:
             return tuple(_b(p) for p in pools)
         if self.pools is not None:
             return self.pools
-        found = set()
-        for n, _ in self._scan():
-            if n[:1] != b"%" and not core.skip_entry(n):
-                prefix = n.rstrip(b"0123456789")
-                if prefix and prefix != n:
-                    found.add(prefix)
+        found = {core.inferred_pool(n) for n, _ in self._scan()}
+        found.discard(None)
         return tuple(sorted(found))
 
     def _members(self, pool):

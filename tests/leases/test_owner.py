@@ -315,3 +315,47 @@ def test_alternate_lease_without_record_is_its_owners(gmd):
         os.unlink(os.path.join(gmd, ".glexec-py", os.fsdecode(acc)))
         assert g.acquire(owner_of(b)[0], POOL, owner=owner_of(b)[1])[:2] == (acc, alt)
         assert g.adopted
+
+
+# --- pools inferred from the directory (site tools open the gridmapdir without a pool list) --
+
+TOKEN_SUBS = st.text(st.sampled_from("abcXYZ019-_.@:/,"), min_size=1, max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(iss=TOKEN_SUBS, sub=TOKEN_SUBS, mapcount=st.sampled_from([0, 1, 7, 9999]),
+       groups=st.sampled_from([(), (b"gxtvo",), (b"gxtvo", b"prod1")]))
+def test_no_lease_name_is_taken_for_a_pool_entry(iss, sub, mapcount, groups):
+    """Neither a token lease ("iss,sub" ending in a digit, or ``:mapcount=NNNN``) nor a DN
+    lease ever looks like a pool entry to the inference the site tools rely on."""
+    token = core.lease_name(_token_lease_key(f"https://{iss},{sub}".encode()), groups, mapcount)
+    dn = core.lease_name(f"/DC=org/CN={sub}".encode(), groups, mapcount)
+    assert core.inferred_pool(token) is None, token
+    assert core.inferred_pool(dn) is None, dn
+
+
+def test_inferred_pools_are_the_accounts():
+    assert core.inferred_pool(b"gxtpool007") == b"gxtpool"
+    assert core.inferred_pool(b"atlas-prd12") == b"atlas-prd"
+    for name in (b"gxtpool", b"007", b"%2fcn%3d1", b"root", b"gxtpool1~ab12", b".x1"):
+        assert core.inferred_pool(name) is None, name
+
+
+def test_token_mapcount_lease_is_seen_and_released_without_a_pool_list(gmd):
+    """A tool that opens the gridmapdir without pools (sweep, prune, backmap, leases) must
+    see a token lease ``...:mapcount=0003`` as a lease: before, it was taken for an entry of
+    a pool "https%3a...:mapcount=", left out of leases() (so its account looked free to
+    sweep) and could not be released."""
+    entries = make_pool(gmd, "gxtpool", 3)
+    ident = jwt("https://issuer.example", "user42")
+    text, owner = owner_of(ident)
+    with GridmapDir(gmd, pools=[POOL]) as g:
+        acc, lease, _ = g.acquire(text, POOL, mapcount=3, owner=owner)
+    assert lease.endswith(b":mapcount=0003")
+    with GridmapDir(gmd) as g:
+        assert g._pools(None) == (POOL,)
+        held = g.leases()
+        assert held[lease][0] == acc
+        assert g.release(lease) == acc
+        assert lease not in g.leases()
+    assert len(entries) == 3
