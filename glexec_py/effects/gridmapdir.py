@@ -103,7 +103,8 @@ class GridmapDir:
     lock_timeout=None, pools=None)``
 
     ``lock_timeout``: None = block in ``F_SETLKW`` (kernel-queued, fair; default), a number
-    = poll with ``F_SETLK`` and give up with ``SystemFault("lease_lock_timeout")``.
+    = the same wait bounded by a timer (main thread; other threads poll with ``F_SETLK``),
+    then ``SystemFault("lease_lock_timeout")``.
     ``pools``: pool names for ``fsck``/``repair``/``release`` (default: inferred).
 
     ``lock``: "fcntl" (default; see module doc) or "none" (LCMAPS behaviour: rely on the
@@ -1082,21 +1083,10 @@ class _Locked:
                 gd._lock_fd = fd
             if gd.lock_timeout is None:
                 fcntl.lockf(gd._lock_fd, fcntl.LOCK_EX)
+            elif threading.current_thread() is threading.main_thread():
+                _lock_blocking(gd._lock_fd, gd.lock_timeout)
             else:
-                deadline = time.monotonic() + gd.lock_timeout
-                delay = 0.0002
-                while True:
-                    try:
-                        fcntl.lockf(gd._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except OSError as e:
-                        if e.errno not in (errno.EAGAIN, errno.EACCES):
-                            raise
-                    if time.monotonic() > deadline:
-                        raise SystemFault("lease_lock_timeout",
-                                          "glexec: gridmapdir lock busy; retry later")
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.005)
+                _lock_polling(gd._lock_fd, gd.lock_timeout)
         except BaseException:
             gd._tlock.release()
             raise
@@ -1117,6 +1107,57 @@ class _Locked:
                 fcntl.lockf(gd._lock_fd, fcntl.LOCK_UN)
         finally:
             gd._tlock.release()
+
+
+class _LockWaitOver(Exception):
+    pass
+
+
+def _lock_busy():
+    return SystemFault("lease_lock_timeout", "glexec: gridmapdir lock busy; retry later")
+
+
+def _lock_blocking(fd, timeout):
+    """Runs as: the caller of GridmapDir (main thread only: it borrows SIGALRM).
+    ``F_SETLKW`` bounded by a one-shot real-time timer: the kernel queues the waiter and wakes
+    it the moment the holder unlocks (a poll loop sleeps up to its interval past that).
+    ``_signal``, not ``signal``: the latter imports ``enum``, ~1.8 ms of start-up."""
+    import _signal as signal
+
+    def over(signum, frame):
+        raise _LockWaitOver()
+    old = signal.signal(signal.SIGALRM, over)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _LockWaitOver:
+        # the timer may fire just after the lock was granted: unlocking a lock not held is a
+        # no-op, so this never leaves the lock taken
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        raise _lock_busy() from None
+    finally:
+        signal.signal(signal.SIGALRM, old)
+
+
+def _lock_polling(fd, timeout):
+    """Runs as: the caller of GridmapDir (threads other than the main one, which cannot
+    take SIGALRM): ``F_SETLK`` retried with a growing sleep until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0002
+    while True:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if time.monotonic() > deadline:
+            raise _lock_busy()
+        time.sleep(delay)
+        delay = min(delay * 2, 0.005)
 
 
 class _Held:

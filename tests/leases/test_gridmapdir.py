@@ -4,6 +4,7 @@ import json
 import multiprocessing as mp
 import os
 import stat
+import sys
 import time
 
 import pytest
@@ -396,3 +397,72 @@ def test_rollback_releases_only_an_unused_new_lease(gmd):
         g.acquire(DN[0], b"gxtpool")
         assert g.rollback(created) is False
     assert lease in names(gmd)
+
+
+# --- waiting for the lock with a timeout -----------------------------------------------------
+
+HOLDER = """import fcntl, os, sys, time
+fd = os.open(os.path.join(sys.argv[1], ".glexec-py.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def _hold_lock(gmd, seconds):
+    import subprocess
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, gmd, str(seconds)],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+@pytest.mark.parametrize("in_thread", [False, True])
+def test_bounded_lock_wait_gives_up_then_gets_the_lock(scratch, in_thread):
+    """``lock_timeout``: a waiter gives up with lease_lock_timeout after the timeout (not
+    before, not much after), takes the lock once the holder is gone, and leaves no timer or
+    SIGALRM handler behind (main thread: F_SETLKW under a timer; other threads: polling)."""
+    import signal
+    import threading
+    import time
+    from glexec_py.errors import SystemFault
+    gmd = os.path.join(scratch, "gridmapdir")
+    os.mkdir(gmd, 0o755)
+    make_pool(gmd, "gxtlk", 2)
+    handler = signal.getsignal(signal.SIGALRM)
+    out = {}
+
+    def attempt(key, timeout):
+        t0 = time.monotonic()
+        try:
+            with GridmapDir(gmd, lock_timeout=timeout) as g:
+                out[key] = ("granted", g.acquire(b"/CN=lock waiter", b"gxtlk")[0],
+                            time.monotonic() - t0)
+        except SystemFault as e:
+            out[key] = (e.reason, None, time.monotonic() - t0)
+
+    def run(key, timeout):
+        if in_thread:
+            t = threading.Thread(target=attempt, args=(key, timeout))
+            t.start()
+            t.join()
+        else:
+            attempt(key, timeout)
+
+    holder = _hold_lock(gmd, 60)
+    try:
+        run("busy", 0.5)
+    finally:
+        holder.kill()
+        holder.wait()
+    reason, _, took = out["busy"]
+    assert reason == "lease_lock_timeout"
+    assert 0.45 <= took < 30
+    holder = _hold_lock(gmd, 0.5)
+    run("later", 60)
+    holder.wait()
+    reason, account, took = out["later"]
+    assert reason == "granted" and account in (b"gxtlk001", b"gxtlk002")
+    assert took < 30                               # the release woke it, not its own timeout
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) is handler
