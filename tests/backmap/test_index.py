@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from glexec_py.effects.backmap_index import Index
+from glexec_tools.backmap.apply import Index
 from glexec_py.errors import SystemFault
 from tests.backmap.backmap_helpers import S, T0, record, write
 
@@ -148,7 +148,7 @@ def test_reverse_dn_and_payload_pid(setup):
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-from glexec_py.core import backmap as bm  # noqa: E402
+from glexec_tools.backmap import plan as bm  # noqa: E402
 from tests.backmap.test_planner import histories  # noqa: E402
 
 _EXAMPLE = __import__("itertools").count()

@@ -263,7 +263,7 @@ def test_expire_skips_accounts_with_processes(site, monkeypatch):
     """An idle lease whose account runs a process is neither drained nor released."""
     import sys
     sys.path.insert(0, str(REPO / "tools"))
-    from glexec_tools import leases as tool
+    from glexec_tools.leases import cli as tool
     site.lease(0)
     site.age(0, 7200)
     monkeypatch.setattr(tool.pwd, "getpwnam", lambda n: type("pw", (), {"pw_uid": 4242})())
@@ -298,7 +298,7 @@ def test_usage_errors(site):
 def test_duration_parser():
     import sys
     sys.path.insert(0, str(REPO / "tools"))
-    from glexec_tools.leases import parse_duration
+    from glexec_tools.leases.cli import parse_duration
     assert parse_duration("90") == 90
     assert parse_duration("15m") == 900
     assert parse_duration("1d12h") == 86400 + 43200

@@ -1,10 +1,10 @@
-"""Pure planner tests: glexec_py.core.prune."""
+"""Pure planner tests: glexec_tools.prune.plan."""
 import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from glexec_py.core import prune as P
+from glexec_tools.prune import plan as P
 from glexec_py.errors import ConfigError
 
 POOL = {47401: "pool01", 47402: "pool02"}

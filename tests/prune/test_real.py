@@ -106,7 +106,7 @@ def env(accounts):
 
 
 def make_cfg(d, **kw):
-    from glexec_py.core.prune import default_config
+    from glexec_tools.prune.plan import default_config
     kw.setdefault("pool_accounts", (".gxtprune",))
     kw.setdefault("min_age", 0)
     kw.setdefault("term_grace", 1)
@@ -151,7 +151,7 @@ def start_strays(procs, uid):
 
 
 def test_daemon_descendants_survive_strays_die(env):
-    from glexec_py.effects.prune_apply import Pruner, read_state
+    from glexec_tools.prune.apply import Pruner, read_state
     d, procs = env
     _daemon, legit = start_daemon(procs, 47401)
     assert len(legit) == 3
@@ -178,7 +178,7 @@ def test_daemon_descendants_survive_strays_die(env):
 
 
 def test_kill_all_as_pool_uid(env):
-    from glexec_py.effects.prune_apply import Pruner
+    from glexec_tools.prune.apply import Pruner
     d, procs = env
     _daemon, legit = start_daemon(procs, 47401)
     start_strays(procs, 47402)
@@ -194,7 +194,7 @@ def test_kill_all_as_pool_uid(env):
 
 
 def test_dry_run_lists_exactly_and_kills_nothing(env):
-    from glexec_py.effects.prune_apply import Pruner
+    from glexec_tools.prune.apply import Pruner
     d, procs = env
     _daemon, legit = start_daemon(procs, 47401)
     s1 = as_user(procs, 47401, ["/bin/sleep", "600"])
@@ -239,8 +239,8 @@ def _spawn_at_pid(procs, target, uid):
 
 
 def test_pid_reuse_never_hit(env):
-    from glexec_py.core import prune as core
-    from glexec_py.effects.prune_apply import Pruner
+    from glexec_tools.prune import plan as core
+    from glexec_tools.prune.apply import Pruner
     d, procs = env
     stray = as_user(procs, 47402, ["/bin/sleep", "600"])
     time.sleep(0.2)
@@ -261,7 +261,7 @@ def test_pid_reuse_never_hit(env):
 
 
 def test_lease_protected_account_untouched(env):
-    from glexec_py.effects.prune_apply import Pruner
+    from glexec_tools.prune.apply import Pruner
     d, procs = env
     gmd = d + "/gridmapdir"
     os.mkdir(gmd, 0o755)
@@ -278,7 +278,7 @@ def test_lease_protected_account_untouched(env):
 
 
 def test_lock_refuses_second_run(env):
-    from glexec_py.effects.prune_apply import PruneError, RunLock
+    from glexec_tools.prune.apply import PruneError, RunLock
     d, _procs = env
     cfg = make_cfg(d)
     with RunLock(cfg):

@@ -1,11 +1,11 @@
-"""Pure planner tests (glexec_py.core.sweep): decisions, reasons, config refusal."""
+"""Pure planner tests (glexec_tools.sweep.plan): decisions, reasons, config refusal."""
 import stat
 from types import SimpleNamespace as NS
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from glexec_py.core import sweep as core
+from glexec_tools.sweep import plan as core
 
 NOW = 2_000_000_000.0
 DAY = 86400

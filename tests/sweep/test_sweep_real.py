@@ -235,7 +235,7 @@ def test_ipc_mqueue_devshm_removed(sweep_accounts, workdir):
         assert r.returncode == 0, r.stderr
         [acc] = json.loads(r.stdout.decode().splitlines()[-1])["swept"]
         assert sorted(x.split(":")[0] for x in acc["ipc"]) == ["msg", "sem", "shm"]
-        from glexec_py.effects.sweep_walk import sysv_objects
+        from glexec_tools.sweep.apply import sysv_objects
         assert not [o for o in sysv_objects() if a in (o[2], o[3])]
         assert [o for o in sysv_objects() if o[0] == "msg" and o[1] == b_queue]
         assert not os.path.exists(mq + qname) and not os.path.exists(shm)

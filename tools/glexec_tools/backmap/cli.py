@@ -2,7 +2,7 @@
 
 Runs as: root only (the DN history is admin-only).  Answers come from an SQLite index that
 is brought up to date with the audit files before every query; semantics in
-``glexec_py.core.backmap``, storage in ``glexec_py.effects.backmap_index``.
+``glexec_tools.backmap.plan``, storage in ``glexec_tools.backmap.apply``.
 
 Exit: 0 the answer is known; 1 unknown or none; 2 usage or permission error.
 """
@@ -115,7 +115,7 @@ class UsageError(Exception):
 
 
 def parse_instant(text, now_us):
-    from glexec_py.core.backmap import parse_time
+    from glexec_tools.backmap.plan import parse_time
     if text == "now":
         return now_us
     t = parse_time(text)
@@ -207,8 +207,8 @@ def ask_pid(index, pid, t_at, now_us):
 
 def settle_now(answer, now_us):
     """``--at now``: an open grant whose payload is visibly still running on this host
-    answers the holder (``core.backmap.settle_running``)."""
-    from glexec_py.core.backmap import settle_running
+    answers the holder (``glexec_tools.backmap.plan.settle_running``)."""
+    from glexec_tools.backmap.plan import settle_running
     uids = {m.uid for m in answer.matches}
     if answer.status != "unknown" or len(uids) != 1:
         return answer
@@ -233,7 +233,7 @@ def live_starts(uid):
 
 
 def _fmt(us):
-    from glexec_py.core.backmap import format_time
+    from glexec_tools.backmap.plan import format_time
     return format_time(us)
 
 
@@ -312,7 +312,7 @@ def main(argv=None):
         sys.stderr.write("glexec-backmap: permission denied: root only (the DN history is admin-only)\n")
         return EXIT_USAGE
     os.umask(0o077)
-    from glexec_py.effects.backmap_index import Index
+    from glexec_tools.backmap.apply import Index
     from glexec_py.errors import GlexecError
     try:
         files, index_path, gridmapdir = audit_files_and_index(args)

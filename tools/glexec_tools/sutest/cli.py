@@ -1,5 +1,5 @@
 """glexec-sutest: does the batch system still suspend, resume, kill and account a payload that
-glexec switched to another account?  (Checks and verdicts: ``glexec_py.core.sutest``.)
+glexec switched to another account?  (Checks and verdicts: ``glexec_tools.sutest.plan``.)
 
 Runs on a worker node of the batch system (it watches the payload in /proc), as root (needed
 for suspend/resume; jobs are then submitted as ``--pilot``) or as the pilot itself (suspend and
@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from glexec_py.core import sutest as core
+from glexec_tools.sutest import plan as core
 
 PYTHON = "/usr/bin/python3.11"
 CLIENT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"

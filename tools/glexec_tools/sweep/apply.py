@@ -43,7 +43,7 @@ import os
 import stat
 import time
 
-from glexec_py.core import sweep as core
+from glexec_tools.sweep import plan as core
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)

@@ -2,8 +2,8 @@
 
 Runs as: root only (from cron, a systemd timer or a batch epilogue).  Configuration:
 ``PREFIX/etc/glexec-py/prune.yaml`` (a separate strict file: glexec.yaml's schema belongs to
-the engine, which refuses unknown sections).  Planner ``glexec_py.core.prune``, effects
-``glexec_py.effects.procscan`` and ``glexec_py.effects.prune_apply``; man page
+the engine, which refuses unknown sections).  Planner ``glexec_tools.prune.plan``, effects
+``glexec_tools.common.procfs`` and ``glexec_tools.prune.apply``; man page
 docs/prune-users.8.md.
 
 Exit: 0 nothing to do; 1 strays found and all gone (with --dry-run: strays would be
@@ -51,7 +51,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    from glexec_py.core.prune import SIGNALS
+    from glexec_tools.prune.plan import SIGNALS
     p = _Parser(prog="prune-users",
                 description="Kill processes of pool accounts that belong to no batch job.",
                 epilog="Exit status: 0 nothing to do, 1 strays killed (dry run: found), "
@@ -99,7 +99,7 @@ def _overrides(args, cfg):
         kw["kill_all"] = args.kill_all
     if args.daemons is not None:
         names = tuple(n.strip() for n in args.daemons.split(",") if n.strip())
-        from glexec_py.core.prune import _name_problem
+        from glexec_tools.prune.plan import _name_problem
         bad = [n for n in names if _name_problem(n)]
         if not names or bad:
             raise ValueError("--daemons must be a comma-separated list of process names")
@@ -108,7 +108,7 @@ def _overrides(args, cfg):
 
 
 def _text(report, show_all, out):
-    from glexec_py.core.prune import escape
+    from glexec_tools.prune.plan import escape
     plan = report.get("plan", [])
     verb = "WOULD KILL" if report.get("dry_run") else "stray"
     for d in plan:
@@ -141,8 +141,8 @@ def main(argv=None):
     if os.geteuid() != 0:
         sys.stderr.write("prune-users: must run as root\n")
         return EXIT_USAGE
-    from glexec_py.core.prune import parse_prune_config
-    from glexec_py.effects import prune_apply
+    from glexec_tools.prune.plan import parse_prune_config
+    from glexec_tools.prune import apply as prune_apply
     from glexec_py.errors import ConfigError
     path = args.config or default_config_path()
     try:

@@ -1,7 +1,7 @@
 """glexec-sweep: remove files and IPC objects of pool accounts that are no longer in use.
 
-Runs as: root only.  Semantics in ``glexec_py.core.sweep`` (planner), effects in
-``glexec_py.effects.sweep_walk``; the YAML schema, state record and exit codes are in
+Runs as: root only.  Semantics in ``glexec_tools.sweep.plan`` (planner), effects in
+``glexec_tools.sweep.apply``; the YAML schema, state record and exit codes are in
 docs/glexec-sweep.8.md.
 
 Exit: 0 done, every swept account is clean ("no files" recorded); 1 done, but something of
@@ -64,7 +64,7 @@ def escape_path(b):
 def read_config(path):
     """Runs as: root.  The config file must be a regular root-owned file not writable by
     group/other (it decides what root deletes)."""
-    from glexec_py.core import sweep as core
+    from glexec_tools.sweep import plan as core
     import stat
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
@@ -165,8 +165,8 @@ def main(argv=None):
 
 
 def run(args, out):
-    from glexec_py.core import sweep as core
-    from glexec_py.effects import sweep_walk as walk
+    from glexec_tools.sweep import plan as core
+    from glexec_tools.sweep import apply as walk
     t0 = time.monotonic()
     now = time.time()
     cfg = read_config(args.config or default_config_path())

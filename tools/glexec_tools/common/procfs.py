@@ -1,4 +1,4 @@
-"""The /proc snapshot for prune-users (``glexec_py.core.prune.Snapshot``).
+"""The /proc snapshot for prune-users (``glexec_tools.prune.plan.Snapshot``).
 
 Reads /proc directly rather than through psutil: one ``Process`` object per pid and its
 attribute caching cost ~10x more than the reads done here (bench/prune.py prints both).
@@ -15,7 +15,7 @@ import fcntl
 import os
 import struct
 
-from glexec_py.core.prune import (PF_KTHREAD, Proc, Snapshot, gc_paused, parse_stat,
+from glexec_tools.prune.plan import (PF_KTHREAD, Proc, Snapshot, gc_paused, parse_stat,
                                   parse_status_uids)
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW

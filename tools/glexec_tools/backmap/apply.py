@@ -14,7 +14,7 @@ rotated segment deleted, the active file emptied without a copy) forces a rebuil
 is left: its records are no evidence once they are gone, so the span it covered answers
 "unknown" (outside the history, or a flagged gap), never from the index alone.  Cost: the
 first query after logrotate drops the oldest segment re-reads the retained files.  The semantics (what an occupation is,
-when an answer is unknown) live in ``glexec_py.core.backmap``; this module only stores.
+when an answer is unknown) live in ``glexec_tools.backmap.plan``; this module only stores.
 
 Second source (pool leases, later): a gridmapdir scan yields occupations of ``kind``
 "lease" (account, uid, identity decoded from the lease name, start = lease creation as far
@@ -29,7 +29,7 @@ import stat
 # sqlite3`` costs every query (the engine uses the builtin ``_sha256`` for the same reason).
 import _sqlite3 as sqlite3
 
-from glexec_py.core import backmap as bm
+from glexec_tools.backmap import plan as bm
 from glexec_py.effects import trust
 from glexec_py.errors import SystemFault
 
@@ -279,7 +279,7 @@ class Index:
     def refresh_leases(self, gridmapdir, now=None):
         """Runs as: root (reads the gridmapdir and its lease records, no lock).  Every lease
         seen now becomes (or extends) a "lease" occupation [held since, now] of its account's
-        uid on this host (``core.backmap.lease_occupation``).  Skipped while the directory is
+        uid on this host (``glexec_tools.backmap.plan.lease_occupation``).  Skipped while the directory is
         unchanged and the last scan is younger than a minute: a later scan only extends what
         the earlier one proved."""
         import time

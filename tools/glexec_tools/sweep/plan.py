@@ -2,7 +2,7 @@
 
 No I/O here: the configuration arrives as text, the entries as the walker reports them
 (relative path bytes + lstat fields), and every answer is a ``Decision(action, reason)``.
-The walker (``glexec_py.effects.sweep_walk``) does what the decisions say and nothing else.
+The walker (``glexec_tools.sweep.apply``) does what the decisions say and nothing else.
 
 Semantics (reference/batch.md section 9, security.md 2.9 and case 36):
 

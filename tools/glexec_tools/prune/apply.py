@@ -51,9 +51,10 @@ import select
 import signal
 import time
 
-from glexec_py.core import prune as core
+from glexec_tools.prune import plan as core
 from glexec_py.core import audit
-from glexec_py.effects import auditlog, procscan
+from glexec_py.effects import auditlog
+from glexec_tools.common import procfs as procscan
 from glexec_py.errors import SystemFault
 
 

@@ -1,9 +1,9 @@
 """prune-users planner: which processes of pool accounts are strays, and why.  Pure.
 
 Inputs are plain values (no /proc, no passwd, no clock): a ``Snapshot`` of processes made
-by ``glexec_py.effects.procscan``, a validated ``PruneConfig`` (``parse_prune_config`` on
+by ``glexec_tools.common.procfs``, a validated ``PruneConfig`` (``parse_prune_config`` on
 the text of ``prune.yaml``) and a ``Scope`` (candidate uids -> account names, spared uids,
-lease-protected uids) that ``glexec_py.effects.prune_apply`` resolves from passwd and the
+lease-protected uids) that ``glexec_tools.prune.apply`` resolves from passwd and the
 lease store.  Output: a ``Plan`` with one ``Decision`` per process that has a candidate uid
 among its real/effective/saved uids: ``kill`` or ``keep`` plus a stable reason code and a
 human sentence (batch.md sections 7-8, security.md 2.13 and 4.I).
