@@ -209,20 +209,31 @@ def test_dry_run_lists_exactly_and_kills_nothing(env):
     assert set(_uid_pids(USERS.values())) == before
     assert not os.path.exists(d + "/audit.jsonl") and pr.exit_code == 1
     # the CLI: same list, exit 1; a bad config is refused with 2
-    cfgf = d + "/prune.yaml"
+    from tests.support.glexec_yaml import with_section
+    cfgf = d + "/glexec.yaml"
     with open(cfgf, "w") as f:
-        f.write(f"pool_accounts: ['.gxtprune']\nmin_age: 0\nstate_dir: {d}\n"
-                f"audit_file: {d}/audit.jsonl\n")
+        f.write(with_section("prune", "pool_accounts: ['.gxtprune']\nmin_age: 0\n",
+                             state_dir=d, audit_file=f"{d}/audit.jsonl"))
     os.chmod(cfgf, 0o644)
     r = subprocess.run([REPO + "/tools/bin/prune-users", "--config", cfgf, "--dry-run", "--json"],
                        capture_output=True, text=True)
     assert r.returncode == 1, r.stderr
     assert {x["pid"] for x in json.loads(r.stdout)["plan"] if x["action"] == "kill"} == would
     with open(cfgf, "w") as f:
-        f.write(f"uid_ranges: ['0-60000']\nstate_dir: {d}\naudit_file: {d}/a.jsonl\n")
+        f.write(with_section("prune", "uid_ranges: ['0-60000']\n", state_dir=d,
+                             audit_file=f"{d}/a.jsonl"))
     r = subprocess.run([REPO + "/tools/bin/prune-users", "--config", cfgf, "--dry-run"],
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "uid 0" in r.stderr
+    assert r.returncode == 2 and "uid 0" in r.stderr and r.stderr.count("\n") == 1
+    # an old prune.yaml: one line saying where its keys go now
+    old = d + "/prune.yaml"
+    with open(old, "w") as f:
+        f.write(f"pool_accounts: ['.gxtprune']\nstate_dir: {d}\naudit_file: {d}/a.jsonl\n")
+    os.chmod(old, 0o644)
+    r = subprocess.run([REPO + "/tools/bin/prune-users", "--config", old, "--dry-run"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "'prune:' section of glexec.yaml" in r.stderr
     assert set(_uid_pids(USERS.values())) == before
 
 

@@ -382,7 +382,9 @@ class Pruner:
         with core.gc_paused():
             rows = [d.as_dict() for d in plan.decisions
                     if self.list_keeps or d.action == core.KILL]
-        report = {"dry_run": self.dry_run, "plan": rows}
+        # the scan's clock: ages and start times of the rows for people (starttime is ticks)
+        report = {"dry_run": self.dry_run, "plan": rows,
+                  "scan": {"time": round(self.clock(), 3), "uptime": snap.uptime, "hz": snap.hz}}
         if self.dry_run:
             for d in report["plan"]:
                 if d["action"] == core.KILL:
