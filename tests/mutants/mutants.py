@@ -228,16 +228,16 @@ MUTANTS = [
 
     # --- glexec-sweep: what it could not inspect is never "no_files" ---------------------------
     dict(id="sweep-unchecked-not-clean", check="any class not inspected makes the account files_remain",
-         edits=[("tools/glexec_tools/sweep/cli.py", "and not regranted and not unchecked)", "and not regranted)")],
+         edits=[("tools/glexec_tools/sweep/apply.py", "and not regranted and not unchecked)", "and not regranted)")],
          kill=["tests/sweep/test_sweep_unseen.py::test_devshm_dir_missing_is_recorded_not_clean"]),
     dict(id="sweep-devshm-unchecked", check="a missing devshm_dir is recorded as not inspected",
-         edits=[("tools/glexec_tools/sweep/cli.py", 'unchecked["devshm"] = f"{cfg.devshm_dir} is not a directory"', "pass")],
+         edits=[("tools/glexec_tools/sweep/apply.py", 'unchecked["devshm"] = f"{cfg.devshm_dir} is not a directory"', "pass")],
          kill=["tests/sweep/test_sweep_unseen.py::test_devshm_dir_missing_is_recorded_not_clean"]),
     dict(id="sweep-mqueue-unchecked", check="POSIX message queues that cannot be seen are recorded as not inspected",
-         edits=[("tools/glexec_tools/sweep/cli.py", '                unchecked["mqueue"] = why', "                pass")],
+         edits=[("tools/glexec_tools/sweep/apply.py", '                unchecked["mqueue"] = why', "                pass")],
          kill=["tests/sweep/test_sweep_unseen.py::test_mqueue_not_inspectable_is_recorded_not_clean"]),
     dict(id="sweep-sysv-unchecked", check="an unreadable /proc/sysvipc is recorded as not inspected",
-         edits=[("tools/glexec_tools/sweep/cli.py", 'unchecked["sysv"] = f"cannot read /proc/sysvipc: {e}"', "pass")],
+         edits=[("tools/glexec_tools/sweep/apply.py", 'unchecked["sysv"] = f"cannot read /proc/sysvipc: {e}"', "pass")],
          kill=["tests/sweep/test_sweep_unseen.py::test_sysv_not_inspectable_is_recorded_not_clean"]),
     dict(id="sweep-sysv-read-error", check="a SysV table that cannot be read is an error, not 'no objects'",
          edits=[("tools/glexec_tools/sweep/apply.py",
@@ -263,7 +263,7 @@ MUTANTS = [
          edits=[("tools/glexec_tools/sweep/apply.py", "        self.unseen += 1\n", "")],
          kill=["tests/sweep/test_sweep_unseen.py::test_directory_that_cannot_be_entered_is_recorded_not_clean"]),
     dict(id="sweep-unseen-unchecked", check="directories not entered make every swept account files_remain",
-         edits=[("tools/glexec_tools/sweep/cli.py", "        if walker.unseen:", "        if False:")],
+         edits=[("tools/glexec_tools/sweep/apply.py", "        if walker.unseen:", "        if False:")],
          kill=["tests/sweep/test_sweep_unseen.py::test_directory_that_cannot_be_entered_is_recorded_not_clean"]),
 
     # --- CA namespaces (IGTF .namespaces / .signing_policy) ------------------------------------

@@ -104,29 +104,7 @@ def oneline_dn(dn):
     return b"".join(b"\\x%02X" % b if b >= 0x80 else bytes((b,)) for b in raw)
 
 
-def uids_with_processes(proc="/proc"):
-    """Runs as: root. Every uid that is the real, effective, saved or fs uid of a process."""
-    uids = set()
-    for d in os.listdir(proc):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"{proc}/{d}/status", "rb") as f:
-                for line in f:
-                    if line.startswith(b"Uid:"):
-                        uids.update(int(x) for x in line.split()[1:])
-                        break
-        except OSError:
-            continue
-    return uids
-
-
-def boot_id():
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return None
+from glexec_tools.common.procfs import boot_id, uids_with_processes  # noqa: E402
 
 
 def read_state_record(path):

@@ -146,14 +146,6 @@ def lease_protection(cfg, scope, now):
 
 # --- helpers ----------------------------------------------------------------------------
 
-def _boot_id():
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
 def _poll_exit(pfds, timeout):
     """Wait until every pidfd in ``pfds`` is readable (process exited) or ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -197,7 +189,7 @@ class Pruner:
         self.audited = set()       # (pid, starttime) with an audit record
         self.purged = set()        # uids with strays signalled in this run
         self.run_id = f"{os.getpid()}-{int(clock() * 1000)}"
-        self.boot_id = _boot_id()
+        self.boot_id = procscan.boot_id(proc)
         self.exit_code = 0
         self.stop_reason = None
         import resource
