@@ -40,7 +40,8 @@ class ToolError(Exception):
 def say(prog, message):
     """Write ``<prog>: <message>`` as exactly one printable line on stderr."""
     from glexec_py.core.text import printable
-    sys.stderr.write(f"{prog}: {printable(str(message))}\n")
+    message = str(message).removeprefix(f"{prog}: ").removeprefix("glexec: ")
+    sys.stderr.write(f"{prog}: {printable(message)}\n")
 
 
 def run(prog, body, argv=None):
@@ -56,7 +57,7 @@ def run(prog, body, argv=None):
         say(prog, e.message)
         return EXIT_USAGE
     except GlexecError as e:
-        say(prog, f"{e.message.removeprefix('glexec: ')}")
+        say(prog, e.message)
         return EXIT_USAGE
     except KeyboardInterrupt:
         say(prog, "interrupted")

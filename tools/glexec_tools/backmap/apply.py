@@ -35,6 +35,7 @@ from glexec_py.errors import SystemFault
 
 SCHEMA_VERSION = "3"
 FLUSH_EVERY = 200_000       # records per write batch (bounded memory)
+PROGRESS_EVERY = 20_000     # records between progress calls (FLUSH_EVERY is a multiple)
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
@@ -120,6 +121,8 @@ def open_private_file(path):
 
 class Index:
     """Runs as: root.  ``Index(path)``; ``refresh(audit_paths)``; then the queries."""
+
+    _progress = None           # refresh(progress=...): a callback while records are read
 
     def __init__(self, path):
         open_private_file(path)
@@ -265,12 +268,19 @@ class Index:
                 "WHERE o.host_id=? AND o.end IS NULL", (hid(host),)))
 
     # -- refreshing -------------------------------------------------------------------------
-    def refresh(self, audit_paths, *, rebuild=False, gridmapdir=None):
+    def refresh(self, audit_paths, *, rebuild=False, gridmapdir=None, progress=None):
         """Runs as: root.  Read what is new in each audit series (the file and its rotated
         ``.N`` / ``.N.gz`` siblings, oldest first).  A file older than what is already
         indexed appearing later forces a rebuild, so log order is always respected.
-        ``gridmapdir``: also record the pool leases it holds now (``refresh_leases``)."""
-        self._refresh_audit(audit_paths, rebuild)
+        ``gridmapdir``: also record the pool leases it holds now (``refresh_leases``).
+        ``progress(records_read, total, what)``: called every ``FLUSH_EVERY`` records
+        (e.g. ``front.Progress``: a line on a terminal), and ``progress.done()`` at the end."""
+        self._progress, self._records_read = progress, 0
+        try:
+            self._refresh_audit(audit_paths, rebuild)
+        finally:
+            if progress is not None and hasattr(progress, "done"):
+                progress.done()
         if gridmapdir is not None:
             self.refresh_leases(gridmapdir)
 
@@ -509,8 +519,12 @@ class Index:
                 last_time = t if last_time is None else max(last_time, t)
             feed(series_id, item, step(line.rstrip(b"\n")))
             count += 1
-            if count % FLUSH_EVERY == 0:
-                self._store(builder)
+            if count % PROGRESS_EVERY == 0:
+                if count % FLUSH_EVERY == 0:
+                    self._store(builder)
+                if self._progress is not None:
+                    self._records_read += PROGRESS_EVERY
+                    self._progress(self._records_read, None, "audit records indexed")
         return offset, lines, first_time, last_time, True
 
     def _flag_missing_files(self, builder, series_id, path, files):

@@ -133,3 +133,12 @@ def old_file_hint(text, tool, section):
                 f"glexec.yaml (state_dir, audit_file, gridmapdir and min_uid come from "
                 f"glexec.yaml's own settings)")
     return None
+
+
+def present(text, name):
+    """Whether glexec.yaml ``text`` (bytes) has a top-level ``name:`` key (a line starting
+    with it): a tool whose section is absent can use the engine's cached configuration
+    instead of importing YAML.  Errs towards True (then the file is parsed in full)."""
+    data = bytes(text)
+    key = name.encode() + b":"
+    return data.startswith(key) or (b"\n" + key) in data or (b"\n" + name.encode() + b" ") in data
