@@ -70,6 +70,9 @@ def run(prog, body, argv=None):
         where = e.filename if e.filename is not None else ""
         say(prog, f"{os.fsdecode(where) + ': ' if where else ''}{e.strerror or e}")
         return EXIT_USAGE
+    except (ValueError, UnicodeError) as e:   # a value no path or number can be (NUL, ...)
+        say(prog, f"invalid value: {e}")
+        return EXIT_USAGE
     except Exception as e:             # a bug: name it in one line, never a traceback
         say(prog, f"internal error ({type(e).__name__}: {e}); please report it")
         return EXIT_INTERNAL
@@ -77,20 +80,25 @@ def run(prog, body, argv=None):
 
 # --- options ---------------------------------------------------------------------------
 
-def argument_parser(prog, description, epilog, *, changes):
-    """An argparse parser with the common options: ``--config``, ``--json`` and, for a
-    tool that changes anything, ``-n/--dry-run``.  Usage errors exit 2 with the usage and
-    one ``<prog>: <message>`` line."""
+def argument_parser(prog, description, epilog, *, changes, common=True):
+    """An argparse parser with the common options (``common``): ``--config``, ``--json``
+    and, for a tool that changes anything, ``-n/--dry-run``.  A usage error is one line
+    ``<prog>: <message> (see --help)`` and exit 2."""
     import argparse
 
     class Parser(argparse.ArgumentParser):
         def error(self, message):
-            self.print_usage(sys.stderr)
-            say(prog, message)
+            say(prog, f"{message} (see --help)")
             raise SystemExit(EXIT_USAGE)
 
-    p = Parser(prog=prog, description=description, epilog=epilog)
-    add_common(p, changes=changes)
+    class Formatter(argparse.HelpFormatter):
+        def _split_lines(self, text, width):     # a path stays whole (no break at '-')
+            import textwrap
+            return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    p = Parser(prog=prog, description=description, epilog=epilog, formatter_class=Formatter)
+    if common:
+        add_common(p, changes=changes)
     return p
 
 
@@ -126,6 +134,8 @@ def read_config(path):
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise ToolError(f"{path}: {e.strerror}") from None
+    except ValueError:
+        raise ToolError(f"{path!r}: not a path (NUL character)") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -22,20 +22,6 @@ EXIT_KNOWN, EXIT_NOT_KNOWN, EXIT_USAGE = 0, 1, 2
 _ESCAPED_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")   # controls, bidi, separators
 
 
-USAGE = 0, 1, 2
-_ESCAPED_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")   # controls, bidi, separators
-
-
-def default_config_path():
-    """PREFIX/etc/glexec-py/glexec.yaml for the PREFIX this tool is installed in."""
-    here = os.path.realpath(__file__)
-    lib = os.path.dirname(os.path.dirname(here))           # .../lib/glexec-py
-    if lib.endswith("/lib/glexec-py"):
-        prefix = lib[: -len("/lib/glexec-py")]
-        return ("" if prefix in ("", "/usr") else prefix) + "/etc/glexec-py/glexec.yaml"
-    return "/usr/local/etc/glexec-py/glexec.yaml"
-
-
 USAGE = """\
 usage: glexec-backmap (--uid UID | --account NAME | --pid PID | --dn DN)
                       [--at T | --from T1 --to T2] [--host HOST] [--json]
@@ -55,7 +41,7 @@ Who held a uid, account or process at a time (from the glexec audit records).
   --json             machine-readable output (one JSON object)
   --audit-file PATH  audit file (its rotated .N/.N.gz siblings are read too); repeatable
                      (default: backmap.audit_files, else audit.file)
-  --config PATH      glexec.yaml (default: this installation's, glexec_py.site_paths)
+  --config PATH      glexec.yaml (default: {config})
   --index PATH       index file (default: backmap.index, else <state_dir>/backmap.sqlite)
   --gridmapdir PATH  pool leases seen there are evidence too (default: mapping.gridmapdir)
   --reindex          rebuild the index from the audit files
@@ -324,7 +310,7 @@ def _main(argv):
     try:
         args = parse_options(argv)
     except HelpRequested:
-        sys.stdout.write(USAGE)
+        sys.stdout.write(USAGE.replace("{config}", front.config_path()))
         return 0
     except UsageError as e:
         raise front.ToolError(str(e)) from None

@@ -327,7 +327,7 @@ def build_parser():
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=type(p))
 
     def add(name, help_):
-        s = sub.add_parser(name, help=help_, description=help_)
+        s = sub.add_parser(name, help=help_, description=help_, formatter_class=p.formatter_class)
         common(s, True)
         return s
 

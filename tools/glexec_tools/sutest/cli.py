@@ -27,7 +27,10 @@ import sys
 import tempfile
 import time
 
+from glexec_tools import front
 from glexec_tools.sutest import plan as core
+
+PROG = "glexec-sutest"
 
 PYTHON = "/usr/bin/python3.11"
 CLIENT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -577,12 +580,12 @@ class Sutest:
 # --- command line -------------------------------------------------------------------------------
 
 def build_parser():
-    p = argparse.ArgumentParser(
-        prog="glexec-sutest",
-        description="Check that a batch system can suspend, resume, kill and account payloads "
-                    "run through glexec, and that they keep the job's session, process group "
-                    "and tracking groups.  Run on a worker node.",
-        epilog="Exit status: 0 no check failed, 1 a check failed, 2 usage or setup error.")
+    p = front.argument_parser(
+        PROG, "Check that a batch system can suspend, resume, kill and account payloads "
+              "run through glexec, and that they keep the job's session, process group "
+              "and tracking groups.  Run on a worker node.",
+        "Exit status: 0 no check failed, 1 a check failed, 2 usage or setup error, "
+        "70 internal error.", changes=False, common=False)
     p.add_argument("--glexec", required=True, help="the glexec to test (absolute path)")
     p.add_argument("--proxy", required=True, help="the user proxy to hand to glexec")
     p.add_argument("--batch", choices=("slurm", "torque"), default="slurm",
@@ -629,12 +632,13 @@ def config_tracking(glexec: str):
 
 
 def main(argv=None) -> int:
-    a = build_parser().parse_args(argv)
-    try:
-        return _main(a)
-    except SetupError as e:
-        print(f"glexec-sutest: {e}", file=sys.stderr)
-        return core.EXIT_USAGE
+    def body(argv):
+        a = build_parser().parse_args(argv)
+        try:
+            return _main(a)
+        except SetupError as e:
+            raise front.ToolError(str(e), core.EXIT_USAGE) from None
+    return front.run(PROG, body, argv)
 
 
 def _main(a) -> int:
