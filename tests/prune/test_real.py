@@ -167,8 +167,14 @@ def test_daemon_descendants_survive_strays_die(env):
     assert left2 == []
     assert pr.exit_code == 1 and not rep["survivors"]
     assert elapsed < 25
-    recs = [json.loads(l) for l in open(d + "/audit.jsonl")]
+    lines = open(d + "/audit.jsonl", "rb").readlines()
+    recs = [json.loads(l) for l in lines]
     assert recs and all(r["event"] == "prune_kill" for r in recs)
+    # records like every other in the audit file: the back-map reads them as events (a
+    # record without host or with a float time would flag its stretch of history damaged)
+    from glexec_tools.backmap.plan import Damaged, Ref, parse_record
+    assert not any(isinstance(parse_record(l, Ref(1, 0, n)), Damaged) for n, l in enumerate(lines))
+    assert all(r["admin"]["uid"] == 0 and r["host"] and r["tool"] == "prune-users" for r in recs)
     assert {r["pid"] for r in recs}.isdisjoint(legit)
     assert all(r["reason"] in ("orphan", "no_job_ancestor", "stray_descendant") for r in recs)
     assert read_state(d, "gxtprune02")["result"] == "no_processes"

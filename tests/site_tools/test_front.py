@@ -71,7 +71,7 @@ def _sandbox(root):
         f.chmod(0o644)
     return {"config": str(cfg), "root": root, "gridmapdir": str(gmd),
             "paths": [str(cfg), str(garbage), str(old_prune), str(bad_section), str(writable),
-                      str(root), "/nonexistent", "/nonexistent/x/y", "relative/path", "",
+                      str(root), str(root / "missing"), "/nonexistent/x/y", "relative/path", "",
                       "/dev/null", "/proc/self/mem", "a\0b", "-", "--", "\udcff\u202e"]}
 
 
@@ -199,8 +199,11 @@ def argvs(draw, tool, paths):
 
 
 @pytest.mark.parametrize("tool", sorted(TOOLS))
-def test_any_argv_gives_a_documented_exit_and_at_most_one_line(sandbox, tool):
+def test_any_argv_gives_a_documented_exit_and_at_most_one_line(sandbox, tool, monkeypatch):
     codes = TOOLS[tool][0]
+    cwd = sandbox["root"] / f"cwd-{tool}"
+    cwd.mkdir(mode=0o755)
+    monkeypatch.chdir(cwd)          # a relative path must never be written where we stand
 
     @settings(max_examples=120, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
@@ -219,6 +222,8 @@ def test_any_argv_gives_a_documented_exit_and_at_most_one_line(sandbox, tool):
             assert err.isprintable() or err[:-1].isprintable(), (argv, err)
 
     check()
+    assert sorted(os.listdir(cwd)) == [], "a tool wrote below the current directory"
+    assert not os.path.exists("/nonexistent")
 
 
 def front_prog(tool):

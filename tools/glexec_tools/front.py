@@ -177,23 +177,22 @@ def load_section(section, option=None, *, old_tool=None):
 
 # --- admin audit ---------------------------------------------------------------------------
 
-def admin_record(audit_file, prog, event, fields, clock=None):
+def admin_record(audit_file, prog, event, fields):
     """Runs as: root.  Append one audit record of an administrative change (``event``,
-    e.g. "lease_admin", "sweep") to glexec's audit file, through the engine's writer
-    (``effects.auditlog``: the file's lock and hash chain): time (under the lock), host,
-    tool, pid, the admin (uid, SUDO_USER) and ``fields``.  ToolError (exit ``code`` 3 of
-    the caller: raised as GlexecError) if it cannot be written: no change goes unrecorded."""
+    e.g. "lease_admin", "sweep", "prune_kill") to glexec's audit file through the engine's
+    writer (``effects.auditlog``: its lock and hash chain): ``time`` (the audit format, read
+    under the lock: file order is time order), ``host``, ``tool``, ``pid`` (unless
+    ``fields`` has its own), the admin (uid, SUDO_USER) and ``fields``.  Returns the
+    record; a GlexecError if it cannot be written (no change may go unrecorded: the
+    caller stops)."""
     import socket
-    import time
     from glexec_py.core.audit import encode
     from glexec_py.effects import auditlog
     rec = {"time": None, "event": event, "tool": prog, "host": socket.gethostname(),
            "pid": os.getpid(), "admin": {"uid": os.getuid(),
                                         "sudo_user": os.environ.get("SUDO_USER")}}
     rec.update(fields)
-    now = clock or time.time
-    if rec["time"] is None and "time" not in fields:
-        rec["time"] = iso_time(now())
+    rec["event"], rec["tool"] = event, prog
     auditlog.append(audit_file, auditlog.stamper(rec, encode))
     return rec
 

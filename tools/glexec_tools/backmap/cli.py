@@ -148,6 +148,9 @@ def audit_files_and_index(args):
     glexec.yaml's ``backmap:`` section and its engine sections.  With both --audit-file and
     --index the configuration is not read.  A file without a ``backmap:`` section is read
     through the engine's cached configuration (no YAML import: a query stays ~20 ms)."""
+    for name, value in (("--index", args.index), ("--gridmapdir", args.gridmapdir)):
+        if value is not None and not value.startswith("/"):
+            raise UsageError(f"{name} must be an absolute path")
     files, index = list(args.audit_file), args.index
     if files and index:
         return files, index, args.gridmapdir

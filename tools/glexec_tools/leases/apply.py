@@ -103,8 +103,7 @@ class Context:
         from glexec_py.errors import GlexecError
         try:
             front.admin_record(self.audit_file, PROG, "lease_admin",
-                               {"time": iso(time.time()), "gridmapdir": self.gridmapdir,
-                                "action": action, **fields})
+                               {"gridmapdir": self.gridmapdir, "action": action, **fields})
         except GlexecError as e:
             raise front.ToolError(f"cannot write the audit record to {self.audit_file}: "
                                   f"{e.detail.get('cause', e.message)}", EXIT_FAIL) from None

@@ -53,7 +53,7 @@ import time
 
 from glexec_tools.prune import plan as core
 from glexec_py.core import audit
-from glexec_py.effects import auditlog
+from glexec_tools import front
 from glexec_tools.common import procfs as procscan
 from glexec_py.errors import SystemFault
 
@@ -231,17 +231,14 @@ class Pruner:
     # --- signalling ------------------------------------------------------------------------
 
     def _audit(self, d, p, cmdline, sig_name, round_no, how="pidfd"):
-        rec = {"event": "prune_kill", "tool": "prune-users", "run": self.run_id,
-               "time": None, "boot_id": self.boot_id,
-               "pid": p.pid, "ppid": p.ppid, "uid": p.ruid, "euid": p.euid, "suid": p.suid,
-               "account": d.account, "starttime": p.starttime, "comm": p.comm,
-               "cmdline": cmdline, "reason": d.reason, "why": d.text,
-               "signal": sig_name, "round": round_no, "via": how}
-
-        def line():     # the time read under the append lock: file order = time order
-            rec["time"] = round(self.clock(), 6)
-            return audit.encode(rec)
-        auditlog.append(self.cfg.audit_file, line)
+        # front.admin_record: the time (ISO, read under the append lock: file order = time
+        # order), host and admin, as every audit record has them (the back-map reads them)
+        rec = front.admin_record(self.cfg.audit_file, "prune-users", "prune_kill", {
+            "run": self.run_id, "boot_id": self.boot_id,
+            "pid": p.pid, "ppid": p.ppid, "uid": p.ruid, "euid": p.euid, "suid": p.suid,
+            "account": d.account, "starttime": p.starttime, "comm": p.comm,
+            "cmdline": cmdline, "reason": d.reason, "why": d.text,
+            "signal": sig_name, "round": round_no, "via": how})
         if self.cfg.syslog:
             try:
                 import syslog

@@ -1053,7 +1053,7 @@ def run(cfg, options, printer, out):
                "unchecked": unchecked, "not_swept": not_swept, "sweep_reason": sweep_uids[u]}
         try:
             if cfg.audit_file:
-                admin_record(cfg.audit_file, PROG, "sweep", rec)
+                rec = admin_record(cfg.audit_file, PROG, "sweep", rec)
             # the state record is written after the audit record: the lifecycle only
             # sees "no_files" once the removal is on record.
             state_rec = {"v": 1, "account": name, "uid": u, "state": state, "why": why,
