@@ -8,7 +8,7 @@
   changed: the configurations name no pool and the gridmapdirs are empty scratch dirs);
 * the issue's own example through the real launcher: ``glexec-backmap --gridmapdir
   /nonexistent``;
-* help texts say no "None"; human ages.
+* help texts say no "None"; a path is named once in an error; human ages.
 """
 import contextlib
 import io
@@ -205,7 +205,7 @@ def test_any_argv_gives_a_documented_exit_and_at_most_one_line(sandbox, tool, mo
     cwd.mkdir(mode=0o755)
     monkeypatch.chdir(cwd)          # a relative path must never be written where we stand
 
-    @settings(max_examples=120, deadline=None, database=None,
+    @settings(max_examples=300, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(argvs(tool, sandbox["paths"] + [sandbox["gridmapdir"]]))
     def check(argv):
@@ -219,6 +219,9 @@ def test_any_argv_gives_a_documented_exit_and_at_most_one_line(sandbox, tool, mo
         assert err.count("\n") <= 1, (argv, err)
         if err:
             assert err.startswith(front_prog(tool) + ": ") and err.endswith("\n"), (argv, err)
+            for v in set(a.partition("=")[2] or a for a in argv):
+                if v.startswith("/") and v.isprintable():
+                    assert err.count(v + ":") + err.count(v + "'") <= 1, (argv, err)  # once
             assert err.isprintable() or err[:-1].isprintable(), (argv, err)
 
     check()

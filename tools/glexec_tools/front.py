@@ -91,6 +91,13 @@ def argument_parser(prog, description, epilog, *, changes, common=True):
             say(prog, f"{message} (see --help)")
             raise SystemExit(EXIT_USAGE)
 
+        def parse_known_args(self, args=None, namespace=None):
+            # argparse turns "--opt=--" into an empty list, not the string "--"
+            for arg in sys.argv[1:] if args is None else args:
+                if isinstance(arg, str) and arg.startswith("-") and arg.endswith("=--"):
+                    self.error(f"{arg.partition('=')[0]}: '--' is not a value")
+            return super().parse_known_args(args, namespace)
+
     class Formatter(argparse.HelpFormatter):
         def _split_lines(self, text, width):     # a path stays whole (no break at '-')
             import textwrap

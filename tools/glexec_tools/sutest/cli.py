@@ -139,7 +139,7 @@ class Runner:
         except subprocess.TimeoutExpired:
             raise SetupError(f"{' '.join(argv)}: no answer within {timeout} s")
         except OSError as e:
-            raise SetupError(f"{argv[0]}: {e}")
+            raise SetupError(f"{argv[0]}: {e.strerror or e}")
         if check and p.returncode != 0:
             raise SetupError(f"{' '.join(argv)} failed ({p.returncode}): "
                              f"{(p.stderr or p.stdout).strip()[:500]}")
@@ -690,7 +690,7 @@ def _main(a) -> int:
         with open(a.proxy, "rb") as f:
             proxy_bytes = f.read()
     except OSError as e:
-        raise SetupError(f"cannot read the proxy: {e}")
+        raise SetupError(f"cannot read the proxy {a.proxy}: {e.strerror or e}")
     verdicts = {}
     st = None
     try:

@@ -920,17 +920,19 @@ def run(cfg, options, printer, out):
             wanted.add(u)
 
     # run lock and state dir
+    state = cfg.state_dir.rstrip("/") + "/sweep"
     try:
-        sfd = ensure_private_dir(cfg.state_dir.rstrip("/") + "/sweep")
-    except OSError as e:
-        raise ToolError(f"state directory: {e}", EXIT_FAIL) from None
+        sfd = ensure_private_dir(state)
+    except OSError as e:            # the path once: str(e) would repeat it
+        raise ToolError(f"state directory {state}: {e.strerror or e}", EXIT_FAIL) from None
     try:
         lock = RunLock(sfd) if not cfg.lock_file else _lock_at(cfg.lock_file)
         lock.acquire()
     except BlockingIOError:
         raise ToolError(f"another {PROG} is running (lock held); refusing", EXIT_LOCKED) from None
     except OSError as e:
-        raise ToolError(f"lock: {e}", EXIT_FAIL) from None
+        raise ToolError(f"lock {cfg.lock_file or state + '/.lock'}: {e.strerror or e}",
+                        EXIT_FAIL) from None
 
         # who may be swept
     try:
