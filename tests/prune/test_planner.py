@@ -282,3 +282,22 @@ def test_property_kill_only_strays(s, ssh, min_age):
         anc = _oracle_ancestors(d.proc, s.procs)
         if any(a.ruid == 0 and a.comm in (b"slurmstepd", b"pbs_mom") for a in anc):
             assert d.action == "keep"
+
+
+def test_text_report_shows_ages_and_iso_times_json_keeps_ticks():
+    """prune-users' text names a process's age ("3h12m") and start time (ISO, UTC), not
+    raw clock ticks; the JSON report keeps the ticks and the scan clock to convert them."""
+    import io
+    from glexec_tools.prune import cli
+    now = 1_795_300_000.0                              # 2026-11-21T21:46:40Z
+    uptime, hz = 100_000.0, 100
+    started = uptime - (3 * 3600 + 12 * 60 + 5)        # seconds after boot
+    row = {"pid": 4242, "ppid": 1, "uid": 47401, "euid": 47401, "suid": 47401,
+           "account": "pool01", "starttime": int(started * hz), "comm": "sleep", "state": "S",
+           "action": "kill", "reason": "orphan", "why": "orphan (ppid 1)"}
+    out = io.StringIO()
+    cli._text({"dry_run": True, "plan": [row], "would_kill": 1,
+               "scan": {"time": now, "uptime": uptime, "hz": hz}}, False, out)
+    line = out.getvalue().splitlines()[0]
+    assert "age 3h12m (since 2026-11-21T19:14:35Z)" in line, line
+    assert str(row["starttime"]) not in line
