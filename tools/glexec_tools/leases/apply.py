@@ -21,13 +21,15 @@ def _lat(b):
 
 
 def iso(t):
+    """Runs as: any user (pure formatting).  Seconds -> the audit records' time format."""
     if t is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % int(t % 1 * 1e6)
 
 
 def read_state_record(path):
-    """A prune/sweep state record (dict) or None: root-owned regular file, JSON object, v 1."""
+    """Runs as: root.  A prune/sweep state record (dict) or None: root-owned regular file,
+    JSON object, v 1."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -58,7 +60,7 @@ def confirmation(state_dir, account, drained_at, grace, current_boot):
 
 
 class Context:
-    """One run's view of the lease store: the options over glexec.yaml's ``leases:``
+    """Runs as: root.  One run's view of the lease store: the options over glexec.yaml's ``leases:``
     section and shared values.  The configuration is read unless only ``--gridmapdir`` is
     given (a store looked at on its own)."""
 
@@ -141,6 +143,8 @@ def _owner(owner):
 
 
 def lease_rows(ctx):
+    """Runs as: root.  One dict per lease of the store (account, uid from passwd, DN,
+    groups, since, last use, state, owner), sorted by account."""
     rows = []
     for lease, (account, rec, mtime) in ctx.store().leases(ctx.pools).items():
         rec = rec or {}
@@ -160,6 +164,7 @@ def lease_rows(ctx):
 
 
 def free_entries(ctx):
+    """Runs as: root.  The pool entries that are free (a single link, no lease)."""
     from glexec_py.core import leases as core
     pools = ctx.pool_names()
     return sorted(_lat(n) for n, _i, nlink, reg in ctx.store().snapshot()

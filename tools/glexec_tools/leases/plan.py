@@ -2,7 +2,6 @@
 and glexec-sweep confirmed an account idle.  Pure: rows, records and the clock come in as
 values.  Also the ``leases:`` section of glexec.yaml (``parse_section``).
 """
-from glexec_py.errors import ConfigError
 
 DEFAULT_EXPIRE_AFTER = 7 * 86400   # s of idleness (by last use) before expire drains a lease
 DEFAULT_GRACE = 60           # s between draining and a confirmation that may count

@@ -14,7 +14,6 @@ Exit: 0 no check failed (warn/skip allowed); 1 a check failed; 2 usage or setup 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pwd

@@ -846,6 +846,7 @@ EXIT_CLEAN, EXIT_LEFT, EXIT_USAGE, EXIT_LOCKED, EXIT_FAIL = 0, 1, 2, 3, 4
 
 
 def lookup_uid(name):
+    """Runs as: any user (reads passwd).  The uid of account ``name``, or None."""
     try:
         return pwd.getpwnam(name).pw_uid
     except KeyError:
@@ -853,14 +854,15 @@ def lookup_uid(name):
 
 
 def prefix_accounts(prefix):
-    """{uid: name} of the accounts named ``prefix`` + digits (a ".prefix" pool)."""
+    """Runs as: any user (reads passwd).  {uid: name} of the accounts named ``prefix`` +
+    digits (a ".prefix" pool)."""
     return {e.pw_uid: e.pw_name for e in pwd.getpwall()
             if e.pw_name.startswith(prefix) and e.pw_name[len(prefix):].isdigit()
             and e.pw_name[len(prefix):].isascii()}
 
 
 def account_names(uids):
-    """{uid: (name or None, primary gid or None)} from the account database."""
+    """Runs as: any user (reads passwd).  {uid: (name or None, primary gid or None)}."""
     out = {}
     for u in uids:
         try:
