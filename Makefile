@@ -107,8 +107,10 @@ install: install-preflight deps $(PSHIM) native
 		while read -r f; do install -o root -g root -m 0644 "$$f" "$(LIBDIR)/glexec_py/$$f"; done
 	rm -rf '$(LIBDIR)/glexec_tools'
 	@if [ -d tools/glexec_tools ]; then \
-		install -d -o root -g root -m 0755 '$(LIBDIR)/glexec_tools' && \
-		for f in tools/glexec_tools/*.py; do install -o root -g root -m 0644 "$$f" '$(LIBDIR)/glexec_tools/'; done; \
+		for d in $$(cd tools && find glexec_tools -name __pycache__ -prune -o -type d -print); do \
+			install -d -o root -g root -m 0755 "$(LIBDIR)/$$d"; done && \
+		for f in $$(cd tools && find glexec_tools -name __pycache__ -prune -o -type f -name '*.py' -print); do \
+			install -o root -g root -m 0644 "tools/$$f" "$(LIBDIR)/$$f"; done; \
 	fi
 	install -o root -g root -m 0644 packaging/glexec-engine.py '$(LIBDIR)/glexec-engine.py'
 	# Hash-based pycs that the engine never re-validates against the source: both are root-owned

@@ -21,10 +21,10 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+sys.path[:0] = [REPO, os.path.join(REPO, "tools")]
 
-from glexec_py.core.backmap import format_time  # noqa: E402
-from glexec_py.effects.backmap_index import Index  # noqa: E402
+from glexec_tools.backmap.plan import format_time  # noqa: E402
+from glexec_tools.backmap.apply import Index  # noqa: E402
 
 YEAR_US = 365 * 86400 * 1_000_000
 START_US = 1_764_547_200 * 1_000_000            # 2025-12-01T00:00:00Z

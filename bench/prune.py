@@ -6,7 +6,7 @@ Two measurements (run as root):
 1. real: N processes (default 10,000) really running - one root process named
    ``slurmstepd`` (the job daemon) with N-1 children of pool uid P (forked by a tiny C
    program, so they cost little memory), plus a few strays of the same uid; then
-   ``procscan.scan`` + ``core.prune.plan_prune`` (+ the completion of the kill decisions)
+   ``procscan.scan`` + ``prune.plan.plan_prune`` (+ the completion of the kill decisions)
    on the whole machine, best and median of R runs; then the scan and the plan alone and
    the floor (open+fstat+read+close of every stat file, nothing parsed).  For comparison
    the same scan with psutil (uids/ppid/create_time/name per process).
@@ -31,10 +31,10 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+sys.path[:0] = [REPO, os.path.join(REPO, "tools")]
 
-from glexec_py.core import prune as core            # noqa: E402
-from glexec_py.effects import procscan               # noqa: E402
+from glexec_tools.prune import plan as core            # noqa: E402
+from glexec_tools.common import procfs as procscan               # noqa: E402
 
 FORKER = r"""
 #define _GNU_SOURCE

@@ -114,11 +114,15 @@ def one_round(work, rnd, a):
     built = time.perf_counter() - t
     state = f"{work}/state{rnd}"
     os.mkdir(state, 0o700)
-    cfg = f"{work}/sweep{rnd}.yaml"
+    cfg = f"{work}/glexec{rnd}.yaml"       # the engine's sections + the tool's (one file)
     with open(cfg, "w") as f:
-        f.write(f"state_dir: {state}\npool: [{a.uid}]\nmax_runtime: 86400\n"
-                f"max_removals: {a.files * 2 + 10}\nsysv_ipc: false\nworkers: {a.workers}\n"
-                f"roots:\n  - path: {tb}\n    age: 1d\n    age_by: am\n")
+        f.write(f"credentials:\n  ca_dir: /etc/grid-security/certificates\n"
+                f"mapping:\n  gridmapfile: {work}/grid-mapfile\n"
+                f"audit:\n  file: {work}/audit{rnd}.jsonl\n  syslog: false\n"
+                f"state_dir: {state}\n"
+                f"sweep:\n  pool: [{a.uid}]\n  max_runtime: 86400\n"
+                f"  max_removals: {a.files * 2 + 10}\n  sysv_ipc: false\n  workers: {a.workers}\n"
+                f"  roots:\n    - path: {tb}\n      age: 1d\n      age_by: am\n")
     os.chmod(cfg, 0o644)
     subprocess.run(["sync"])
     before = context()

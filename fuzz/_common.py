@@ -8,8 +8,9 @@ import os
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+for _p in (REPO, os.path.join(REPO, "tools")):   # glexec_py; the site tools' glexec_tools
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 
 BASE = os.environ.get("GLEXEC_FUZZ_BASE", "/var/lib/glexec-py-tests")
 WORK = os.path.join(BASE, "fuzz-work")          # long-lived PKI/keys the seeds refer to

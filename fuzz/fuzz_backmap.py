@@ -1,4 +1,4 @@
-"""atheris target: glexec_py.core.backmap.parse_record (the back-map's audit line parser)
+"""atheris target: glexec_tools.backmap.plan.parse_record (the back-map's audit line parser)
 and the history built from parsed lines.
 
 Input: byte 0 picks the mode: 0 = raw bytes as lines; 1 = a record made from the input
@@ -22,7 +22,7 @@ import _common
 from _common import check
 
 with atheris.instrument_imports():
-    from glexec_py.core import backmap
+    from glexec_tools.backmap import plan as backmap
 from glexec_py.core.audit import encode
 from tests.support.backmap_oracle import problems
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+for _p in (str(REPO_ROOT), str(REPO_ROOT / "tools")):    # glexec_py; the site tools' glexec_tools
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 
 from tests.support.skips import OPTIONAL, strict as strict_skips  # noqa: E402
 

@@ -127,6 +127,9 @@ SCHEMA = (
     )),
 )
 _TOP_SCALARS = (("state_dir", "abspath", _REQ),)
+# The site tools' sections (glexec_tools.<tool>.plan.parse_section validates each, with its
+# own file:line errors): the engine only knows their names, and never walks their contents.
+TOOL_SECTIONS = ("backmap", "leases", "prune", "sweep")
 _SECTION_NAMES = tuple(s for s, _ in SCHEMA)
 
 _T = "tag:yaml.org,2002:"
@@ -467,7 +470,8 @@ class _Parser:
         else:
             raise self.err(root, f"the configuration must be a mapping, not {_show(root)}")
         for key, (kn, _vn) in top.items():
-            if key not in _SECTION_NAMES and key not in ("state_dir", "tokens"):
+            if key not in _SECTION_NAMES and key not in ("state_dir", "tokens") \
+                    and key not in TOOL_SECTIONS:
                 raise self.err(kn, f"unknown section '{_safe(key)}'")
         sections = {}
         for name, keys in SCHEMA:

@@ -451,7 +451,7 @@ def become_payload(path, argv, env, *, uid, gid, groups, rlimits, umask, cwd, sw
 SWEEP_ENT_FIELDS = ("st_ino", "st_dev", "st_size", "st_atime", "st_mtime", "st_ctime",
                     "st_mode", "st_uid", "st_gid", "name_off", "name_len", "pad")
 SWEEP_ENT_FORMAT = "=QQqdddIIIIIi"
-# gx_sweep_recheck's answers; the reasons are the planner's (core.sweep.Planner.recheck)
+# gx_sweep_recheck's answers; the reasons are the planner's (glexec_tools.sweep.plan.Planner.recheck)
 SWEEP_RECHECK = {lib.GX_SW_OWNER_CHANGED: "owner changed", lib.GX_SW_DEVICE_CHANGED: "device changed",
                  lib.GX_SW_REPLACED: "replaced", lib.GX_SW_STICKY: "sticky bit (opt-out)"}
 

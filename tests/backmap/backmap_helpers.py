@@ -2,7 +2,7 @@
 import os
 
 from glexec_py.core.audit import encode
-from glexec_py.core.backmap import format_time
+from glexec_tools.backmap.plan import format_time
 
 S = 1_000_000
 T0 = 1_795_300_000 * S          # 2026-11-21T21:46:40Z

@@ -27,7 +27,7 @@ def private_dir():
 @pytest.fixture
 def setup(private_dir):
     """(audit file path, a fresh Index) in a private directory."""
-    from glexec_py.effects.backmap_index import Index
+    from glexec_tools.backmap.apply import Index
     audit = os.path.join(private_dir, "audit.jsonl")
     index = Index(os.path.join(private_dir, "backmap.sqlite"))
     yield audit, index

@@ -3,9 +3,9 @@ lines deleted or edited; the index must stop vouching for what the chain no long
 import os
 
 from glexec_py.core import audit as core_audit
-from glexec_py.core import backmap as bm
+from glexec_tools.backmap import plan as bm
 from glexec_py.effects import auditlog
-from glexec_py.effects.backmap_index import Index
+from glexec_tools.backmap.apply import Index
 from tests.backmap.backmap_helpers import S, T0, record
 
 

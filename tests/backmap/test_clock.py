@@ -5,9 +5,9 @@ import multiprocessing
 import os
 import time
 
-from glexec_py.core import backmap as bm
+from glexec_tools.backmap import plan as bm
 from glexec_py.core.audit import encode
-from glexec_py.core.backmap import parse_time
+from glexec_tools.backmap.plan import parse_time
 from glexec_py.effects import auditlog
 from tests.backmap.backmap_helpers import S, T0, record, write
 

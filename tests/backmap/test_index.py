@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from glexec_py.effects.backmap_index import Index
+from glexec_tools.backmap.apply import Index
 from glexec_py.errors import SystemFault
 from tests.backmap.backmap_helpers import S, T0, record, write
 
@@ -148,7 +148,7 @@ def test_reverse_dn_and_payload_pid(setup):
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-from glexec_py.core import backmap as bm  # noqa: E402
+from glexec_tools.backmap import plan as bm  # noqa: E402
 from tests.backmap.test_planner import histories  # noqa: E402
 
 _EXAMPLE = __import__("itertools").count()
@@ -228,3 +228,29 @@ def test_active_file_emptied_in_place_is_not_answered(setup):
     index.refresh([audit])
     a = index.uid_at(47011, T0 + 5 * S)
     assert a.status == "unknown" and a.matches == [], a.why
+
+
+def test_refresh_reports_progress_and_ends_it(setup, monkeypatch):
+    """A long index build calls its progress callback as records are read (front.Progress
+    draws a line on a terminal) and closes it at the end, also when nothing was new."""
+    from glexec_tools.backmap import apply
+    audit, index = setup
+    monkeypatch.setattr(apply, "PROGRESS_EVERY", 10)
+    write(audit, [record("grant" if i % 2 == 0 else "end", T0 + i * S, pid=100 + i // 2)
+                  for i in range(45)])
+
+    class Seen(list):
+        ended = 0
+
+        def __call__(self, done, total=None, what=""):
+            self.append((done, what))
+
+        def done(self):
+            self.ended += 1
+    seen = Seen()
+    index.refresh([audit], progress=seen)
+    assert [d for d, _ in seen] == [10, 20, 30, 40] and seen.ended == 1
+    assert all(w == "audit records indexed" for _, w in seen)
+    again = Seen()
+    index.refresh([audit], progress=again)
+    assert again == [] and again.ended == 1

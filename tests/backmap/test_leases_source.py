@@ -6,7 +6,7 @@ import pwd
 import pytest
 
 from glexec_py.effects import auditlog
-from glexec_py.effects.backmap_index import Index
+from glexec_tools.backmap.apply import Index
 from glexec_py.effects.gridmapdir import GridmapDir
 from tests.backmap.backmap_helpers import S, record
 from tests.support import accounts as acc

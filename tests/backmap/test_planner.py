@@ -1,7 +1,7 @@
 """The pure semantics: generated grant/end histories against a brute-force model."""
 from hypothesis import given, settings, strategies as st
 
-from glexec_py.core import backmap as bm
+from glexec_tools.backmap import plan as bm
 from tests.backmap.backmap_helpers import S, T0, record
 
 

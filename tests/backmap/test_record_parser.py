@@ -1,8 +1,8 @@
-"""core.backmap.parse_record on any line: an Event that says exactly what the line says, or
+"""glexec_tools.backmap.plan.parse_record on any line: an Event that says exactly what the line says, or
 a clean rejection (tests/support/backmap_oracle.py; the long run is fuzz/fuzz_backmap.py)."""
 from hypothesis import given, settings, strategies as st
 
-from glexec_py.core import backmap as bm
+from glexec_tools.backmap import plan as bm
 from glexec_py.core.audit import encode
 from tests.backmap.backmap_helpers import T0
 from tests.support.backmap_oracle import problems

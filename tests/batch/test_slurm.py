@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from glexec_py.core import sutest as core
+from glexec_tools.sutest import plan as core
 
 # the same values as tests/batch/conftest.py (not importable: no package)
 TRACKING = "47650-47659"

@@ -442,3 +442,18 @@ def test_lease_limit_refused(value):
     with pytest.raises(ConfigError) as e:
         parse_config(text, F)
     assert e.value.line == 4 and "max_leases_per_caller" in e.value.what
+
+
+def test_site_tool_sections_are_known_but_not_walked():
+    """glexec.yaml holds the site tools' sections (prune, sweep, leases, backmap): the engine
+    accepts them without validating their contents (each tool does, strictly), the same
+    Config comes out, and an unknown section is still refused."""
+    from glexec_py.core.config import TOOL_SECTIONS
+    plain = parse_config(BASE, "glexec.yaml")
+    tools = "".join(f"{name}:\n  anything: [1, {{x: y}}]\n" for name in TOOL_SECTIONS)
+    assert set(TOOL_SECTIONS) == {"backmap", "leases", "prune", "sweep"}
+    assert parse_config(BASE + tools, "glexec.yaml") == plain
+    with pytest.raises(ConfigError, match="unknown section 'prunes'"):
+        parse_config(BASE + tools + "prunes: {}\n", "glexec.yaml")
+    with pytest.raises(ConfigError, match="duplicate key 'prune'"):
+        parse_config(BASE + "prune: {}\nprune: {}\n", "glexec.yaml")

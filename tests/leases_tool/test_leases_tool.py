@@ -263,10 +263,11 @@ def test_expire_skips_accounts_with_processes(site, monkeypatch):
     """An idle lease whose account runs a process is neither drained nor released."""
     import sys
     sys.path.insert(0, str(REPO / "tools"))
-    from glexec_tools import leases as tool
+    from glexec_tools.leases import cli as tool
     site.lease(0)
     site.age(0, 7200)
-    monkeypatch.setattr(tool.pwd, "getpwnam", lambda n: type("pw", (), {"pw_uid": 4242})())
+    import pwd
+    monkeypatch.setattr(pwd, "getpwnam", lambda n: type("pw", (), {"pw_uid": 4242})())
     monkeypatch.setattr(tool, "uids_with_processes", lambda: {4242})
     rc = tool.main(["expire", "--older-than", "1h", "--yes", "--force", "--settle", "0",
                     "--gridmapdir", str(site.gmd), "--audit-file", str(site.audit_file),
@@ -288,7 +289,8 @@ def test_non_root_is_refused(site):
 
 
 def test_usage_errors(site):
-    assert site.run("expire").returncode == 2                       # --older-than missing
+    r = site.run("expire")                   # --older-than: leases.expire_after (7 days)
+    assert r.returncode == 0 and "no lease idle for 7d or more" in r.stdout, r.stdout + r.stderr
     assert site.run("expire", "--older-than", "soon").returncode == 2
     assert site.run("bogus").returncode == 2
     r = subprocess.run([str(TOOL), "list", "--gridmapdir", "relative/dir"], capture_output=True)
@@ -298,7 +300,7 @@ def test_usage_errors(site):
 def test_duration_parser():
     import sys
     sys.path.insert(0, str(REPO / "tools"))
-    from glexec_tools.leases import parse_duration
+    from glexec_tools.leases.plan import parse_duration
     assert parse_duration("90") == 90
     assert parse_duration("15m") == 900
     assert parse_duration("1d12h") == 86400 + 43200
@@ -350,3 +352,36 @@ def test_fsck_reports_untrusted_pool_entries(site):
     assert r.returncode != 0, r
     unsafe = sorted(f["names"][0] for f in r.data["findings"] if f["kind"] == "pool_entry_unsafe")
     assert unsafe == [f"{POOL}02", f"{POOL}03"], r.data
+
+
+def _leases_section(body, **main):
+    import sys
+    sys.path.insert(0, str(REPO / "tools"))
+    from glexec_tools.leases import plan
+    from tests.support.glexec_yaml import with_section
+    return plan.parse_section(with_section("leases", body, **main), "glexec.yaml")
+
+
+def test_leases_section_defaults_and_values():
+    c = _leases_section(None, gridmapdir="/gmd", state_dir="/st", audit_file="/a.jsonl")
+    assert (c.gridmapdir, c.state_dir, c.audit_file) == ("/gmd", "/st", "/a.jsonl")
+    assert (c.expire_after, c.grace, c.settle, c.pools) == (7 * 86400, 60, 2.0, None)
+    c = _leases_section("expire_after: 1d12h\ngrace: 5\nsettle: 0\npools: [gxtpool]\n")
+    assert (c.expire_after, c.grace, c.settle, c.pools) == (129600, 5, 0, ("gxtpool",))
+    assert _leases_section("expire_after: 3600\n").expire_after == 3600
+
+
+@pytest.mark.parametrize("body,what", [
+    ("expire_after: soon\n", "duration"),
+    ("expire_after: 0\n", "between"),
+    ("grace: -1\n", "between"),
+    ("pools: []\n", "non-empty"),
+    ("pools: ['a b']\n", "pool name"),
+    ("gridmapdir: /x\n", "'mapping.gridmapdir'"),
+    ("expire: 1d\n", "unknown key 'expire' in 'leases'"),
+])
+def test_leases_section_refused(body, what):
+    from glexec_py.errors import ConfigError
+    with pytest.raises(ConfigError) as e:
+        _leases_section(body)
+    assert what in e.value.message and e.value.line == 11     # the key's own line

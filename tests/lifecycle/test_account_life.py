@@ -1,8 +1,8 @@
 """The whole life of one pool account on a real Slurm (issue 5, section 5 "Together").
 
 Everything runs against the INSTALLED setuid glexec and the INSTALLED site tools
-(``PREFIX/bin/prune-users``, ``glexec-sweep``, ``glexec-leases``, ``glexec-backmap``), each
-with its own config file written here; real accounts (gxt*, uids/gids 47800-47899 only);
+(``PREFIX/bin/prune-users``, ``glexec-sweep``, ``glexec-leases``, ``glexec-backmap``), all
+reading the one glexec.yaml written here (the tools' sections beside the engine's); real accounts (gxt*, uids/gids 47800-47899 only);
 a real private Slurm (tests/support/slurm.py).
 
 1. A pool of ONE account (gxtlcpool01), a gridmapfile mapping two DNs (A and B) to
@@ -97,8 +97,12 @@ class World:
         self.payload = run / "payload.sh"
 
     def tool(self, name, *args, timeout=60):
+        """An installed tool with this prefix's glexec.yaml (after a leases subcommand)."""
         t0 = time.monotonic()
-        p = subprocess.run([str(self.bin / name), *map(str, args)], stdout=subprocess.PIPE,
+        args = [str(a) for a in args]
+        at = 1 if name == "glexec-leases" else 0
+        args[at:at] = ["--config", str(self.etc / "glexec.yaml")]
+        p = subprocess.run([str(self.bin / name), *args], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, env=TOOL_ENV, timeout=timeout)
         p.seconds = time.monotonic() - t0
         p.cmd = f"{self.bin / name} {' '.join(map(str, args))}"
@@ -217,37 +221,30 @@ def world(life_lock):
         _write_root(w.payload, PAYLOAD.replace("@OUT@", str(w.out))
                     .replace("@SCRATCH@", str(w.scratch)), 0o755)
 
-        # the tools' configs (same audit file and state dir as the engine, as a site would)
-        _write_root(w.etc / "prune.yaml", "\n".join([
-            f"pool_accounts: [{_y('.' + POOLGRP)}]",
-            "min_uid: 1000",
-            "min_age: 0",
-            "term_grace: 1",
-            "time_limit: 20",
-            f"gridmapdir: {_y(w.gridmapdir)}",
+        # the tools' sections of the one glexec.yaml (its audit file, state dir, gridmapdir
+        # and min_uid are the engine's, as on a site)
+        text = inst.config_path(prefix).read_text() + "\n".join([
+            "prune:",
+            f"  pool_accounts: [{_y('.' + POOLGRP)}]",
+            "  min_age: 0",
+            "  term_grace: 1",
+            "  time_limit: 20",
             # 0: a leased account is not protected by freshness alone (a payload inside a job
             # is still kept by the job-cgroup / slurmstepd rules); needed when the daemon
             # escaped the job (proctrack/linuxproc) and expire cannot drain a busy account.
-            "lease_fresh: 0",
-            f"state_dir: {_y(w.state_dir)}",
-            f"audit_file: {_y(w.audit_file)}",
-            "syslog: false",
-        ]) + "\n")
-        _write_root(w.etc / "sweep.yaml", "\n".join([
-            f"state_dir: {_y(w.state_dir)}",
-            f"audit_file: {_y(w.audit_file)}",
-            f"gridmapdir: {_y(w.gridmapdir)}",
-            f"pool: [{_y(POOL_ACCOUNT)}]",
-            "min_uid: 1000",
-            "sweep_draining: true",
-            "workers: 1",
-            "roots:",
-            f"  - path: {_y(w.scratch)}",
-            "    age: 1h",
-            "    age_by: m          # mtime only: ctime cannot be backdated with touch",
-            "    dir_age_by: m",
-            "    types: [file, symlink, dir]",
-        ]) + "\n")
+            "  lease_fresh: 0",
+            "sweep:",
+            f"  pool: [{_y(POOL_ACCOUNT)}]",
+            "  sweep_draining: true",
+            "  workers: 1",
+            "  roots:",
+            f"    - path: {_y(w.scratch)}",
+            "      age: 1h",
+            "      age_by: m          # mtime only: ctime cannot be backdated with touch",
+            "      dir_age_by: m",
+            "      types: [file, symlink, dir]",
+        ]) + "\n"
+        inst.write_config_text(prefix, text)
         TIMINGS["setup"] = time.monotonic() - t0
         yield w
     finally:

@@ -168,8 +168,8 @@ def test_lost_end_record_is_said(gx):
 # --- record times under concurrency ------------------------------------------------------------
 
 def test_concurrent_calls_write_records_in_time_order(gx, private_index_dir):
-    from glexec_py.core.backmap import parse_time
-    from glexec_py.effects.backmap_index import Index
+    from glexec_tools.backmap.plan import parse_time
+    from glexec_tools.backmap.apply import Index
     before = len(gx.audit())
     procs = [gx.popen(["/bin/true"], proxy=gx.proxy("user1", name=f"p{i}.pem")) for i in range(24)]
     for p in procs:

@@ -1,11 +1,12 @@
-"""Pure planner tests: glexec_py.core.prune."""
+"""Pure planner tests: glexec_tools.prune.plan."""
 import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from glexec_py.core import prune as P
+from glexec_tools.prune import plan as P
 from glexec_py.errors import ConfigError
+from tests.support.glexec_yaml import with_section
 
 POOL = {47401: "pool01", 47402: "pool02"}
 HZ = 100
@@ -164,40 +165,64 @@ def test_unconfirmed_partial():
     assert [d.proc.pid for d in plan.unconfirmed] == [20]
 
 
-BASE = "state_dir: /var/lib/x\naudit_file: /var/log/x.jsonl\n"
+def parse(body, **main):
+    return P.parse_section(with_section("prune", body, **main), "glexec.yaml")
 
 
-@pytest.mark.parametrize("text,what", [
-    ("", "empty"),
-    (BASE, "no pool accounts"),
-    (BASE + "pool_accounts: []\nuid_ranges: []\n", "no pool accounts"),
-    (BASE + "uid_ranges: ['0-60000']\n", "uid 0"),
-    (BASE + "uid_ranges: [0]\n", "uid 0"),
-    (BASE + "uid_ranges: ['500-2000']\n", "below min_uid"),
-    (BASE + "uid_ranges: ['2000-3000']\nmin_uid: 2500\n", "below min_uid"),
-    (BASE + "pool_accounts: ['.pool']\nbogus: 1\n", "unknown key"),
-    (BASE + "pool_accounts: ['.pool']\npool_accounts: ['x']\n", "duplicate"),
-    (BASE + "pool_accounts: ['*']\n", "wildcards"),
-    (BASE + "pool_accounts: ['.pool']\nspare_ssh: 'yes'\n", "boolean"),
-    (BASE + "pool_accounts: &a ['.pool']\n", "anchors"),
-    (BASE + "pool_accounts: ['.pool']\njob_cgroups: ['/']\n", "below the root"),
-    (BASE + "pool_accounts: ['.pool']\nmin_uid: 0\n", "between"),
-    ("pool_accounts: ['.pool']\n", "missing required"),
+@pytest.mark.parametrize("body,main,what", [
+    ("pool_accounts: []\nuid_ranges: []\n", {}, "both empty"),
+    ("pool_accounts: []\n", {}, "both empty"),
+    ("uid_ranges: ['0-60000']\n", {}, "uid 0"),
+    ("uid_ranges: [0]\n", {}, "uid 0"),
+    ("uid_ranges: ['500-2000']\n", {}, "below min_uid"),
+    ("uid_ranges: ['2000-3000']\n", {"min_uid": 2500}, "below min_uid"),
+    ("pool_accounts: ['.pool']\nbogus: 1\n", {}, "unknown key 'bogus' in 'prune'"),
+    ("pool_accounts: ['.pool']\npool_accounts: ['x']\n", {}, "duplicate"),
+    ("pool_accounts: ['*']\n", {}, "wildcards"),
+    ("pool_accounts: ['.pool']\nspare_ssh: 'yes'\n", {}, "boolean"),
+    ("pool_accounts: &a ['.pool']\n", {}, "anchors"),
+    ("pool_accounts: ['.pool']\njob_cgroups: ['/']\n", {}, "below the root"),
+    ("pool_accounts: ['.pool']\nmin_age: -1\n", {}, "between"),
+    ("daemons: []\n", {}, "must not be empty"),
+    # the old prune.yaml's shared keys: set once in glexec.yaml
+    ("min_uid: 5\n", {}, "'mapping.min_uid'"),
+    ("state_dir: /x\n", {}, "top-level 'state_dir'"),
+    ("audit_file: /x\n", {}, "'audit.file'"),
+    ("gridmapdir: /x\n", {}, "'mapping.gridmapdir'"),
+    ("- a\n", {}, "must be a mapping"),
 ])
-def test_config_refused(text, what):
+def test_config_refused(body, main, what):
     with pytest.raises(ConfigError) as e:
-        P.parse_prune_config(text, "prune.yaml")
+        parse(body, **main)
     assert what in e.value.message
+    assert e.value.message.startswith("glexec.yaml:") and e.value.line > 8   # the section's line
+
+
+def test_engine_errors_come_first():
+    with pytest.raises(ConfigError) as e:
+        P.parse_section("prune:\n  min_age: 1\n", "glexec.yaml")
+    assert "credentials" in e.value.message or "state_dir" in e.value.message
 
 
 def test_config_ok_and_scope_check():
-    c = P.parse_prune_config(BASE + "pool_accounts: ['.pool']\nuid_ranges: ['47400-47499', 5]\n"
-                             "min_uid: 5\n", "p.yaml")
+    c = parse("pool_accounts: ['.pool']\nuid_ranges: ['47400-47499', 5]\n", min_uid=5)
     assert c.uid_ranges == ((47400, 47499), (5, 5)) and c.daemons == P.DEFAULT_DAEMONS
+    assert c.min_uid == 5 and c.state_dir == "/var/lib/x" and c.audit_file == "/var/log/x.jsonl"
     with pytest.raises(ValueError):
         P.check_scope(cfg(), {999: "sys"}, {})
     with pytest.raises(ValueError):
         P.check_scope(cfg(), {0: "root"}, {})
+
+
+@pytest.mark.parametrize("body", [None, "", "min_age: 30\n"])
+def test_defaults_from_glexec_yaml(body):
+    """No section, an empty one, or one without a scope: every value from the defaults and
+    glexec.yaml's own settings; the scope is the gridmapfile's pools (pool_accounts None)."""
+    c = parse(body, gridmapdir="/var/lib/gmd", min_uid=2000)
+    assert c.pool_accounts is None and c.uid_ranges == ()
+    assert (c.gridmapdir, c.gridmapfile, c.min_uid) == ("/var/lib/gmd",
+                                                        "/etc/grid-security/grid-mapfile", 2000)
+    assert c.min_age == (30 if body else 10) and c.signal == "SIGTERM"
 
 
 # --- property: generated process trees ---------------------------------------------------
@@ -257,3 +282,22 @@ def test_property_kill_only_strays(s, ssh, min_age):
         anc = _oracle_ancestors(d.proc, s.procs)
         if any(a.ruid == 0 and a.comm in (b"slurmstepd", b"pbs_mom") for a in anc):
             assert d.action == "keep"
+
+
+def test_text_report_shows_ages_and_iso_times_json_keeps_ticks():
+    """prune-users' text names a process's age ("3h12m") and start time (ISO, UTC), not
+    raw clock ticks; the JSON report keeps the ticks and the scan clock to convert them."""
+    import io
+    from glexec_tools.prune import cli
+    now = 1_795_300_000.0                              # 2026-11-21T21:46:40Z
+    uptime, hz = 100_000.0, 100
+    started = uptime - (3 * 3600 + 12 * 60 + 5)        # seconds after boot
+    row = {"pid": 4242, "ppid": 1, "uid": 47401, "euid": 47401, "suid": 47401,
+           "account": "pool01", "starttime": int(started * hz), "comm": "sleep", "state": "S",
+           "action": "kill", "reason": "orphan", "why": "orphan (ppid 1)"}
+    out = io.StringIO()
+    cli._text({"dry_run": True, "plan": [row], "would_kill": 1,
+               "scan": {"time": now, "uptime": uptime, "hz": hz}}, False, out)
+    line = out.getvalue().splitlines()[0]
+    assert "age 3h12m (since 2026-11-21T19:14:35Z)" in line, line
+    assert str(row["starttime"]) not in line

@@ -106,7 +106,7 @@ def env(accounts):
 
 
 def make_cfg(d, **kw):
-    from glexec_py.core.prune import default_config
+    from glexec_tools.prune.plan import default_config
     kw.setdefault("pool_accounts", (".gxtprune",))
     kw.setdefault("min_age", 0)
     kw.setdefault("term_grace", 1)
@@ -151,7 +151,7 @@ def start_strays(procs, uid):
 
 
 def test_daemon_descendants_survive_strays_die(env):
-    from glexec_py.effects.prune_apply import Pruner, read_state
+    from glexec_tools.prune.apply import Pruner, read_state
     d, procs = env
     _daemon, legit = start_daemon(procs, 47401)
     assert len(legit) == 3
@@ -167,8 +167,14 @@ def test_daemon_descendants_survive_strays_die(env):
     assert left2 == []
     assert pr.exit_code == 1 and not rep["survivors"]
     assert elapsed < 25
-    recs = [json.loads(l) for l in open(d + "/audit.jsonl")]
+    lines = open(d + "/audit.jsonl", "rb").readlines()
+    recs = [json.loads(l) for l in lines]
     assert recs and all(r["event"] == "prune_kill" for r in recs)
+    # records like every other in the audit file: the back-map reads them as events (a
+    # record without host or with a float time would flag its stretch of history damaged)
+    from glexec_tools.backmap.plan import Damaged, Ref, parse_record
+    assert not any(isinstance(parse_record(l, Ref(1, 0, n)), Damaged) for n, l in enumerate(lines))
+    assert all(r["admin"]["uid"] == 0 and r["host"] and r["tool"] == "prune-users" for r in recs)
     assert {r["pid"] for r in recs}.isdisjoint(legit)
     assert all(r["reason"] in ("orphan", "no_job_ancestor", "stray_descendant") for r in recs)
     assert read_state(d, "gxtprune02")["result"] == "no_processes"
@@ -178,7 +184,7 @@ def test_daemon_descendants_survive_strays_die(env):
 
 
 def test_kill_all_as_pool_uid(env):
-    from glexec_py.effects.prune_apply import Pruner
+    from glexec_tools.prune.apply import Pruner
     d, procs = env
     _daemon, legit = start_daemon(procs, 47401)
     start_strays(procs, 47402)
@@ -194,7 +200,7 @@ def test_kill_all_as_pool_uid(env):
 
 
 def test_dry_run_lists_exactly_and_kills_nothing(env):
-    from glexec_py.effects.prune_apply import Pruner
+    from glexec_tools.prune.apply import Pruner
     d, procs = env
     _daemon, legit = start_daemon(procs, 47401)
     s1 = as_user(procs, 47401, ["/bin/sleep", "600"])
@@ -209,20 +215,31 @@ def test_dry_run_lists_exactly_and_kills_nothing(env):
     assert set(_uid_pids(USERS.values())) == before
     assert not os.path.exists(d + "/audit.jsonl") and pr.exit_code == 1
     # the CLI: same list, exit 1; a bad config is refused with 2
-    cfgf = d + "/prune.yaml"
+    from tests.support.glexec_yaml import with_section
+    cfgf = d + "/glexec.yaml"
     with open(cfgf, "w") as f:
-        f.write(f"pool_accounts: ['.gxtprune']\nmin_age: 0\nstate_dir: {d}\n"
-                f"audit_file: {d}/audit.jsonl\n")
+        f.write(with_section("prune", "pool_accounts: ['.gxtprune']\nmin_age: 0\n",
+                             state_dir=d, audit_file=f"{d}/audit.jsonl"))
     os.chmod(cfgf, 0o644)
     r = subprocess.run([REPO + "/tools/bin/prune-users", "--config", cfgf, "--dry-run", "--json"],
                        capture_output=True, text=True)
     assert r.returncode == 1, r.stderr
     assert {x["pid"] for x in json.loads(r.stdout)["plan"] if x["action"] == "kill"} == would
     with open(cfgf, "w") as f:
-        f.write(f"uid_ranges: ['0-60000']\nstate_dir: {d}\naudit_file: {d}/a.jsonl\n")
+        f.write(with_section("prune", "uid_ranges: ['0-60000']\n", state_dir=d,
+                             audit_file=f"{d}/a.jsonl"))
     r = subprocess.run([REPO + "/tools/bin/prune-users", "--config", cfgf, "--dry-run"],
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "uid 0" in r.stderr
+    assert r.returncode == 2 and "uid 0" in r.stderr and r.stderr.count("\n") == 1
+    # an old prune.yaml: one line saying where its keys go now
+    old = d + "/prune.yaml"
+    with open(old, "w") as f:
+        f.write(f"pool_accounts: ['.gxtprune']\nstate_dir: {d}\naudit_file: {d}/a.jsonl\n")
+    os.chmod(old, 0o644)
+    r = subprocess.run([REPO + "/tools/bin/prune-users", "--config", old, "--dry-run"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "'prune:' section of glexec.yaml" in r.stderr
     assert set(_uid_pids(USERS.values())) == before
 
 
@@ -239,8 +256,8 @@ def _spawn_at_pid(procs, target, uid):
 
 
 def test_pid_reuse_never_hit(env):
-    from glexec_py.core import prune as core
-    from glexec_py.effects.prune_apply import Pruner
+    from glexec_tools.prune import plan as core
+    from glexec_tools.prune.apply import Pruner
     d, procs = env
     stray = as_user(procs, 47402, ["/bin/sleep", "600"])
     time.sleep(0.2)
@@ -261,7 +278,7 @@ def test_pid_reuse_never_hit(env):
 
 
 def test_lease_protected_account_untouched(env):
-    from glexec_py.effects.prune_apply import Pruner
+    from glexec_tools.prune.apply import Pruner
     d, procs = env
     gmd = d + "/gridmapdir"
     os.mkdir(gmd, 0o755)
@@ -278,7 +295,7 @@ def test_lease_protected_account_untouched(env):
 
 
 def test_lock_refuses_second_run(env):
-    from glexec_py.effects.prune_apply import PruneError, RunLock
+    from glexec_tools.prune.apply import PruneError, RunLock
     d, _procs = env
     cfg = make_cfg(d)
     with RunLock(cfg):

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from glexec_py.core import prune as P
-from glexec_py.effects import procscan
+from glexec_tools.prune import plan as P
+from glexec_tools.common import procfs as procscan
 from tests.support.skips import optional
 
 UID = 47491          # test range 47400-47499, no account needed
@@ -149,7 +149,7 @@ def _fake_proc(root, procs):
 @pytest.mark.skipif(os.geteuid() != 0, reason="the fake /proc files must be root's")
 def test_dry_run_report_lists_keeps_only_when_asked(tmp_path):
     from collections import namedtuple
-    from glexec_py.effects.prune_apply import Pruner
+    from glexec_tools.prune.apply import Pruner
     pw = namedtuple("pw", "pw_name pw_uid pw_gid")
     passwd = [pw("root", 0, 0), pw("nobody", 65534, 65534), pw("gxtprune01", 47401, 47400)]
     _fake_proc(tmp_path, [(1, 0, 0, b"init"), (10, 1, 0, b"slurmstepd"),

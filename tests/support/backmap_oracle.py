@@ -1,10 +1,10 @@
-"""The oracle for the back-map's record parser (``core.backmap.parse_record``), shared by
+"""The oracle for the back-map's record parser (``glexec_tools.backmap.plan.parse_record``), shared by
 fuzz/fuzz_backmap.py and tests/backmap/test_record_parser.py: any line gives an Event
 whose every field is what the line's JSON says, or a Damaged (a clean rejection) -- never a
 record the line does not hold."""
 import json
 
-from glexec_py.core import backmap as bm
+from glexec_tools.backmap import plan as bm
 
 
 def _json(line):

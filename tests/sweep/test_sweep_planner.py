@@ -1,11 +1,17 @@
-"""Pure planner tests (glexec_py.core.sweep): decisions, reasons, config refusal."""
+"""Pure planner tests (glexec_tools.sweep.plan): decisions, reasons, config refusal."""
 import stat
 from types import SimpleNamespace as NS
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from glexec_py.core import sweep as core
+from glexec_tools.sweep import plan as core
+from glexec_py.errors import ConfigError
+from tests.support.glexec_yaml import with_section
+
+
+def parse(body, **main):
+    return core.parse_section(with_section("sweep", body, **main), "glexec.yaml")
 
 NOW = 2_000_000_000.0
 DAY = 86400
@@ -159,8 +165,7 @@ def test_property_never_removes_what_it_must_not(mode, perm, uid, a, m, c, dev, 
         assert d.action == "skip"                                # never descends another fs
 
 
-BASE = """state_dir: /var/lib/glexec-py
-pool: [gxtsw01, 47501, "47510-47520"]
+BASE = """pool: [gxtsw01, 47501, "47510-47520"]
 roots:
   - path: {root}
     age: 10d
@@ -170,16 +175,16 @@ roots:
 @pytest.mark.parametrize("root", ["/", "//", "''", "relative/dir", "/tmp/../etc", "/tmp/./x", "/tmp/",
                                   "/tmp//x", "null", "/a\\0b"])
 def test_bad_roots_refused(root):
-    with pytest.raises(core.ConfigProblem):
-        core.parse_config(BASE.format(root=root if root != "/a\\0b" else '"/a\\0b"'))
+    with pytest.raises(ConfigError):
+        parse(BASE.format(root=root if root != "/a\\0b" else '"/a\\0b"'))
 
 
 @pytest.mark.parametrize("pool", ["[]", "[0]", "[root]", '["0-10"]', '["999-2000"]', "[500]",
                                   '["2000-1000"]', "null", "gxtsw01", '["a:b"]'])
 def test_bad_pools_refused(pool):
     text = BASE.format(root="/tmp").replace('[gxtsw01, 47501, "47510-47520"]', pool)
-    with pytest.raises(core.ConfigProblem):
-        core.parse_config(text)
+    with pytest.raises(ConfigError):
+        parse(text)
 
 
 def test_resolve_pool_refuses_root_and_empty():
@@ -192,24 +197,29 @@ def test_resolve_pool_refuses_root_and_empty():
 
 
 @pytest.mark.parametrize("text,what", [
-    ("state_dir: /s\npool: [47501]\nroots:\n  - path: /tmp\n    age: 1d\nbogus: 1\n", "unknown key"),
-    ("state_dir: /s\npool: [47501]\nroots:\n  - path: /tmp\n    age: 1d\n  - path: /tmp/x\n    age: 1d\n", "overlap"),
-    ("state_dir: /s\npool: [47501]\nroots:\n  - path: /tmp\n    age: soon\n", "age"),
-    ("state_dir: /s\npool: [47501]\nroots:\n  - path: /tmp\n    age: 1d\n    age_by: amb\n", "age_by"),
-    ("state_dir: /s\nstate_dir: /t\npool: [47501]\nroots: []\n", "duplicate"),
-    ("state_dir: &a /s\npool: [47501]\nroots: []\n", "anchors"),
-    ("state_dir: !!str /s\npool: [47501]\nroots: []\n", "tags"),
-    ("pool: [47501]\nroots:\n  - path: /tmp\n    age: 1d\n", "state_dir"),
-    ("state_dir: /s\npool: [47501]\nroots: []\n", "roots"),
+    ("pool: [47501]\nroots:\n  - path: /tmp\n    age: 1d\nbogus: 1\n", "unknown key 'bogus'"),
+    ("pool: [47501]\nroots:\n  - path: /tmp\n    age: 1d\n  - path: /tmp/x\n    age: 1d\n", "overlap"),
+    ("pool: [47501]\nroots:\n  - path: /tmp\n    age: soon\n", "age"),
+    ("pool: [47501]\nroots:\n  - path: /tmp\n    age: 1d\n    age_by: amb\n", "age_by"),
+    ("pool: [47501]\npool: [47502]\nroots: []\n", "duplicate"),
+    ("pool: [47501]\nroots:\n  - path: /tmp\n    age: 1d\n    age: 2d\n", "duplicate"),
+    ("pool: &a [47501]\nroots: []\n", "anchors"),
+    ("pool: !!seq [47501]\nroots: []\n", "tags"),
+    ("state_dir: /s\npool: [47501]\n", "top-level 'state_dir'"),
+    ("audit_file: /s\n", "'audit.file'"),
+    ("min_uid: 5\n", "'mapping.min_uid'"),
+    ("pool: [47501]\nroots: []\n", "roots"),
+    ("pool: ['.']\n", "invalid pool account"),
+    ("pool: ['.a.b']\n", "invalid pool account"),
 ])
 def test_config_refusals(text, what):
-    with pytest.raises(core.ConfigProblem) as e:
-        core.parse_config(text)
-    assert what in e.value.what
+    with pytest.raises(ConfigError) as e:
+        parse(text)
+    assert what in e.value.what and e.value.line and e.value.line > 8
 
 
 def test_good_config():
-    cfg = core.parse_config(BASE.format(root="/scratch") + "  - path: /var/tmp\n    age: 1d12h\n"
+    cfg = parse(BASE.format(root="/scratch") + "  - path: /var/tmp\n    age: 1d12h\n"
                             "    age_by: m\n    types: [file, fifo]\n    exclude: [/var/tmp/keep]\n"
                             "mqueue_dir: /dev/mqueue\ndevshm_dir: /dev/shm\n")
     assert [r.root for r in cfg.rules] == [b"/scratch", b"/var/tmp"]
@@ -242,3 +252,25 @@ def test_account_verdict():
     assert not v(47501, "a", leases={"a"}, processes=set(), draining={"a"}, sweep_draining=False)[0]
     assert v(47501, "a", leases=set(), processes={47501}, draining=set(), sweep_draining=True) == (False, "has processes")
     assert v(0, "root", leases=set(), processes=set(), draining=set(), sweep_draining=True)[0] is False
+
+
+@pytest.mark.parametrize("body", [None, "", "max_runtime: 60\n"])
+def test_section_defaults_from_glexec_yaml(body):
+    """No section (or one without pool/roots): the gridmapfile's pools (pool None, resolved
+    at run time), /tmp and /var/tmp at 10 days, glexec.yaml's state_dir, audit file,
+    gridmapdir and min_uid."""
+    cfg = parse(body, gridmapdir="/gmd", min_uid=3000, state_dir="/st", audit_file="/a.jsonl")
+    assert cfg.pool is None and [r.root for r in cfg.rules] == [b"/tmp", b"/var/tmp"]
+    assert all(r.age == 10 * 86400 for r in cfg.rules)
+    assert (cfg.state_dir, cfg.audit_file, cfg.gridmapdir, cfg.min_uid, cfg.gridmapfile) == (
+        "/st", "/a.jsonl", "/gmd", 3000, "/etc/grid-security/grid-mapfile")
+
+
+def test_prefix_pools_resolve_to_their_accounts():
+    accounts = {"gxt": {47501: "gxt01", 47502: "gxt02"}, "sys": {999: "sys1"}}
+    got = core.resolve_pool((".gxt",), lambda n: None, 1000, lambda p: accounts.get(p, {}))
+    assert got == {47501: "gxt01", 47502: "gxt02"}
+    with pytest.raises(core.ConfigProblem, match="no accounts"):
+        core.resolve_pool((".none",), lambda n: None, 1000, lambda p: accounts.get(p, {}))
+    with pytest.raises(core.ConfigProblem, match="below min_uid"):
+        core.resolve_pool((".sys",), lambda n: None, 1000, lambda p: accounts.get(p, {}))

@@ -24,12 +24,18 @@ def mk(path, uid, *, old=True, data=b"x", mode=0o644):
         os.utime(path, (OLD, OLD), follow_symlinks=False)
 
 
-def config(workdir, roots, *, extra="", pool=(A, B, OTHER), age="1d", age_by="am"):
+def config(workdir, roots, *, extra="", pool=(A, B, OTHER), age="1d", age_by="am",
+           gridmapdir=""):
+    """glexec.yaml with a 'sweep:' section (the state dir, audit file and gridmapdir are
+    glexec.yaml's own)."""
+    from tests.support.glexec_yaml import with_section
     os.makedirs(f"{workdir}/state", exist_ok=True)
-    text = f"state_dir: {workdir}/state\naudit_file: {workdir}/audit.jsonl\npool: {json.dumps(list(pool))}\nroots:\n"
+    text = f"pool: {json.dumps(list(pool))}\nroots:\n"
     for r in roots:
         text += f"  - path: {r}\n    age: {age}\n    age_by: {age_by}\n"
-    return write_config(f"{workdir}/sweep.yaml", text + extra)
+    return write_config(f"{workdir}/glexec.yaml", with_section(
+        "sweep", text + extra, state_dir=f"{workdir}/state",
+        audit_file=f"{workdir}/audit.jsonl", gridmapdir=gridmapdir))
 
 
 def tree(workdir):
@@ -189,7 +195,7 @@ def test_active_lease_and_processes_spared(sweep_accounts, workdir):
                                 f"--regid={sweep_accounts[OTHER].uid}", "--clear-groups", "sleep", "60"])
     try:
         time.sleep(0.2)
-        cfg = config(workdir, [t], extra=f"gridmapdir: {gmd}\n")
+        cfg = config(workdir, [t], gridmapdir=gmd)
         r = run_sweep(cfg, "--json")
         assert r.returncode == 0, r.stderr
         summary = json.loads(r.stdout.decode().splitlines()[-1])
@@ -235,7 +241,7 @@ def test_ipc_mqueue_devshm_removed(sweep_accounts, workdir):
         assert r.returncode == 0, r.stderr
         [acc] = json.loads(r.stdout.decode().splitlines()[-1])["swept"]
         assert sorted(x.split(":")[0] for x in acc["ipc"]) == ["msg", "sem", "shm"]
-        from glexec_py.effects.sweep_walk import sysv_objects
+        from glexec_tools.sweep.apply import sysv_objects
         assert not [o for o in sysv_objects() if a in (o[2], o[3])]
         assert [o for o in sysv_objects() if o[0] == "msg" and o[1] == b_queue]
         assert not os.path.exists(mq + qname) and not os.path.exists(shm)

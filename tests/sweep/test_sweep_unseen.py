@@ -165,7 +165,7 @@ def test_sysvipc_table_that_does_not_parse_is_an_error():
     """Pure: a header without the id/uid/cuid columns or a row that does not parse is not
     "no objects" (it used to be skipped silently)."""
     import pytest
-    from glexec_py.core import sweep as core
+    from glexec_tools.sweep import plan as core
     with pytest.raises(ValueError):
         core.parse_sysvipc("shm", "key shmid perms\n0 5 600\n")
     head = "       key      msqid perms      cbytes       qnum lspid lrpid   uid   gid  cuid  cgid\n"

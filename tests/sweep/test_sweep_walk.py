@@ -1,10 +1,10 @@
-"""glexec_py.effects.sweep_walk in-process, as root, on a real tree (see conftest.py)."""
+"""glexec_tools.sweep.apply in-process, as root, on a real tree (see conftest.py)."""
 import os
 
 import pytest
 
-from glexec_py.core import sweep as core
-from glexec_py.effects import sweep_walk as walk
+from glexec_tools.sweep import plan as core
+from glexec_tools.sweep import apply as walk
 from tests.sweep.test_sweep_real import A, mk
 
 NOW_AGE = 86400

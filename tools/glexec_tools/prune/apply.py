@@ -51,9 +51,10 @@ import select
 import signal
 import time
 
-from glexec_py.core import prune as core
+from glexec_tools.prune import plan as core
 from glexec_py.core import audit
-from glexec_py.effects import auditlog, procscan
+from glexec_tools import front
+from glexec_tools.common import procfs as procscan
 from glexec_py.errors import SystemFault
 
 
@@ -145,14 +146,6 @@ def lease_protection(cfg, scope, now):
 
 # --- helpers ----------------------------------------------------------------------------
 
-def _boot_id():
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
 def _poll_exit(pfds, timeout):
     """Wait until every pidfd in ``pfds`` is readable (process exited) or ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -196,7 +189,7 @@ class Pruner:
         self.audited = set()       # (pid, starttime) with an audit record
         self.purged = set()        # uids with strays signalled in this run
         self.run_id = f"{os.getpid()}-{int(clock() * 1000)}"
-        self.boot_id = _boot_id()
+        self.boot_id = procscan.boot_id(proc)
         self.exit_code = 0
         self.stop_reason = None
         import resource
@@ -238,17 +231,14 @@ class Pruner:
     # --- signalling ------------------------------------------------------------------------
 
     def _audit(self, d, p, cmdline, sig_name, round_no, how="pidfd"):
-        rec = {"event": "prune_kill", "tool": "prune-users", "run": self.run_id,
-               "time": None, "boot_id": self.boot_id,
-               "pid": p.pid, "ppid": p.ppid, "uid": p.ruid, "euid": p.euid, "suid": p.suid,
-               "account": d.account, "starttime": p.starttime, "comm": p.comm,
-               "cmdline": cmdline, "reason": d.reason, "why": d.text,
-               "signal": sig_name, "round": round_no, "via": how}
-
-        def line():     # the time read under the append lock: file order = time order
-            rec["time"] = round(self.clock(), 6)
-            return audit.encode(rec)
-        auditlog.append(self.cfg.audit_file, line)
+        # front.admin_record: the time (ISO, read under the append lock: file order = time
+        # order), host and admin, as every audit record has them (the back-map reads them)
+        rec = front.admin_record(self.cfg.audit_file, "prune-users", "prune_kill", {
+            "run": self.run_id, "boot_id": self.boot_id,
+            "pid": p.pid, "ppid": p.ppid, "uid": p.ruid, "euid": p.euid, "suid": p.suid,
+            "account": d.account, "starttime": p.starttime, "comm": p.comm,
+            "cmdline": cmdline, "reason": d.reason, "why": d.text,
+            "signal": sig_name, "round": round_no, "via": how})
         if self.cfg.syslog:
             try:
                 import syslog
@@ -381,7 +371,9 @@ class Pruner:
         with core.gc_paused():
             rows = [d.as_dict() for d in plan.decisions
                     if self.list_keeps or d.action == core.KILL]
-        report = {"dry_run": self.dry_run, "plan": rows}
+        # the scan's clock: ages and start times of the rows for people (starttime is ticks)
+        report = {"dry_run": self.dry_run, "plan": rows,
+                  "scan": {"time": round(self.clock(), 3), "uptime": snap.uptime, "hz": snap.hz}}
         if self.dry_run:
             for d in report["plan"]:
                 if d["action"] == core.KILL:

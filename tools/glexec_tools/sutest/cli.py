@@ -1,5 +1,5 @@
 """glexec-sutest: does the batch system still suspend, resume, kill and account a payload that
-glexec switched to another account?  (Checks and verdicts: ``glexec_py.core.sutest``.)
+glexec switched to another account?  (Checks and verdicts: ``glexec_tools.sutest.plan``.)
 
 Runs on a worker node of the batch system (it watches the payload in /proc), as root (needed
 for suspend/resume; jobs are then submitted as ``--pilot``) or as the pilot itself (suspend and
@@ -14,7 +14,6 @@ Exit: 0 no check failed (warn/skip allowed); 1 a check failed; 2 usage or setup 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pwd
@@ -27,7 +26,10 @@ import sys
 import tempfile
 import time
 
-from glexec_py.core import sutest as core
+from glexec_tools import front
+from glexec_tools.sutest import plan as core
+
+PROG = "glexec-sutest"
 
 PYTHON = "/usr/bin/python3.11"
 CLIENT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -136,7 +138,7 @@ class Runner:
         except subprocess.TimeoutExpired:
             raise SetupError(f"{' '.join(argv)}: no answer within {timeout} s")
         except OSError as e:
-            raise SetupError(f"{argv[0]}: {e}")
+            raise SetupError(f"{argv[0]}: {e.strerror or e}")
         if check and p.returncode != 0:
             raise SetupError(f"{' '.join(argv)} failed ({p.returncode}): "
                              f"{(p.stderr or p.stdout).strip()[:500]}")
@@ -577,12 +579,12 @@ class Sutest:
 # --- command line -------------------------------------------------------------------------------
 
 def build_parser():
-    p = argparse.ArgumentParser(
-        prog="glexec-sutest",
-        description="Check that a batch system can suspend, resume, kill and account payloads "
-                    "run through glexec, and that they keep the job's session, process group "
-                    "and tracking groups.  Run on a worker node.",
-        epilog="Exit status: 0 no check failed, 1 a check failed, 2 usage or setup error.")
+    p = front.argument_parser(
+        PROG, "Check that a batch system can suspend, resume, kill and account payloads "
+              "run through glexec, and that they keep the job's session, process group "
+              "and tracking groups.  Run on a worker node.",
+        "Exit status: 0 no check failed, 1 a check failed, 2 usage or setup error, "
+        "70 internal error.", changes=False, common=False)
     p.add_argument("--glexec", required=True, help="the glexec to test (absolute path)")
     p.add_argument("--proxy", required=True, help="the user proxy to hand to glexec")
     p.add_argument("--batch", choices=("slurm", "torque"), default="slurm",
@@ -629,12 +631,13 @@ def config_tracking(glexec: str):
 
 
 def main(argv=None) -> int:
-    a = build_parser().parse_args(argv)
-    try:
-        return _main(a)
-    except SetupError as e:
-        print(f"glexec-sutest: {e}", file=sys.stderr)
-        return core.EXIT_USAGE
+    def body(argv):
+        a = build_parser().parse_args(argv)
+        try:
+            return _main(a)
+        except SetupError as e:
+            raise front.ToolError(str(e), core.EXIT_USAGE) from None
+    return front.run(PROG, body, argv)
 
 
 def _main(a) -> int:
@@ -686,7 +689,7 @@ def _main(a) -> int:
         with open(a.proxy, "rb") as f:
             proxy_bytes = f.read()
     except OSError as e:
-        raise SetupError(f"cannot read the proxy: {e}")
+        raise SetupError(f"cannot read the proxy {a.proxy}: {e.strerror or e}")
     verdicts = {}
     st = None
     try:

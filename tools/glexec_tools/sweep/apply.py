@@ -39,11 +39,18 @@ re-check.
 import contextlib
 import errno
 import fcntl
+import json
 import os
+import pwd
+import socket
 import stat
+import sys
 import time
 
-from glexec_py.core import sweep as core
+from glexec_py.core.text import printable as escape_path
+from glexec_tools.common import procfs
+from glexec_tools.front import admin_record
+from glexec_tools.sweep import plan as core
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -776,35 +783,6 @@ def private_mqueue(path):
 
 # --- processes ----------------------------------------------------------------------------
 
-def uids_with_processes():
-    """Runs as: root.  Every uid that is the real, effective, saved or fs uid of a live
-    process (threads included via their process)."""
-    out = set()
-    flags = os.O_RDONLY | os.O_CLOEXEC
-    for name in os.listdir(b"/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            fd = os.open(b"/proc/" + name + b"/status", flags)
-        except OSError:
-            continue                   # exited meanwhile
-        try:
-            data = os.read(fd, 16384)
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
-        i = data.find(b"\nUid:")
-        j = data.find(b"\n", i + 5)
-        if i < 0 or j < 0:
-            continue
-        try:
-            out.update(int(x) for x in data[i + 5:j].split()[:4])
-        except ValueError:
-            continue
-    return out
-
-
 # --- run lock and state records ----------------------------------------------------------
 
 def ensure_private_dir(path):
@@ -859,3 +837,267 @@ def write_state(dir_fd, account, data):
         os.close(fd)
     os.rename(tmp, f"{account}.json", src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     os.fsync(dir_fd)
+
+
+# --- the run -------------------------------------------------------------------------------
+
+PROG = "glexec-sweep"
+EXIT_CLEAN, EXIT_LEFT, EXIT_USAGE, EXIT_LOCKED, EXIT_FAIL = 0, 1, 2, 3, 4
+
+
+def lookup_uid(name):
+    """Runs as: any user (reads passwd).  The uid of account ``name``, or None."""
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
+
+
+def prefix_accounts(prefix):
+    """Runs as: any user (reads passwd).  {uid: name} of the accounts named ``prefix`` +
+    digits (a ".prefix" pool)."""
+    return {e.pw_uid: e.pw_name for e in pwd.getpwall()
+            if e.pw_name.startswith(prefix) and e.pw_name[len(prefix):].isdigit()
+            and e.pw_name[len(prefix):].isascii()}
+
+
+def account_names(uids):
+    """Runs as: any user (reads passwd).  {uid: (name or None, primary gid or None)}."""
+    out = {}
+    for u in uids:
+        try:
+            pw = pwd.getpwuid(u)
+            out[u] = (pw.pw_name, pw.pw_gid)
+        except KeyError:
+            out[u] = (None, None)
+    return out
+
+
+def lease_holders(gridmapdir):
+    """Runs as: root.  (accounts with a complete lease, those of them marked draining)."""
+    if not gridmapdir:
+        return set(), set()
+    from glexec_py.effects.gridmapdir import GridmapDir
+    with GridmapDir(gridmapdir) as gd:
+        leases = gd.leases()
+    held, draining = set(), set()
+    for _lease, (account, rec, _mtime) in leases.items():
+        a = account.decode("utf-8", "surrogateescape") if isinstance(account, bytes) else account
+        held.add(a)
+        if rec and rec.get("state") == "draining":
+            draining.add(a)
+    return held, draining
+
+
+def _now_iso(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % int(t % 1 * 1e6)
+
+
+def run(cfg, options, printer, out):
+    """Runs as: root.  One sweep of the configuration's pool: who may be swept (no lease,
+    no process), the walk of every root and of the IPC namespaces, the audit and state
+    record of each swept account.  ``options``: dry_run, verbose, json, account, uid (lists).
+    Returns (exit status, summary dict); refusals before anything is removed raise
+    ToolError."""
+    from glexec_tools.front import ToolError
+    args = options
+    t0 = time.monotonic()
+    now = time.time()
+    try:
+        pool = core.resolve_pool(cfg.pool, lookup_uid, cfg.min_uid, prefix_accounts)
+    except core.ConfigProblem as e:
+        raise ToolError(e.what) from None
+    names = account_names(pool)
+    wanted = set(pool)
+    if args.account or args.uid:
+        wanted = set()
+        for a in args.account:
+            u = lookup_uid(a)
+            if u is None or u not in pool:
+                raise ToolError(f"--account {a}: not a pool account of this configuration")
+            wanted.add(u)
+        for u in args.uid:
+            if u not in pool:
+                raise ToolError(f"--uid {u}: not in the pool of this configuration")
+            wanted.add(u)
+
+    # run lock and state dir
+    state = cfg.state_dir.rstrip("/") + "/sweep"
+    try:
+        sfd = ensure_private_dir(state)
+    except OSError as e:            # the path once: str(e) would repeat it
+        raise ToolError(f"state directory {state}: {e.strerror or e}", EXIT_FAIL) from None
+    try:
+        lock = RunLock(sfd) if not cfg.lock_file else _lock_at(cfg.lock_file)
+        lock.acquire()
+    except BlockingIOError:
+        raise ToolError(f"another {PROG} is running (lock held); refusing", EXIT_LOCKED) from None
+    except OSError as e:
+        raise ToolError(f"lock {cfg.lock_file or state + '/.lock'}: {e.strerror or e}",
+                        EXIT_FAIL) from None
+
+        # who may be swept
+    try:
+        held, draining = lease_holders(cfg.gridmapdir)
+    except Exception as e:   # an unreadable lease store: sweep nobody
+        raise ToolError(f"cannot read the gridmapdir: {getattr(e, 'message', e)}", EXIT_FAIL) from None
+    busy = procfs.uids_with_processes()
+    sweep_uids, spared = {}, {}
+    for u in sorted(wanted):
+        name, gid = names[u]
+        ok, why = core.account_verdict(u, name, leases=held, processes=busy, draining=draining,
+                                       sweep_draining=cfg.sweep_draining)
+        (sweep_uids if ok else spared)[u] = why
+        if args.dry_run or args.verbose:
+            printer.account(name, u, ok, why)
+
+    emit = printer.decision if (args.dry_run or args.verbose) else None
+    # a lease granted while we sweep: every removal batch re-checks the account's lease
+    # under the gridmapdir lock and holds the lock while it removes (docs/leases.md)
+    guard = LeaseGuard(cfg.gridmapdir, {u: names[u][0] for u in sweep_uids},
+                            cfg.sweep_draining) if cfg.gridmapdir else None
+    walker = Walker(set(sweep_uids), {u: names[u][1] for u in sweep_uids if names[u][1] is not None},
+                         dry_run=args.dry_run, as_owner=cfg.as_owner,
+                         deadline=t0 + cfg.max_runtime, max_removals=cfg.max_removals,
+                         emit=emit, now=now, guard=guard)
+    rules = list(cfg.rules)
+    # Object classes this run cannot inspect (nobody is then "no_files": an object not seen
+    # is not an object gone), and those the configuration opts out of (named in the records).
+    unchecked = {}
+    not_swept = [k for k, on in (("devshm", cfg.devshm_dir), ("mqueue", cfg.mqueue_dir),
+                                 ("sysv", cfg.sysv_ipc)) if not on]
+    failures = []
+    if sweep_uids:
+        if cfg.devshm_dir:
+            if os.path.isdir(cfg.devshm_dir):
+                rules.append(core.Rule(cfg.devshm_dir, 0, "", "", types=core.DEFAULT_TYPES, kind="devshm"))
+            else:
+                unchecked["devshm"] = f"{cfg.devshm_dir} is not a directory"
+        if cfg.mqueue_dir:
+            where, why = mqueue_root(cfg)
+            if where is None:
+                unchecked["mqueue"] = why
+            else:
+                rules.append(core.Rule(where, 0, "", "", types=("file",), remove_dirs=False,
+                                       max_depth=0, kind="mqueue"))
+        for rule in rules:
+            try:
+                walker.sweep(rule, workers=(cfg.workers or min(4, os.cpu_count() or 1))
+                             if rule.kind == "dir" else 1)
+            except RootRefused as e:
+                failures.append(f"{rule.root.decode('utf-8', 'surrogateescape')}: {e}")
+                sys.stderr.write(f"{PROG}: refusing root {escape_path(rule.root)}: {e}\n")
+            except SweepStop:
+                break
+            except OSError as e:
+                failures.append(f"{rule.root!r}: {e}")
+                sys.stderr.write(f"{PROG}: {escape_path(rule.root)}: {e.strerror}\n")
+        if walker.unseen:
+            unchecked["files"] = f"{walker.unseen} directories could not be entered"
+        if cfg.sysv_ipc and walker.incomplete is None:
+            try:
+                objects = sysv_objects()
+            except (OSError, ValueError) as e:
+                unchecked["sysv"] = f"cannot read /proc/sysvipc: {e}"
+                objects = []
+            for kind, ident, why in core.plan_ipc(objects, set(sweep_uids)):
+                objs = [o for o in objects if o[0] == kind and o[1] == ident]
+                owner = objs[0][2] if objs and objs[0][2] in sweep_uids else (objs[0][3] if objs else None)
+                if emit:
+                    out.write(json.dumps({"ipc": kind, "id": ident, "uid": owner, "action": "remove",
+                                          "reason": why}) + "\n" if args.json else
+                              f"remove  uid={owner!s:<6} sysv-{kind}:{ident}  # {why}\n")
+                if owner not in walker.stats:
+                    continue
+                if args.dry_run:
+                    walker.stats[owner].ipc.append((kind, ident))
+                    continue
+                if guard is None:
+                    r = remove_sysv(kind, ident, set(sweep_uids))
+                else:
+                    with guard.hold(owner) as (free, _why):
+                        r = remove_sysv(kind, ident, set(sweep_uids)) if free else "kept"
+                if r == "kept":
+                    walker.stats[owner].kept += 1
+                elif r is None:
+                    walker.stats[owner].ipc.append((kind, ident))
+                elif r != "gone":
+                    walker.stats[owner].errors += 1
+
+    # the lease may have been granted while we swept: never mark such an account
+    try:
+        held_after, draining_after = lease_holders(cfg.gridmapdir)
+    except Exception:
+        held_after, draining_after = held, draining
+    busy_after = procfs.uids_with_processes()
+    status = EXIT_CLEAN
+    accounts_out = []
+    host = socket.gethostname()
+    for u in sorted(sweep_uids):
+        name = names[u][0] or str(u)
+        s = walker.stats[u]
+        regranted = (name in held_after and not (name in draining_after and cfg.sweep_draining)) \
+            or u in busy_after or u in walker.lost
+        clean = (s.kept == 0 and s.errors == 0 and walker.incomplete is None and not failures
+                 and not regranted and not unchecked)
+        state = "no_files" if clean else "files_remain"
+        why = ("lease granted or process started during the sweep" if regranted
+               else walker.incomplete or ("roots refused" if failures else
+                                          ("cannot inspect " + ", ".join(sorted(unchecked)) if unchecked else
+                                           ("errors" if s.errors else ("files kept" if s.kept else "clean")))))
+        if not clean:
+            status = EXIT_LEFT
+        acc = {"account": name, "uid": u, "state": state, "why": why, **s.as_dict(),
+               "unchecked": unchecked, "not_swept": not_swept}
+        accounts_out.append(acc)
+        if args.dry_run:
+            continue
+        rec = {"time": _now_iso(time.time()), "host": host, "account": name, "uid": u, "state": state, "why": why,
+               "roots": [r.root for r in rules], **s.as_dict(),
+               "unchecked": unchecked, "not_swept": not_swept, "sweep_reason": sweep_uids[u]}
+        try:
+            if cfg.audit_file:
+                rec = admin_record(cfg.audit_file, PROG, "sweep", rec)
+            # the state record is written after the audit record: the lifecycle only
+            # sees "no_files" once the removal is on record.
+            state_rec = {"v": 1, "account": name, "uid": u, "state": state, "why": why,
+                         "swept_at": rec["time"], "swept_at_unix": round(now, 6), "host": host,
+                         "removed": s.removed + s.removed_dirs, "kept": s.kept, "errors": s.errors,
+                         "ipc_removed": len(s.ipc), "unchecked": unchecked, "not_swept": not_swept}
+            write_state(sfd, name, (json.dumps(state_rec, sort_keys=True) + "\n").encode())
+        except Exception as e:
+            raise ToolError(f"cannot record the sweep of {name}: {getattr(e, 'message', e)}",
+                            EXIT_FAIL) from None
+    if failures:
+        status = EXIT_FAIL
+    summary = {"summary": True, "dry_run": args.dry_run, "seconds": round(time.monotonic() - t0, 3),
+               "incomplete": walker.incomplete, "refused_roots": failures,
+               "unchecked": unchecked, "not_swept": not_swept,
+               "spared": [{"account": names[u][0], "uid": u, "why": w} for u, w in spared.items()],
+               "swept": accounts_out, "exit": status}
+    return status, summary
+
+
+def mqueue_root(cfg):
+    """Runs as: root.  (directory bytes, None) where this run sees the POSIX message queues
+    of its IPC namespace, or (None, why) if it cannot see them.  The configured
+    ``mqueue_dir`` when an mqueue file system is mounted there; else (typically no
+    /dev/mqueue at all: the queues exist all the same) a private instance mounted in a
+    private mount namespace of this process, under the state directory."""
+    path = cfg.mqueue_dir.encode("utf-8", "surrogateescape")
+    if fs_type(path) == MQUEUE_MAGIC:
+        return path, None
+    private = (cfg.state_dir.rstrip("/") + "/sweep/.mqueue").encode("utf-8", "surrogateescape")
+    try:
+        return private_mqueue(private), None
+    except OSError as e:
+        return None, f"{cfg.mqueue_dir} is not an mqueue mount and a private one failed: {e.strerror or e}"
+
+
+def _lock_at(path):
+    d, _, name = path.rpartition("/")
+    dfd = ensure_private_dir(d or "/")
+    try:
+        return RunLock(dfd, name)
+    finally:
+        os.close(dfd)

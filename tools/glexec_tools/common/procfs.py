@@ -1,4 +1,6 @@
-"""The /proc snapshot for prune-users (``glexec_py.core.prune.Snapshot``).
+"""The site tools' one /proc reader: the boot id, the uids that have processes (leases,
+sweep), and the process snapshot of prune-users (``glexec_tools.prune.plan.Snapshot``).
+Every reader takes ``proc``, the /proc root (tests and containers pass another).
 
 Reads /proc directly rather than through psutil: one ``Process`` object per pid and its
 attribute caching cost ~10x more than the reads done here (bench/prune.py prints both).
@@ -15,12 +17,51 @@ import fcntl
 import os
 import struct
 
-from glexec_py.core.prune import (PF_KTHREAD, Proc, Snapshot, gc_paused, parse_stat,
+from glexec_tools.prune.plan import (PF_KTHREAD, Proc, Snapshot, gc_paused, parse_stat,
                                   parse_status_uids)
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 _O_RD = os.O_RDONLY | os.O_CLOEXEC
 HZ = os.sysconf("SC_CLK_TCK")
+
+
+def boot_id(proc="/proc"):
+    """Runs as: any user.  This boot's id (``sys/kernel/random/boot_id``), or None: state
+    records of another boot never count (the engine has its own copy on the setuid path)."""
+    try:
+        with open(f"{proc}/sys/kernel/random/boot_id", "rb") as f:
+            return f.read(64).strip().decode("ascii", "replace") or None
+    except OSError:
+        return None
+
+
+def uids_with_processes(proc="/proc"):
+    """Runs as: root.  Every uid that is the real, effective, saved or fs uid of a live
+    process (threads included via their process)."""
+    out = set()
+    root = os.fsencode(proc)
+    for name in os.listdir(root):
+        if not name.isdigit():
+            continue
+        try:
+            fd = os.open(root + b"/" + name + b"/status", _O_RD)
+        except OSError:
+            continue                   # exited meanwhile
+        try:
+            data = os.read(fd, 16384)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        i = data.find(b"\nUid:")
+        j = data.find(b"\n", i + 5)
+        if i < 0 or j < 0:
+            continue
+        try:
+            out.update(int(x) for x in data[i + 5:j].split()[:4])
+        except ValueError:
+            continue
+    return out
 
 
 def uptime(proc="/proc"):

@@ -819,3 +819,44 @@ def answer_listing(question, matches, flags, coverage):
                       "could have", matches, damage, coverage)
     return Answer(question, "none", "nothing matched in the audit history", matches, [],
                   coverage)
+
+
+# --- the backmap: section of glexec.yaml ------------------------------------------------
+
+class BackmapConfig:
+    """Where the back-map reads and keeps its evidence: ``audit_files`` (tuple of paths;
+    their rotated .N/.N.gz siblings are read too), ``index`` (the SQLite index),
+    ``gridmapdir`` ("" = no lease evidence)."""
+
+    __slots__ = ("audit_files", "index", "gridmapdir")
+
+    def __init__(self, audit_files, index, gridmapdir):
+        self.audit_files, self.index, self.gridmapdir = tuple(audit_files), index, gridmapdir
+
+
+def defaults(main):
+    """The section's values from the engine's configuration alone: glexec's audit file,
+    ``<state_dir>/backmap.sqlite``, mapping.gridmapdir."""
+    return BackmapConfig((main.audit.file,), main.state_dir.rstrip("/") + "/backmap.sqlite",
+                         main.mapping.gridmapdir)
+
+
+def parse_section(text, filename):
+    """The optional ``backmap:`` section of glexec.yaml ``text`` -> BackmapConfig;
+    ``ConfigError(file, line, what)`` on any problem in the file.  Keys: ``audit_files``
+    (absolute paths: other hosts' audit files collected here, say), ``index`` (an absolute
+    path)."""
+    from glexec_tools.common import section
+
+    def walk(main, c, node):
+        seen = c.entries(node, {"audit_files", "index"})
+        cfg = defaults(main)
+        if "index" in seen:
+            cfg.index = c.abspath(seen["index"], "index")
+        if "audit_files" in seen:
+            n = seen["audit_files"]
+            if not isinstance(n, c.yaml.SequenceNode) or not n.value:
+                raise c.err(n, "'backmap.audit_files' must be a non-empty list of absolute paths")
+            cfg.audit_files = tuple(c.abspath(item, "audit_files") for item in n.value)
+        return cfg
+    return section.load(text, filename, "backmap", walk)

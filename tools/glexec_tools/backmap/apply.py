@@ -14,7 +14,7 @@ rotated segment deleted, the active file emptied without a copy) forces a rebuil
 is left: its records are no evidence once they are gone, so the span it covered answers
 "unknown" (outside the history, or a flagged gap), never from the index alone.  Cost: the
 first query after logrotate drops the oldest segment re-reads the retained files.  The semantics (what an occupation is,
-when an answer is unknown) live in ``glexec_py.core.backmap``; this module only stores.
+when an answer is unknown) live in ``glexec_tools.backmap.plan``; this module only stores.
 
 Second source (pool leases, later): a gridmapdir scan yields occupations of ``kind``
 "lease" (account, uid, identity decoded from the lease name, start = lease creation as far
@@ -29,12 +29,13 @@ import stat
 # sqlite3`` costs every query (the engine uses the builtin ``_sha256`` for the same reason).
 import _sqlite3 as sqlite3
 
-from glexec_py.core import backmap as bm
+from glexec_tools.backmap import plan as bm
 from glexec_py.effects import trust
 from glexec_py.errors import SystemFault
 
 SCHEMA_VERSION = "3"
 FLUSH_EVERY = 200_000       # records per write batch (bounded memory)
+PROGRESS_EVERY = 20_000     # records between progress calls (FLUSH_EVERY is a multiple)
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
@@ -120,6 +121,8 @@ def open_private_file(path):
 
 class Index:
     """Runs as: root.  ``Index(path)``; ``refresh(audit_paths)``; then the queries."""
+
+    _progress = None           # refresh(progress=...): a callback while records are read
 
     def __init__(self, path):
         open_private_file(path)
@@ -265,12 +268,19 @@ class Index:
                 "WHERE o.host_id=? AND o.end IS NULL", (hid(host),)))
 
     # -- refreshing -------------------------------------------------------------------------
-    def refresh(self, audit_paths, *, rebuild=False, gridmapdir=None):
+    def refresh(self, audit_paths, *, rebuild=False, gridmapdir=None, progress=None):
         """Runs as: root.  Read what is new in each audit series (the file and its rotated
         ``.N`` / ``.N.gz`` siblings, oldest first).  A file older than what is already
         indexed appearing later forces a rebuild, so log order is always respected.
-        ``gridmapdir``: also record the pool leases it holds now (``refresh_leases``)."""
-        self._refresh_audit(audit_paths, rebuild)
+        ``gridmapdir``: also record the pool leases it holds now (``refresh_leases``).
+        ``progress(records_read, total, what)``: called every ``FLUSH_EVERY`` records
+        (e.g. ``front.Progress``: a line on a terminal), and ``progress.done()`` at the end."""
+        self._progress, self._records_read = progress, 0
+        try:
+            self._refresh_audit(audit_paths, rebuild)
+        finally:
+            if progress is not None and hasattr(progress, "done"):
+                progress.done()
         if gridmapdir is not None:
             self.refresh_leases(gridmapdir)
 
@@ -279,7 +289,7 @@ class Index:
     def refresh_leases(self, gridmapdir, now=None):
         """Runs as: root (reads the gridmapdir and its lease records, no lock).  Every lease
         seen now becomes (or extends) a "lease" occupation [held since, now] of its account's
-        uid on this host (``core.backmap.lease_occupation``).  Skipped while the directory is
+        uid on this host (``glexec_tools.backmap.plan.lease_occupation``).  Skipped while the directory is
         unchanged and the last scan is younger than a minute: a later scan only extends what
         the earlier one proved."""
         import time
@@ -509,8 +519,12 @@ class Index:
                 last_time = t if last_time is None else max(last_time, t)
             feed(series_id, item, step(line.rstrip(b"\n")))
             count += 1
-            if count % FLUSH_EVERY == 0:
-                self._store(builder)
+            if count % PROGRESS_EVERY == 0:
+                if count % FLUSH_EVERY == 0:
+                    self._store(builder)
+                if self._progress is not None:
+                    self._records_read += PROGRESS_EVERY
+                    self._progress(self._records_read, None, "audit records indexed")
         return offset, lines, first_time, last_time, True
 
     def _flag_missing_files(self, builder, series_id, path, files):

@@ -1,32 +1,25 @@
 """prune-users: kill stray processes of pool accounts (not in any batch job).
 
-Runs as: root only (from cron, a systemd timer or a batch epilogue).  Configuration:
-``PREFIX/etc/glexec-py/prune.yaml`` (a separate strict file: glexec.yaml's schema belongs to
-the engine, which refuses unknown sections).  Planner ``glexec_py.core.prune``, effects
-``glexec_py.effects.procscan`` and ``glexec_py.effects.prune_apply``; man page
-docs/prune-users.8.md.
+Runs as: root only (from cron, a systemd timer or a batch epilogue).  Configuration: the
+optional ``prune:`` section of glexec.yaml (``front``: --config or this installation's
+file); without ``pool_accounts``/``uid_ranges`` the scope is the pools the gridmapfile
+names.  Planner ``glexec_tools.prune.plan``, effects ``glexec_tools.prune.apply`` and
+``glexec_tools.common.procfs``; man page docs/prune-users.8.md.
 
 Exit: 0 nothing to do; 1 strays found and all gone (with --dry-run: strays would be
 killed); 2 usage, configuration, scope, lock or lease-store error (nothing signalled);
 3 some strays survived the bound, the --max-kills cap stopped the run, or an audit record
-could not be written.
+could not be written; 70 an unexpected error (front.EXIT_INTERNAL).
 """
 import argparse
 import json
 import os
 import sys
 
+from glexec_tools import front
+
+PROG = "prune-users"
 EXIT_NOTHING, EXIT_KILLED, EXIT_USAGE, EXIT_SURVIVED = 0, 1, 2, 3
-
-
-def default_config_path():
-    """PREFIX/etc/glexec-py/prune.yaml for the PREFIX this tool is installed in."""
-    here = os.path.realpath(__file__)
-    lib = os.path.dirname(os.path.dirname(here))           # .../lib/glexec-py
-    if lib.endswith("/lib/glexec-py"):
-        prefix = lib[: -len("/lib/glexec-py")]
-        return ("" if prefix in ("", "/usr") else prefix) + "/etc/glexec-py/prune.yaml"
-    return "/usr/local/etc/glexec-py/prune.yaml"
 
 
 def _nonneg_int(s):
@@ -43,42 +36,38 @@ def _pos_int(s):
     return v
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"prune-users: {message}\n")
-        sys.exit(EXIT_USAGE)
+def _signal_name(s):
+    return s if s.startswith("SIG") else "SIG" + s
 
 
 def build_parser():
-    from glexec_py.core.prune import SIGNALS
-    p = _Parser(prog="prune-users",
-                description="Kill processes of pool accounts that belong to no batch job.",
-                epilog="Exit status: 0 nothing to do, 1 strays killed (dry run: found), "
-                       "2 usage/config error, 3 some survived or the run was stopped.")
-    p.add_argument("--config", help="prune.yaml (default: %(default)s of this install)")
-    p.add_argument("-n", "--dry-run", action="store_true",
-                   help="print the plan with reasons, signal nothing")
-    p.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    from glexec_tools.prune.plan import SIGNALS
+    p = front.argument_parser(
+        PROG, "Kill processes of pool accounts that belong to no batch job.",
+        "Exit status: 0 nothing to do, 1 strays killed (dry run: found), "
+        "2 usage/config error, 3 some survived or the run was stopped, 70 internal error.",
+        changes=True)
     p.add_argument("--all", action="store_true",
                    help="also list kept processes in the text report")
-    p.add_argument("--signal", choices=SIGNALS, type=lambda s: s if s.startswith("SIG")
-                   else "SIG" + s, help="first signal (default: config 'signal', SIGTERM)")
+    p.add_argument("--signal", choices=SIGNALS, type=_signal_name,
+                   help="first signal (default: prune.signal, SIGTERM)")
     p.add_argument("--grace", type=_nonneg_int, metavar="SECONDS",
-                   help="wait between the first signal and SIGKILL (config 'term_grace')")
+                   help="wait between the first signal and SIGKILL (default: prune.term_grace)")
     p.add_argument("--min-age", type=_nonneg_int, metavar="SECONDS",
-                   help="spare processes younger than this (config 'min_age')")
+                   help="spare processes younger than this (default: prune.min_age)")
     p.add_argument("--max-kills", type=_pos_int, metavar="N",
-                   help="sanity cap: more strays than this in the first scan -> signal nothing")
+                   help="sanity cap: more strays than this in the first scan -> signal "
+                        "nothing (default: prune.max_kills)")
     ssh = p.add_mutually_exclusive_group()
     ssh.add_argument("--spare-ssh", dest="spare_ssh", action="store_true", default=None,
-                     help="spare processes below a root-owned sshd")
+                     help="spare processes below a root-owned sshd (default: prune.spare_ssh)")
     ssh.add_argument("--no-spare-ssh", dest="spare_ssh", action="store_false")
     p.add_argument("--daemons", metavar="LIST",
-                   help="comma-separated job daemon names (replaces config 'daemons')")
+                   help="comma-separated job daemon names (replaces prune.daemons)")
     ka = p.add_mutually_exclusive_group()
     ka.add_argument("--kill-all", dest="kill_all", action="store_true", default=None,
-                    help="kill(-1) as the pool uid when it has no legitimate process")
+                    help="kill(-1) as the pool uid when it has no legitimate process "
+                         "(default: prune.kill_all)")
     ka.add_argument("--no-kill-all", dest="kill_all", action="store_false")
     return p
 
@@ -99,23 +88,33 @@ def _overrides(args, cfg):
         kw["kill_all"] = args.kill_all
     if args.daemons is not None:
         names = tuple(n.strip() for n in args.daemons.split(",") if n.strip())
-        from glexec_py.core.prune import _name_problem
+        from glexec_tools.prune.plan import _name_problem
         bad = [n for n in names if _name_problem(n)]
         if not names or bad:
-            raise ValueError("--daemons must be a comma-separated list of process names")
+            raise front.ToolError("--daemons must be a comma-separated list of process names")
         kw["daemons"] = names
     return cfg.replace(**kw) if kw else cfg
 
 
+def _when(report, ticks):
+    """(age, ISO start time) of a process that started ``ticks`` after boot."""
+    scan = report.get("scan")
+    if not scan or not scan.get("hz"):
+        return "?", "?"
+    age = scan["uptime"] - ticks / scan["hz"]
+    return front.human_age(age), front.iso_time(scan["time"] - age)
+
+
 def _text(report, show_all, out):
-    from glexec_py.core.prune import escape
+    from glexec_tools.prune.plan import escape
     plan = report.get("plan", [])
     verb = "WOULD KILL" if report.get("dry_run") else "stray"
     for d in plan:
         if d["action"] == "kill" or show_all:
             tag = verb if d["action"] == "kill" else "keep"
             acct = escape(str(d["account"])) if d["account"] else "-"
-            line = (f"{tag} pid {d['pid']} uid {d['uid']}({acct}) start {d['starttime']} "
+            age, start = _when(report, d["starttime"])
+            line = (f"{tag} pid {d['pid']} uid {d['uid']}({acct}) age {age} (since {start}) "
                     f"comm '{d['comm']}': {d['why']}")
             if d.get("cmdline"):
                 line += " [" + " ".join(d["cmdline"])[:200] + "]"
@@ -136,22 +135,33 @@ def _text(report, show_all, out):
               f"{len(report.get('survivors', []))}, rounds {report.get('rounds', 0)}\n")
 
 
-def main(argv=None):
+def _with_pools(cfg):
+    """The configuration with its scope: without pool_accounts/uid_ranges, the pools the
+    gridmapfile names (None if it names none: nothing to do)."""
+    if cfg.pool_accounts is not None:
+        return cfg
+    from glexec_tools.common.site import gridmap_pools
+    pools = gridmap_pools(cfg.gridmapfile)
+    return cfg.replace(pool_accounts=pools) if pools else None
+
+
+def _main(argv):
     args = build_parser().parse_args(argv)
     if os.geteuid() != 0:
-        sys.stderr.write("prune-users: must run as root\n")
-        return EXIT_USAGE
-    from glexec_py.core.prune import parse_prune_config
-    from glexec_py.effects import prune_apply
-    from glexec_py.errors import ConfigError
-    path = args.config or default_config_path()
+        raise front.ToolError("must run as root")
+    from glexec_tools.prune import apply as prune_apply
+    cfg = _with_pools(_overrides(args, front.load_section("prune", args.config,
+                                                          old_tool="prune.yaml")))
+    if cfg is None:
+        report = {"dry_run": args.dry_run, "plan": [], "killed": [], "survivors": [],
+                  "exit": EXIT_NOTHING, "note": "no pool accounts: the gridmapfile names "
+                  "no pool and prune.pool_accounts/uid_ranges are not set"}
+        if args.json:
+            sys.stdout.write(json.dumps(report, sort_keys=True, ensure_ascii=True) + "\n")
+        else:
+            sys.stdout.write(f"nothing to do: {report['note']}\n")
+        return EXIT_NOTHING
     try:
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if st.st_uid != 0 or st.st_mode & 0o022:
-                raise ConfigError(path, None, "must be root-owned and not group/other-writable")
-            cfg = parse_prune_config(f.read(1 << 20), path)
-        cfg = _overrides(args, cfg)
         # the text report lists kept processes only with --all: no 10,000 rows to build
         pruner = prune_apply.Pruner(cfg, dry_run=args.dry_run,
                                     list_keeps=args.json or args.all)
@@ -160,22 +170,18 @@ def main(argv=None):
         else:
             with prune_apply.RunLock(cfg):
                 report = pruner.run()
-    except ConfigError as e:
-        sys.stderr.write(f"prune-users: config error: {e.message}\n")
-        return EXIT_USAGE
-    except (prune_apply.PruneError, ValueError) as e:
-        sys.stderr.write(f"prune-users: {e}\n")
-        return EXIT_USAGE
-    except OSError as e:
-        sys.stderr.write(f"prune-users: {path if e.filename is None else e.filename}: "
-                         f"{e.strerror}\n")
-        return EXIT_USAGE
+    except prune_apply.PruneError as e:
+        raise front.ToolError(str(e)) from None
     report["exit"] = pruner.exit_code
     if args.json:
         sys.stdout.write(json.dumps(report, sort_keys=True, ensure_ascii=True) + "\n")
     else:
         _text(report, args.all, sys.stdout)
     return pruner.exit_code
+
+
+def main(argv=None):
+    return front.run(PROG, _main, argv)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """prune-users planner: which processes of pool accounts are strays, and why.  Pure.
 
 Inputs are plain values (no /proc, no passwd, no clock): a ``Snapshot`` of processes made
-by ``glexec_py.effects.procscan``, a validated ``PruneConfig`` (``parse_prune_config`` on
+by ``glexec_tools.common.procfs``, a validated ``PruneConfig`` (``parse_prune_config`` on
 the text of ``prune.yaml``) and a ``Scope`` (candidate uids -> account names, spared uids,
-lease-protected uids) that ``glexec_py.effects.prune_apply`` resolves from passwd and the
+lease-protected uids) that ``glexec_tools.prune.apply`` resolves from passwd and the
 lease store.  Output: a ``Plan`` with one ``Decision`` per process that has a candidate uid
 among its real/effective/saved uids: ``kill`` or ``keep`` plus a stable reason code and a
 human sentence (batch.md sections 7-8, security.md 2.13 and 4.I).
@@ -35,7 +35,6 @@ import gc
 from types import MappingProxyType
 
 from glexec_py.core.text import clipped as _safe, printable
-from glexec_py.errors import ConfigError
 
 ID_MAX = 4294967294
 DEFAULT_DAEMONS = ("slurmstepd", "pbs_mom", "sge_shepherd", "condor_starter", "res")
@@ -160,7 +159,8 @@ def parse_status_uids(data):
 # --- configuration ----------------------------------------------------------------------
 
 class PruneConfig:
-    """Validated prune.yaml (read-only attributes, see ``CONFIG_KEYS``)."""
+    """The validated ``prune:`` section of glexec.yaml with the shared values (attributes:
+    see ``CONFIG_KEYS``)."""
 
     def __init__(self, values):
         self.__dict__.update(values)
@@ -177,12 +177,11 @@ class PruneConfig:
         return f"PruneConfig({self.__dict__!r})"
 
 
-_REQ = ("required",)
-# key -> (kind, default); kinds checked by _Checker.value
+# key -> (kind, default); kinds checked by _value; the _SHARED ones come from glexec.yaml
 CONFIG_KEYS = (
     ("pool_accounts", "names", ()),          # account names, or ".prefix" = prefix + digits
     ("uid_ranges", "uidranges", ()),         # "low-high" strings or single uids
-    ("min_uid", ("int", 1, ID_MAX), 1000),
+    ("min_uid", ("int", 1, ID_MAX), 1000),   # glexec.yaml's mapping.min_uid
     ("spare_accounts", "names", ("nobody",)),
     ("daemons", "names", DEFAULT_DAEMONS),
     ("job_cgroups", "cgpatterns", DEFAULT_JOB_CGROUPS),
@@ -194,99 +193,70 @@ CONFIG_KEYS = (
     ("max_rounds", ("int", 1, 1000), 20),
     ("time_limit", ("int", 1, 3600), 60),
     ("kill_all", "bool", False),             # kill(-1) as the pool uid when it has no job
-    ("gridmapdir", "abspath", None),
+    ("gridmapdir", "abspath", None),         # glexec.yaml's mapping.gridmapdir
+    ("gridmapfile", "abspath", None),        # glexec.yaml's mapping.gridmapfile (its pools)
     ("lease_fresh", ("int", 0, 31536000), 300),
     ("spare_leased", "bool", False),
-    ("state_dir", "abspath", _REQ),
-    ("audit_file", "abspath", _REQ),
+    ("state_dir", "abspath", None),          # glexec.yaml's state_dir
+    ("audit_file", "abspath", None),         # glexec.yaml's audit.file
     ("syslog", "bool", True),
 )
-_T = "tag:yaml.org,2002:"
 
 
 escape = printable  # one printable line for untrusted text (core.text)
 
 
-class _Checker:
-    def __init__(self, filename, yaml, loader):
-        self.filename = filename
-        self.yaml = yaml
-        self.loader = loader
+def _str_list(c, node, key, check):
+    if not isinstance(node, c.yaml.SequenceNode):
+        raise c.err(node, f"'prune.{key}' must be a list")
+    out = []
+    for item in node.value:
+        if not c.scalar(item, "str"):
+            raise c.err(item, f"each entry of 'prune.{key}' must be a string")
+        problem = check(item.value)
+        if problem:
+            raise c.err(item, problem)
+        if item.value in out:
+            raise c.err(item, f"duplicate entry '{_safe(item.value)}' in 'prune.{key}'")
+        out.append(item.value)
+    return tuple(out)
 
-    def err(self, node, what):
-        line = node if isinstance(node, int) else node.start_mark.line + 1
-        return ConfigError(self.filename, line, what)
 
-    def scalar(self, node, tag):
-        return isinstance(node, self.yaml.ScalarNode) and node.tag == _T + tag
-
-    def str_list(self, node, key, check):
-        if not isinstance(node, self.yaml.SequenceNode):
-            raise self.err(node, f"'{key}' must be a list")
+def _value(c, kind, node, key):
+    """One value of the ``prune:`` section (``c``: a ``common.section.Checker``)."""
+    if type(kind) is tuple:
+        return c.integer(node, key, kind[1], kind[2])
+    if kind == "bool":
+        return c.boolean(node, key)
+    if kind == "signal":
+        if not c.scalar(node, "str") or node.value not in SIGNALS:
+            raise c.err(node, f"'prune.{key}' must be one of {', '.join(SIGNALS)}")
+        return node.value
+    if kind == "names":
+        return _str_list(c, node, key, _name_problem)
+    if kind == "cgpatterns":
+        return _str_list(c, node, key, _cgpattern_problem)
+    if kind == "uidranges":
+        if not isinstance(node, c.yaml.SequenceNode):
+            raise c.err(node, f"'prune.{key}' must be a list")
         out = []
         for item in node.value:
-            if not self.scalar(item, "str"):
-                raise self.err(item, f"each entry of '{key}' must be a string")
-            problem = check(item.value)
-            if problem:
-                raise self.err(item, problem)
-            if item.value in out:
-                raise self.err(item, f"duplicate entry '{_safe(item.value)}' in '{key}'")
-            out.append(item.value)
+            if c.scalar(item, "int"):
+                lo = hi = c.integer(item, key, 0, ID_MAX)
+            elif c.scalar(item, "str"):
+                a, dash, b = item.value.partition("-")
+                if not (dash and _digits(a) and _digits(b)):
+                    raise c.err(item, f"each entry of 'prune.{key}' must be a uid or a range "
+                                      f"'low-high', not '{_safe(item.value)}'")
+                lo, hi = int(a), int(b)
+                if lo > hi or hi > ID_MAX:
+                    raise c.err(item, f"range '{_safe(item.value)}' in 'prune.{key}' is empty "
+                                      f"or beyond {ID_MAX}")
+            else:
+                raise c.err(item, f"each entry of 'prune.{key}' must be a uid or a range")
+            out.append((lo, hi, item))
         return tuple(out)
-
-    def int_value(self, node, key, lo, hi):
-        if not self.scalar(node, "int"):
-            raise self.err(node, f"'{key}' must be an integer")
-        try:
-            v = self.loader.construct_yaml_int(node)
-        except ValueError:
-            v = None
-        if v is None or not lo <= v <= hi:
-            raise self.err(node, f"'{key}' must be an integer between {lo} and {hi}")
-        return v
-
-    def value(self, kind, node, key):
-        if type(kind) is tuple:
-            return self.int_value(node, key, kind[1], kind[2])
-        if kind == "bool":
-            if not self.scalar(node, "bool"):
-                raise self.err(node, f"'{key}' must be a boolean (true/false)")
-            return self.loader.construct_yaml_bool(node)
-        if kind == "abspath":
-            if not self.scalar(node, "str") or not node.value.startswith("/") \
-                    or "\0" in node.value or "\n" in node.value:
-                raise self.err(node, f"'{key}' must be an absolute path")
-            return node.value
-        if kind == "signal":
-            if not self.scalar(node, "str") or node.value not in SIGNALS:
-                raise self.err(node, f"'{key}' must be one of {', '.join(SIGNALS)}")
-            return node.value
-        if kind == "names":
-            return self.str_list(node, key, _name_problem)
-        if kind == "cgpatterns":
-            return self.str_list(node, key, _cgpattern_problem)
-        if kind == "uidranges":
-            if not isinstance(node, self.yaml.SequenceNode):
-                raise self.err(node, f"'{key}' must be a list")
-            out = []
-            for item in node.value:
-                if self.scalar(item, "int"):
-                    lo = hi = self.int_value(item, key, 0, ID_MAX)
-                elif self.scalar(item, "str"):
-                    a, dash, b = item.value.partition("-")
-                    if not (dash and _digits(a) and _digits(b)):
-                        raise self.err(item, f"each entry of '{key}' must be a uid or a range "
-                                             f"'low-high', not '{_safe(item.value)}'")
-                    lo, hi = int(a), int(b)
-                    if lo > hi or hi > ID_MAX:
-                        raise self.err(item, f"range '{_safe(item.value)}' in '{key}' is empty "
-                                             f"or beyond {ID_MAX}")
-                else:
-                    raise self.err(item, f"each entry of '{key}' must be a uid or a range")
-                out.append((lo, hi, item))
-            return tuple(out)
-        raise AssertionError(kind)
+    raise AssertionError(kind)
 
 
 def _digits(s):
@@ -316,52 +286,53 @@ def _cgpattern_problem(v):
     return None
 
 
-def parse_prune_config(text, filename):
-    """Parse and validate prune.yaml; ``ConfigError(file, line, what)`` on any problem.
-    Strict like glexec.yaml: unknown keys, duplicates, anchors/aliases, tags and wrongly
-    typed values are refused.  Scope errors refused here: no pool accounts and no uid
-    ranges, a range that includes uid 0 or reaches below ``min_uid``."""
-    from glexec_py.core.strictyaml import load
-    return load(text, filename, lambda root, loader, yaml: _document(_Checker(filename, yaml, loader), root))
+# Set once in glexec.yaml for every tool (common.section.SHARED_KEYS), not in 'prune:'.
+_SHARED = ("gridmapdir", "gridmapfile", "state_dir", "audit_file", "syslog", "min_uid")
 
 
-def _document(c, root):
-    yaml = c.yaml
-    if root is None or c.scalar(root, "null"):
-        raise c.err(1, "the configuration is empty: list 'pool_accounts' or 'uid_ranges'")
-    if not isinstance(root, yaml.MappingNode):
-        raise c.err(root, "the configuration must be a mapping")
-    known = {k: (kind, d) for k, kind, d in CONFIG_KEYS}
-    seen = {}
-    for kn, vn in root.value:
-        if not c.scalar(kn, "str"):
-            raise c.err(kn, "keys must be plain names")
-        if kn.value in seen:
-            raise c.err(kn, f"duplicate key '{_safe(kn.value)}'")
-        if kn.value not in known:
-            raise c.err(kn, f"unknown key '{_safe(kn.value)}'")
-        seen[kn.value] = vn
-    values = {}
+def parse_section(text, filename):
+    """The ``prune:`` section of glexec.yaml ``text`` (optional; every key has a default)
+    -> ``PruneConfig``; ``ConfigError(file, line, what)`` on any problem in the file.
+    Strict like the engine: unknown keys, duplicates, anchors/aliases, tags and wrongly
+    typed values are refused.  state_dir, audit file (and syslog), gridmapdir and min_uid
+    are glexec.yaml's own.  ``pool_accounts`` None (not given, no ``uid_ranges``): the
+    pools the gridmapfile names (resolved by the CLI).  Refused: a range that includes uid
+    0 or reaches below ``min_uid``."""
+    from glexec_tools.common import section
+
+    def walk(main, c, node):
+        shared = {"gridmapdir": main.mapping.gridmapdir or None,
+                  "gridmapfile": main.mapping.gridmapfile, "state_dir": main.state_dir,
+                  "audit_file": main.audit.file, "syslog": main.audit.syslog,
+                  "min_uid": main.mapping.min_uid}
+        return _document(c, c.entries(node, {k for k, _, _ in CONFIG_KEYS} - set(_SHARED)),
+                         shared, node)
+    return section.load(text, filename, "prune", walk)
+
+
+def _document(c, seen, shared, node):
+    values = dict(shared)
     for key, kind, default in CONFIG_KEYS:
-        if key in seen:
-            values[key] = c.value(kind, seen[key], key)
-        elif default is _REQ:
-            raise c.err(1, f"missing required key '{key}'")
-        else:
-            values[key] = default
-    if not values["pool_accounts"] and not values["uid_ranges"]:
-        raise c.err(1, "no pool accounts and no uid ranges: refusing to run without a scope")
+        if key in shared:
+            continue
+        values[key] = _value(c, kind, seen[key], key) if key in seen else default
+    if "pool_accounts" not in seen and not values["uid_ranges"]:
+        values["pool_accounts"] = None           # the gridmapfile's pools
+    elif not values["pool_accounts"] and not values["uid_ranges"]:
+        raise c.err(seen.get("pool_accounts", node),
+                    "'prune.pool_accounts' and 'prune.uid_ranges' are both empty: refusing to "
+                    "run without a scope (leave both out for the gridmapfile's pools)")
     floor = values["min_uid"]
     ranges = []
-    for lo, hi, node in values["uid_ranges"]:
+    for lo, hi, item in values["uid_ranges"]:
         if lo == 0:
-            raise c.err(node, "a uid range must never include uid 0 (root)")
+            raise c.err(item, "a uid range must never include uid 0 (root)")
         if lo < floor:
-            raise c.err(node, f"uid range {lo}-{hi} reaches below min_uid {floor}")
+            raise c.err(item, f"uid range {lo}-{hi} reaches below min_uid {floor}")
         ranges.append((lo, hi))
     values["uid_ranges"] = tuple(ranges)
     if not values["daemons"]:
-        raise c.err(seen.get("daemons", 1), "'daemons' must not be empty")
+        raise c.err(seen.get("daemons", node), "'prune.daemons' must not be empty")
     return PruneConfig(values)
 
 

@@ -2,7 +2,7 @@
 
 No I/O here: the configuration arrives as text, the entries as the walker reports them
 (relative path bytes + lstat fields), and every answer is a ``Decision(action, reason)``.
-The walker (``glexec_py.effects.sweep_walk``) does what the decisions say and nothing else.
+The walker (``glexec_tools.sweep.apply``) does what the decisions say and nothing else.
 
 Semantics (reference/batch.md section 9, security.md 2.9 and case 36):
 
@@ -34,7 +34,7 @@ import fnmatch
 import stat as _st
 from operator import itemgetter as _itemgetter
 
-__all__ = ["Rule", "SweepConfig", "Decision", "ConfigProblem", "parse_config", "validate",
+__all__ = ["Rule", "SweepConfig", "Decision", "ConfigProblem", "parse_section", "validate",
            "parse_age", "Planner", "Entry", "ENTRY_FIELDS", "TYPE_NAMES", "resolve_pool", "plan_ipc",
            "account_verdict", "parse_sysvipc"]
 
@@ -90,9 +90,10 @@ class Rule:
 
 
 class SweepConfig:
-    """The validated configuration (see docs/glexec-sweep.8.md for the YAML schema)."""
+    """The validated ``sweep:`` section of glexec.yaml with the shared values (schema:
+    docs/glexec-sweep.8.md).  ``pool`` None: the pools the gridmapfile names."""
 
-    __slots__ = ("state_dir", "audit_file", "gridmapdir", "pool", "min_uid", "rules",
+    __slots__ = ("state_dir", "audit_file", "gridmapdir", "gridmapfile", "pool", "min_uid", "rules",
                  "max_runtime", "max_removals", "sysv_ipc", "mqueue_dir", "devshm_dir",
                  "as_owner", "sweep_draining", "lock_file", "workers")
 
@@ -159,7 +160,38 @@ _ROOT_KEYS = {"path", "age", "age_by", "dir_age_by", "types", "exclude", "exclud
               "remove_dirs", "max_depth"}
 
 
-def validate(doc, lines=None):
+# glexec.yaml's own values, set once for every tool (common.section.SHARED_KEYS)
+_SHARED_KEYS = {"state_dir", "audit_file", "gridmapdir", "min_uid"}
+DEFAULT_ROOTS = ({"path": "/tmp", "age": "10d"}, {"path": "/var/tmp", "age": "10d"})
+
+
+def parse_section(text, filename):
+    """The ``sweep:`` section of glexec.yaml ``text`` (optional; every key has a default:
+    ``roots`` /tmp and /var/tmp at 10 days, ``pool`` the gridmapfile's pools) ->
+    SweepConfig; ``ConfigError(file, line, what)`` on any problem in the file.  Strict
+    YAML (no anchors, aliases, tags, duplicate or non-scalar keys); state_dir, audit file,
+    gridmapdir and min_uid are glexec.yaml's own."""
+    from glexec_tools.common import section
+
+    def walk(main, c, node):
+        entries = c.entries(node, _TOP_KEYS - _SHARED_KEYS)
+        doc = {k: c.plain(v) for k, v in entries.items()}
+        lines = {(k,): v.start_mark.line + 1 for k, v in entries.items()}
+        derived = "pool" not in doc
+        doc.setdefault("roots", [dict(r) for r in DEFAULT_ROOTS])
+        doc.update(state_dir=main.state_dir, audit_file=main.audit.file,
+                   gridmapdir=main.mapping.gridmapdir, min_uid=main.mapping.min_uid)
+        try:
+            cfg = validate(doc, lines, derived_pool=derived)
+        except ConfigProblem as e:
+            where = e.line or (node.start_mark.line + 1 if node is not None else None)
+            raise c.err(where, f"'sweep': {e.what}") from None
+        cfg.gridmapfile = main.mapping.gridmapfile
+        return cfg
+    return section.load(text, filename, "sweep", walk)
+
+
+def validate(doc, lines=None, *, derived_pool=False):
     """A parsed YAML document (plain dict/list/str/int/bool) -> SweepConfig, or
     ConfigProblem.  ``lines``: optional {key path tuple: line number} for messages.
     Pool entries are kept as given (names, uids, ``"lo-hi"`` ranges): resolve them with
@@ -203,11 +235,13 @@ def validate(doc, lines=None):
 
     state_dir = get("state_dir", "abspath", None, required=True)
     min_uid = get("min_uid", (1, MAX_ID), 1000)
-    pool = doc.get("pool")
-    if not isinstance(pool, list) or not pool:
+    pool = None if derived_pool else doc.get("pool")
+    if derived_pool:
+        pass                                    # the gridmapfile's pools, resolved at run time
+    elif not isinstance(pool, list) or not pool:
         raise ConfigProblem(ln("pool"), "'pool' must be a non-empty list of account names, "
                                         "uids or uid ranges 'low-high'")
-    for item in pool:
+    for item in pool or ():
         problem = _pool_item_problem(item, min_uid)
         if problem:
             raise ConfigProblem(ln("pool"), problem)
@@ -231,7 +265,8 @@ def validate(doc, lines=None):
         state_dir=state_dir,
         audit_file=get("audit_file", "optpath", ""),
         gridmapdir=get("gridmapdir", "optpath", ""),
-        pool=tuple(pool), min_uid=min_uid, rules=tuple(rules),
+        gridmapfile=doc.get("gridmapfile", ""),
+        pool=None if pool is None else tuple(pool), min_uid=min_uid, rules=tuple(rules),
         max_runtime=get("max_runtime", (1, 86400), 3000),
         max_removals=get("max_removals", (1, 10**9), 5_000_000),
         sysv_ipc=get("sysv_ipc", "bool", True),
@@ -263,18 +298,32 @@ def _pool_item_problem(item, min_uid):
         if hi - lo > 1_000_000:
             return f"pool range {item!r} is implausibly large"
         return None
+    if item.startswith("."):                    # a pool: every account prefix + digits
+        if len(item) > 1 and "." not in item[1:] and not any(
+                ord(c) < 0x21 or c in ":/" or ord(c) == 0x7f for c in item):
+            return None
+        return f"invalid pool account prefix {item!r}"
     if item == "root" or any(ord(c) < 0x21 or c in ":/" or ord(c) == 0x7f for c in item):
         return f"invalid pool account name {item!r}"
     return None
 
 
-def resolve_pool(pool, lookup_name, min_uid):
-    """{uid: name-or-None} for the pool entries; ``lookup_name(name) -> uid or None``.
-    Refuses (ConfigProblem) an unknown name, uid 0, a uid below min_uid, an empty result."""
+def resolve_pool(pool, lookup_name, min_uid, prefix_accounts=lambda prefix: {}):
+    """{uid: name-or-None} for the pool entries; ``lookup_name(name) -> uid or None``,
+    ``prefix_accounts(prefix) -> {uid: name}`` of the accounts named prefix + digits (a
+    ".prefix" entry).  Refuses (ConfigProblem) an unknown name, a pool without accounts,
+    uid 0, a uid below min_uid, an empty result."""
     out = {}
     for item in pool:
         if type(item) is int:
             out[item] = None
+            continue
+        if item.startswith("."):
+            found = prefix_accounts(item[1:])
+            if not found:
+                raise ConfigProblem(0, f"pool {item!r} has no accounts")
+            for u, name in found.items():
+                out[u] = name
             continue
         lo, dash, hi = item.partition("-")
         if dash and lo.isdigit() and hi.isdigit():
@@ -332,41 +381,6 @@ def _rule(r, i, ln):
     if type(max_depth) is not int or not 0 <= max_depth <= 4096:
         raise ConfigProblem(ln("roots"), f"roots[{i}].max_depth must be an integer 0..4096")
     return Rule(path, age, age_by, dir_age_by, types, exclude, patterns, remove_dirs, max_depth)
-
-
-def parse_config(text, filename="<config>"):
-    """Strict YAML (``core.strictyaml``: no anchors, aliases or tags; here also no duplicate
-    or non-scalar keys) -> SweepConfig.  Raises ConfigProblem (with a line number where
-    known)."""
-    from glexec_py.core.strictyaml import load
-    from glexec_py.errors import ConfigError
-
-    lines = {}
-
-    def construct(root, loader, yaml):
-        stack = [root] if root is not None else []
-        while stack:
-            node = stack.pop()
-            if isinstance(node, yaml.MappingNode):
-                seen = set()
-                for knode, vnode in node.value:
-                    if not isinstance(knode, yaml.ScalarNode):
-                        raise ConfigProblem(knode.start_mark.line + 1, "keys must be plain names")
-                    if knode.value in seen:
-                        raise ConfigProblem(knode.start_mark.line + 1, f"duplicate key {knode.value!r}")
-                    seen.add(knode.value)
-                    if node is root:
-                        lines[(knode.value,)] = knode.start_mark.line + 1
-                    stack.append(vnode)
-            elif isinstance(node, yaml.SequenceNode):
-                stack.extend(node.value)
-        return None if root is None else loader.construct_document(root)
-
-    try:
-        doc = load(text, filename, construct)
-    except ConfigError as e:
-        raise ConfigProblem(e.line or 0, e.what) from None
-    return validate(doc, lines)
 
 
 # --- decisions ------------------------------------------------------------------------
