@@ -7,7 +7,10 @@ Oracles (beyond "no crash"):
     every key), never a partial one;
   * the engine's cache round trip is exact: config_from_plain(config_to_plain(c)) == c and
     survives marshal (what the engine caches);
-  * parsing is deterministic (a second parse gives an equal Config).
+  * parsing is deterministic (a second parse gives an equal Config);
+  * every site tool's section parser (glexec_tools.front.SECTIONS: prune, sweep, leases,
+    backmap) raises nothing but ConfigError on the same bytes, and refuses a file the
+    engine refuses (a tool never runs on a configuration the engine would not load).
 """
 import marshal
 import os
@@ -18,14 +21,20 @@ import atheris
 import _common
 from _common import check
 
-with atheris.instrument_imports(include=["glexec_py"]):
+with atheris.instrument_imports(include=["glexec_py", "glexec_tools"]):
     import yaml  # noqa: F401  (not instrumented: keep the coverage on our validator)
     from glexec_py.core import config
     from glexec_py.errors import ConfigError
+    from importlib import import_module
+    from glexec_tools import front
+    SECTION_PARSERS = [import_module(m).parse_section for m in front.SECTIONS.values()]
 
 
 def TestOneInput(data):
     ok, cfg = _common.only(ConfigError, config.parse_config, data, "fuzz.yaml")
+    for parse_section in SECTION_PARSERS:
+        tool_ok, _ = _common.only(ConfigError, parse_section, data, "fuzz.yaml")
+        check(ok or not tool_ok, f"{parse_section.__module__} accepts a file the engine refuses")
     if not ok:
         return
     check(type(cfg) is config.Config, f"not a Config: {type(cfg)}")
