@@ -142,7 +142,7 @@ install-preflight:
 	done; done
 
 # Paths the shipped units, cron jobs and logrotate file name (FHS) -> this installation's.
-FIX_PATHS = sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/var/log/glexec-py|$(LOGDIR)|g' \
+FIX_PATHS = sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/usr/lib/glexec-py/|$(LIBDIR)/|g' -e 's|/var/log/glexec-py|$(LOGDIR)|g' \
 	-e 's|/var/lib/glexec-py|$(STATEDIR)|g' -e 's|/etc/glexec-py/|$(CONFDIR)/|g'
 
 # umask 022: missing ancestors are created by install -d as 0755.
@@ -194,10 +194,10 @@ install: install-preflight $(PSHIM) native
 		for f in tools/bin/*; do [ -f "$$f" ] && [ -x "$$f" ] || continue; \
 			install $(OWN) -m 0755 "$$f" '$(D)$(SBINDIR)/'; done; \
 	fi
-	# Man pages: every docs/man/<name>.<section>, whoever added it.
+	# Man pages: every docs/man/<name>.<section>, whoever added it, with this installation's paths.
 	@for f in docs/man/*.[0-9]; do [ -f "$$f" ] || continue; sec=$${f##*.}; \
 		install -d -m 0755 '$(D)$(MANDIR)'/man$$sec && \
-		install -m 0644 "$$f" '$(D)$(MANDIR)'/man$$sec/; done
+		$(FIX_PATHS) "$$f" > '$(D)$(MANDIR)'/man$$sec/$${f##*/} && chmod 0644 '$(D)$(MANDIR)'/man$$sec/$${f##*/}; done
 	@if [ -n '$(SYSTEMDUNITDIR)' ]; then install -d -m 0755 '$(D)$(SYSTEMDUNITDIR)' && \
 		for f in packaging/systemd/*.service packaging/systemd/*.timer; do \
 			$(FIX_PATHS) "$$f" > '$(D)$(SYSTEMDUNITDIR)'/$${f##*/} && chmod 0644 '$(D)$(SYSTEMDUNITDIR)'/$${f##*/}; done; fi

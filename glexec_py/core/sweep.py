@@ -90,7 +90,7 @@ class Rule:
 
 
 class SweepConfig:
-    """The validated configuration (see docs/glexec-sweep.8.md for the YAML schema)."""
+    """The validated configuration (see docs/man/glexec-sweep.8 for the YAML schema)."""
 
     __slots__ = ("state_dir", "audit_file", "gridmapdir", "pool", "min_uid", "rules",
                  "max_runtime", "max_removals", "sysv_ipc", "mqueue_dir", "devshm_dir",

@@ -4,7 +4,7 @@ Runs as: root only (from cron, a systemd timer or a batch epilogue).  Configurat
 ``PREFIX/etc/glexec-py/prune.yaml`` (a separate strict file: glexec.yaml's schema belongs to
 the engine, which refuses unknown sections).  Planner ``glexec_py.core.prune``, effects
 ``glexec_py.effects.procscan`` and ``glexec_py.effects.prune_apply``; man page
-docs/prune-users.8.md.
+docs/man/prune-users.8.
 
 Exit: 0 nothing to do; 1 strays found and all gone (with --dry-run: strays would be
 killed); 2 usage, configuration, scope, lock or lease-store error (nothing signalled);

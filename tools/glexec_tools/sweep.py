@@ -2,7 +2,7 @@
 
 Runs as: root only.  Semantics in ``glexec_py.core.sweep`` (planner), effects in
 ``glexec_py.effects.sweep_walk``; the YAML schema, state record and exit codes are in
-docs/glexec-sweep.8.md.
+docs/man/glexec-sweep.8.
 
 Exit: 0 done, every swept account is clean ("no files" recorded); 1 done, but something of
 a swept account is left (young or spared files, errors, a cap reached); 2 usage or
