@@ -225,9 +225,16 @@ uninstall:
 		[ -f "$$f" ] && rm -f "$(D)$(SBINDIR)/$$(basename "$$f")"; done; true; fi
 	@for f in docs/man/*.[0-9]; do [ -f "$$f" ] && rm -f '$(D)$(MANDIR)'/man$${f##*.}/$${f##*/}; done; true
 
-# The Debian package (../glexec-py_*.deb) and the RPM (build/rpm/RPMS/); see packaging/rpm/README.
+# The Debian package: dpkg-buildpackage writes into the parent directory, so it builds in a
+# copy of the tree under DEB_OUT (default build/deb) and the .deb lands there.  The RPM:
+# packaging/rpm/README.
+DEB_OUT ?= build/deb
 deb:
-	dpkg-buildpackage -us -uc -b
+	rm -rf '$(DEB_OUT)' && mkdir -p '$(DEB_OUT)/glexec-py'
+	tar -c --exclude=./build --exclude=./.git --exclude=__pycache__ --exclude='*.so' --exclude='*.o' \
+		--exclude=./debian/glexec-py --exclude=./debian/.debhelper . | tar -x -C '$(DEB_OUT)/glexec-py'
+	cd '$(DEB_OUT)/glexec-py' && dpkg-buildpackage -us -uc -b
+	@ls '$(DEB_OUT)'/glexec-py_*.deb
 
 rpm:
 	packaging/rpm/build.sh
