@@ -141,9 +141,13 @@ install-preflight:
 		[ "$$d" = / ] && break; d=$$(dirname "$$d"); \
 	done; done
 
-# Paths the shipped units, cron jobs and logrotate file name (FHS) -> this installation's.
-FIX_PATHS = sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/usr/lib/glexec-py/|$(LIBDIR)/|g' -e 's|/var/log/glexec-py|$(LOGDIR)|g' \
-	-e 's|/var/lib/glexec-py|$(STATEDIR)|g' -e 's|/etc/glexec-py/|$(CONFDIR)/|g'
+# Paths the shipped units, cron jobs, logrotate file and man pages name (FHS) -> this
+# installation's.  Through markers (@N@, which no checked path can hold), so that a
+# replacement is never matched again by the next one.
+FIX_PATHS = sed -e 's|/usr/sbin/|@1@|g' -e 's|/usr/lib/glexec-py/|@2@|g' -e 's|/var/log/glexec-py|@3@|g' \
+	-e 's|/var/lib/glexec-py|@4@|g' -e 's|/etc/glexec-py/|@5@|g' \
+	-e 's|@1@|$(SBINDIR)/|g' -e 's|@2@|$(LIBDIR)/|g' -e 's|@3@|$(LOGDIR)|g' -e 's|@4@|$(STATEDIR)|g' \
+	-e 's|@5@|$(CONFDIR)/|g'
 
 # umask 022: missing ancestors are created by install -d as 0755.
 install: install-preflight $(PSHIM) native
@@ -161,7 +165,7 @@ install: install-preflight $(PSHIM) native
 	sed -e 's|^PREFIX = .*|PREFIX = "$(PREFIX)"|' -e 's|^SYSCONFDIR = .*|SYSCONFDIR = "$(SYSCONFDIR)"|' \
 		-e 's|^LOCALSTATEDIR = .*|LOCALSTATEDIR = "$(LOCALSTATEDIR)"|' \
 		glexec_py/site_paths.py > '$(D)$(LIBDIR)/glexec_py/site_paths.py'
-	@[ "$$($(PYTHON) -I -S -c 'import sys; sys.path[:0] = ["$(D)$(LIBDIR)"]; from glexec_py import site_paths as s; print(s.CONFIG_FILE, s.STATE_DIR, s.LOG_DIR)')" \
+	@[ "$$($(PYTHON) -I -S -B -c 'ns = {}; exec(open("$(D)$(LIBDIR)/glexec_py/site_paths.py").read(), ns); print(ns["CONFIG_FILE"], ns["STATE_DIR"], ns["LOG_DIR"])')" \
 		= '$(CONFIG_FILE) $(STATEDIR) $(LOGDIR)' ] || { echo "site_paths.py was not generated correctly" >&2; exit 1; }
 	rm -rf '$(D)$(LIBDIR)/glexec_tools'
 	@if [ -d tools/glexec_tools ]; then \
