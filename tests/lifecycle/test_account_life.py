@@ -1,7 +1,7 @@
 """The whole life of one pool account on a real Slurm (issue 5, section 5 "Together").
 
 Everything runs against the INSTALLED setuid glexec and the INSTALLED site tools
-(``PREFIX/bin/prune-users``, ``glexec-sweep``, ``glexec-leases``, ``glexec-backmap``), each
+(``PREFIX/sbin/prune-users``, ``glexec-sweep``, ``glexec-leases``, ``glexec-backmap``), each
 with its own config file written here; real accounts (gxt*, uids/gids 47800-47899 only);
 a real private Slurm (tests/support/slurm.py).
 
@@ -83,7 +83,7 @@ class World:
         self.run = run
         self.prefix = prefix
         self.glexec = inst.glexec_path(prefix)
-        self.bin = prefix / "bin"
+        self.bin = prefix / "sbin"
         self.etc = prefix / "etc" / "glexec-py"
         self.state_dir = prefix / "var" / "lib" / "glexec-py"
         self.gridmapdir = self.state_dir / "gridmapdir"
