@@ -163,3 +163,21 @@ def test_purge_leaves_nothing(deb):
                                   Path("/var/lib/systemd/deb-systemd-helper-enabled/timers.target.wants"))
                  if d.is_dir() for p in d.iterdir() if re.match(r"glexec-", p.name)]
     assert not leftovers, leftovers
+
+
+def test_dpkg_statoverride_is_respected(deb):
+    """A site that registered another mode for /usr/sbin/glexec gets that mode, not 4755."""
+    path = str(sysinst.GLEXEC)
+    listed = subprocess.run(["dpkg-statoverride", "--list", path], capture_output=True)
+    assert listed.returncode == 1, f"a statoverride for {path} exists already: {listed.stdout!r}"
+    subprocess.run(["dpkg-statoverride", "--add", "root", "root", "0750", path], check=True)
+    try:
+        sysinst.install_deb(deb)
+        st = sysinst.GLEXEC.stat()
+        assert (st.st_mode & 0o7777, st.st_uid) == (0o750, 0)
+    finally:
+        try:
+            if sysinst.installed():
+                sysinst.purge()
+        finally:
+            subprocess.run(["dpkg-statoverride", "--remove", path], check=True)
