@@ -43,6 +43,15 @@ def deb(session_lock, accounts, pkis, run_dir, request):
     return path
 
 
+def test_lintian_has_nothing_unjustified(deb):
+    """Every lintian finding (also info and pedantic) is fixed or overridden with its reason
+    in debian/glexec-py.lintian-overrides."""
+    p = subprocess.run(["lintian", "-EvIL", "+pedantic", str(deb)], capture_output=True,
+                       text=True, timeout=300)
+    findings = [line for line in p.stdout.splitlines() if re.match(r"[EWIPX]: ", line)]
+    assert p.returncode == 0 and not findings, (findings, p.stderr[-2000:])
+
+
 def test_installed_layout(deb):
     st = sysinst.GLEXEC.stat()
     assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o4755, 0, 0)
