@@ -267,7 +267,7 @@ clean:
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 check-hardening: $(PSHIM)
-	@for f in $(PSHIM) $$( [ -e '$(PREFIX)/sbin/glexec' ] && echo '$(PREFIX)/sbin/glexec'); do \
+	@for f in $(PSHIM) $$( [ -e '$(SBINDIR)/glexec' ] && echo '$(SBINDIR)/glexec'); do \
 		echo "checking $$f"; \
 		readelf -hW "$$f" | grep -Eq 'Type:[[:space:]]+DYN' || { echo "FAIL $$f: not PIE" >&2; exit 1; }; \
 		readelf -lW "$$f" | grep -q GNU_RELRO || { echo "FAIL $$f: no RELRO" >&2; exit 1; }; \
