@@ -166,3 +166,11 @@ def test_preflight_judges_the_final_location_not_the_stage(session_lock, run_dir
     assert not (tmp_path / "p").exists()
     make("install", f"DESTDIR={tmp_path}/stage", "PREFIX=/opt/glexec-py")
     assert (tmp_path / "stage/opt/glexec-py/sbin/glexec").is_file()
+    # The configuration and state directories are judged too (the engine trusts them).
+    sound = run_dir / "preflight"
+    sound.mkdir()
+    for var in ("SYSCONFDIR", "LOCALSTATEDIR"):
+        p = make("install", f"PREFIX={sound}/p", f"{var}={tmp_path}/{var}", "NATIVE_BUILD=true",
+                 check=False)
+        assert p.returncode != 0 and b"group/other-writable" in p.stderr, (var, p)
+        assert not (sound / "p").exists() and not (tmp_path / var).exists()
