@@ -102,10 +102,10 @@ deps:
 	@$(MAKE) --no-print-directory apt-ensure PKGS='$(DEPS_PKGS)'
 
 test-deps: deps
-	@$(MAKE) --no-print-directory apt-ensure PKGS='$(TEST_PKGS)'
+	@$(MAKE) --no-print-directory apt-ensure PKGS='$(TEST_PKGS) $(PKG_PKGS)'
 
 # Building the Debian package (dpkg-buildpackage -us -uc -b), checking it (lintian), the RPM
-# (rpmbuild -bb, Debian's rpm) and the logrotate test.
+# (rpmbuild -bb, Debian's rpm) and the logrotate test (tests/packaging: part of test-deps).
 PKG_PKGS := debhelper devscripts lintian fakeroot dpkg-dev rpm logrotate groff-base man-db
 
 pkg-deps: deps
