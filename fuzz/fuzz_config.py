@@ -50,7 +50,11 @@ def seeds():
     out = []
     tmpl = os.path.join(_common.REPO, "policy", "glexec.yaml.in")
     with open(tmpl, "rb") as f:
-        out.append(f.read().replace(b"@PREFIX@", b"/opt/glexec-py"))
+        text = f.read()
+        for key, value in ((b"@CONFDIR@", b"/etc/glexec-py"), (b"@LOGDIR@", b"/var/log/glexec-py"),
+                           (b"@STATEDIR@", b"/var/lib/glexec-py")):
+            text = text.replace(key, value)
+        out.append(text)
     import glob
     for p in glob.glob(os.path.join(_common.BASE, "prefix-*", "etc", "glexec-py", "glexec.yaml"))[:3]:
         with open(p, "rb") as f:

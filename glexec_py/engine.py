@@ -594,16 +594,15 @@ def _boot_id():
 
 
 class Paths:
-    """Compiled-in locations: the shim passes the config path; the engine lives in
-    PREFIX/lib/glexec-py, which fixes the default state and log directories."""
+    """Compiled-in locations: the shim passes the config path; the default state and log
+    directories are those ``make install`` wrote into site_paths (LOCALSTATEDIR)."""
 
     def __init__(self, engine_file, config):
+        from glexec_py import site_paths
         self.engine = engine_file
         self.config = config
-        prefix = engine_file.rsplit("/", 3)[0] if engine_file.count("/") >= 3 else ""
-        var = "/var" if prefix in ("", "/usr") else prefix + "/var"
-        self.state_dir = var + "/lib/glexec-py"
-        self.audit_file = var + "/log/glexec-py/audit.jsonl"
+        self.state_dir = site_paths.STATE_DIR
+        self.audit_file = site_paths.LOG_DIR + "/audit.jsonl"
 
 
 class Call:

@@ -78,7 +78,7 @@ def main():
 
             grant = next(r for r in records if r["event"] == "grant")
             step(f"incident response: who was uid {grant['uid']} at {grant['time']}?")
-            backmap = [str(prefix / "bin" / "glexec-backmap"), "--config", str(inst.config_path(prefix)),
+            backmap = [str(prefix / "sbin" / "glexec-backmap"), "--config", str(inst.config_path(prefix)),
                        "--uid", str(grant["uid"]), "--at", grant["time"]]
             print("$ " + " ".join(backmap[:1] + ["--uid", str(grant["uid"]), "--at", grant["time"]]))
             answer = subprocess.run(backmap, capture_output=True, text=True)

@@ -102,7 +102,7 @@ def binstall(batch_lock, baccounts):
         inst.write_config(prefix, callers={"users": ["gxtbpilot"], "groups": []},
                           payload={"keep_caller_groups": [TRACKING]})
         yield Install(prefix=prefix, glexec=inst.glexec_path(prefix),
-                      sutest=prefix / "bin" / "glexec-sutest", proxy=proxy, dn=USER_DN)
+                      sutest=prefix / "sbin" / "glexec-sutest", proxy=proxy, dn=USER_DN)
     finally:
         if prefix is not None:
             inst.remove_prefix(prefix)

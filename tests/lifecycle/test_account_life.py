@@ -1,7 +1,7 @@
 """The whole life of one pool account on a real Slurm (issue 5, section 5 "Together").
 
 Everything runs against the INSTALLED setuid glexec and the INSTALLED site tools
-(``PREFIX/bin/prune-users``, ``glexec-sweep``, ``glexec-leases``, ``glexec-backmap``), all
+(``PREFIX/sbin/prune-users``, ``glexec-sweep``, ``glexec-leases``, ``glexec-backmap``), all
 reading the one glexec.yaml written here (the tools' sections beside the engine's); real accounts (gxt*, uids/gids 47800-47899 only);
 a real private Slurm (tests/support/slurm.py).
 
@@ -12,7 +12,7 @@ a real private Slurm (tests/support/slurm.py).
    The sweep rule ages by **mtime only** (``age_by: m``) for this test, because ctime cannot
    be backdated and the default ``amc`` would keep files that are seconds old.
 3. While A holds the lease, B is refused: 203 ``pool_exhausted``.
-4. The site's cron cycle, as docs/glexec-leases.8.md describes it, repeated until the lease
+4. The site's cron cycle, as docs/man/glexec-leases.8 describes it, repeated until the lease
    is free: ``glexec-leases expire --older-than 0 --grace 0 --settle 0 --yes``, then
    ``prune-users``, then ``glexec-sweep``.  (Drain first: glexec-sweep never touches an
    account with an active lease, and a confirmation only counts if made after the drain.)
@@ -83,7 +83,7 @@ class World:
         self.run = run
         self.prefix = prefix
         self.glexec = inst.glexec_path(prefix)
-        self.bin = prefix / "bin"
+        self.bin = prefix / "sbin"
         self.etc = prefix / "etc" / "glexec-py"
         self.state_dir = prefix / "var" / "lib" / "glexec-py"
         self.gridmapdir = self.state_dir / "gridmapdir"
@@ -416,7 +416,7 @@ def test_pool_account_whole_life(slurm, world):
             released = exj
             break
         # a 'wait' whose only reason is a record judged older than the drain, although the
-        # record was written after the drain, contradicts docs/glexec-leases.8.md
+        # record was written after the drain, contradicts docs/man/glexec-leases.8
         for p in exj["plan"]:
             c = p.get("confirmation") or {}
             if p["action"] == "wait" and "record older than drain" in c.get("why", "") \
@@ -585,7 +585,7 @@ def test_pool_account_whole_life(slurm, world):
     sys.stderr.write("[lifecycle] timings: " + ", ".join(f"{k} {v:.1f} s"
                                                          for k, v in TIMINGS.items()) + "\n")
     if findings:
-        pytest.fail("glexec-leases expire did not act as docs/glexec-leases.8.md says "
+        pytest.fail("glexec-leases expire did not act as docs/man/glexec-leases.8 says "
                     "(\"each made at least --grace seconds after the drain\", --grace 0): "
                     "the lease was released only in round "
                     f"{len(rounds)}.\n" + "\n".join(findings))

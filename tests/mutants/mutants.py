@@ -454,6 +454,13 @@ MUTANTS = [
                  "    early = time.time()\n\n    def line():\n        now = early\n")],
          kill=["tests/backmap/test_clock.py::test_concurrent_appends_are_in_time_order"]),
 
+    # --- make install: the final location must be one the shim will trust ---------------------
+    dict(id="install-preflight-conf-state", check="make install refuses a SYSCONFDIR/LOCALSTATEDIR "
+         "under a group/other-writable or non-root ancestor",
+         edits=[("Makefile", "@for top in '$(PREFIX)' '$(SYSCONFDIR)' '$(LOCALSTATEDIR)'; do",
+                 "@for top in '$(PREFIX)'; do")],
+         kill=["tests/packaging/test_install_layout.py::test_preflight_judges_the_final_location_not_the_stage"]),
+
     # --- ban matching fail-safe and the ban file cap ------------------------------------------
     dict(id="ban-irregular-matches-all", check="an irregular ban pattern matches every subject (fail safe)",
          edits=[("glexec_py/core/gridmap.py", "    if pattern == subject or not pattern_is_regular(pattern):",

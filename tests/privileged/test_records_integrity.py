@@ -309,7 +309,7 @@ def test_kill_at_each_write_syscall(gx, gridmapdir, pool_accounts):
         # a later call and repair leave no temporary file and a clean store
         later = gx.run(["/bin/true"], proxy=proxy)
         gx.assert_granted(later)
-        rep = subprocess.run([str(gx.prefix / "bin" / "glexec-leases"), "--config", str(inst.config_path(gx.prefix)),
+        rep = subprocess.run([str(gx.prefix / "sbin" / "glexec-leases"), "--config", str(inst.config_path(gx.prefix)),
                               "repair"], capture_output=True, timeout=60)
         assert rep.returncode == 0, (where, rep)
         assert _tmp_leftovers(d, uids) == [], where

@@ -380,8 +380,10 @@ def test_make_install_layout(run, prefix, test_user):
                         assert int.from_bytes(f.read(8)[4:8], "little") == 1, name
         cfg = root / "etc/glexec-py/glexec.yaml"
         template = (REPO / "policy/glexec.yaml.in").read_text()
-        assert cfg.read_text() == template.replace("@PREFIX@", str(root))
-        assert "@PREFIX@" not in cfg.read_text()
+        assert cfg.read_text() == (template.replace("@CONFDIR@", f"{root}/etc/glexec-py")
+                                   .replace("@LOGDIR@", f"{root}/var/log/glexec-py")
+                                   .replace("@STATEDIR@", f"{root}/var/lib/glexec-py"))
+        assert "@" not in cfg.read_text()
         cfg.write_text("# site edited\n")
         cp = subprocess.run(make + ["install"], capture_output=True)
         assert cp.returncode == 0, cp.stderr

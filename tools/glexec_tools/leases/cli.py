@@ -2,7 +2,7 @@
 
 Runs as: root only (the gridmapdir sidecar is root 0700; every change is audited).  Store
 API ``glexec_py.effects.gridmapdir.GridmapDir`` (format and lifecycle: docs/leases.md);
-man page docs/glexec-leases.8.md.
+man page docs/man/glexec-leases.8.
 
 Commands: list, show, fsck, repair, release, drain, expire.  Every changing command has
 ``--dry-run`` and writes one audit record per change (``event: "lease_admin"``) to the

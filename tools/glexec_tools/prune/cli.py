@@ -4,7 +4,7 @@ Runs as: root only (from cron, a systemd timer or a batch epilogue).  Configurat
 optional ``prune:`` section of glexec.yaml (``front``: --config or this installation's
 file); without ``pool_accounts``/``uid_ranges`` the scope is the pools the gridmapfile
 names.  Planner ``glexec_tools.prune.plan``, effects ``glexec_tools.prune.apply`` and
-``glexec_tools.common.procfs``; man page docs/prune-users.8.md.
+``glexec_tools.common.procfs``; man page docs/man/prune-users.8.
 
 Exit: 0 nothing to do; 1 strays found and all gone (with --dry-run: strays would be
 killed); 2 usage, configuration, scope, lock or lease-store error (nothing signalled);

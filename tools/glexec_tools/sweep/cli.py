@@ -4,7 +4,7 @@ Runs as: root only.  Configuration: the optional ``sweep:`` section of glexec.ya
 (``front``: --config or this installation's file); without ``pool`` the pools the
 gridmapfile names, without ``roots`` /tmp and /var/tmp at 10 days.  Semantics in
 ``glexec_tools.sweep.plan`` (planner), effects and the run in ``glexec_tools.sweep.apply``;
-the schema, state record and exit codes are in docs/glexec-sweep.8.md.
+the schema, state record and exit codes are in docs/man/glexec-sweep.8.
 
 Exit: 0 done, every swept account is clean ("no files" recorded); 1 done, but something of
 a swept account is left (young or spared files, errors, a cap reached); 2 usage or

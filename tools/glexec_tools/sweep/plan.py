@@ -91,7 +91,7 @@ class Rule:
 
 class SweepConfig:
     """The validated ``sweep:`` section of glexec.yaml with the shared values (schema:
-    docs/glexec-sweep.8.md).  ``pool`` None: the pools the gridmapfile names."""
+    docs/man/glexec-sweep.8).  ``pool`` None: the pools the gridmapfile names."""
 
     __slots__ = ("state_dir", "audit_file", "gridmapdir", "gridmapfile", "pool", "min_uid", "rules",
                  "max_runtime", "max_removals", "sysv_ipc", "mqueue_dir", "devshm_dir",
