@@ -31,7 +31,10 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the tools run as root
 
 def render_shipped_config(prefix):
     """glexec.yaml as ``make install PREFIX=prefix`` installs it, with its directories."""
-    text = (REPO / "policy" / "glexec.yaml.in").read_text().replace("@PREFIX@", str(prefix))
+    text = (REPO / "policy" / "glexec.yaml.in").read_text()
+    for mark, d in (("@CONFDIR@", "etc/glexec-py"), ("@STATEDIR@", "var/lib/glexec-py"),
+                    ("@LOGDIR@", "var/log/glexec-py")):
+        text = text.replace(mark, str(prefix / d))
     for d in ("etc/glexec-py", "var/lib/glexec-py", "var/log/glexec-py"):
         (prefix / d).mkdir(parents=True, exist_ok=True)
     path = prefix / "etc" / "glexec-py" / "glexec.yaml"
