@@ -21,6 +21,8 @@ SHIM_DEPS := $(SHIM_SRC) csrc/shim.h Makefile
 PREFIX_TAG := $(subst /,_,$(PREFIX))
 PSHIM := build/prefix$(PREFIX_TAG)/glexec
 LIBDIR := $(PREFIX)/lib/glexec-py
+# gLExec-era helpers installed beside the glexec binary (packaging/sbin)
+CLIENT_HELPERS := mkgltempdir glexec_wrapenv.pl glexec_unwrapenv.pl
 
 DEPS_PKGS := gcc make libc6-dev libssl-dev libpam0g-dev python3.11 python3-dev python3-cffi \
 	python3-cffi-backend python3-yaml python3-cryptography python3-psutil \
@@ -138,10 +140,17 @@ install: install-preflight deps $(PSHIM) native
 	chown root:root '$(PREFIX)/sbin/glexec.new'
 	chmod 4755 '$(PREFIX)/sbin/glexec.new'
 	mv -f '$(PREFIX)/sbin/glexec.new' '$(PREFIX)/sbin/glexec'
+	# gLExec-era client helpers beside the binary (PanDA looks there): docs/mkgltempdir.md
+	for f in $(CLIENT_HELPERS); do \
+		sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@LIBDIR@|$(LIBDIR)|g' "packaging/sbin/$$f" \
+			> "$(PREFIX)/sbin/.$$f.new" && chmod 0755 "$(PREFIX)/sbin/.$$f.new" && \
+		chown root:root "$(PREFIX)/sbin/.$$f.new" && mv -f "$(PREFIX)/sbin/.$$f.new" "$(PREFIX)/sbin/$$f" || exit 1; \
+	done
 
 # Leaves the config (etc) and the audit log/state (var) in place: they are the site's records.
 uninstall:
 	rm -f '$(PREFIX)/sbin/glexec'
+	for f in $(CLIENT_HELPERS); do rm -f "$(PREFIX)/sbin/$$f"; done
 	rm -rf '$(LIBDIR)'
 	@if [ -d tools/bin ]; then for f in tools/bin/*; do \
 		[ -f "$$f" ] && rm -f "$(PREFIX)/bin/$$(basename "$$f")"; done; true; fi

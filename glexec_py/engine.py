@@ -550,7 +550,8 @@ def stage_target_proxy(call, cfg, runas):
     default = not dest
     if default:
         dest = b"%s/x509up_u%d" % (cfg.target_proxy.default_dir.encode().rstrip(b"/"), runas.uid)
-    staged = userfiles.stage_target_proxy(dest, data, (runas.uid, runas.gid, runas.groups), default)
+    staged = userfiles.stage_target_proxy(dest, data, (runas.uid, runas.gid, runas.groups), default,
+                                          caller_uid=call.facts.ruid)
     call.staged_proxy = staged
     return staged, staged.path  # the default location may have been taken: see userfiles
 
