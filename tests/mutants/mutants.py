@@ -141,7 +141,7 @@ MUTANTS = [
     # --- target proxy ------------------------------------------------------------------------
     dict(id="target-proxy-dir-owner", check="the target proxy's directory: the target's and not writable by others",
          edits=[("glexec_py/effects/userfiles.py",
-                 "            if not S_ISDIR(st.st_mode) or not (owned or sticky_root):",
+                 "            if not S_ISDIR(st.st_mode) or not (owned or sticky_root or sandbox):",
                  "            if not S_ISDIR(st.st_mode):")],
          kill=[P + "test_e2e_grant.py::test_target_proxy_dir_not_owned_by_target_refused"]),
 
@@ -460,4 +460,25 @@ MUTANTS = [
                 ("glexec_py/effects/banfiles.py", "        if len(data) > cap:", "        if False:")],
          kill=["tests/effects/test_banfiles.py::test_over_cap_file_denies_everyone"]),
 
+
+    # --- the caller's sandbox (mkgltempdir -t 777) for the target proxy ------------------------
+    dict(id="sandbox-sticky", check="the caller's sandbox must carry the sticky bit",
+         edits=[("glexec_py/core/sandboxdir.py", "    if not mode & S_ISVTX:", "    if False:")],
+         kill=["tests/clients/test_sandboxdir.py::test_refused"]),
+    dict(id="sandbox-acl-caller-only", check="only the caller may write the sandbox through a named-user ACL",
+         edits=[("glexec_py/core/sandboxdir.py", "and ident not in (caller_uid, target_uid):", "and False:")],
+         kill=["tests/clients/test_sandboxdir.py::test_refused",
+               P + "test_e2e_panda.py::test_other_writable_directories_refused"]),
+    dict(id="sandbox-group-obj", check="the sandbox's owning group may not write",
+         edits=[("glexec_py/core/sandboxdir.py", "        if tag == ACL_GROUP_OBJ and perm & W:", "        if False:")],
+         kill=["tests/clients/test_sandboxdir.py::test_refused"]),
+    dict(id="sandbox-only-for-caller", check="the engine accepts a sandbox only for the caller's own uid",
+         edits=[("glexec_py/effects/userfiles.py", "                and _caller_sandbox(dirfd, st, uid, caller_uid)",
+                 "                and True")],
+         kill=[P + "test_e2e_panda.py::test_other_writable_directories_refused"]),
+    dict(id="envwrap-no-loader-vars", check="GLEXEC_ENV never restores LD_*/MALLOC_* or what glexec set",
+         edits=[("glexec_py/core/envwrap.py",
+                 "    return name not in NEVER_RESTORED and not name.startswith(NEVER_RESTORED_PREFIXES)",
+                 "    return True")],
+         kill=["tests/clients/test_envwrap.py::test_restore_keeps_what_glexec_set_and_drops_loader_variables"]),
 ]
