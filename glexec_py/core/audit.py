@@ -156,6 +156,47 @@ def classic_line(caller_user, caller_group, target_user, target_group, cwd, cmd,
     return line
 
 
+def identity_line(dn, fqans, uid, gid, groups, lease=None, kind="x509"):
+    """The identity for a site's central log collector, in LCMAPS's form
+    (``LCMAPS CRED FINAL: DN:"<dn>"->mapped uid:'<uid>',pgid:'<gid>',sgid:'<gid>'``,
+    glexec-interface.md section 9), with each FQAN as ``,FQAN:"<fqan>"`` after the DN
+    (for a token: ``TOKEN:"<iss>,<sub>"`` and ``GROUP:"..."``) and the pool lease as
+    `` lease:"<name>"``.  One printable ASCII line, user data escaped as in ``classic_line``."""
+    who, each = ("DN", "FQAN") if kind == "x509" else ("TOKEN", "GROUP")
+    line = f'LCMAPS CRED FINAL: {who}:"{_classic(dn)}"' + "".join(f',{each}:"{_classic(f)}"' for f in fqans)
+    line += f"->mapped uid:'{int(uid)}',pgid:'{int(gid)}'" + "".join(f",sgid:'{int(g)}'" for g in groups if g != gid)
+    if lease:
+        line += f' lease:"{_classic(lease)}"'
+    return line
+
+
+# --- the OSG tracking monitor's lines, which Gratia's gLExec probe reads ---------------
+
+def monitor_ident(monitor_pid, glexec_pid):
+    """The syslog ident of the monitor lines: ``glexec.mon[<monitor pid>#<glexec pid>]``."""
+    return f"glexec.mon[{int(monitor_pid)}#{int(glexec_pid)}]"
+
+
+def monitor_started(target_uid, dn, voms=None, fqans=()):
+    """The lines logged when the payload starts (glexec-interface.md sections 9-10):
+    ``Started, target uid N``, ``Used DN: "<dn>"``, then with VOMS attributes
+    ``Used VO: "<vo>" Issuer: "<issuer dn>"`` and ``Used FQAN: "<fqan>"`` per FQAN.
+    ``voms``: (vo, issuer) or None.  Printable ASCII, user data escaped as in classic_line."""
+    lines = [f"Started, target uid {int(target_uid)}"]
+    if dn is not None:
+        lines.append(f'Used DN: "{_classic(dn)}"')
+    if voms is not None:
+        lines.append(f'Used VO: "{_classic(voms[0])}" Issuer: "{_classic(voms[1])}"')
+    lines += [f'Used FQAN: "{_classic(f)}"' for f in fqans]
+    return lines
+
+
+def monitor_terminated(cpu_user, cpu_system):
+    """``Terminated, CPU user X system Y``: whole seconds, as the monitor's getrusage
+    ``tv_sec`` (Gratia's parser reads integers)."""
+    return f"Terminated, CPU user {int(cpu_user)} system {int(cpu_system)}"
+
+
 class Chain:
     """The seq/prev chain the audit sink writes, checked one line at a time (bytes, without
     the newline).  A chained record has ``seq`` one more than the line before (1 after an

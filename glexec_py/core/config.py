@@ -88,6 +88,9 @@ SCHEMA = (
         ("file", "abspath", _REQ),
         ("syslog", "bool", True),
         ("syslog_facility", "facility", "LOG_DAEMON"),
+        # the OSG tracking monitor's `glexec.mon[<pid>#<pid>]: Started/Used DN/Used VO/
+        # Used FQAN/Terminated` syslog lines, which Gratia's gLExec probe reads
+        ("monitor_lines", "bool", False),
     )),
     ("payload", (
         ("linger", "bool", True),
