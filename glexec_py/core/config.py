@@ -130,6 +130,9 @@ SCHEMA = (
     )),
 )
 _TOP_SCALARS = (("state_dir", "abspath", _REQ),)
+# gLExec's epilogue is deliberately not offered (docs/epilogue.md).
+EPILOGUE_REFUSED = ("'epilogue' is not supported: glexec-py runs no program after the payload; the site "
+                    "tools clean up instead (glexec-sweep, prune-users, glexec-leases expire): see docs/epilogue.md")
 _SECTION_NAMES = tuple(s for s, _ in SCHEMA)
 
 _T = "tag:yaml.org,2002:"
@@ -470,6 +473,8 @@ class _Parser:
         else:
             raise self.err(root, f"the configuration must be a mapping, not {_show(root)}")
         for key, (kn, _vn) in top.items():
+            if key == "epilogue":
+                raise self.err(kn, EPILOGUE_REFUSED)
             if key not in _SECTION_NAMES and key not in ("state_dir", "tokens"):
                 raise self.err(kn, f"unknown section '{_safe(key)}'")
         sections = {}
