@@ -116,6 +116,7 @@ def test_unmapped_proxy_fails_identity(slurm, binstall, baccounts):
     finally:
         inst.write_gridmap(binstall.prefix, [(binstall.dn, "gxtbtarget")])
     assert rc == 1
+    sys.stderr.write(f"[batch] refused job first seen {report['meta']['jobs']['main']['state_seen']}\n")
     ident = checks["identity"]
     assert ident["status"] == "fail"
     assert "no payload" in ident["summary"]
