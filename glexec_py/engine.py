@@ -773,7 +773,8 @@ class Call:
     def identity_line(self):
         from glexec_py.core.audit import identity_line
         ident, target = self.identity, self.target
-        return identity_line(ident.subject if ident.kind == "x509" else ident.mapping_name, ident.groups, target.uid, target.gid, target.groups,
+        who = ident.subject if ident.kind == "x509" else ident.mapping_name   # a token: "iss,sub"
+        return identity_line(who, ident.groups, target.uid, target.gid, target.groups,
                              lease=self.lease["name"] if self.lease else None, kind=ident.kind)
 
     def audit(self, event, **extra):

@@ -724,7 +724,8 @@ def _main(a) -> int:
             "glexec": a.glexec, "pilot": pilot.pw_name, "target_user": a.target_user,
             "tracking_ranges": [list(r) for r in tracking], "tracking_source": tracking_src,
             "node": node, "root": os.geteuid() == 0,
-            "jobs": {k: {"id": v["id"], "start_s": v.get("start_s"), "state_seen": v.get("state_seen")} for k, v in st.jobs.items()},
+            "jobs": {k: {"id": v["id"], "start_s": v.get("start_s"), "state_seen": v.get("state_seen")}
+                     for k, v in st.jobs.items()},
             "timings_s": st.timings, "notes": st.notes,
             "workdir": workdir if (a.keep_workdir or not own_dir) else None,
             "duration_s": round(time.monotonic() - t_start, 2)}
