@@ -241,3 +241,15 @@ def test_mkgltempdir_700_and_refusals(gx, accounts, sandboxes):
     assert r.returncode == 201 and r.stdout == b"" and r.stderr.startswith(b"glexec: "), r
     r = run_as("gxtpilot", [str(gx.prefix / "sbin" / "mkgltempdir"), "-t", "9z"], cwd=str(gx.box))
     assert r.returncode == 1 and r.stderr.count(b"\n") == 1 and r.stderr.startswith(b"mkgltempdir: "), r
+
+
+@pytest.mark.parametrize("blob", ["", "garbage", "gxenv1:AAAA"])
+def test_unwrap_of_a_bad_glexec_env_runs_nothing(gx, blob):
+    """Through the installed glexec: the unwrapper says why in one line, exits 201 (glexec
+    reports that payload status as 204) and the command never runs."""
+    mark = gx.marker("ran")
+    unwrap = str(gx.prefix / "sbin" / "glexec_unwrapenv.pl")
+    r = gx.run([unwrap, "--", f'echo ran > "{mark}"'], env={"GLEXEC_ENV": blob})
+    gx.assert_granted(r, 204, stderr=None)
+    assert r.stderr.startswith(b"glexec_unwrapenv.pl: ") and r.stderr.count(b"\n") == 1, r
+    assert r.stdout == b"" and not mark.exists()
