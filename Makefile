@@ -52,6 +52,8 @@ OWN := -o root -g root
 else
 OWN :=
 endif
+# gLExec-era helpers installed beside the glexec binary (packaging/sbin)
+CLIENT_HELPERS := mkgltempdir glexec_wrapenv.pl glexec_unwrapenv.pl
 
 DEPS_PKGS := gcc make libc6-dev libssl-dev libpam0g-dev python3.11 python3-dev python3-cffi \
 	python3-cffi-backend python3-yaml python3-cryptography python3-psutil \
@@ -222,10 +224,18 @@ else
 	# Staged: no setuid bit here; the package sets it (debian/rules, %attr in the RPM spec).
 	install -m 0755 $(PSHIM) '$(D)$(SBINDIR)/glexec'
 endif
+	# gLExec-era client helpers beside the binary (PanDA looks there): docs/mkgltempdir.md
+	for f in $(CLIENT_HELPERS); do \
+		sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' "packaging/sbin/$$f" \
+			> "$(D)$(SBINDIR)/.$$f.new" && chmod 0755 "$(D)$(SBINDIR)/.$$f.new" && \
+		{ [ -n '$(DESTDIR)' ] || chown root:root "$(D)$(SBINDIR)/.$$f.new"; } && \
+		mv -f "$(D)$(SBINDIR)/.$$f.new" "$(D)$(SBINDIR)/$$f" || exit 1; \
+	done
 
 # Leaves the config (etc) and the audit log/state (var) in place: they are the site's records.
 uninstall:
 	rm -f '$(D)$(SBINDIR)/glexec'
+	for f in $(CLIENT_HELPERS); do rm -f "$(D)$(SBINDIR)/$$f"; done
 	rm -rf '$(D)$(LIBDIR)'
 	@if [ -d tools/bin ]; then for f in tools/bin/*; do \
 		[ -f "$$f" ] && rm -f "$(D)$(SBINDIR)/$$(basename "$$f")"; done; true; fi

@@ -550,7 +550,8 @@ def stage_target_proxy(call, cfg, runas):
     default = not dest
     if default:
         dest = b"%s/x509up_u%d" % (cfg.target_proxy.default_dir.encode().rstrip(b"/"), runas.uid)
-    staged = userfiles.stage_target_proxy(dest, data, (runas.uid, runas.gid, runas.groups), default)
+    staged = userfiles.stage_target_proxy(dest, data, (runas.uid, runas.gid, runas.groups), default,
+                                          caller_uid=call.facts.ruid)
     call.staged_proxy = staged
     return staged, staged.path  # the default location may have been taken: see userfiles
 
@@ -558,6 +559,7 @@ def stage_target_proxy(call, cfg, runas):
 def run_payload(call, cfg, plan):
     from glexec_py.effects import payload
     if not cfg.payload.linger:
+        call.started(os.getpid())    # this process becomes the payload
         payload.exec_in_place(plan)  # never returns on success; the PAM session stays open
     pid, status, signum, cpu_user, cpu_system, failure = payload.run_lingering(
         plan, call.facts.ruid, on_started=call.started)
@@ -579,6 +581,7 @@ def run_payload(call, cfg, plan):
     except SystemFault as lost:
         # The payload has run: its status stands, but a lost end record is never silent.
         call.end_record_lost(lost, end)
+    call.monitor(lambda audit: [audit.monitor_terminated(cpu_user, cpu_system)])
     return code
 
 
@@ -639,6 +642,24 @@ class Call:
 
     def started(self, pid):
         self.payload_pid = pid
+        self.monitor(self.monitor_started)
+
+    def monitor_started(self, audit):
+        ident, voms = self.identity, self.voms
+        first_ac = voms.acs[0] if voms is not None and voms.acs else None
+        return audit.monitor_started(
+            self.target.uid, ident.subject if ident is not None else None,
+            (first_ac["vo"], first_ac["issuer"]) if first_ac else None, ident.groups if ident is not None else ())
+
+    def monitor(self, lines):
+        """The tracking monitor's syslog lines (audit.monitor_lines), for Gratia's probe:
+        ident ``glexec.mon[<this engine's pid>#<the payload's pid>]``. Best effort, as syslog."""
+        if self.cfg is None or not self.cfg.audit.monitor_lines or self.payload_pid is None:
+            return
+        from glexec_py.core import audit
+        from glexec_py.effects import auditlog
+        auditlog.to_syslog(lines(audit), self.cfg.audit.syslog_facility,
+                           ident=audit.monitor_ident(os.getpid(), self.payload_pid))
 
     def say(self, line):
         try:
@@ -748,6 +769,13 @@ class Call:
                             self.facts.cwd, argv[0] if argv else b"", self.resolved[1] if self.resolved else b"",
                             argv[1:])
 
+    def identity_line(self):
+        from glexec_py.core.audit import identity_line
+        ident, target = self.identity, self.target
+        who = ident.subject if ident.kind == "x509" else ident.mapping_name   # a token: "iss,sub"
+        return identity_line(who, ident.groups, target.uid, target.gid, target.groups,
+                             lease=self.lease["name"] if self.lease else None, kind=ident.kind)
+
     def audit(self, event, **extra):
         """Write one record; SystemFault if it cannot be written (then nothing may run)."""
         from glexec_py.core.audit import encode
@@ -758,7 +786,7 @@ class Call:
         auditlog.append(path, auditlog.stamper(rec, encode), privileged=privileged)
         if self.cfg is not None and self.cfg.audit.syslog:
             if event == "grant" and "classic" in rec:
-                auditlog.to_syslog(rec["classic"], self.cfg.audit.syslog_facility)
+                auditlog.to_syslog([self.identity_line(), rec["classic"]], self.cfg.audit.syslog_facility)
             elif event == "refuse":
                 auditlog.to_syslog(f"refused ({rec.get('reason')}): {rec.get('message')}",
                                    self.cfg.audit.syslog_facility, error=True)

@@ -1,7 +1,20 @@
 """Audit record encoding (security.md 2.11, glexec-interface.md section 9).  Pure.
 
 ``encode`` writes one JSON object per line, pure printable ASCII, without importing
-``json`` (start-up cost).  ``classic_line`` renders gLExec's syslog line.
+``json`` (start-up cost); ``decode_line`` reads one back.  ``classic_line`` renders
+gLExec's syslog line.
+
+Values that are not UTF-8 (a DN, FQAN, argument or path holding other bytes) are written
+so the line stays valid JSON of valid Unicode for ``jq`` and log pipelines, and reversibly
+(docs/audit-format.md)::
+
+    {"bytes_b64": "<base64 of the bytes>", "text": "<UTF-8, other bytes as \\xHH>"}
+
+``text`` is for people; ``bytes_b64`` is the value.  A value longer than MAX_CHARS bytes
+keeps its first MAX_CHARS bytes and adds ``"sha256": "<hex of the whole value>"``.
+``decode_line`` turns exactly these objects back into the str whose
+``encode("utf-8", "surrogateescape")`` is the original bytes (the form the engine and the
+back-mapper use); the key ``bytes_b64`` is reserved for this.
 """
 
 MAX_CHARS = 4096
@@ -22,6 +35,9 @@ def _raw_bytes(s):
         return s.encode("utf-8", "surrogatepass")
 
 
+BYTES_KEY = "bytes_b64"
+
+
 def _cap(s, raw=None):
     if len(s) <= MAX_CHARS:
         return s
@@ -30,7 +46,47 @@ def _cap(s, raw=None):
     return s[:MAX_CHARS] + f"\u2026[truncated, sha256={digest}]"
 
 
+def _esc_value(s):
+    """A str value: as JSON text if it is valid Unicode, else (lone surrogates: undecodable
+    bytes) the bytes object."""
+    if not s.isascii():
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError:
+            return _esc_bytes(_raw_bytes(s))
+    return _esc_str(_cap(s))
+
+
+def _esc_bytes(raw):
+    try:
+        return _esc_str(_cap(raw.decode("utf-8"), raw))
+    except UnicodeDecodeError:
+        pass
+    import binascii
+    cut = raw[:MAX_CHARS]
+    out = ['{"' + BYTES_KEY + '":"', binascii.b2a_base64(cut, newline=False).decode("ascii"), '","text":',
+           _esc_str(cut.decode("utf-8", "backslashreplace"))]
+    if len(raw) > MAX_CHARS:
+        import hashlib
+        out.append(',"sha256":"' + hashlib.sha256(raw).hexdigest() + '"')
+    out.append("}")
+    return "".join(out)
+
+
+def _esc_key(k):
+    """A key: keys are names glexec chose; one that is not valid Unicode is written as
+    text with \\xHH for the other bytes (never happens; not reversible)."""
+    if not isinstance(k, str):
+        k = bytes(k) if isinstance(k, (bytes, bytearray)) else str(k).encode("utf-8", "surrogateescape")
+    elif k.isascii():
+        return _esc_str(k)
+    else:
+        k = _raw_bytes(k)
+    return _esc_str(k.decode("utf-8", "backslashreplace"))
+
+
 def _esc_str(s):
+    """Valid Unicode (no lone surrogates) -> a JSON string of printable ASCII."""
     if s.isascii():
         return '"' + s.translate(_TABLE) + '"'
     out = ['"']
@@ -38,10 +94,6 @@ def _esc_str(s):
         o = ord(ch)
         if o < 128:
             out.append(_ASCII[o])
-        elif 0xD800 <= o <= 0xDBFF:
-            # A lone high surrogate (never made from bytes or valid text) has no JSON form a
-            # reader would keep apart from a following low one: write U+FFFD instead.
-            out.append("\\ufffd")
         elif o < 0x10000:
             out.append("\\u%04x" % o)
         else:
@@ -54,10 +106,9 @@ def _esc_str(s):
 def _enc(v, out):
     t = type(v)
     if t is str:
-        out.append(_esc_str(_cap(v)))
+        out.append(_esc_value(v))
     elif isinstance(v, (bytes, bytearray, memoryview)):
-        raw = bytes(v)
-        out.append(_esc_str(_cap(raw.decode("utf-8", "surrogateescape"), raw)))
+        out.append(_esc_bytes(bytes(v)))
     elif v is None:
         out.append("null")
     elif v is True:
@@ -80,10 +131,7 @@ def _enc(v, out):
             if not first:
                 out.append(",")
             first = False
-            if type(k) is not str:
-                k = bytes(k).decode("utf-8", "surrogateescape") if isinstance(
-                    k, (bytes, bytearray)) else str(k)
-            out.append(_esc_str(k))
+            out.append(_esc_key(k))
             out.append(":")
             _enc(item, out)
         out.append("}")
@@ -100,21 +148,51 @@ def _enc(v, out):
         _enc(str.__str__(v), out)
     else:
         # Never fail an audit write over a value type: record its repr.
-        out.append(_esc_str(_cap(repr(v))))
+        out.append(_esc_value(repr(v)))
 
 
 def encode(record):
     """One JSON object on one line: printable ASCII only, ending in ``\\n``.
 
     Keys keep insertion order; str/bytes/int/bool/None/float/list/tuple/dict (nested).
-    bytes are decoded as UTF-8 with ``surrogateescape`` (so the lone surrogates come out
-    as ``\\udcXX`` and ``json.loads`` gives back the same str).  Strings longer than 4096
-    characters are cut and get ``\u2026[truncated, sha256=<hex of the full value>]``.
+    bytes that are UTF-8 and str without lone surrogates are JSON strings; anything else
+    is the ``bytes_b64`` object (module docstring).  Strings longer than 4096 characters
+    are cut and get ``\u2026[truncated, sha256=<hex of the full value>]``.
     """
     out = []
     _enc(record, out)
     out.append("\n")
     return "".join(out).encode("ascii")
+
+
+def unescape(obj):
+    """``json.loads`` object_hook: a ``bytes_b64`` object (exactly as ``encode`` writes
+    it) -> the str whose surrogateescape encoding is those bytes (a cut one followed by
+    ``\u2026[truncated, sha256=...]``); any other object unchanged."""
+    if BYTES_KEY not in obj or set(obj) - {BYTES_KEY, "text", "sha256"} or "text" not in obj \
+            or not all(type(v) is str for v in obj.values()):
+        return obj
+    import binascii
+    try:
+        raw = binascii.a2b_base64(obj[BYTES_KEY].encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError):
+        return obj
+    digest = obj.get("sha256")
+    if digest is None:
+        try:
+            raw.decode("utf-8")
+            return obj                   # not a form encode makes: UTF-8 is written as text
+        except UnicodeDecodeError:
+            pass
+        return raw.decode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "surrogateescape") + f"\u2026[truncated, sha256={digest}]"
+
+
+def decode_line(line):
+    """One audit line (bytes or str) -> the record, with ``bytes_b64`` values turned back
+    (``unescape``).  ValueError if it is not JSON."""
+    import json
+    return json.loads(line, object_hook=unescape)
 
 
 # --- gLExec's classic syslog line ---------------------------------------------------
@@ -154,6 +232,47 @@ def classic_line(caller_user, caller_group, target_user, target_group, cwd, cmd,
     if args:
         line += " args: " + " ".join(f'"{_classic(a)}"' for a in args)
     return line
+
+
+def identity_line(dn, fqans, uid, gid, groups, lease=None, kind="x509"):
+    """The identity for a site's central log collector, in LCMAPS's form
+    (``LCMAPS CRED FINAL: DN:"<dn>"->mapped uid:'<uid>',pgid:'<gid>',sgid:'<gid>'``,
+    glexec-interface.md section 9), with each FQAN as ``,FQAN:"<fqan>"`` after the DN
+    (for a token: ``TOKEN:"<iss>,<sub>"`` and ``GROUP:"..."``) and the pool lease as
+    `` lease:"<name>"``.  One printable ASCII line, user data escaped as in ``classic_line``."""
+    who, each = ("DN", "FQAN") if kind == "x509" else ("TOKEN", "GROUP")
+    line = f'LCMAPS CRED FINAL: {who}:"{_classic(dn)}"' + "".join(f',{each}:"{_classic(f)}"' for f in fqans)
+    line += f"->mapped uid:'{int(uid)}',pgid:'{int(gid)}'" + "".join(f",sgid:'{int(g)}'" for g in groups if g != gid)
+    if lease:
+        line += f' lease:"{_classic(lease)}"'
+    return line
+
+
+# --- the OSG tracking monitor's lines, which Gratia's gLExec probe reads ---------------
+
+def monitor_ident(monitor_pid, glexec_pid):
+    """The syslog ident of the monitor lines: ``glexec.mon[<monitor pid>#<glexec pid>]``."""
+    return f"glexec.mon[{int(monitor_pid)}#{int(glexec_pid)}]"
+
+
+def monitor_started(target_uid, dn, voms=None, fqans=()):
+    """The lines logged when the payload starts (glexec-interface.md sections 9-10):
+    ``Started, target uid N``, ``Used DN: "<dn>"``, then with VOMS attributes
+    ``Used VO: "<vo>" Issuer: "<issuer dn>"`` and ``Used FQAN: "<fqan>"`` per FQAN.
+    ``voms``: (vo, issuer) or None.  Printable ASCII, user data escaped as in classic_line."""
+    lines = [f"Started, target uid {int(target_uid)}"]
+    if dn is not None:
+        lines.append(f'Used DN: "{_classic(dn)}"')
+    if voms is not None:
+        lines.append(f'Used VO: "{_classic(voms[0])}" Issuer: "{_classic(voms[1])}"')
+    lines += [f'Used FQAN: "{_classic(f)}"' for f in fqans]
+    return lines
+
+
+def monitor_terminated(cpu_user, cpu_system):
+    """``Terminated, CPU user X system Y``: whole seconds, as the monitor's getrusage
+    ``tv_sec`` (Gratia's parser reads integers)."""
+    return f"Terminated, CPU user {int(cpu_user)} system {int(cpu_system)}"
 
 
 class Chain:

@@ -88,6 +88,9 @@ SCHEMA = (
         ("file", "abspath", _REQ),
         ("syslog", "bool", True),
         ("syslog_facility", "facility", "LOG_DAEMON"),
+        # the OSG tracking monitor's `glexec.mon[<pid>#<pid>]: Started/Used DN/Used VO/
+        # Used FQAN/Terminated` syslog lines, which Gratia's gLExec probe reads
+        ("monitor_lines", "bool", False),
     )),
     ("payload", (
         ("linger", "bool", True),
@@ -130,6 +133,9 @@ _TOP_SCALARS = (("state_dir", "abspath", _REQ),)
 # The site tools' sections (glexec_tools.<tool>.plan.parse_section validates each, with its
 # own file:line errors): the engine only knows their names, and never walks their contents.
 TOOL_SECTIONS = ("backmap", "leases", "prune", "sweep")
+# gLExec's epilogue is deliberately not offered (docs/epilogue.md).
+EPILOGUE_REFUSED = ("'epilogue' is not supported: glexec-py runs no program after the payload; the site "
+                    "tools clean up instead (glexec-sweep, prune-users, glexec-leases expire): see docs/epilogue.md")
 _SECTION_NAMES = tuple(s for s, _ in SCHEMA)
 
 _T = "tag:yaml.org,2002:"
@@ -470,6 +476,8 @@ class _Parser:
         else:
             raise self.err(root, f"the configuration must be a mapping, not {_show(root)}")
         for key, (kn, _vn) in top.items():
+            if key == "epilogue":
+                raise self.err(kn, EPILOGUE_REFUSED)
             if key not in _SECTION_NAMES and key not in ("state_dir", "tokens") \
                     and key not in TOOL_SECTIONS:
                 raise self.err(kn, f"unknown section '{_safe(key)}'")

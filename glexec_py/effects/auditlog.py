@@ -119,10 +119,14 @@ def _unwritable(path, cause):
 _FACILITIES = ("LOG_DAEMON", "LOG_AUTH", "LOG_AUTHPRIV", "LOG_USER") + tuple(f"LOG_LOCAL{i}" for i in range(8))
 
 
-def to_syslog(message, facility="LOG_DAEMON", *, error=False):
-    """Runs as: any user. The classic gLExec syslog line under ident `glexec` with the pid.
+def to_syslog(message, facility="LOG_DAEMON", *, error=False, ident=None):
+    """Runs as: any user. The classic gLExec syslog line(s) (``message``: one line or a
+    list) under ident `glexec` with the pid, or under ``ident`` as given (the monitor's
+    ``glexec.mon[<pid>#<pid>]``, which carries its own pids).
     Best effort: syslog(3) reports no errors, the JSON file is the record that counts."""
     import syslog
-    syslog.openlog("glexec", syslog.LOG_PID, getattr(syslog, facility if facility in _FACILITIES else "LOG_DAEMON"))
-    syslog.syslog(syslog.LOG_ERR if error else syslog.LOG_NOTICE, message)
+    syslog.openlog(ident or "glexec", 0 if ident else syslog.LOG_PID,
+                   getattr(syslog, facility if facility in _FACILITIES else "LOG_DAEMON"))
+    for line in [message] if isinstance(message, str) else message:
+        syslog.syslog(syslog.LOG_ERR if error else syslog.LOG_NOTICE, line)
     syslog.closelog()

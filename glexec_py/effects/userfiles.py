@@ -258,13 +258,15 @@ def _refuse_foreign_file(dirfd, name, uid, path):
                           path=path)
 
 
-def stage_target_proxy(path, data, target, sticky_root_dir_ok):
+def stage_target_proxy(path, data, target, sticky_root_dir_ok, caller_uid=None):
     """Runs as: root with the target's file-system identity (see `as_user`).
 
     Writes `data` (0600, owned by the target) under a temporary name in the directory of
     `path`, which must be reached without symlinks and be owned by the target and not
-    writable by others — or, for the configured default directory only, a root-owned
-    sticky directory such as /tmp. Returns a StagedProxy.
+    writable by others — or the caller's sandbox (`mkgltempdir -t 777`: owned by the
+    target, sticky, writable besides only by `caller_uid` through an ACL; core.sandboxdir)
+    — or, for the configured default directory only, a root-owned sticky directory such
+    as /tmp. Returns a StagedProxy.
 
     At the default location (`sticky_root_dir_ok`) a file of another user or a link at
     `path` (anyone can plant /tmp/x509up_u<uid>) must not make the target's calls fail: the
@@ -282,7 +284,9 @@ def stage_target_proxy(path, data, target, sticky_root_dir_ok):
             st = os.fstat(dirfd)
             owned = st.st_uid == uid and not st.st_mode & 0o022
             sticky_root = sticky_root_dir_ok and st.st_uid == 0 and st.st_mode & 0o1000
-            if not S_ISDIR(st.st_mode) or not (owned or sticky_root):
+            sandbox = not owned and caller_uid is not None and S_ISDIR(st.st_mode) \
+                and _caller_sandbox(dirfd, st, uid, caller_uid)
+            if not S_ISDIR(st.st_mode) or not (owned or sticky_root or sandbox):
                 raise CallerError("target_proxy_location",
                                   "glexec: target proxy directory must be owned by the target and not writable by others",
                                   path=path)
@@ -308,6 +312,22 @@ def stage_target_proxy(path, data, target, sticky_root_dir_ok):
             os.close(dirfd)
             raise
     return staged
+
+
+def _caller_sandbox(dirfd, st, uid, caller_uid):
+    """Runs as: the target's file-system identity.  Is the open directory the caller's
+    sandbox (core.sandboxdir.caller_sandbox), judged by its mode and access ACL?"""
+    import errno
+    from glexec_py.core import sandboxdir
+    try:
+        acl = sandboxdir.parse_acl(os.getxattr(dirfd, "system.posix_acl_access"))
+    except OSError as e:
+        if e.errno not in (errno.ENODATA, errno.EOPNOTSUPP):
+            return False
+        acl = None
+    except ValueError:
+        return False
+    return sandboxdir.caller_sandbox(st.st_mode, acl, uid, st.st_uid, caller_uid)[0]
 
 
 def _create_unnamed(dirfd, name, path):

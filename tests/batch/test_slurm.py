@@ -116,6 +116,7 @@ def test_unmapped_proxy_fails_identity(slurm, binstall, baccounts):
     finally:
         inst.write_gridmap(binstall.prefix, [(binstall.dn, "gxtbtarget")])
     assert rc == 1
+    sys.stderr.write(f"[batch] refused job first seen {report['meta']['jobs']['main']['state_seen']}\n")
     ident = checks["identity"]
     assert ident["status"] == "fail"
     assert "no payload" in ident["summary"]
@@ -226,3 +227,66 @@ def test_parsers():
     recs = core.parse_records('x\nSUTEST {"ev": "job"}\nSUTEST {bad\nSUTEST [1]\n')
     assert recs == [{"ev": "job"}]
     assert TRACKING == "47650-47659"
+
+
+# --- pure: a job that is over before the checker polls it (the refused payload) --------------
+
+def _tool():
+    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    from glexec_tools import sutest as tool
+    return tool
+
+
+def _fake_batch(tool, states, job_output, scancel_rc=0):
+    """The real Slurm submit/wait_state/cancel over a scripted squeue (``states``, one per
+    poll, the last repeated) and an sbatch that leaves ``job_output`` as the job's output."""
+    from types import SimpleNamespace
+    seen = list(states)
+
+    def run(argv, *, as_pilot=False, check=True, cwd=None, timeout=30):
+        if argv[0] == "sbatch":
+            with open(argv[argv.index("-o") + 1], "w") as f:
+                f.write(job_output)
+            return SimpleNamespace(returncode=0, stdout="7\n", stderr="")
+        return SimpleNamespace(returncode=scancel_rc, stdout="", stderr="already completed")
+
+    batch = object.__new__(tool.Slurm)
+    batch.r, batch.torque, batch.node, batch.partition = SimpleNamespace(run=run, pilot=None), False, None, None
+    batch.state = lambda jobid: seen.pop(0) if len(seen) > 1 else seen[0]
+    return batch
+
+
+def _checker(tool, batch, tmp_path):
+    from types import SimpleNamespace
+    args = SimpleNamespace(start_timeout=5, glexec="/usr/sbin/glexec", target_proxy="/dev/null")
+    return tool.Sutest(args, batch, batch.r, str(tmp_path), "/proxy", None, 2000, [2000])
+
+
+JOB_LINE = core.RECORD_PREFIX + json.dumps(JOB) + "\nglexec: no mapping for this identity\n"
+
+
+@pytest.mark.parametrize("states", [["PENDING", "COMPLETED"], ["PENDING", "FAILED"], ["PENDING", "GONE"],
+                                    ["CONFIGURING", "COMPLETING", "COMPLETED"], ["RUNNING"]])
+def test_submit_sees_a_job_that_ended_between_polls(tmp_path, states):
+    tool = _tool()
+    checker = _checker(tool, _fake_batch(tool, states, JOB_LINE), tmp_path)
+    assert checker.submit("main", ["true"]) == "7"
+    assert checker.jobs["main"]["state_seen"] in ("RUNNING", "COMPLETING", "COMPLETED", "FAILED", "GONE")
+
+
+@pytest.mark.parametrize("states,output", [(["PENDING", "GONE"], ""), (["PENDING", "COMPLETED"], "not a record\n"),
+                                           (["PENDING", "CANCELLED"], JOB_LINE), (["NODE_FAIL"], JOB_LINE)])
+def test_submit_still_refuses_a_job_that_never_ran(tmp_path, states, output):
+    tool = _tool()
+    checker = _checker(tool, _fake_batch(tool, states, output), tmp_path)
+    with pytest.raises(tool.SetupError):
+        checker.submit("main", ["true"])
+
+
+def test_cancel_of_an_ended_job_is_fine_of_a_running_one_not(tmp_path):
+    tool = _tool()
+    _fake_batch(tool, ["COMPLETED"], "", scancel_rc=1).cancel("7")
+    with pytest.raises(tool.SetupError):
+        _fake_batch(tool, ["RUNNING"], "", scancel_rc=1).cancel("7")

@@ -3,7 +3,7 @@ import json
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from glexec_py.core.audit import MAX_CHARS, classic_line, encode
+from glexec_py.core.audit import MAX_CHARS, classic_line, decode_line, encode
 
 
 def check_line(out):
@@ -31,13 +31,26 @@ def test_control_and_non_ascii_escaped():
     assert json.loads(out)["s"] == s
 
 
-def test_bytes_surrogateescape():
+def test_bytes_not_utf8_as_reversible_object():
     raw = b"/CN=\xff\xfe\xc3\xa9\n"
     out = encode({"dn": raw})
     check_line(out)
-    assert b"\\udcff\\udcfe" in out
-    assert json.loads(out)["dn"] == raw.decode("utf-8", "surrogateescape")
-    assert json.loads(out)["dn"].encode("utf-8", "surrogateescape") == raw
+    assert b"\\ud" not in out                      # no lone surrogates for jq to mangle
+    assert json.loads(out)["dn"] == {"bytes_b64": "L0NOPf/+w6kK", "text": "/CN=\\xff\\xfe\u00e9\n"}
+    assert decode_line(out)["dn"] == raw.decode("utf-8", "surrogateescape")
+    assert decode_line(out)["dn"].encode("utf-8", "surrogateescape") == raw
+    # a str carrying undecodable bytes (surrogateescape) is the same value
+    assert encode({"dn": raw.decode("utf-8", "surrogateescape")}) == out
+    # valid UTF-8 stays a plain string
+    assert json.loads(encode({"dn": "/CN=J\u00f6rg".encode()}))["dn"] == "/CN=J\u00f6rg"
+
+
+def test_only_the_exact_escape_object_is_unescaped():
+    for obj in ({"bytes_b64": "YQ==", "text": "a"},              # UTF-8: encode writes text
+                {"bytes_b64": "/w==", "text": "x", "more": "y"}, {"bytes_b64": "!!", "text": "x"},
+                {"bytes_b64": 1, "text": "x"}, {"bytes_b64": "/w=="}):
+        line = json.dumps({"v": obj}).encode()
+        assert decode_line(line)["v"] == obj
 
 
 def test_truncation_with_hash():
@@ -46,8 +59,8 @@ def test_truncation_with_hash():
     digest = hashlib.sha256(s.encode()).hexdigest()
     assert v == "x" * MAX_CHARS + f"\u2026[truncated, sha256={digest}]"
     raw = b"\xff" * (MAX_CHARS + 1)
-    v = json.loads(encode({"b": raw}))["b"]
-    assert v.endswith(f"sha256={hashlib.sha256(raw).hexdigest()}]")
+    v = decode_line(encode({"b": raw}))["b"]
+    assert v == "\udcff" * MAX_CHARS + f"\u2026[truncated, sha256={hashlib.sha256(raw).hexdigest()}]"
     assert json.loads(encode({"s": "y" * MAX_CHARS}))["s"] == "y" * MAX_CHARS
 
 
@@ -56,7 +69,7 @@ def test_special_floats_and_unknown_types():
                            "o": object, "k": {1: 2, b"\xff": 3}}))
     assert d["b"] == float("inf") and d["c"] == float("-inf") and d["a"] != d["a"]
     assert d["o"] == repr(object)
-    assert d["k"] == {"1": 2, "\udcff": 3}
+    assert d["k"] == {"1": 2, "\\xff": 3}
 
 
 json_leaf = st.one_of(st.text(max_size=50), st.binary(max_size=50), st.integers(),
@@ -82,7 +95,7 @@ def expected(v):
 def test_prop_round_trip_against_json(rec):
     out = encode(rec)
     check_line(out)
-    assert json.loads(out) == expected(rec)
+    assert decode_line(out) == expected(rec)
 
 
 @settings(max_examples=50, deadline=None)
@@ -133,5 +146,7 @@ def test_lone_surrogates_never_make_two_records_one_line():
     pair_like = encode({"k": "\udbda\udddc"})
     astral = encode({"k": "\U001069dc"})
     assert pair_like != astral
-    assert json.loads(pair_like)["k"] == "\ufffd\udddc"
-    assert json.loads(astral)["k"] == "\U001069dc"
+    # lone surrogates are bytes (surrogatepass), never a JSON escape pair
+    assert decode_line(pair_like)["k"].encode("utf-8", "surrogateescape") == "\udbda\udddc".encode(
+        "utf-8", "surrogatepass")
+    assert json.loads(astral)["k"] == decode_line(astral)["k"] == "\U001069dc"

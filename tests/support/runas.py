@@ -94,6 +94,7 @@ def _kill_group(p, new_session):
 
 
 def read_audit(prefix_or_file) -> list[dict]:
+    from glexec_py.core.audit import decode_line
     """Parse the JSON-lines audit log (``<prefix>/var/log/glexec-py/audit.jsonl`` for a prefix,
     or the file given). Missing file → []. A line that is not one JSON object raises."""
     p = Path(prefix_or_file)
@@ -109,7 +110,7 @@ def read_audit(prefix_or_file) -> list[dict]:
             if line:
                 raise ValueError(f"{p}:{n}: blank line with whitespace")
             continue
-        rec = json.loads(line)
+        rec = decode_line(line)     # bytes that are not UTF-8: back to surrogateescape str
         if not isinstance(rec, dict):
             raise ValueError(f"{p}:{n}: record is not a JSON object")
         records.append(rec)

@@ -399,9 +399,9 @@ def _identity(rec):
 
 def parse_record(line, ref):
     """One line (bytes, newline included or not) -> Event, or Damaged with the reason."""
-    import json     # here, not at the top: a query with nothing new to read never needs it
+    from glexec_py.core.audit import decode_line   # json: only when a line is read
     try:
-        rec = json.loads(line)
+        rec = decode_line(line)     # non-UTF-8 values come back as surrogateescape str
     except (ValueError, UnicodeDecodeError):
         return _damaged(line, ref, "not a JSON record")
     if type(rec) is not dict:

@@ -145,6 +145,11 @@ class Runner:
         return p
 
 
+# States a job can be in once it has run: a job that fails fast (glexec refuses its payload)
+# may pass through RUNNING between two polls, or leave the queue altogether (GONE).
+ENDED_AFTER_START = ("COMPLETING", "COMPLETED", "FAILED", "TIMEOUT", "GONE")
+
+
 class Slurm:
     """Slurm (sbatch/scancel), or its Torque wrappers (qsub/qdel) with ``torque=True``.
     Suspend/resume always through scontrol (Torque has no portable suspend; Slurm's wrappers
@@ -204,7 +209,10 @@ class Slurm:
                          f"(state {st})")
 
     def cancel(self, jobid):
-        self.r.run(["qdel" if self.torque else "scancel", jobid], as_pilot=True)
+        """Cancel; a job that has already ended is not an error (a refused payload ends fast)."""
+        p = self.r.run(["qdel" if self.torque else "scancel", jobid], as_pilot=True, check=False)
+        if p.returncode != 0 and self.state(jobid) not in ENDED_AFTER_START:
+            raise SetupError(f"cannot cancel job {jobid} ({p.returncode}): {(p.stderr or p.stdout).strip()[:300]}")
 
     @property
     def cancel_how(self):
@@ -349,8 +357,12 @@ class Sutest:
         t0 = time.monotonic()
         jobid = self.b.submit(path, out, err, f"sutest-{name}", self.w)
         self.jobs[name] = {"id": jobid, "out": out, "err": err}
-        self.b.wait_state(jobid, {"RUNNING"}, self.a.start_timeout)
+        state = self.b.wait_state(jobid, {"RUNNING", *ENDED_AFTER_START}, self.a.start_timeout)
+        # Over already: it ran only if its first line (``payload.py job``) left its record.
+        if state != "RUNNING" and not any(r.get("ev") == "job" for r in core.parse_records(self.output(name))):
+            raise SetupError(f"job {jobid} ended ({state}) without running its first line")
         self.jobs[name]["start_s"] = round(time.monotonic() - t0, 2)
+        self.jobs[name]["state_seen"] = state
         return jobid
 
     def output(self, name) -> str:
@@ -715,7 +727,8 @@ def _main(a) -> int:
             "glexec": a.glexec, "pilot": pilot.pw_name, "target_user": a.target_user,
             "tracking_ranges": [list(r) for r in tracking], "tracking_source": tracking_src,
             "node": node, "root": os.geteuid() == 0,
-            "jobs": {k: {"id": v["id"], "start_s": v.get("start_s")} for k, v in st.jobs.items()},
+            "jobs": {k: {"id": v["id"], "start_s": v.get("start_s"), "state_seen": v.get("state_seen")}
+                     for k, v in st.jobs.items()},
             "timings_s": st.timings, "notes": st.notes,
             "workdir": workdir if (a.keep_workdir or not own_dir) else None,
             "duration_s": round(time.monotonic() - t_start, 2)}
