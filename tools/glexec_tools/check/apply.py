@@ -377,7 +377,7 @@ def explain_mapping(cfg, identity, req, names, gridmapdir, exp):
         raise Refused("map", "gridmapfile", f"cannot read the gridmapfile: {problem}", EXIT_SYSTEM)
     decision = mapping.decide(lines, mp.order, identity.mapping_name, [g.encode() for g in identity.groups],
                               grouped=bool(mp.groupmapfile))
-    exp["mapping"]["tried"] = [plan.attempt_view(a, lines, mp.gridmapfile) for a in decision.trace]
+    exp["mapping"]["tried"] = plan.trace_view(decision, mp.order, lines, mp.gridmapfile)
     if decision.kind is None:
         raise Refused("map", "no_mapping", "no mapping for this identity", EXIT_DENIED)
     groups = None
@@ -389,6 +389,8 @@ def explain_mapping(cfg, identity, req, names, gridmapdir, exp):
             found, primary, secondary = mapping.voms_groups(glines, decision.group_keys, _resolver(names, cfg),
                                                             mapall=mp.groupmap_all, mapmin=mp.groupmap_min)
         except mapping.GroupsRefused as e:
+            if "groups" in e.detail:
+                exp["groups"] = e.detail["groups"]
             raise Refused("map", e.reason, e.what, EXIT_DENIED) from None
         exp["groups"] = found
         groups = (primary, secondary)
@@ -430,7 +432,11 @@ def _explain_lease(cfg, identity, decision, groups, count, names, gridmapdir, ex
                 "pool_exhausted", "lease_collision", "lease_draining", "wrong_pool", "lease_name") else EXIT_SYSTEM)
         exp["lease"] = {k: plan.text(v) for k, v in lease.items()}
         account = plan.text(lease["account"])
-        target = _target(names, account, cfg)
+        try:
+            target = _target(names, account, cfg)
+        except Refused:
+            exp["lease"]["status"] += ": refused, the account may not be a target (nothing is leased)"
+            raise
         if lease["status"] != "would lease" or not _pam_wanted(cfg, names):
             return target
         ok, code = pam_account(cfg, account)

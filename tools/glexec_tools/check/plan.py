@@ -206,6 +206,23 @@ def predict_lease(listing, lease_key, pool, owner, groups=(), count=0, strict=Tr
 
 # --- explain: the whole decision ------------------------------------------------------------
 
+def trace_view(decision, order, lines, path):
+    """The mapping trace in order: every Attempt of ``decision`` (core.mapping.decide), and
+    a voms_* source the identity has no FQANs for, which looks at nothing."""
+    out, tried = [], {a.source for a in decision.trace}
+    attempts = iter(decision.trace)
+    pending = next(attempts, None)
+    for source in order:
+        if source not in tried and source.startswith("voms_") and not decision.group_keys:
+            out.append({"source": source, "result": "not tried", "why": "the identity has no FQANs / groups"})
+        while pending is not None and pending.source == source:
+            out.append(attempt_view(pending, lines, path))
+            pending = next(attempts, None)
+        if decision.kind is not None and source == decision.source:
+            break
+    return out
+
+
 def attempt_view(attempt, lines, path):
     """One mapping Attempt for the explanation: the line that matched, or why none did."""
     out = {"source": attempt.source, "key": text(attempt.key)}
