@@ -544,7 +544,7 @@ def lint(config_path, names, gridmapdir=None):
     try:
         cfg = load_config(config_path)
     except ConfigError as e:
-        return [F(E, f"{e.source}:{e.line}" if e.line else e.source, e.what)], None
+        return [F(E, f"{e.filename}:{e.line}" if e.line else e.filename, e.what)], None
     out = []
     problem = trust_problem(config_path)
     if problem:

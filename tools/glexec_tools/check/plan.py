@@ -288,7 +288,8 @@ def render_text(exp):
     for a in exp["mapping"]["tried"]:
         got = a.get("account") or a.get("pool")
         where = f" at {a['line']}" if a.get("line") else ""
-        out.append(f"  {a['source']:<11} {a['key']}: {a['result']}{where}" + (f" -> {got}" if got else "")
+        key = f" {a['key']}" if "key" in a else ""
+        out.append(f"  {a['source']:<11}{key}: {a['result']}{where}" + (f" -> {got}" if got else "")
                    + (f" ({a['why']})" if a.get("why") else ""))
     if exp.get("groups"):
         out.append(f"voms groups   {exp['groups']}")
