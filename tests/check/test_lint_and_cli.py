@@ -96,3 +96,15 @@ def test_explain_text_output_says_nothing_was_done(make_site):
     assert r.returncode == 0, r
     assert "would lease: gxp001" in r.stdout and "WOULD GRANT: gxp001" in r.stdout
     assert r.stdout.rstrip().endswith("(nothing was leased, audited or run)")
+
+
+def test_gridmapdir_inconsistencies_are_fsck_findings(make_site, capsys):
+    root = make_site({"gridmapfile": '"/DC=org/*" .gxp\n', "pools": {"gxp": 2}})
+    _ca(root)
+    (root / "gridmapdir" / "%2fdc%3dorg%2fcn%3dhalf").touch()           # a solitary lease
+    os.link(root / "gridmapdir" / "gxp001", root / "gridmapdir" / "%2fdc%3dorg%2fcn%3da")
+    os.link(root / "gridmapdir" / "gxp001", root / "gridmapdir" / "%2fdc%3dorg%2fcn%3db")   # double
+    code, found = lint(root, capsys)
+    kinds = {f[2].split(":")[0] for f in found if f[1].startswith("$SITE/gridmapdir:")}
+    assert {"solitary_lease", "pool_entry_overlinked"} <= kinds, found
+    assert code == 2

@@ -224,13 +224,12 @@ class _Seen:
 def verify(cfg, req):
     """``(identity, seen, verification view)``: the credential verified as the engine does
     it (chain, proxy policy, namespaces, VOMS; or the token), or the given DN taken as is."""
-    from glexec_py.core import identity as model
     if req.dn is not None:
         return _dn_identity(req), None, {"result": "not verified",
                                          "why": "--dn: the DN and FQANs are taken as if verified"}
     if req.token is not None:
         return _verify_token(cfg, req)
-    return _verify_proxy(cfg, req, model)
+    return _verify_proxy(cfg, req)
 
 
 def _read(path, cap):
@@ -245,7 +244,7 @@ def _read(path, cap):
     return data
 
 
-def _verify_proxy(cfg, req, model):
+def _verify_proxy(cfg, req):
     from glexec_py import engine
     from glexec_py.core import proxychain
     from glexec_py.core.authz import listed
@@ -397,14 +396,14 @@ def explain_mapping(cfg, identity, req, names, gridmapdir, exp):
     if decision.kind == "local":
         target = _target(names, plan.text(decision.name), cfg)
     else:
-        target = _explain_lease(cfg, identity, decision, groups, count, names, gridmapdir, exp)
+        target = _explain_lease(cfg, identity, req, decision, groups, count, names, gridmapdir, exp)
     gids = [groups[0], *[g for g in groups[1] if g != groups[0]]] if groups else list(target.gids)
     exp["account"] = {"name": target.name, "uid": target.uid, "gid": groups[0] if groups else target.gid,
                       "groups": [names.group_name(g) for g in dict.fromkeys(gids)]}
     return target
 
 
-def _explain_lease(cfg, identity, decision, groups, count, names, gridmapdir, exp):
+def _explain_lease(cfg, identity, req, decision, groups, count, names, gridmapdir, exp):
     mp = cfg.mapping
     if not mp.gridmapdir:
         raise Refused("map", "gridmapdir", "the gridmapfile names a pool but mapping.gridmapdir is not set",
@@ -437,13 +436,22 @@ def _explain_lease(cfg, identity, decision, groups, count, names, gridmapdir, ex
         except Refused:
             exp["lease"]["status"] += ": refused, the account may not be a target (nothing is leased)"
             raise
-        if lease["status"] != "would lease" or not _pam_wanted(cfg, names):
+        if lease["status"] != "would lease" or not req.pam or not _pam_wanted(cfg, names):
             return target
-        ok, code = pam_account(cfg, account)
+        _pam_service(cfg)          # as the engine's pam_admits: the service first
+        ok, code = pam_account(cfg, account, req.caller or "root")
         if ok:
             return target
         exp.setdefault("pam_skipped", []).append({"account": account, "pam_code": code})
         skip.add(lease["account"])
+
+
+def _pam_service(cfg):
+    from glexec_py.effects import pam
+    try:
+        pam.check_service(cfg.pam.service)
+    except SystemFault as e:
+        raise _from_glexec("pam", e) from None
 
 
 def _pam_wanted(cfg, names):
@@ -512,7 +520,7 @@ def explain_pam(cfg, target, names, req, exp, steps):
                 "accounts and no --no-pam)"}
     if exp.get("lease", {}).get("status") == "would lease":
         return {"service": cfg.pam.service, "result": "admitted (checked for the pool entry above)"}
-    ok, code = pam_account(cfg, target.name)
+    ok, code = pam_account(cfg, target.name, req.caller or "root")
     if not ok:
         steps.append(_step(Refused("pam", "pam_account", f"PAM refused the account ({code})", EXIT_DENIED)))
     return {"service": cfg.pam.service, "result": "admitted" if ok else f"refused ({code})"}
