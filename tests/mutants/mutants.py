@@ -347,6 +347,19 @@ MUTANTS = [
                  "    if (rec and rec.get(\"dn\") == owner.text")],
          kill=["tests/leases/test_owner.py::test_unreadable_text_is_not_evidence"]),
 
+    # --- the target account (core.mapping: the engine and glexec-check explain) -----------------
+    dict(id="target-uid-range", check="the target is not root and its uid is within [min_uid, max_uid]",
+         edits=[("glexec_py/core/mapping.py",
+                 "    if uid == 0 or not mapping_cfg.min_uid <= uid <= mapping_cfg.max_uid:", "    if False:")],
+         kill=["tests/check/test_mapping_decide.py::test_account_refusal_rules",
+               "tests/check/test_golden.py::test_golden[min_uid]"]),
+    dict(id="target-privileged-groups", check="the target has no gid 0 and no forbidden group",
+         edits=[("glexec_py/core/mapping.py",
+                 "    if gid == 0 or 0 in gids or set(mapping_cfg.forbidden_groups).intersection(group_names):",
+                 "    if False:")],
+         kill=["tests/check/test_mapping_decide.py::test_account_refusal_rules",
+               "tests/check/test_golden.py::test_golden[forbidden_group]"]),
+
     # --- pool entries and the per-caller limit ------------------------------------------------
     dict(id="pool-entry-rule-owner", check="a pool entry must be owned by root (core.entry_unsafe)",
          edits=[("glexec_py/core/leases.py", "    if uid != 0:", "    if False:")],
