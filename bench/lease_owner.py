@@ -12,7 +12,7 @@ compare it on reuse), alternating call by call so machine noise hits both alike:
            not drowned in ~7 ms of disk flushes)
 
 plus the per-call work the engine adds before ``acquire``: the canonical DN from the
-certificate's subject DER (core.identity.from_proxy) and the lease owner (engine._lease_owner).
+certificate's subject DER (core.identity.from_proxy) and the lease owner (core.mapping.lease_owner).
 Prints medians in microseconds and the ratio now/before.
 """
 import argparse
@@ -29,7 +29,7 @@ sys.path.insert(0, REPO)
 from glexec_py.core import dn as D                      # noqa: E402
 from glexec_py.core.identity import Identity            # noqa: E402
 from glexec_py.effects.gridmapdir import GridmapDir     # noqa: E402
-from glexec_py.engine import _lease_owner               # noqa: E402
+from glexec_py.core.mapping import lease_owner as _lease_owner  # noqa: E402
 
 BASE = "/var/lib/glexec-py-tests"
 POOL = b"gxtbench"

@@ -230,22 +230,11 @@ def apply_bans(call, cfg, identity):
     from glexec_py.core import bans, dn
     from glexec_py.effects import banfiles
     banlist = banfiles.load(cfg.bans, call.paths.config, call.paths.state_dir)
-    if identity.kind == "jwt":
-        decision = bans.check(banlist, token=(identity.issuer, identity.subject), fqans=identity.groups,
-                              fingerprints=[identity.fingerprint])
-        _refuse_if_banned(decision)
-        return
-    certs = call.chain[:call.eec_depth + 1]  # the proxies and the end-entity certificate
     try:
-        subjects = [dn.parse_der_name(c.subject_der) for c in certs]
-        issuers = [dn.parse_der_name(c.issuer_der) for c in call.chain]
+        seen = bans.inputs(identity, call.chain, call.eec_depth)
     except dn.DNError as e:
         raise CallerError("credential_invalid", "glexec: credential has a malformed name", error=str(e)) from None
-    decision = bans.check(banlist, subject_dns=subjects, issuer_dns=issuers, fqans=identity.groups,
-                          fingerprints=[c.sha256 for c in call.chain],
-                          subject_onelines=[c.subject for c in certs],
-                          issuer_onelines=[c.issuer for c in call.chain])
-    _refuse_if_banned(decision)
+    _refuse_if_banned(bans.check(banlist, **seen))
 
 
 def _refuse_if_banned(decision):
@@ -257,50 +246,36 @@ def _refuse_if_banned(decision):
 
 def map_identity(call, cfg, identity):
     """The local account for this identity: the mapping sources in configured order
-    (LCMAPS localaccount, then poolaccount with a gridmapdir lease, by default).
+    (LCMAPS localaccount, then poolaccount with a gridmapdir lease, by default), decided
+    by core.mapping (the same functions glexec-check explain shows).
 
     With ``mapping.groupmapfile``, a ``voms_*`` mapping is preceded by LCMAPS's
     voms_localgroup (``vomslocalgroup -> vomspoolaccount``): the payload's primary gid is
     the first FQAN's group, the later FQANs' groups are its secondary gids, nothing comes
     from the account, and voms_pool leases are named ``DN:primary:secondary...``."""
-    from glexec_py.core import gridmap
+    from glexec_py.core import mapping
     from glexec_py.effects.accounts import lookup_target, with_voms_groups
     mapcount = requested_mapcount(call, cfg)
-    path = cfg.mapping.gridmapfile
-    lines = _read_mapfile(path, "gridmapfile")
+    lines = _read_mapfile(cfg.mapping.gridmapfile, "gridmapfile")
     # A proxy maps by its DN as LCMAPS renders it, a token by "iss,sub" (HTCondor's name).
-    subject = identity.mapping_name
-    group_keys = [g.encode() for g in identity.groups]
-    grouped = bool(cfg.mapping.groupmapfile)
-    for source in cfg.mapping.order:
-        keys = group_keys if source.startswith("voms_") else [subject]
-        vgroups = grouped and source.startswith("voms_")
-        for key in keys:
-            if source.endswith("local"):
-                account = gridmap.local_account(lines, key, wildcards=source == "voms_local")
-                if account is not None:
-                    call.mapped_by = {"source": source, "key": key}
-                    groups = voms_groups(call, cfg, group_keys) if vgroups else None
-                    target = lookup_target(account.decode("utf-8", "surrogateescape"), cfg.mapping)
-                    call.target = with_voms_groups(target, *groups) if groups else target
-                    return call.target
-            else:
-                pool = gridmap.pool_name(lines, key)
-                if pool:
-                    call.mapped_by = {"source": source, "key": key}
-                    groups = voms_groups(call, cfg, group_keys) if vgroups else None
-                    lease_key = _token_lease_key(subject) if identity.kind == "jwt" else subject
-                    names = ()
-                    if groups:
-                        from glexec_py.effects.accounts import voms_group_names
-                        primary, secondary = groups
-                        names = voms_group_names((primary, *secondary) if cfg.mapping.lease_secondary_groups
-                                                 else (primary,))
-                    target = lease_pool_account(call, cfg, lease_key, pool, names, mapcount,
-                                                owner=_lease_owner(identity, lease_key))
-                    call.target = with_voms_groups(target, *groups) if groups else target
-                    return call.target
-    raise NotAuthorized("no_mapping", "glexec: no mapping for this identity")
+    decision = mapping.decide(lines, cfg.mapping.order, identity.mapping_name,
+                              [g.encode() for g in identity.groups], grouped=bool(cfg.mapping.groupmapfile))
+    if decision.kind is None:
+        raise NotAuthorized("no_mapping", "glexec: no mapping for this identity")
+    call.mapped_by = {"source": decision.source, "key": decision.key}
+    groups = voms_groups(call, cfg, decision.group_keys) if decision.voms_groups else None
+    if decision.kind == "local":
+        target = lookup_target(decision.name.decode("utf-8", "surrogateescape"), cfg.mapping)
+    else:
+        lease_key = mapping.lease_key(identity)
+        names = ()
+        if groups:
+            from glexec_py.effects.accounts import voms_group_names
+            names = voms_group_names(mapping.lease_gids(*groups, cfg.mapping.lease_secondary_groups))
+        target = lease_pool_account(call, cfg, lease_key, decision.name, names, mapcount,
+                                    owner=mapping.lease_owner(identity, lease_key))
+    call.target = with_voms_groups(target, *groups) if groups else target
+    return call.target
 
 
 def _read_mapfile(path, what):
@@ -317,14 +292,12 @@ def requested_mapcount(call, cfg):
     """The caller's GLEXEC_MAPCOUNT (LCMAPS's mapcounter): unset = 0 (the plain lease);
     otherwise 1..mapping.max_mappings_per_credential, each value its own lease
     ``...:mapcount=NNNN`` (so one identity may hold several accounts at once)."""
+    from glexec_py.core import mapping
     raw = call.caller_env().get(b"GLEXEC_MAPCOUNT")
-    if raw is None:
-        return 0
-    limit = cfg.mapping.max_mappings_per_credential
-    if not (raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= limit):
-        raise CallerError("mapcount_invalid", f"glexec: GLEXEC_MAPCOUNT must be a number from 1 to {limit}",
-                          value=raw[:32])
-    return int(raw)
+    try:
+        return mapping.mapcount(raw, cfg.mapping.max_mappings_per_credential)
+    except ValueError as e:
+        raise CallerError("mapcount_invalid", f"glexec: {e}", value=raw[:32]) from None
 
 
 def voms_groups(call, cfg, fqans):
@@ -333,22 +306,19 @@ def voms_groups(call, cfg, fqans):
     (202), no FQANs / ``groupmap_all`` unmet / fewer than ``groupmap_min`` groups, and no
     primary gid because the first FQAN has no group (203: LCMAPS's return-account call
     fails without a primary gid)."""
-    from glexec_py.core import gridmap
+    from glexec_py.core import mapping
     from glexec_py.effects.accounts import lookup_voms_group
     lines = _read_mapfile(cfg.mapping.groupmapfile, "groupmapfile")
     try:
-        primary, secondary = gridmap.voms_localgroup(
+        found, primary, secondary = mapping.voms_groups(
             lines, fqans, lambda name: lookup_voms_group(name, cfg.mapping),
             mapall=cfg.mapping.groupmap_all, mapmin=cfg.mapping.groupmap_min)
-    except gridmap.GroupMapRefused as e:
+    except mapping.GroupsRefused as e:
+        if "groups" in e.detail:
+            call.mapped_by["groups"] = e.detail["groups"]
         raise NotAuthorized(e.reason, e.what, **e.detail) from None
-    found = {"primary": [n.decode("ascii") for n, _ in primary],
-             "secondary": [n.decode("ascii") for n, _ in secondary]}
     call.mapped_by["groups"] = found
-    if not primary:
-        raise NotAuthorized("no_primary_group", "glexec: the first VOMS attribute maps to no group "
-                            "(no primary group)", fqan=fqans[0], groups=found)
-    return primary[0][1], tuple(g for _, g in secondary)
+    return primary, secondary
 
 
 def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0, owner=None):
@@ -397,22 +367,6 @@ def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0, owner=No
     return checked.get(name) or lookup_target(name, cfg.mapping)
 
 
-def _lease_owner(identity, text):
-    """The lease owner (core.leases.LeaseOwner): the identity key, and whether the LCMAPS
-    input ``text`` reads back as exactly this identity (the oneline DN parses to the
-    certificate's own canonical DN; a token issuer has no ',' to blur "iss,sub")."""
-    from glexec_py.core.leases import LeaseOwner
-    if identity.kind == "jwt":
-        return LeaseOwner(identity.key, text, "," not in identity.issuer)
-    def readable():
-        from glexec_py.core import dn
-        try:
-            return dn.canonical(dn.parse_slash(identity.subject)) == identity.canonical
-        except dn.DNError:
-            return False
-    return LeaseOwner(identity.key, text, readable)
-
-
 class _noting_pam_skips:
     """A refusal of the lease step (pool_exhausted ...) names the pool accounts PAM refused."""
 
@@ -426,21 +380,6 @@ class _noting_pam_skips:
         if isinstance(error, GlexecError) and self.call.pam_skipped:
             error.detail["pam_skipped"] = self.call.pam_skipped
         return False
-
-
-def _token_lease_key(name):
-    """A token's "iss,sub" made safe for LCMAPS's lower-casing lease names: upper-case
-    letters, '^' and non-ASCII bytes are escaped first (injective), so two subjects that
-    differ only in case never share a lease. DN leases start with "%2f", these never do."""
-    out = bytearray()
-    for b in name:
-        if 0x41 <= b <= 0x5A:
-            out += b"^" + bytes((b + 0x20,))
-        elif b == 0x5E or b >= 0x80:
-            out += b"^%02x" % b
-        else:
-            out.append(b)
-    return bytes(out)
 
 
 def pam_admits(call, cfg, name):

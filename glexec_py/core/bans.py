@@ -638,3 +638,26 @@ def check(banlist, *, subject_dns=(), issuer_dns=(), fqans=(), token=None,
                 return _deny("banned_fingerprint", h[1], normalize_fingerprint(fp),
                              f"certificate sha256:{normalize_fingerprint(fp)}")
     return None
+
+
+def inputs(identity, chain, eec_depth):
+    """What ``check`` looks at for an identity (core.identity): its keyword arguments.
+    A token: its issuer+subject, groups and fingerprint; a proxy chain: the DN at every
+    proxy depth and of the end-entity certificate, every issuer (the CA too), the FQANs and
+    every certificate's fingerprint.  Raises ``dn.DNError`` for a malformed name."""
+    if identity.kind == "jwt":
+        return {"token": (identity.issuer, identity.subject), "fqans": identity.groups,
+                "fingerprints": [identity.fingerprint]}
+    certs = chain[:eec_depth + 1]  # the proxies and the end-entity certificate
+    return {"subject_dns": [_dn.parse_der_name(c.subject_der) for c in certs],
+            "issuer_dns": [_dn.parse_der_name(c.issuer_der) for c in chain],
+            "fqans": identity.groups, "fingerprints": [c.sha256 for c in chain],
+            "subject_onelines": [c.subject for c in certs], "issuer_onelines": [c.issuer for c in chain]}
+
+
+def trace(sources, seen):
+    """Each ban source's own verdict: ``((label, Decision or None), ...)`` for
+    ``sources`` = ``((label, BanList), ...)`` and ``seen`` = ``inputs(...)``.  The call is
+    refused iff one of them is a Decision (``check`` of their ``merge`` says which entry
+    the audit record names: the first in source order within the first kind that hits)."""
+    return tuple((label, check(banlist, **seen)) for label, banlist in sources)

@@ -129,12 +129,18 @@ def local_account(lines, subject, *, wildcards=False):
     """localaccount plugin: exact subject match only (voms_localaccount: also fnmatch
     patterns, ``wildcards=True``); the first matching line with a mapping not starting
     with ``.`` wins; returns that first non-dot mapping or None."""
+    found = local_line(lines, subject, wildcards=wildcards)
+    return None if found is None else found[1]
+
+
+def local_line(lines, subject, *, wildcards=False):
+    """``local_account`` with the line that gave it: ``(GridmapLine, account)`` or None."""
     subject = bytes(subject)
     for line in lines:
         if line.subject == subject or (wildcards and subject_matches(line.subject, subject)):
             for m in line.mappings:
                 if not m.startswith(b"."):
-                    return m
+                    return line, m
     return None
 
 
@@ -143,14 +149,28 @@ def pool_name(lines, subject, *, wildcards=True):
     fnmatch pattern with FNM_NOESCAPE when ``wildcards``) and that has a mapping starting
     with ``.``; returns that pool name without the dot (may be ``b""`` for a bare ``.``:
     callers must refuse an empty pool name) or None."""
+    found = pool_line(lines, subject, wildcards=wildcards)
+    return None if found is None else found[1]
+
+
+def pool_line(lines, subject, *, wildcards=True):
+    """``pool_name`` with the line that gave it: ``(GridmapLine, pool)`` or None."""
     subject = bytes(subject)
     for line in lines:
         pat = line.subject
         if pat == subject or (wildcards and subject_matches(pat, subject)):
             for m in line.mappings:
                 if m.startswith(b"."):
-                    return m[1:]
+                    return line, m[1:]
     return None
+
+
+def matching_lines(lines, subject, *, wildcards):
+    """Every line whose subject matches ``subject`` (as the lookups above compare): what
+    an explanation shows for a lookup that found no mapping of the kind it wanted."""
+    subject = bytes(subject)
+    return tuple(line for line in lines
+                 if line.subject == subject or (wildcards and subject_matches(line.subject, subject)))
 
 
 class GroupMapRefused(Exception):

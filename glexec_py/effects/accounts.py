@@ -43,15 +43,12 @@ def lookup_target(name, mapping_cfg):
         pw = pwd.getpwnam(name)
     except KeyError:
         raise SystemFault("target_unsafe", "glexec: mapped account does not exist", account=name) from None
-    if pw.pw_uid == 0 or not mapping_cfg.min_uid <= pw.pw_uid <= mapping_cfg.max_uid:
-        raise SystemFault("target_unsafe", "glexec: mapped account has a uid outside the allowed range",
-                          account=name, uid=pw.pw_uid)
+    from glexec_py.core.mapping import account_refusal
     gids = sorted(set(os.getgrouplist(name, pw.pw_gid)))
     names = tuple(_group_name(g) for g in gids)
-    forbidden = set(mapping_cfg.forbidden_groups)
-    if pw.pw_gid == 0 or 0 in gids or forbidden.intersection(names):
-        raise SystemFault("target_unsafe", "glexec: mapped account is in a privileged group",
-                          account=name, groups=list(names))
+    refusal = account_refusal(name, pw.pw_uid, pw.pw_gid, gids, names, mapping_cfg)
+    if refusal is not None:
+        raise SystemFault("target_unsafe", refusal[0], **refusal[1])
     return Account(name, pw.pw_uid, pw.pw_gid, _group_name(pw.pw_gid), tuple(gids), names, pw.pw_dir)
 
 
@@ -63,18 +60,18 @@ def lookup_voms_group(name, mapping_cfg):
     configuration fault, as the plugin fails); a group with gid 0 or in
     ``forbidden_groups`` (by the name given or by the gid's own name) is refused with the
     same rule as an account's groups (SystemFault ``target_unsafe``)."""
+    from glexec_py.core.mapping import voms_group_name_problem, voms_group_privileged
     raw = bytes(name)
-    if not raw or len(raw) > 255 or not all(0x20 < c < 0x7F and c not in b":/" for c in raw):
-        raise SystemFault("groupmap_invalid", "glexec: the groupmapfile names an invalid group", group=raw)
+    problem = voms_group_name_problem(raw)
+    if problem:
+        raise SystemFault("groupmap_invalid", problem, group=raw)
     text = raw.decode("ascii")
     try:
         gid = grp.getgrnam(text).gr_gid
     except KeyError:
         raise SystemFault("group_missing", "glexec: a VOMS group of the groupmapfile does not exist",
                           group=text) from None
-    canonical = _group_name(gid)
-    forbidden = set(mapping_cfg.forbidden_groups)
-    if gid == 0 or text in forbidden or canonical in forbidden:
+    if voms_group_privileged(text, gid, _group_name(gid), mapping_cfg):
         raise SystemFault("target_unsafe", "glexec: a VOMS group of the groupmapfile is privileged",
                           group=text, gid=gid)
     return gid

@@ -25,18 +25,26 @@ def load(cfg_bans, config_path, state_dir=None):
     One BanList from every configured source. A ban file that is missing, unreadable, not
     root-owned, writable by others, larger than ``max_file_size`` or unparsable yields a
     list that denies everyone: a broken ban list must never mean "no bans"."""
-    lists = []
+    return bans.merge(*(banlist for _label, banlist in load_sources(cfg_bans, config_path, state_dir)))
+
+
+def load_sources(cfg_bans, config_path, state_dir=None):
+    """Runs as: root, or an administrator's tool with ``state_dir=None`` (then no cache is
+    read or written).  ``[(label, BanList)]``: each ban file, then the inline lists, in
+    the order ``load`` merges them (a broken source is its deny-everyone list)."""
+    sources = []
     for kind, paths in (("dn", cfg_bans.dn_files), ("ca", cfg_bans.ca_files), ("fqan", cfg_bans.fqan_files)):
         for path in paths:
-            lists.append(_load_file(path, kind, cfg_bans.max_file_size, state_dir))
+            sources.append((path, _load_file(path, kind, cfg_bans.max_file_size, state_dir)))
     inline = {"dn": list(cfg_bans.dn), "ca": list(cfg_bans.ca), "fqan": list(cfg_bans.fqan),
               "fingerprint": list(cfg_bans.fingerprint),
               "token": [_token_entry(t) for t in cfg_bans.token]}
+    label = config_path + ": bans"
     try:
-        lists.append(bans.from_plain(inline, config_path + ": bans"))
+        sources.append((label, bans.from_plain(inline, label)))
     except ConfigError as e:
-        lists.append(bans.unusable(config_path, e.what))
-    return bans.merge(*lists)
+        sources.append((label, bans.unusable(config_path, e.what)))
+    return sources
 
 
 def _token_entry(text):

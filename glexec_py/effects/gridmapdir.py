@@ -86,6 +86,20 @@ def _check_dir(fd, what):
                           uid=st.st_uid, mode=oct(st.st_mode & 0o7777))
 
 
+def decode_record(raw):
+    """Runs as: any user (pure).  A metadata record's bytes -> its dict with the bytes
+    fields restored, or False if it is not one."""
+    try:
+        rec = json.loads(raw)
+        rec["lease"] = rec["lease"].encode("latin-1")
+        rec["account"] = rec["account"].encode("latin-1")
+        rec["dn"] = rec["dn"].encode("latin-1") if rec.get("dn") is not None else None
+        rec["groups"] = tuple(g.encode("latin-1") for g in rec.get("groups", ()))
+        return rec
+    except (ValueError, KeyError, AttributeError, TypeError):
+        return False
+
+
 class _Request:
     """One ``acquire`` call: the identity and options the steps below look at."""
     __slots__ = ("dn", "pool", "groups", "mapcount", "account_check", "owner", "before_link",
@@ -509,15 +523,7 @@ class GridmapDir:
             raw = os.read(fd, 65537)
         finally:
             os.close(fd)
-        try:
-            rec = json.loads(raw)
-            rec["lease"] = rec["lease"].encode("latin-1")
-            rec["account"] = rec["account"].encode("latin-1")
-            rec["dn"] = rec["dn"].encode("latin-1") if rec.get("dn") is not None else None
-            rec["groups"] = tuple(g.encode("latin-1") for g in rec.get("groups", ()))
-            return rec
-        except (ValueError, KeyError, AttributeError, TypeError):
-            return False
+        return decode_record(raw)
 
     def _remove_meta(self, account):
         mfd = self._meta()

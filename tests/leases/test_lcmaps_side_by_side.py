@@ -164,7 +164,7 @@ def _owner(dn_text):
     """The lease owner the engine records for a certificate printing as ``dn_text``."""
     from glexec_py.core import dn as D
     from glexec_py.core.identity import Identity
-    from glexec_py.engine import _lease_owner
+    from glexec_py.core.mapping import lease_owner as _lease_owner
     text = dn_text.decode("latin-1")
     ident = Identity("x509", "/CN=CA", text, (), (), 0, 0, "", {},
                      canonical=D.canonical(D.parse_slash(text)))

@@ -15,7 +15,7 @@ from glexec_py.core import dn as D
 from glexec_py.core import leases as core
 from glexec_py.core.identity import Identity
 from glexec_py.effects.gridmapdir import GridmapDir
-from glexec_py.engine import _lease_owner, _token_lease_key
+from glexec_py.core.mapping import lease_owner as _lease_owner, token_lease_key as _token_lease_key
 from glexec_py.errors import NotAuthorized
 from tests.leases.conftest import make_base, make_pool
 

@@ -147,7 +147,7 @@ def _owned(texts):
     """(text, LeaseOwner) per identity as the engine builds them (tests/leases/test_owner.py)."""
     from glexec_py.core import dn as D
     from glexec_py.core.identity import Identity
-    from glexec_py.engine import _lease_owner
+    from glexec_py.core.mapping import lease_owner as _lease_owner
     out = []
     for t in texts:
         dn = D.parse_canonical(t)

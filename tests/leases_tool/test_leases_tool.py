@@ -316,7 +316,7 @@ def test_owner_shown_selected_and_checked(site):
     record whose owner does not fit the lease."""
     from glexec_py.core import dn as D
     from glexec_py.core.identity import Identity
-    from glexec_py.engine import _lease_owner
+    from glexec_py.core.mapping import lease_owner as _lease_owner
 
     def owner(text):
         ident = Identity("x509", "/CN=CA", text, (), (), 0, 0, "", {},

@@ -65,8 +65,8 @@ MUTANTS = [
                  "            for d in subject_dns[-1:]:\n                for p in range(len(d), 0, -1):")],
          kill=["tests/core/test_bans.py::test_ban_of_a_dn_that_only_a_proxy_has"]),
     dict(id="ban-dn-every-depth-engine", check="the engine hands every proxy subject to the ban check",
-         edits=[("glexec_py/engine.py", "    certs = call.chain[:call.eec_depth + 1]",
-                 "    certs = call.chain[call.eec_depth:call.eec_depth + 1]")],
+         edits=[("glexec_py/core/bans.py", "    certs = chain[:eec_depth + 1]",
+                 "    certs = chain[eec_depth:eec_depth + 1]")],
          kill=[P + "test_e2e_bans.py::test_ban_of_a_dn_only_a_proxy_has"]),
     dict(id="ban-merge-every-source", check="a merged ban list looks up the exact DN entries of every source",
          edits=[("glexec_py/core/bans.py", "        out._dn += tuple((base + o, ix) for o, ix in b._dn)",
@@ -353,6 +353,19 @@ MUTANTS = [
          edits=[("glexec_py/core/leases.py", "    if (rec and owner.readable and rec.get(\"dn\") == owner.text",
                  "    if (rec and rec.get(\"dn\") == owner.text")],
          kill=["tests/leases/test_owner.py::test_unreadable_text_is_not_evidence"]),
+
+    # --- the target account (core.mapping: the engine and glexec-check explain) -----------------
+    dict(id="target-uid-range", check="the target is not root and its uid is within [min_uid, max_uid]",
+         edits=[("glexec_py/core/mapping.py",
+                 "    if uid == 0 or not mapping_cfg.min_uid <= uid <= mapping_cfg.max_uid:", "    if False:")],
+         kill=["tests/check/test_mapping_decide.py::test_account_refusal_rules",
+               "tests/check/test_golden.py::test_golden[min_uid]"]),
+    dict(id="target-privileged-groups", check="the target has no gid 0 and no forbidden group",
+         edits=[("glexec_py/core/mapping.py",
+                 "    if gid == 0 or 0 in gids or set(mapping_cfg.forbidden_groups).intersection(group_names):",
+                 "    if False:")],
+         kill=["tests/check/test_mapping_decide.py::test_account_refusal_rules",
+               "tests/check/test_golden.py::test_golden[forbidden_group]"]),
 
     # --- pool entries and the per-caller limit ------------------------------------------------
     dict(id="pool-entry-rule-owner", check="a pool entry must be owned by root (core.entry_unsafe)",
