@@ -108,7 +108,8 @@ install: install-preflight deps $(PSHIM) native
 	rm -rf '$(LIBDIR)/glexec_tools'
 	@if [ -d tools/glexec_tools ]; then \
 		install -d -o root -g root -m 0755 '$(LIBDIR)/glexec_tools' && \
-		for f in tools/glexec_tools/*.py; do install -o root -g root -m 0644 "$$f" '$(LIBDIR)/glexec_tools/'; done; \
+		cd tools/glexec_tools && find . -name __pycache__ -prune -o -type f -name '*.py' -print | \
+		while read -r f; do install -D -o root -g root -m 0644 "$$f" "$(LIBDIR)/glexec_tools/$$f"; done; \
 	fi
 	install -o root -g root -m 0644 packaging/glexec-engine.py '$(LIBDIR)/glexec-engine.py'
 	# Hash-based pycs that the engine never re-validates against the source: both are root-owned
