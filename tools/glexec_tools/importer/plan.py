@@ -433,21 +433,20 @@ class Instance:
 def resolve_state(db, state):
     """The plugin behind a state: variables followed (chains allowed), a bare state names a
     module itself.  ``DbSyntaxError`` on a cycle."""
-    seen, name, line = set(), state, 0
+    seen, name = set(), state
     while name in db.variables:
         if name in seen:
             raise DbSyntaxError(db.variables[name].line, f"variable cycle through {name!r}")
         seen.add(name)
         var = db.variables[name]
-        line = line or var.line
         if var.is_term:
             name = var.value
             continue
         words = var.value.split()
         if not words:
             raise DbSyntaxError(var.line, f"variable {name!r} names no plugin")
-        return Instance(state, module_name(words[0]), words[0], tuple(words[1:]), line)
-    return Instance(state, module_name(name), name, (), line)
+        return Instance(state, module_name(words[0]), words[0], tuple(words[1:]), var.line)
+    return Instance(state, module_name(name), name, (), 0)
 
 
 def plugin_options(args):
@@ -1038,7 +1037,8 @@ class Translator:
                            + (" with the VOMS groups of voms_localgroup for voms_* sources" if grouped else ""))
         self.policies_explained[" + ".join(p.name for p in chosen)] = explanation
         if mismatches:
-            w, theirs, ours = mismatches[0]
+            # a path that maps twice is the clearest explanation
+            w, theirs, ours = min(mismatches, key=lambda m: m[1][0] != "conflict")
             self.add(self.db_name, first.line, f"policy {first.name}", ERROR, "refused",
                      f"no single glexec-py order maps like this policy: with {w.describe()}, "
                      f"LCMAPS gives {_outcome_text(theirs)} but order {order} gives "
@@ -1481,6 +1481,25 @@ class Translator:
 
     def stricter_defaults(self):
         self.finish_voms_groups()
+        verif = self.conf.get("lcmaps_voms_verification")
+        if verif is not None and not any(f.item == "lcmaps_voms_verification" for f in self.r.findings):
+            off = _BOOL.get(verif.value.lower()) is False
+            self.add(self.conf_name, verif.line, "lcmaps_voms_verification", WARNING if off else INFO,
+                     "stricter" if off else "not_needed",
+                     "glexec-py always verifies VOMS attributes (credentials.vomsdir)")
+        for key, yaml_key in (("certdir", "ca_dir"), ("vomsdir", "vomsdir")):
+            cv = self.conf.get(key)
+            if cv is None or any(f.item == key and f.file == self.conf_name for f in self.r.findings):
+                continue
+            used = self.out.get("credentials", yaml_key)
+            if used:
+                self.add(self.conf_name, cv.line, key, INFO, "translated",
+                         f"credentials.{yaml_key}: {used}"
+                         + (" (the value is empty: LCMAPS's default)" if not cv.value else ""))
+            else:
+                self.add(self.conf_name, cv.line, key, INFO, "not_needed",
+                         "the policy has no VOMS plugin: VOMS attributes are not read "
+                         "(credentials.vomsdir: \"\")")
         where = self.db_name or "glexec.yaml"
         self.add(where, 0, "glexec-py defaults", INFO, "stricter",
                  "kept as glexec-py's defaults, stricter than LCMAPS (docs/stricter-than-lcmaps.md): "
