@@ -1481,6 +1481,11 @@ class Translator:
 
     def stricter_defaults(self):
         self.finish_voms_groups()
+        if self.out.get("mapping", "gridmapdir"):
+            self.add(self.db_name, 0, "mapping.max_leases_per_caller", WARNING, "stricter",
+                     "one calling account may hold at most 50% of each pool's entries (glexec-py's "
+                     "default; LCMAPS has no limit): a site whose single pilot account needs the "
+                     "whole pool sets mapping.max_leases_per_caller to 100% or 0")
         verif = self.conf.get("lcmaps_voms_verification")
         if verif is not None and not any(f.item == "lcmaps_voms_verification" for f in self.r.findings):
             off = _BOOL.get(verif.value.lower()) is False
