@@ -491,6 +491,30 @@ def run_policy(policy, instances, outcome, limit=1000):
     return False, trace
 
 
+def _can_map_from(policy, instances, state, depth=0):
+    """True if some path from ``state`` runs an account plugin that succeeds and the
+    policy then ends in success (dummy_bad only fails, the others may go either way)."""
+    rules = {r.state: r for r in policy.rules}
+
+    def walk(s, mapped, depth):
+        if depth > 200:
+            return True
+        kind = module_kind(instances[s].module)
+        rule = rules.get(s)
+        outcomes = (False,) if kind == FAIL else (True,) if kind == NOOP else (True, False)
+        for ok in outcomes:
+            now = mapped or (ok and kind == ACCOUNT)
+            nxt = None if rule is None else (rule.on_success if ok else rule.on_failure)
+            if nxt is None:
+                if ok and now:
+                    return True
+                continue
+            if walk(nxt, now, depth + 1):
+                return True
+        return False
+    return walk(state, False, depth)
+
+
 def _states(policy):
     out = []
     for r in policy.rules:
@@ -681,7 +705,19 @@ class Translator:
         return b, cv
 
     # -- main
+    def sorted_findings(self):
+        """Findings by file (glexec.conf, lcmaps.db, lcas.db, then the files they name) and
+        line; the order of the checks for one line is kept."""
+        rank = {self.conf_name: 0, self.db_name: 1, self.lcas_name: 2}
+        return sorted(self.r.findings, key=lambda f: (rank.get(f.file, 3), f.file if f.file not in rank
+                                                     else "", f.line == 0 and f.file in rank, f.line))
+
     def run(self):
+        plan = self._run()
+        plan.findings = self.sorted_findings()
+        return plan
+
+    def _run(self):
         if self.conf_text is not None:
             self.conf = parse_glexec_conf(self.conf_text, self.conf_name, self.r)
         self.glexec_conf()
@@ -1085,8 +1121,8 @@ class Translator:
                 if module_kind(i.module) != CHECK:
                     continue
                 rule = next((r for r in p.rules if r.state == s), None)
-                bypass = rule is not None and rule.on_failure is not None
-                if bypass:
+                if rule is not None and rule.on_failure is not None and \
+                        _can_map_from(p, inst, rule.on_failure):
                     self.add(self.db_name, rule.line, s, WARNING, "stricter",
                              f"in policy {p.name}, failing {i.module} continues at "
                              f"{rule.on_failure!r}; glexec-py applies it to every call and refuses")
