@@ -345,3 +345,36 @@ def test_ban_file_glexec_py_cannot_use_is_an_error_at_its_line():
     files["/etc/ban"] = None
     r = P.translate("/etc/glexec.conf", "[glexec]\n", "/etc/lcmaps.db", db, files=files)
     assert r.yaml_text is not None and any(f.file == "/etc/ban" for f in r.warnings)
+
+
+# --- keys another part of glexec-py adds (epilogue, audit.monitor_lines) ------------------
+
+def test_epilogue_and_monitor_lines_wait_for_their_keys():
+    """Without those keys in core/config.py the report says so (warning); with them (as
+    announced) the values are emitted under exactly these names, and the YAML is still
+    validated by the real loader before it is handed out."""
+    from glexec_py.core import config
+    have = {s for s, _ in config.SCHEMA}
+    conf = conf_text({"epilogue": "/usr/libexec/epi", "epilogue_user": "epi",
+                      "epilogue_group": "epigrp", "epilogue_timeout": "120",
+                      "lcmaps_get_account_policy": "glexec_get_account"})
+    db = DB.replace('good = "lcmaps_dummy_good.mod"',
+                    'good = "lcmaps_glexec_tracking.mod -exec /usr/sbin/glexec_monitor"')
+    r = run(conf, db=db)
+    if "epilogue" not in have:
+        for key in ("epilogue", "epilogue_user", "epilogue_group", "epilogue_timeout"):
+            f, = by_item(r, key)
+            assert f.level == "warning" and "once glexec.yaml has the epilogue section" in f.why
+        assert any("audit.monitor_lines" in f.why and f.level == "warning" for f in r.findings)
+        assert "epilogue" not in r.yaml_text and "monitor_lines" not in r.yaml_text
+    t = P.Translator("/etc/glexec.conf", conf, "/etc/lcmaps.db", db, None, None, {},
+                     "/var/lib/glexec-py", "/var/log/glexec-py/audit.jsonl")
+    t.refs = {}
+    import unittest.mock as mock
+    with mock.patch.object(P, "_schema_has", lambda section, key=None: True):
+        res = t.run()
+    assert t.out.values["epilogue"] == {"command": ("/usr/libexec/epi", ""), "user": ("epi", ""),
+                                        "group": ("epigrp", ""), "timeout": (120, "")}
+    assert t.out.values["audit"]["monitor_lines"] == (True, "")
+    if "epilogue" not in have:      # the loader refuses what it does not know: no YAML
+        assert res.yaml_text is None and any("does not load" in e.why for e in res.errors)

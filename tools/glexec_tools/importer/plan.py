@@ -1471,14 +1471,17 @@ class Translator:
             mod = mod.removeprefix("liblcas_").removeprefix("lcas_")
             if mod == "userban":
                 path = args.split()[0] if args.split() else "ban_users.db"
-                path = path if path.startswith("/") else f"{base}/{path}"
+                relative = not path.startswith("/")
+                path = f"{base}/{path}" if relative else path
                 files = self.out.get("bans", "dn_files") or []
                 if path not in files:
                     files.append(path)
                 self.out.set("bans", "dn_files", files)
                 self.referenced(path, "ban_dn", lineno)
                 self.add(self.lcas_name, lineno, word, INFO, "translated",
-                         f"bans.dn_files: {path} (a listed DN is refused, 203)")
+                         f"bans.dn_files: {path} (a listed DN is refused, 203)"
+                         + (" -- a relative name is read from lcas.db's directory [assumed: "
+                            "LCAS's own search path is not documented]; check the path" if relative else ""))
             elif mod in ("userallow", "timeslots", "voms", "gacl", "check_executable", "plugin_example"):
                 why = {"userallow": "an allow-list of DNs; glexec-py allows whoever the "
                                     "grid-mapfile maps -- dropping it would allow more",
