@@ -342,31 +342,38 @@ def parse_lcmaps_db(text):
             raise DbSyntaxError(line, f"{value!r} alone: a state needs a rule "
                                       "(e.g. 'plugin -> good')")
         raise DbSyntaxError(line, f"unexpected {value!r}")
+    names = {p.name for p in db.policies}
     for p in db.policies:
         if not p.rules:
             raise DbSyntaxError(p.line, f"policy {p.name!r} has no rules")
+        for r in p.rules:
+            if r.on_success in names or r.on_failure in names:
+                raise DbSyntaxError(r.line, "a rule may not lead to a policy")
         _check_acyclic(p)
     return db
 
 
 def _check_acyclic(policy):
-    edges = {}
-    for r in policy.rules:
-        edges[r.state] = [s for s in (r.on_success, r.on_failure) if s]
-    state = {}
-
-    def visit(s, depth=0):
-        if state.get(s) == 1:
-            raise DbSyntaxError(policy.line, f"policy {policy.name!r} has a loop through {s!r}")
-        if state.get(s) == 2 or depth > 1000:
-            return
-        state[s] = 1
-        for t in edges.get(s, ()):
-            visit(t, depth + 1)
-        state[s] = 2
-
-    for r in policy.rules:
-        visit(r.state)
+    """LCMAPS refuses a policy whose rules loop (iterative depth-first search)."""
+    edges = {r.state: [s for s in (r.on_success, r.on_failure) if s] for r in policy.rules}
+    done, on_path = set(), set()
+    for start in edges:
+        if start in done:
+            continue
+        stack = [(start, iter(edges.get(start, ())))]
+        on_path.add(start)
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                stack.pop()
+                on_path.discard(node)
+                done.add(node)
+            elif nxt in on_path:
+                raise DbSyntaxError(policy.line, f"policy {policy.name!r} has a loop through {nxt!r}")
+            elif nxt not in done:
+                on_path.add(nxt)
+                stack.append((nxt, iter(edges.get(nxt, ()))))
 
 
 # --- plugins ----------------------------------------------------------------------------
@@ -466,16 +473,11 @@ def plugin_options(args):
 
 # --- the policy as a state machine, and the one order glexec-py will use -------------------
 
-def _ends(policy):
-    rules = {r.state: r for r in policy.rules}
-    return rules, policy.rules[0].state
-
-
 def run_policy(policy, instances, outcome, limit=1000):
     """Walk ``policy`` with ``outcome(instance) -> bool`` per state: ``(success,
     [(instance, ok)...])``.  A state without a rule of its own ends the policy with its
     plugin's result; ``a -> b`` ends in failure when ``a`` fails."""
-    rules, state = _ends(policy)
+    rules, state = {r.state: r for r in policy.rules}, policy.rules[0].state
     trace = []
     for _ in range(limit):
         inst = instances[state]
@@ -495,10 +497,17 @@ def _can_map_from(policy, instances, state, depth=0):
     """True if some path from ``state`` runs an account plugin that succeeds and the
     policy then ends in success (dummy_bad only fails, the others may go either way)."""
     rules = {r.state: r for r in policy.rules}
+    memo = {}
 
     def walk(s, mapped, depth):
         if depth > 200:
             return True
+        if (s, mapped) not in memo:
+            memo[(s, mapped)] = False       # acyclic: only a guard
+            memo[(s, mapped)] = step(s, mapped, depth)
+        return memo[(s, mapped)]
+
+    def step(s, mapped, depth):
         kind = module_kind(instances[s].module)
         rule = rules.get(s)
         outcomes = (False,) if kind == FAIL else (True,) if kind == NOOP else (True, False)
@@ -556,10 +565,10 @@ def lcmaps_outcome(policies, instances_of, world):
         if not ok:
             continue            # credential data is reset; the next policy is tried
         mapped = [i for i, good in trace if good and module_kind(i.module) == ACCOUNT]
-        if len(mapped) != 1:
-            if mapped:
-                return ("conflict", tuple(SOURCE_OF[i.module] for i in mapped))
-            continue            # success without an account: LCMAPS returns no uid
+        if len(mapped) > 1:
+            return ("conflict", tuple(SOURCE_OF[i.module] for i in mapped))
+        if not mapped:          # the first policy that succeeds ends the evaluation: no uid
+            return ("denied",)
         grouped = any(good and module_kind(i.module) == GROUP for i, good in trace)
         return ("mapped", SOURCE_OF[mapped[0].module], grouped)
     return ("denied",)
@@ -688,6 +697,12 @@ class Translator:
         self.out = _Builder()
         self.policies_explained = {}
         self.conf = {}
+        self.refs = {}                  # path -> (kind, line) of the files the config names
+        self.use_lcas = True
+        self.voms_local_gids = True     # voms_localaccount -use_voms_gid
+        self.pool_account_gid = False   # voms_poolaccount takes a gid from the account
+        self.pool_inst = None
+        self.group_line = None
 
     # -- helpers
     def add(self, *a):
@@ -724,7 +739,7 @@ class Translator:
         db = self.lcmaps()
         self.lcas()
         self.check_referenced_files()
-        self.stricter_defaults()
+        self.finish()
         if db is None or any(f.level == ERROR for f in self.r.findings):
             return Plan(None, self.r.findings, self.policies_explained)
         text = self.emit()
@@ -1191,9 +1206,7 @@ class Translator:
         line = inst_or_line if isinstance(inst_or_line, int) else inst_or_line.line
         self.refs.setdefault(path, (kind, line))
 
-    refs = None
-
-    def set_ca_dir(self, certdir, inst=None):
+    def set_ca_dir(self, certdir):
         conf_dir = self.conf.get("certdir")
         if certdir is None:
             certdir = conf_dir.value if conf_dir is not None and conf_dir.value else DEFAULT_CA_DIR
@@ -1216,7 +1229,7 @@ class Translator:
             "--only-enforce-lifetime-checks": "lifetime_only", "--max-proxy-level-ttl": "ttl",
             "--max-voms-ttl": "vomsttl"})
         certdir = o.get("certdir")
-        self.set_ca_dir(_abs(certdir) if isinstance(certdir, str) else None, inst)
+        self.set_ca_dir(_abs(certdir) if isinstance(certdir, str) else None)
         self.add(self.db_name, inst.line, inst.state, INFO, "translated",
                  f"{inst.word}: every call's chain is verified against credentials.ca_dir "
                  f"{self.out.get('credentials', 'ca_dir')} (CRLs, proxy rules, private key)")
@@ -1325,7 +1338,7 @@ class Translator:
             "--do-not-add-secondary-gids-from-mapped-account": "x"})
         if o.get("nosec"):
             self.out.set("mapping", "lease_secondary_groups", False)
-        self.voms_account_groups(inst, o.get("acctgid"))
+        self.pool_account_gid, self.pool_inst = bool(o.get("acctgid")), inst
         self.need_vomsdir(inst)
 
     def plugin_localaccount(self, inst):
@@ -1346,16 +1359,6 @@ class Translator:
                  f"{inst.word}: mapping source 'voms_local' (first FQAN with a line)")
         self.voms_local_gids = bool(o.get("vomsgid"))
         self.need_vomsdir(inst)
-
-    voms_local_gids = True
-    group_line = None
-
-    def voms_account_groups(self, inst, account_gid):
-        self.pool_account_gid = bool(account_gid)
-        self.pool_inst = inst
-
-    pool_account_gid = False
-    pool_inst = None
 
     def plugin_voms_localgroup(self, inst):
         o = self._opts(inst, {"-groupmapfile": "file", "-groupmap": "file", "-mapall": "all",
@@ -1446,7 +1449,7 @@ class Translator:
 
     # -- lcas.db
     def lcas(self):
-        if not getattr(self, "use_lcas", True):
+        if not self.use_lcas:
             return
         if self.lcas_text is None:
             if self.lcas_name:
@@ -1518,7 +1521,9 @@ class Translator:
             else:
                 self.add(path, 0, kind, INFO, "translated", "parsed as glexec-py will parse it")
 
-    def stricter_defaults(self):
+    def finish(self):
+        """What can only be said once everything is read: group rules of the voms_*
+        sources, the lease limit, certdir/vomsdir/lcmaps_voms_verification, defaults."""
         self.finish_voms_groups()
         if self.out.get("mapping", "gridmapdir"):
             self.add(self.db_name, 0, "mapping.max_leases_per_caller", WARNING, "stricter",
@@ -1626,7 +1631,6 @@ def referenced_files(conf_name, conf_text, db_name, db_text, lcas_name, lcas_tex
     (grid-mapfiles, ban files): ``{path: kind}``."""
     t = Translator(conf_name, conf_text, db_name, db_text, lcas_name, lcas_text, {},
                    site_paths.STATE_DIR, site_paths.LOG_DIR + "/audit.jsonl")
-    t.refs = {}
     t.run()
     return {p: k for p, (k, _) in t.refs.items()}
 
@@ -1639,5 +1643,4 @@ def translate(conf_name, conf_text, db_name, db_text, lcas_name=None, lcas_text=
     t = Translator(conf_name, conf_text, db_name, db_text, lcas_name, lcas_text, files,
                    state_dir or site_paths.STATE_DIR,
                    audit_file or site_paths.LOG_DIR + "/audit.jsonl")
-    t.refs = {}
     return t.run()
