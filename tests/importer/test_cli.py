@@ -98,8 +98,9 @@ def test_clean_translation_exits_0(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,msg", [
-    (["--glexec-conf", "/nonexistent/glexec.conf"],
-     "glexec-import: cannot read the glexec.conf /nonexistent/glexec.conf: No such file or directory\n"),
+    (["--glexec-conf", "/proc/self/no-such-dir/glexec.conf"],
+     "glexec-import: cannot read the glexec.conf /proc/self/no-such-dir/glexec.conf: "
+     "No such file or directory\n"),
     (["--bogus"], "glexec-import: unrecognized arguments: --bogus\n"),
     (["--force"], "glexec-import: --force needs --output\n"),
     (["--state-dir", "rel"], "glexec-import: --state-dir must be an absolute path\n"),

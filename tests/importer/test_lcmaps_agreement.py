@@ -278,10 +278,13 @@ def test_imported_config_maps_like_lcmaps(world, site):
     conf, conf_text, db, db_text, lcas, lcas_text = S.inputs(site, root)
     from glexec_tools.importer import plan
     wanted = plan.referenced_files(conf, conf_text, db, db_text, lcas, lcas_text)
-    files = {p: Path(p).read_bytes() for p in wanted}
+    files = {p: tuple(os.listdir(p)) if kind == "ca_dir" else Path(p).read_bytes()
+             for p, kind in wanted.items()}
     result = plan.translate(conf, conf_text, db, db_text, lcas, lcas_text, files,
                             state_dir=str(root / "state"), audit_file=str(root / "audit.jsonl"))
     assert result.yaml_text is not None and not result.errors, result.findings
+    checked = {f.file for f in result.findings if f.file in wanted and f.status == "translated"}
+    assert checked == set(wanted), (sorted(checked), sorted(wanted))   # every file checked
     config_path = root / "glexec.yaml"
     config_path.write_text(result.yaml_text)
     cfg = parse_config(result.yaml_text, str(config_path))

@@ -378,3 +378,21 @@ def test_epilogue_and_monitor_lines_wait_for_their_keys():
     assert t.out.values["audit"]["monitor_lines"] == (True, "")
     if "epilogue" not in have:      # the loader refuses what it does not know: no YAML
         assert res.yaml_text is None and any("does not load" in e.why for e in res.errors)
+
+
+def test_ca_dir_without_namespace_files_is_warned():
+    db = ('v = "lcmaps_verify_proxy.mod -certdir /etc/ca"\nl = "lcmaps_localaccount.mod -gridmap /g"\n'
+          'x:\nv -> l\n')
+    files = {"/g": b"", "/etc/ca": ("0123abcd.0", "0123abcd.r0", "89abcdef.0", "89abcdef.namespaces")}
+    r = P.translate("/etc/glexec.conf", "[glexec]\n", "/etc/lcmaps.db", db, files=files)
+    w, = [f for f in r.warnings if f.file == "/etc/ca"]
+    assert "1 CA(s) (0123abcd)" in w.why and "namespace_policy" in w.why
+    files["/etc/ca"] = ("89abcdef.0", "89abcdef.signing_policy")
+    r = P.translate("/etc/glexec.conf", "[glexec]\n", "/etc/lcmaps.db", db, files=files)
+    assert not [f for f in r.warnings if f.file == "/etc/ca"]
+
+
+def test_plugin_options_two_word_ttl_and_values():
+    assert P.plugin_options(["--max-proxy-level-ttl=L", "1d-00:00", "-certdir", "/c", "--X", "-y"]) == [
+        ("--max-proxy-level-ttl", "L 1d-00:00"), ("-certdir", "/c"), ("--x", None), ("-y", None)]
+    assert P.plugin_options(["stray"]) == [(None, "stray")]

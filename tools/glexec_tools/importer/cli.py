@@ -12,6 +12,7 @@ from glexec_tools.importer import plan as P
 
 PROG = "glexec-import"
 MAX_INPUT = 4 << 20          # bytes per configuration file read
+MAX_REFERENCED = 64 << 20    # bytes per grid-mapfile or ban list checked
 
 
 class UsageError(Exception):
@@ -61,12 +62,20 @@ def _read(path, what):
 
 
 def _read_ref(path):
+    """A file the configuration names (checked by the planner), or None if unreadable."""
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_INPUT + 1)
+            data = f.read(MAX_REFERENCED + 1)
     except OSError:
         return None
-    return None if len(data) > MAX_INPUT else data
+    return None if len(data) > MAX_REFERENCED else data
+
+
+def _list_dir(path):
+    try:
+        return tuple(os.listdir(path))
+    except OSError:
+        return None
 
 
 def _first_existing(paths):
@@ -153,7 +162,8 @@ def main(argv=None):
                 raise UsageError(f"{opt} must be an absolute path")
         conf_text, db, db_text, lcas, lcas_text = _inputs(args)
         wanted = P.referenced_files(args.glexec_conf, conf_text, db, db_text, lcas, lcas_text)
-        files = {path: _read_ref(path) for path in wanted}
+        files = {path: _list_dir(path) if kind == "ca_dir" else _read_ref(path)
+                 for path, kind in wanted.items()}
         result = P.translate(args.glexec_conf, conf_text, db, db_text, lcas, lcas_text, files,
                              state_dir=args.state_dir, audit_file=args.audit_file)
         if args.output and not args.dry_run and result.yaml_text is not None:

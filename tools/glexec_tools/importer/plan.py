@@ -39,6 +39,7 @@ GRID_SECURITY = "/etc/grid-security"
 DEFAULT_CA_DIR = GRID_SECURITY + "/certificates"
 DEFAULT_VOMSDIR = GRID_SECURITY + "/vomsdir"
 DEFAULT_GRIDMAPFILE = GRID_SECURITY + "/grid-mapfile"
+BAN_FILE_MAX = 4 << 20           # bans.max_file_size's default
 MAX_ACCOUNT_PLUGINS = 8          # combinations checked: 2 ** (plugins + 2)
 
 
@@ -456,16 +457,19 @@ def resolve_state(db, state):
     return Instance(state, module_name(name), name, (), 0)
 
 
+_TWO_WORD_OPTIONS = ("--max-proxy-level-ttl",)    # --max-proxy-level-ttl=L 1d-00:00
+
+
 def plugin_options(args):
-    """[(option lower-cased, value or None, position)]: ``-opt value``, ``--opt=value``;
-    a word not starting with '-' is the value of the option before it."""
+    """[(option lower-cased, value or None)]: ``-opt value``, ``--opt=value``; a word not
+    starting with '-' is the value of the option before it."""
     out = []
     for w in args:
         if w.startswith("-"):
             name, eq, value = w.partition("=")
             out.append([name.lower(), value if eq else None])
-        elif out and out[-1][1] is None:
-            out[-1][1] = w
+        elif out and (out[-1][1] is None or out[-1][0] in _TWO_WORD_OPTIONS and " " not in out[-1][1]):
+            out[-1][1] = w if out[-1][1] is None else out[-1][1] + " " + w
         else:
             out.append([None, w])
     return [tuple(o) for o in out]
@@ -1218,6 +1222,7 @@ class Translator:
             self.add(self.conf_name, conf_dir.line, "certdir", INFO, "translated",
                      f"credentials.ca_dir: {certdir}")
         self.out.set("credentials", "ca_dir", certdir)
+        self.refs[certdir] = ("ca_dir", 0)
 
     # one method per plugin
     def plugin_verify_proxy(self, inst):
@@ -1504,10 +1509,18 @@ class Translator:
             if path not in self.files:
                 continue
             data = self.files[path]
+            if kind == "ca_dir":
+                self.check_ca_dir(path, data)
+                continue
             if data is None:
                 self.add(path, 0, kind, WARNING, "not_translated",
                          "cannot be read here; not checked (glexec-py refuses a missing "
                          "ban file by denying everyone, a missing grid-mapfile with 202)")
+                continue
+            if kind != "gridmap" and len(data) > BAN_FILE_MAX:
+                self.add(path, 0, kind, ERROR, "refused",
+                         f"larger than bans.max_file_size ({BAN_FILE_MAX} bytes): glexec-py would "
+                         "treat it as a broken ban source and deny everyone")
                 continue
             try:
                 if kind == "gridmap":
@@ -1520,6 +1533,26 @@ class Translator:
                          + (" (a broken ban source denies everyone)" if kind != "gridmap" else ""))
             else:
                 self.add(path, 0, kind, INFO, "translated", "parsed as glexec-py will parse it")
+
+    def check_ca_dir(self, path, names):
+        """Under glexec-py's default namespace_policy 'require', a CA without its IGTF
+        ``<hash>.namespaces`` or ``<hash>.signing_policy`` issues no usable credential."""
+        if names is None:
+            self.add(path, 0, "ca_dir", WARNING, "not_translated",
+                     "cannot be listed here; not checked (credentials.ca_dir)")
+            return
+        names = set(names)
+        hashes = sorted({n.split(".")[0] for n in names if re.fullmatch(r"[0-9a-f]{8}\.\d+", n)})
+        bare = [h for h in hashes if f"{h}.namespaces" not in names and f"{h}.signing_policy" not in names]
+        if bare:
+            self.add(path, 0, "ca_dir", WARNING, "stricter",
+                     f"{len(bare)} CA(s) ({', '.join(bare[:5])}{', ...' if len(bare) > 5 else ''}) "
+                     "have neither <hash>.namespaces nor <hash>.signing_policy: under "
+                     "credentials.namespace_policy 'require' (the default) their users are refused "
+                     "(201). Install the IGTF policy files, or set namespace_policy: optional")
+        else:
+            self.add(path, 0, "ca_dir", INFO, "translated",
+                     "every CA has its namespace policy file (credentials.namespace_policy require)")
 
     def finish(self):
         """What can only be said once everything is read: group rules of the voms_*
