@@ -49,7 +49,7 @@ def test_golden_reports_name_every_line_of_the_inputs():
                 if s and s[0] not in "#;[" and "=" in s:
                     assert (name, n) in reported, f"{site}: {name}:{n} {s!r} not in the report"
         if result.yaml_text is not None:
-            from glexec_tools.importer.plan import parse_lcmaps_db
+            from glexec_tools.importer.sources import parse_lcmaps_db
             parsed = parse_lcmaps_db(db_text)
             for var in parsed.variables.values():
                 assert (db, var.line) in reported, f"{site}: {db}:{var.line} {var.name} not reported"

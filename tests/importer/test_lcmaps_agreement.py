@@ -288,7 +288,9 @@ def test_imported_config_maps_like_lcmaps(world, site):
     config_path = root / "glexec.yaml"
     config_path.write_text(result.yaml_text)
     cfg = parse_config(result.yaml_text, str(config_path))
-    policy = plan.parse_glexec_conf(conf_text, conf, plan._Report()).get("lcmaps_get_account_policy")
+    from glexec_tools.importer.report import Report
+    from glexec_tools.importer.sources import parse_glexec_conf
+    policy = parse_glexec_conf(conf_text, conf, Report()).get("lcmaps_get_account_policy")
     oracle = _oracle_db(site, root, texts)
     rows = []
     for name, *_ in PROXIES:

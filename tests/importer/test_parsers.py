@@ -3,7 +3,8 @@ policy language), lcas.db; and the report's file:line for each item."""
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from glexec_tools.importer import plan as P
+from glexec_tools.importer import plan as P, policy, sources
+from glexec_tools.importer.report import Report
 
 # every key of reference glexec-interface.md section 6, with the values sites really wrote
 ALL_KEYS = {
@@ -94,11 +95,11 @@ def test_ini_quirks():
             "create_target_proxy = \"no\"\n"
             "this line has no equals sign\n"
             "user_white_list = a\nuser_white_list = b\n")
-    rep = P._Report()
-    conf = P.parse_glexec_conf(text, "g.conf", rep)
-    assert conf["linger"] == P.ConfValue("no", 6)
+    rep = Report()
+    conf = sources.parse_glexec_conf(text, "g.conf", rep)
+    assert conf["linger"] == sources.ConfValue("no", 6)
     assert conf["create_target_proxy"].value == "no"
-    assert conf["user_white_list"] == P.ConfValue("b", 10)
+    assert conf["user_white_list"] == sources.ConfValue("b", 10)
     lines = {(f.line, f.status) for f in rep.findings}
     assert (3, "not_needed") in lines          # [other] ignored, as gLExec does
     assert (4, "not_translated") in lines      # its key too
@@ -148,7 +149,7 @@ def test_any_ini_text_gives_a_plan_never_an_exception(text):
 # --- lcmaps.db -------------------------------------------------------------------------
 
 def test_db_syntax_comments_continuation_quoting_chains():
-    db = P.parse_lcmaps_db(
+    db = sources.parse_lcmaps_db(
         '# top comment\npath = "/usr/lib/lcmaps"\n'
         'a = "lcmaps_localaccount.mod"   # after a value\n'
         '    "-gridmap /x/grid-mapfile"\n'
@@ -160,12 +161,12 @@ def test_db_syntax_comments_continuation_quoting_chains():
     assert db.variables["a"].value == 'lcmaps_localaccount.mod -gridmap /x/grid-mapfile  -odd "quoted" arg'
     assert db.variables["a"].line == 3
     assert [p.name for p in db.policies] == ["p1", "p2"]
-    assert db.policies[0].rules[0] == P.Rule("alias", None, "lcmaps_dummy_bad.mod", 8)
-    assert db.policies[1].rules[0] == P.Rule("alias", "b", "c", 10)
-    inst = P.resolve_state(db, "alias")
+    assert db.policies[0].rules[0] == sources.Rule("alias", None, "lcmaps_dummy_bad.mod", 8)
+    assert db.policies[1].rules[0] == sources.Rule("alias", "b", "c", 10)
+    inst = sources.resolve_state(db, "alias")
     assert (inst.module, inst.args, inst.line) == ("localaccount",
                                                    ("-gridmap", "/x/grid-mapfile", "-odd", '"quoted"', "arg"), 3)
-    assert P.resolve_state(db, "lcmaps_dummy_bad.mod").module == "dummy_bad"
+    assert sources.resolve_state(db, "lcmaps_dummy_bad.mod").module == "dummy_bad"
 
 
 @pytest.mark.parametrize("text,line,what", [
@@ -179,8 +180,8 @@ def test_db_syntax_comments_continuation_quoting_chains():
     ('a = "x" $\n', 1, "unexpected character"),
 ])
 def test_db_syntax_errors_have_lines(text, line, what):
-    with pytest.raises(P.DbSyntaxError) as e:
-        P.parse_lcmaps_db(text)
+    with pytest.raises(sources.DbSyntaxError) as e:
+        sources.parse_lcmaps_db(text)
     assert e.value.line == line and what in e.value.what
 
 
@@ -300,7 +301,7 @@ def test_a_fall_through_chain_becomes_its_order(chain):
         lines.append(f"{a} -> good" + (f" | {b}" if b else ""))
     r = run(conf_text({}), db="\n".join(lines) + "\n")
     assert r.yaml_text is not None, r.errors
-    want = "[" + ", ".join(f'"{P.SOURCE_OF[m]}"' for m in chain) + "]"
+    want = "[" + ", ".join(f'"{policy.SOURCE_OF[m]}"' for m in chain) + "]"
     assert f"order: {want}" in r.yaml_text
 
 
@@ -393,6 +394,6 @@ def test_ca_dir_without_namespace_files_is_warned():
 
 
 def test_plugin_options_two_word_ttl_and_values():
-    assert P.plugin_options(["--max-proxy-level-ttl=L", "1d-00:00", "-certdir", "/c", "--X", "-y"]) == [
+    assert sources.plugin_options(["--max-proxy-level-ttl=L", "1d-00:00", "-certdir", "/c", "--X", "-y"]) == [
         ("--max-proxy-level-ttl", "L 1d-00:00"), ("-certdir", "/c"), ("--x", None), ("-y", None)]
-    assert P.plugin_options(["stray"]) == [(None, "stray")]
+    assert sources.plugin_options(["stray"]) == [(None, "stray")]
