@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from glexec_py import site_paths
 from glexec_tools.importer.policy import (ACCOUNT, CHECK, GROUP, SOURCE_OF, UNSUPPORTED,
-                                          _UNSUPPORTED_WHY, World, _can_map_from, _states,
+                                          UNSUPPORTED_WHY, can_map_from, states_of,
                                           derive_order, glexec_outcome, lcmaps_outcome,
                                           module_kind, worlds)
 from glexec_tools.importer.report import ERROR, INFO, WARNING, Report
@@ -430,7 +430,7 @@ class Translator:
             db = parse_lcmaps_db(self.db_text)
             instances_of = {}
             for p in db.policies:
-                instances_of[p.name] = {s: resolve_state(db, s) for s in _states(p)}
+                instances_of[p.name] = {s: resolve_state(db, s) for s in states_of(p)}
         except DbSyntaxError as e:
             self.add(self.db_name, e.line, "lcmaps.db", ERROR, "refused",
                      f"syntax error: {e.what} (LCMAPS would fail to initialise: gLExec exit 202)")
@@ -490,7 +490,7 @@ class Translator:
         for inst in used.values():
             kind = module_kind(inst.module)
             if kind == UNSUPPORTED:
-                why = _UNSUPPORTED_WHY.get(inst.module, "an unknown plugin: what it decides "
+                why = UNSUPPORTED_WHY.get(inst.module, "an unknown plugin: what it decides "
                                            "cannot be translated")
                 self.add(self.db_name, inst.line or self._rule_line(chosen, inst.state), inst.state,
                          ERROR, "refused", f"{inst.word}: {why}")
@@ -591,7 +591,7 @@ class Translator:
                     continue
                 rule = next((r for r in p.rules if r.state == s), None)
                 if rule is not None and rule.on_failure is not None and \
-                        _can_map_from(p, inst, rule.on_failure):
+                        can_map_from(p, inst, rule.on_failure):
                     self.add(self.db_name, rule.line, s, WARNING, "stricter",
                              f"in policy {p.name}, failing {i.module} continues at "
                              f"{rule.on_failure!r}; glexec-py applies it to every call and refuses")

@@ -23,7 +23,7 @@ _KINDS = {
     "dummy_good": NOOP, "posix_enf": NOOP, "glexec_tracking": NOOP, "voms": NOOP,
     "dummy_bad": FAIL,
 }
-_UNSUPPORTED_WHY = {
+UNSUPPORTED_WHY = {
     "voms_poolgroup": "pool groups (-groupmapdir leases of VOMS groups) have no glexec-py "
                       "equivalent; map FQANs to fixed groups with a groupmapfile instead",
     "scas_client": "a remote authorization service (SCAS) decides; glexec-py decides locally",
@@ -68,7 +68,7 @@ def run_policy(policy, instances, outcome, limit=1000):
     return False, trace
 
 
-def _can_map_from(policy, instances, state, depth=0):
+def can_map_from(policy, instances, state, depth=0):
     """True if some path from ``state`` runs an account plugin that succeeds and the
     policy then ends in success (dummy_bad only fails, the others may go either way)."""
     rules = {r.state: r for r in policy.rules}
@@ -99,7 +99,7 @@ def _can_map_from(policy, instances, state, depth=0):
     return walk(state, False, depth)
 
 
-def _states(policy):
+def states_of(policy):
     out = []
     for r in policy.rules:
         for s in (r.state, r.on_success, r.on_failure):
