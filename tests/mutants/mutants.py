@@ -460,4 +460,14 @@ MUTANTS = [
                 ("glexec_py/effects/banfiles.py", "        if len(data) > cap:", "        if False:")],
          kill=["tests/effects/test_banfiles.py::test_over_cap_file_denies_everyone"]),
 
+    # --- glexec-import: never a translation that lets in more than the old configuration -------
+    dict(id="import-policy-equivalence", check="glexec-import refuses a policy no single mapping.order maps alike",
+         edits=[("tools/glexec_tools/importer/plan.py", "        if mismatches:\n", "        if False:\n")],
+         kill=["tests/importer/test_parsers.py::test_a_policy_no_single_order_can_express_is_refused",
+               "tests/importer/test_parsers.py::test_two_account_plugins_on_one_path_are_refused"]),
+    dict(id="import-lcas-allow-list", check="glexec-import refuses LCAS allow-lists it cannot translate",
+         edits=[("tools/glexec_tools/importer/plan.py",
+                 "                self.add(self.lcas_name, lineno, word, ERROR, \"refused\", why)",
+                 "                pass")],
+         kill=["tests/importer/test_parsers.py::test_lcas_userban_becomes_a_global_dn_ban_and_others_are_refused"]),
 ]
