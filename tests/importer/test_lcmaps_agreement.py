@@ -133,17 +133,22 @@ def world():
     os.makedirs(ROOT_BASE, mode=0o755, exist_ok=True)
     top = Path(tempfile.mkdtemp(prefix="importer-", dir=ROOT_BASE))
     os.chmod(top, 0o755)
-    with A.session_lock():
+    from tests.support.slurm_fixtures import session_lock    # no-op if this run holds it
+    lock = session_lock("needs root")
+    next(lock)
+    try:
         A.cleanup_leftovers(47300, 47349)
+        for g, gid in GROUPS.items():
+            A.create_group(g, gid)
+        for u, (uid, g) in USERS.items():
+            A.create_user(u, uid, g)
+        yield _World(top)
+    finally:
         try:
-            for g, gid in GROUPS.items():
-                A.create_group(g, gid)
-            for u, (uid, g) in USERS.items():
-                A.create_user(u, uid, g)
-            yield _World(top)
-        finally:
             A.cleanup_leftovers(47300, 47349)
             shutil.rmtree(top, ignore_errors=True)
+        finally:
+            next(lock, None)
 
 
 class _World:
