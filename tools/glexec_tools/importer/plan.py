@@ -299,6 +299,7 @@ class Translator:
         if cv is None:
             self.out.set("callers", target, [])
             return
+        from glexec_py.core.config import _name_problem
         names, dropped = [], []
         for word in re.split(r"[\s,]+", cv.value):
             if not word:
@@ -306,22 +307,23 @@ class Translator:
             if word == "*":
                 dropped.append("'*' (anyone)")
                 continue
-            if word.endswith("*") and len(word) > 1 and "*" not in word[:-1]:
-                names.append("." + word[:-1].lstrip("."))
+            base = word[:-1].lstrip(".")
+            if word.endswith("*") and base and "*" not in base and not _name_problem(base, key, pool=False):
+                word = "." + base
                 self.add(self.conf_name, cv.line, key, WARNING, "stricter",
-                         f"{word!r} becomes '.{word[:-1].lstrip('.')}': the pool accounts "
-                         f"{word[:-1].lstrip('.')}<digits> only")
-                continue
-            if "*" in word or any(ord(ch) < 0x20 or ch == ":" for ch in word) or word == ".":
-                dropped.append(repr(word))
+                         f"'{_clip(base)}*' becomes '{_clip(word)}': the pool accounts "
+                         f"{_clip(base)}<digits> only")
+            if _name_problem(word, key, pool=True):
+                dropped.append(repr(_clip(word)))
                 continue
             if word not in names:
                 names.append(word)
         self.out.set("callers", target, names)
         if dropped:
             self.add(self.conf_name, cv.line, key, WARNING, "stricter",
-                     f"not translated: {', '.join(dropped)} -- glexec-py has no wildcards; "
-                     "list the calling accounts (or '.prefix' for pool accounts)")
+                     f"not translated: {', '.join(dropped)} -- glexec-py has no wildcards and "
+                     "takes only plain names; list the calling accounts (or '.prefix' for pool "
+                     "accounts)")
         self.add(self.conf_name, cv.line, key, INFO, "translated",
                  f"callers.{target}: {names}")
 
