@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from glexec_py import site_paths
 from glexec_tools.importer.policy import (ACCOUNT, CHECK, GROUP, SOURCE_OF, UNSUPPORTED,
                                           UNSUPPORTED_WHY, can_map_from, states_of,
-                                          derive_order, glexec_outcome, lcmaps_outcome,
-                                          module_kind, worlds)
+                                          compare, derive_order, module_kind)
 from glexec_tools.importer.report import ERROR, INFO, WARNING, Report
 from glexec_tools.importer.sources import (DbSyntaxError, parse_glexec_conf, parse_lcmaps_db,
                                            plugin_options, resolve_state)
@@ -520,23 +519,7 @@ class Translator:
             o in ("-mapall",) or (o == "-mapmin" and v not in (None, "0"))
             for o, v in plugin_options(group_inst.args))
         sources = [SOURCE_OF[i.module] for i in accounts]
-        mismatches, notes = [], []
-        for w in worlds(sources, strict_groups):
-            theirs = lcmaps_outcome(chosen, instances_of, w)
-            ours = glexec_outcome(order, grouped, w)
-            if theirs[0] == "conflict":
-                mismatches.append((w, theirs, ours))
-                continue
-            if theirs[0] == "mapped" and ours[0] == "mapped" and theirs[1] == ours[1]:
-                if theirs[2] != ours[2]:
-                    # a voms_* account must get its groups the same way on both sides
-                    (mismatches if theirs[1].startswith("voms_") else notes).append((w, theirs, ours))
-                continue
-            if theirs != ours and not (theirs[0] == ours[0] == "denied"):
-                if theirs[0] == "mapped" and ours[0] == "denied" and strict_groups and not w.groups_ok:
-                    notes.append((w, theirs, ours))
-                    continue
-                mismatches.append((w, theirs, ours))
+        mismatches, notes = compare(chosen, instances_of, order, grouped, sources, strict_groups)
         first = chosen[0]
         explanation = [f"policy {p.name} ({self.db_name}:{p.line}): " + "; ".join(
             _rule_text(r) for r in p.rules) for p in chosen]

@@ -193,3 +193,29 @@ def derive_order(policies, instances_of):
                 if module_kind(inst.module) == ACCOUNT and SOURCE_OF[inst.module] not in order:
                     order.append(SOURCE_OF[inst.module])
     return order
+
+
+def compare(policies, instances_of, order, grouped, sources, strict_groups):
+    """Run both sides in every ``World``: ``(mismatches, notes)``, lists of ``(world,
+    lcmaps outcome, glexec outcome)``.  A mismatch forbids the translation: glexec-py would
+    map differently (or map where LCMAPS refused, or LCMAPS maps twice on one path).  A
+    note is an announced difference: a DN source after voms_localgroup (LCMAPS keeps the
+    VOMS group as primary gid) or an unmet -mapmin/-mapall (LCMAPS falls through,
+    glexec-py refuses)."""
+    mismatches, notes = [], []
+    for w in worlds(sources, strict_groups):
+        theirs = lcmaps_outcome(policies, instances_of, w)
+        ours = glexec_outcome(order, grouped, w)
+        if theirs[0] == "conflict":
+            mismatches.append((w, theirs, ours))
+        elif theirs[0] == ours[0] == "denied":
+            continue
+        elif theirs[0] == ours[0] == "mapped" and theirs[1] == ours[1]:
+            if theirs[2] != ours[2]:
+                # a voms_* account must get its groups the same way on both sides
+                (mismatches if theirs[1].startswith("voms_") else notes).append((w, theirs, ours))
+        elif theirs[0] == "mapped" and ours[0] == "denied" and strict_groups and not w.groups_ok:
+            notes.append((w, theirs, ours))
+        else:
+            mismatches.append((w, theirs, ours))
+    return mismatches, notes
