@@ -554,6 +554,42 @@ def _env_problem(v):
 
 def parse_config(text, filename):
     """Parse and validate glexec.yaml text; ``ConfigError(filename, line, what)`` on any
-    problem (a complete ``Config`` or an error, never a partial result)."""
+    problem (a complete ``Config`` or an error, never a partial result).  A gLExec
+    glexec.conf given by mistake is named as such (checked only once the YAML failed)."""
     from glexec_py.core.strictyaml import load   # not on the engine's cached-config path
-    return load(text, filename, lambda root, loader, yaml: _Parser(filename, loader, yaml).document(root))
+    try:
+        return load(text, filename, lambda root, loader, yaml: _Parser(filename, loader, yaml).document(root))
+    except ConfigError:
+        line = glexec_ini_line(text)
+        if line:
+            raise ConfigError(filename, line, "this is a gLExec INI file (glexec.conf); convert it "
+                                              "with glexec-import") from None
+        raise
+
+
+def glexec_ini_line(text):
+    """The line of the ``[glexec]`` section header when ``text`` reads as gLExec's INI
+    glexec.conf (that header first, but for comments, and only ``key = value`` lines in
+    it), else 0."""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", "replace")
+    header, section = 0, None
+    for lineno, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+            if not header:
+                if section != "glexec":
+                    return 0
+                header = lineno
+            continue
+        if not header:
+            return 0
+        if section == "glexec":
+            key, eq, _ = line.partition("=")
+            key = key.strip()
+            if not (eq and key and key.replace("_", "a").isalnum()):
+                return 0
+    return header
