@@ -235,7 +235,7 @@ def _tool():
     tools = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools")
     if tools not in sys.path:
         sys.path.insert(0, tools)
-    from glexec_tools import sutest as tool
+    from glexec_tools.sutest import cli as tool
     return tool
 
 

@@ -7,7 +7,8 @@ import subprocess
 
 from hypothesis import given, settings, strategies as st
 
-from glexec_py.core import audit, backmap
+from glexec_py.core import audit
+from glexec_tools.backmap import plan as backmap
 from glexec_py.effects import auditlog
 
 values = st.binary(max_size=60)

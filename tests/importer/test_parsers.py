@@ -348,37 +348,26 @@ def test_ban_file_glexec_py_cannot_use_is_an_error_at_its_line():
     assert r.yaml_text is not None and any(f.file == "/etc/ban" for f in r.warnings)
 
 
-# --- keys another part of glexec-py adds (epilogue, audit.monitor_lines) ------------------
+# --- gLExec's epilogue (refused, docs/epilogue.md) and the tracking plugin (monitor lines) ----
 
-def test_epilogue_and_monitor_lines_wait_for_their_keys():
-    """Without those keys in core/config.py the report says so (warning); with them (as
-    announced) the values are emitted under exactly these names, and the YAML is still
-    validated by the real loader before it is handed out."""
-    from glexec_py.core import config
-    have = {s for s, _ in config.SCHEMA}
+def test_epilogue_is_reported_with_what_replaces_it_and_tracking_becomes_monitor_lines():
+    """An epilogue has no glexec-py equivalent: every epilogue key is a warning naming the
+    site tools that replace it, and nothing about it reaches the YAML (the loader would
+    refuse an 'epilogue' section). The LCMAPS tracking plugin becomes audit.monitor_lines."""
+    from glexec_py.core.config import EPILOGUE_REFUSED, parse_config
     conf = conf_text({"epilogue": "/usr/libexec/epi", "epilogue_user": "epi",
                       "epilogue_group": "epigrp", "epilogue_timeout": "120",
                       "lcmaps_get_account_policy": "glexec_get_account"})
     db = DB.replace('good = "lcmaps_dummy_good.mod"',
                     'good = "lcmaps_glexec_tracking.mod -exec /usr/sbin/glexec_monitor"')
     r = run(conf, db=db)
-    if "epilogue" not in have:
-        for key in ("epilogue", "epilogue_user", "epilogue_group", "epilogue_timeout"):
-            f, = by_item(r, key)
-            assert f.level == "warning" and "once glexec.yaml has the epilogue section" in f.why
-        assert any("audit.monitor_lines" in f.why and f.level == "warning" for f in r.findings)
-        assert "epilogue" not in r.yaml_text and "monitor_lines" not in r.yaml_text
-    t = P.Translator("/etc/glexec.conf", conf, "/etc/lcmaps.db", db, None, None, {},
-                     "/var/lib/glexec-py", "/var/log/glexec-py/audit.jsonl")
-    t.refs = {}
-    import unittest.mock as mock
-    with mock.patch.object(P, "_schema_has", lambda section, key=None: True):
-        res = t.run()
-    assert t.out.values["epilogue"] == {"command": ("/usr/libexec/epi", ""), "user": ("epi", ""),
-                                        "group": ("epigrp", ""), "timeout": (120, "")}
-    assert t.out.values["audit"]["monitor_lines"] == (True, "")
-    if "epilogue" not in have:      # the loader refuses what it does not know: no YAML
-        assert res.yaml_text is None and any("does not load" in e.why for e in res.errors)
+    for key in ("epilogue", "epilogue_user", "epilogue_group", "epilogue_timeout"):
+        f, = by_item(r, key)
+        assert f.level == "warning" and f.why == EPILOGUE_REFUSED
+    assert r.yaml_text is not None and "epilogue" not in r.yaml_text
+    assert parse_config(r.yaml_text.encode(), "imported.yaml").audit.monitor_lines is True
+    r = run(conf_text({"epilogue": "", "epilogue_timeout": "120"}))
+    assert {f.level for f in r.findings if f.item.startswith("epilogue")} == {"info"}
 
 
 def test_ca_dir_without_namespace_files_is_warned():

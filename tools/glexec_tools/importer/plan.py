@@ -388,38 +388,18 @@ class Translator:
                          f"{_clip(fac.value)!r} is not a facility glexec-py knows; LOG_DAEMON is used")
 
     def epilogue(self):
+        """gLExec's epilogue has no equivalent (config.EPILOGUE_REFUSED, docs/epilogue.md):
+        a site that set one is told what replaces it."""
+        from glexec_py.core.config import EPILOGUE_REFUSED
         c, name = self.conf, self.conf_name
         keys = ("epilogue", "epilogue_user", "epilogue_group", "epilogue_timeout")
         present = [k for k in keys if k in c]
-        if not present:
-            return
         command = c.get("epilogue")
-        if command is None or not command.value:
-            for k in present:
-                self.add(name, c[k].line, k, INFO, "not_needed", "no epilogue command is set")
-            return
-        if not _schema_has("epilogue"):
-            for k in present:
-                self.add(name, c[k].line, k, WARNING, "not_translated",
-                         "translated once glexec.yaml has the epilogue section "
-                         "(epilogue: {command, user, group, timeout}); this glexec-py has none, "
-                         "so no epilogue runs")
-            return
-        values = {"command": command.value}
-        for k, yk in (("epilogue_user", "user"), ("epilogue_group", "group")):
-            if k in c and c[k].value:
-                values[yk] = c[k].value
-        if "epilogue_timeout" in c:
-            t = c["epilogue_timeout"].value
-            if re.fullmatch(r"\d{1,9}", t):
-                values["timeout"] = int(t)
-            else:
-                self.add(name, c["epilogue_timeout"].line, "epilogue_timeout", WARNING,
-                         "not_translated", f"{_clip(t)!r} is not a number of seconds; the default is used")
-        for yk, v in values.items():
-            self.out.set("epilogue", yk, v)
         for k in present:
-            self.add(name, c[k].line, k, INFO, "translated", "epilogue section")
+            if command is None or not command.value:
+                self.add(name, c[k].line, k, INFO, "not_needed", "no epilogue command is set")
+            else:
+                self.add(name, c[k].line, k, WARNING, "not_translated", EPILOGUE_REFUSED)
 
     # -- lcmaps.db
     def lcmaps(self):
