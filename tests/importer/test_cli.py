@@ -101,7 +101,7 @@ def test_clean_translation_exits_0(tmp_path, capsys):
     (["--glexec-conf", "/proc/self/no-such-dir/glexec.conf"],
      "glexec-import: cannot read the glexec.conf /proc/self/no-such-dir/glexec.conf: "
      "No such file or directory\n"),
-    (["--bogus"], "glexec-import: unrecognized arguments: --bogus\n"),
+    (["--bogus"], "glexec-import: unrecognized arguments: --bogus (see --help)\n"),
     (["--force"], "glexec-import: --force needs --output\n"),
     (["--state-dir", "rel"], "glexec-import: --state-dir must be an absolute path\n"),
 ])

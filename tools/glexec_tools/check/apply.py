@@ -553,7 +553,7 @@ def lint(config_path, names, gridmapdir=None):
         cfg = load_config(config_path)
     except ConfigError as e:
         return [F(E, f"{e.filename}:{e.line}" if e.line else e.filename, e.what)], None
-    out = []
+    out = _lint_tool_sections(config_path)
     problem = trust_problem(config_path)
     if problem:
         out.append(F(E, config_path, f"glexec refuses this configuration: {problem}"))
@@ -584,6 +584,23 @@ def lint(config_path, names, gridmapdir=None):
     if names.from_files:
         out.append(F(I, "accounts", "accounts from --passwd/--group files, not the system's"))
     return plan.sort_findings(out), cfg
+
+
+def _lint_tool_sections(config_path):
+    """Each site tool's section (prune:, sweep:, leases:, backmap:), checked by the tool's
+    own parser (front.SECTIONS), so a section the timer would refuse is found now."""
+    import importlib
+    from glexec_tools import front
+    with open(config_path, "rb") as f:
+        text = f.read().decode("utf-8")
+    out = []
+    for name, module in sorted(front.SECTIONS.items()):
+        try:
+            importlib.import_module(module).parse_section(text, config_path)
+        except ConfigError as e:
+            where = f"{e.filename}:{e.line}" if e.line else e.filename
+            out.append(plan.Finding(plan.ERROR, where, f"{e.what} (read by the {name} tool)"))
+    return out
 
 
 def _lint_ca_dir(cfg, config_path):

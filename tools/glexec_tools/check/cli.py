@@ -9,45 +9,35 @@ credential, without leasing, auditing or running anything (man page docs/man/gle
 Exit (lint): 0 clean, 1 warnings only, 2 errors (or a usage error).
 Exit (explain): 0 glexec would grant, 1 glexec would refuse, 2 usage or unreadable input.
 """
-import argparse
 import json
 import sys
 
+from glexec_tools import front
+
 PROG = "glexec-check"
-EXIT_USAGE = 2
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise _UsageError(message)
-
-
-class _UsageError(Exception):
-    pass
-
-
-def _default_config():
-    from glexec_py import site_paths
-    return site_paths.CONFIG_FILE
-
-
-def _common(p):
-    p.add_argument("--config", metavar="FILE", default=None,
-                   help="the glexec.yaml to check (default: this installation's)")
-    p.add_argument("--json", action="store_true", help="print one JSON document")
-    p.add_argument("--passwd", metavar="FILE", help="accounts from this passwd file instead of the system's")
-    p.add_argument("--group", metavar="FILE", help="groups from this group file instead of the system's")
-    p.add_argument("--gridmapdir", metavar="DIR",
+def _names_options(p, suppress=False):
+    """Also accepted after "explain"; there without defaults, so a value given before the
+    sub-command is not reset by the sub-parser."""
+    import argparse
+    d = argparse.SUPPRESS if suppress else None
+    p.add_argument("--passwd", metavar="FILE", default=d,
+                   help="accounts from this passwd file instead of the system's")
+    p.add_argument("--group", metavar="FILE", default=d,
+                   help="groups from this group file instead of the system's")
+    p.add_argument("--gridmapdir", metavar="DIR", default=d,
                    help="read pool leases from DIR instead of mapping.gridmapdir (its trust is not checked)")
 
 
 def parser():
-    p = _Parser(prog=PROG, description="Lint a glexec-py configuration, or explain a decision "
-                "(nothing is leased, audited or run).")
-    _common(p)
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    p = front.argument_parser(PROG, "Lint a glexec-py configuration, or explain a decision "
+                              "(nothing is leased, audited or run).", None, changes=False)
+    _names_options(p)
+    sub = p.add_subparsers(dest="command", parser_class=type(p))
     e = sub.add_parser("explain", help="explain what glexec would decide for a credential")
-    _common(e)
+    front.add_common(e, changes=False, suppress=True)
+    _names_options(e, suppress=True)
     who = e.add_mutually_exclusive_group(required=True)
     who.add_argument("--proxy", metavar="FILE", help="a proxy file, verified with the site's CA and VOMS dirs")
     who.add_argument("--token", metavar="FILE", help="a token file, verified with the site's issuer keys")
@@ -61,28 +51,16 @@ def parser():
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        args = parser().parse_args(argv)
-    except _UsageError as e:
-        return _fail(str(e))
-    except SystemExit as e:        # --help
-        return int(e.code or 0)
+    return front.run(PROG, _body, argv)
+
+
+def _body(argv):
+    from glexec_tools.check.apply import Usage
+    args = parser().parse_args(argv)
     try:
         return _run(args)
-    except Exception as e:         # one line, never a traceback
-        from glexec_py.errors import GlexecError
-        if isinstance(e, GlexecError):
-            return _fail(e.message.removeprefix("glexec: "))
-        from glexec_tools.check.apply import Usage
-        if isinstance(e, Usage):
-            return _fail(str(e))
-        return _fail(f"internal error: {e!r}")
-
-
-def _fail(message):
-    sys.stderr.write(f"{PROG}: {message}\n")
-    return EXIT_USAGE
+    except Usage as e:
+        raise front.ToolError(str(e)) from None
 
 
 def _run(args):
@@ -90,7 +68,7 @@ def _run(args):
     if (args.passwd is None) != (args.group is None):
         raise apply.Usage("--passwd and --group go together")
     names = apply.NameService(args.passwd, args.group)
-    config = args.config or _default_config()
+    config = front.config_path(args.config)
     if args.command == "explain":
         if args.dn is None and (args.fqan or args.issuer):
             raise apply.Usage("--fqan and --issuer go with --dn")

@@ -2,12 +2,13 @@
 glexec.yaml, with a report of what was translated and what was not (file:line, why).
 
 Exit: 0 translated cleanly; 1 translated with warnings, or not translated (the report
-says why, nothing is written); 2 usage error or an input file that cannot be read.
-Errors are one line, ``glexec-import: <what>``; never a traceback."""
-import argparse
+says why, nothing is written); 2 usage error or an input file that cannot be read; 70 an
+unexpected error.  Errors are one line, ``glexec-import: <what>`` (the shared front);
+never a traceback."""
 import os
 import sys
 
+from glexec_tools import front
 from glexec_tools.importer import plan as P
 
 PROG = "glexec-import"
@@ -15,18 +16,14 @@ MAX_INPUT = 4 << 20          # bytes per configuration file read
 MAX_REFERENCED = 64 << 20    # bytes per grid-mapfile or ban list checked
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
+UsageError = front.ToolError       # exit 2, one line
 
 
 def _parser():
-    p = _Parser(prog=PROG, description="Translate gLExec's glexec.conf + lcmaps.db + lcas.db "
-                "into a glexec-py glexec.yaml and report what could not be translated.")
+    # not the common options: this tool reads no glexec.yaml, it writes one
+    p = front.argument_parser(PROG, "Translate gLExec's glexec.conf + lcmaps.db + lcas.db "
+                              "into a glexec-py glexec.yaml and report what could not be "
+                              "translated.", None, changes=False, common=False)
     p.add_argument("--glexec-conf", metavar="FILE", default=P.DEFAULT_GLEXEC_CONF,
                    help=f"gLExec's configuration (default: {P.DEFAULT_GLEXEC_CONF})")
     p.add_argument("--lcmaps-db", metavar="FILE",
@@ -152,31 +149,24 @@ def format_report(result):
 
 
 def main(argv=None):
-    args_list = sys.argv[1:] if argv is None else list(argv)
-    try:
-        args = _parser().parse_args(args_list)
-        if args.force and not args.output:
-            raise UsageError("--force needs --output")
-        for opt, v in (("--state-dir", args.state_dir), ("--audit-file", args.audit_file)):
-            if v is not None and not v.startswith("/"):
-                raise UsageError(f"{opt} must be an absolute path")
-        conf_text, db, db_text, lcas, lcas_text = _inputs(args)
-        wanted = P.referenced_files(args.glexec_conf, conf_text, db, db_text, lcas, lcas_text)
-        files = {path: _list_dir(path) if kind == "ca_dir" else _read_ref(path)
-                 for path, kind in wanted.items()}
-        result = P.translate(args.glexec_conf, conf_text, db, db_text, lcas, lcas_text, files,
-                             state_dir=args.state_dir, audit_file=args.audit_file)
-        if args.output and not args.dry_run and result.yaml_text is not None:
-            _write_atomic(args.output, result.yaml_text, args.force)
-    except UsageError as e:
-        sys.stderr.write(f"{PROG}: {e}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write(f"{PROG}: interrupted\n")
-        return 2
-    except Exception as bug:        # never a traceback; the class names the fault
-        sys.stderr.write(f"{PROG}: internal error: {type(bug).__name__}: {bug}\n")
-        return 2
+    return front.run(PROG, _body, argv)
+
+
+def _body(argv):
+    args = _parser().parse_args(argv)
+    if args.force and not args.output:
+        raise UsageError("--force needs --output")
+    for opt, v in (("--state-dir", args.state_dir), ("--audit-file", args.audit_file)):
+        if v is not None and not v.startswith("/"):
+            raise UsageError(f"{opt} must be an absolute path")
+    conf_text, db, db_text, lcas, lcas_text = _inputs(args)
+    wanted = P.referenced_files(args.glexec_conf, conf_text, db, db_text, lcas, lcas_text)
+    files = {path: _list_dir(path) if kind == "ca_dir" else _read_ref(path)
+             for path, kind in wanted.items()}
+    result = P.translate(args.glexec_conf, conf_text, db, db_text, lcas, lcas_text, files,
+                         state_dir=args.state_dir, audit_file=args.audit_file)
+    if args.output and not args.dry_run and result.yaml_text is not None:
+        _write_atomic(args.output, result.yaml_text, args.force)
     if args.json:
         import json
         sys.stdout.write(json.dumps(result.to_json(), indent=1, ensure_ascii=True) + "\n")
