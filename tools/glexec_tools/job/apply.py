@@ -22,6 +22,8 @@ from . import plan
 from .plan import Refused
 
 CHUNK = 1 << 20
+# Compressed input is read in small pieces so that the ratio cap sees a bomb after a few MiB.
+IN_CHUNK = 64 << 10
 
 # --- openat2 --------------------------------------------------------------------------
 
@@ -121,11 +123,11 @@ class _Zlib:
     def produce(self, n):
         while True:
             if self.d.eof:
-                self.pending = self.d.unused_data + self.pending or self.src.read(CHUNK)
+                self.pending = self.d.unused_data + self.pending or self.src.read(IN_CHUNK)
                 if not self.pending:
                     return b""
                 self.d = self.zlib.decompressobj(31)
-            data = self.d.unconsumed_tail or self.pending or self.src.read(CHUNK)
+            data = self.d.unconsumed_tail or self.pending or self.src.read(IN_CHUNK)
             self.pending = b""
             if not data:
                 raise Refused("truncated compressed archive")
@@ -138,17 +140,18 @@ class _Chunked:
     """bz2 / xz (decompressors with max_length and needs_input), several streams allowed."""
 
     def __init__(self, src, caps):
-        self.src, self.caps, self.d = src, caps, self.new()
+        self.src, self.caps = src, caps
+        self.d = self.new()
 
     def produce(self, n):
         while True:
             if self.d.eof:
-                data = self.d.unused_data or self.src.read(CHUNK)
+                data = self.d.unused_data or self.src.read(IN_CHUNK)
                 if not data:
                     return b""
                 self.d = self.new()
             elif self.d.needs_input:
-                data = self.src.read(CHUNK)
+                data = self.src.read(IN_CHUNK)
                 if not data:
                     raise Refused("truncated compressed archive")
             else:
@@ -177,7 +180,7 @@ class _Zstd:
         except ImportError:
             raise Refused("zstd archives need python3-zstandard, which is not installed") from None
         dctx = zstandard.ZstdDecompressor(max_window_size=caps.max_decoder_memory)
-        self.r = dctx.stream_reader(src, read_size=CHUNK, read_across_frames=True)
+        self.r = dctx.stream_reader(src, read_size=IN_CHUNK, read_across_frames=True)
 
     def produce(self, n):
         return self.r.read(n)

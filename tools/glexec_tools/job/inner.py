@@ -107,6 +107,10 @@ def run(argv) -> int:
     except MemoryError:
         sys.stderr.write(f"{PROG} {a.action}: failed: out of memory\n")
         return EXIT_FAIL
+    except Exception as e:          # a bug: still one line, and what was unpacked is gone
+        sys.stderr.write(f"{PROG} {a.action}: failed: internal error {type(e).__name__}: "
+                         f"{_one_line(str(e))[:200]}\n")
+        return EXIT_FAIL
 
 
 def _one_line(s):
