@@ -131,7 +131,10 @@ class _Zlib:
             self.pending = b""
             if not data:
                 raise Refused("truncated compressed archive")
-            out = self.d.decompress(data, n)
+            try:
+                out = self.d.decompress(data, n)
+            except self.zlib.error as e:
+                raise Refused(f"corrupt gzip data ({e})") from None
             if out:
                 return out
 
@@ -156,7 +159,12 @@ class _Chunked:
                     raise Refused("truncated compressed archive")
             else:
                 data = b""
-            out = self.d.decompress(data, n)
+            try:
+                out = self.d.decompress(data, n)
+            except MemoryError:
+                raise
+            except Exception as e:          # only the decoder can fail here (bz2: OSError, xz: LZMAError)
+                raise Refused(f"corrupt compressed data ({e})") from None
             if out:
                 return out
 
@@ -179,11 +187,15 @@ class _Zstd:
             import zstandard
         except ImportError:
             raise Refused("zstd archives need python3-zstandard, which is not installed") from None
+        self.zstd_error = zstandard.ZstdError
         dctx = zstandard.ZstdDecompressor(max_window_size=caps.max_decoder_memory)
         self.r = dctx.stream_reader(src, read_size=IN_CHUNK, read_across_frames=True)
 
     def produce(self, n):
-        return self.r.read(n)
+        try:
+            return self.r.read(n)
+        except self.zstd_error as e:
+            raise Refused(f"corrupt zstd data ({e})") from None
 
 
 CODECS = {"tar": _Plain, "gz": _Zlib, "bz2": _Bz2, "xz": _Xz, "zstd": _Zstd}
@@ -389,7 +401,7 @@ def remove_tree(parent_fd: int, name) -> None:
 def _tar_members(stream: Stream, caps: plan.Caps):
     """(Member, TarInfo) for each tar member, parsed by tarfile from the forward stream."""
     import tarfile
-    meta = 4 * caps.max_meta_bytes + 8 * tarfile.BLOCKSIZE
+    meta = caps.max_meta_bytes + 16 * tarfile.BLOCKSIZE      # all header blocks of one member
     stream.limit = stream.pos + meta
     try:
         tf = tarfile.TarFile(fileobj=stream, mode="r", encoding="utf-8", errors="surrogateescape")

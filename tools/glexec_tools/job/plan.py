@@ -47,12 +47,12 @@ class Caps:
     max_total_bytes: int = 16 << 30     # bytes written into the job directory
     max_members: int = 200_000
     max_member_bytes: int = 8 << 30
-    max_ratio: int = 250                # bytes produced / compressed bytes read
+    max_ratio: int = 200                # bytes produced / compressed bytes read (gzip -1 of zeros: 229)
     ratio_grace: int = 8 << 20          # produced below this is never a bomb
     max_path: int = 4096
     max_component: int = 255
     max_depth: int = 64
-    max_meta_bytes: int = 1 << 20       # one member's header (PAX, GNU long names)
+    max_meta_bytes: int = 1 << 20       # one member's headers (PAX, GNU long names) together
     max_decoder_memory: int = 40 << 20  # xz/zstd window
 
 
