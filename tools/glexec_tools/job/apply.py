@@ -616,6 +616,15 @@ def _fname(e):
 
 # --- collect ---------------------------------------------------------------------------
 
+# O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused after fstat)
+OUTPUT_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+
+
+def _why(e: OSError) -> str:
+    return {errno.ELOOP: "a symlink (not followed)", errno.EXDEV: "a mount point or on another file system",
+            errno.ENXIO: "not a regular file or directory"}.get(e.errno, e.strerror)
+
+
 class _Collection:
     def __init__(self, root_fd, max_bytes, tar):
         self.root, self.max_bytes, self.tar = root_fd, max_bytes, tar
@@ -636,17 +645,12 @@ class _Collection:
         self.seen.add(parts)
         if fd is None:
             try:
-                fd = openat2(self.root, b"/".join(parts),
-                             os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY,
-                             resolve=RESOLVE_INSIDE | RESOLVE_NO_XDEV)
+                fd = openat2(self.root, b"/".join(parts), OUTPUT_FLAGS, resolve=RESOLVE_INSIDE | RESOLVE_NO_XDEV)
             except FileNotFoundError:
                 self.missing.append(_text(parts))
                 return
             except OSError as e:
-                why = {errno.ELOOP: "a symlink (not followed)", errno.EXDEV: "on another file system",
-                       errno.ENXIO: "not a regular file or directory"}.get(e.errno, e.strerror)
-                self.refuse(parts, why)
-                return
+                return self.refuse(parts, _why(e))
         try:
             st = os.fstat(fd)
             if st.st_dev != self.dev:
@@ -675,13 +679,10 @@ class _Collection:
             names = sorted(os.fsencode(e.name) for e in it)
         for n in names:
             try:
-                child = os.open(n, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
-                                dir_fd=fd)
+                child = openat2(fd, n, OUTPUT_FLAGS, resolve=RESOLVE_INSIDE | RESOLVE_NO_XDEV)
             except OSError as e:
                 self.seen.add(parts + (n,))
-                self.refuse(parts + (n,), "a symlink (not followed)" if e.errno == errno.ELOOP
-                            else "not a regular file or directory" if e.errno == errno.ENXIO
-                            else e.strerror)
+                self.refuse(parts + (n,), _why(e))
                 continue
             self.add(parts + (n,), child)
 

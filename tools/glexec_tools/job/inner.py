@@ -7,8 +7,9 @@
 Runs as: whatever account starts it (the job's target); needs no privilege.
 
 unpack: prints one JSON line (format, members, bytes) on success.  collect: the tar goes to
---out (a new file, or stdout), the manifest (JSON) to --manifest (default stdout when --out
-is a file, else stderr is not used for it: give --manifest).
+--out (a new file, or "-" for stdout), the manifest (JSON: files with size and sha256,
+refused outputs with the reason, missing ones) to --manifest (a new file, or "-" for stdout,
+the default; not both on stdout).
 
 Exit: 0 done; 1 refused (the archive broke a rule and nothing of it is left / some declared
 outputs were missing or refused: see the manifest); 2 usage; 4 system failure.
@@ -82,6 +83,9 @@ def run(argv) -> int:
             result = apply.unpack(root, src, caps)
             sys.stdout.write(apply.manifest_json(result) + "\n")
             return EXIT_OK
+        if a.out == "-" and a.manifest == "-":
+            sys.stderr.write(f"{PROG}: usage: --out - needs a --manifest file\n")
+            return EXIT_USAGE
         outs = [os.fsencode(o) for o in a.outputs]
         for o in outs:
             plan.split_pattern(o)
