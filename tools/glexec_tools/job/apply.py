@@ -284,7 +284,8 @@ def _write_all(fd, b):
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_CONFLICT = {errno.EEXIST, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EXDEV, errno.ENOTEMPTY,
+# ENOENT: something else moved a directory of the job away while we were writing into it
+_CONFLICT = {errno.ENOENT, errno.EEXIST, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EXDEV, errno.ENOTEMPTY,
              errno.EMLINK, errno.ENAMETOOLONG, errno.EPERM}
 
 
