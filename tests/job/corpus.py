@@ -322,11 +322,11 @@ def cases() -> list[Case]:
     add("two-archives-overwrite-file", lambda c: [tar([F("f", b"one")]), tar([F("f", b"two")])], "refuse")
     add("two-archives-abs-link-then-write",
         lambda c: [tar([S("l", c.sent_abs)]), tar([F("l/file", b"PWNED")])], "refuse")
-    add("planted-symlink-dir", one(lambda c: tar([F("l/file", b"PWNED")])), "refuse",
+    add("planted-symlink-dir", one(lambda c: tar([F("l/planted-escape", b"PWNED")])), "refuse",
         plant=plant_symlink("l", "@S"))
     add("planted-symlink-file", one(lambda c: tar([F("f", b"PWNED")])), "refuse",
         plant=plant_symlink("f", "@S/file"))
-    add("planted-symlink-parent-deep", one(lambda c: tar([D("a"), F("a/l/dir/inner", b"PWNED")])), "refuse",
+    add("planted-symlink-parent-deep", one(lambda c: tar([D("a"), F("a/l/dir/new", b"PWNED")])), "refuse",
         plant=lambda job, ctx: (os.mkdir(os.path.join(job, "a")),
                                 os.symlink(ctx.sent_abs, os.path.join(job, "a", "l"))))
     add("second-archive-into-existing-dir", lambda c: [tar([D("d"), F("d/a", b"1")]), tar([F("d/b", b"2")])],

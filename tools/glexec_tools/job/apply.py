@@ -18,7 +18,7 @@ import os
 import stat
 import struct
 
-from . import plan
+from . import plan, tarformat
 from .plan import Refused
 
 CHUNK = 1 << 20
@@ -216,62 +216,63 @@ def sniff(head: bytes) -> str:
 
 
 class Stream:
-    """The decompressed archive as a forward-only file for tarfile, with the caps: every
-    byte produced is counted against the compressed bytes read (ratio), and ``limit`` bounds
-    how far tarfile may read while it parses one member's headers."""
+    """The decompressed archive, read forward through one buffer.  Every refill counts the
+    bytes produced against the compressed bytes read (the ratio cap), so a bomb stops after
+    a few MiB whatever the archive says about its members."""
 
     def __init__(self, src: Source, codec, caps: plan.Caps):
         self.src, self.codec, self.caps = src, codec, caps
-        self.buf, self.pos, self.limit, self.written = b"", 0, None, 0
+        self.buf, self.off, self.produced, self.written = b"", 0, 0, 0
 
-    def _take(self, n):
-        if self.limit is not None and self.pos + n > self.limit:
-            raise Refused(f"member header larger than {self.caps.max_meta_bytes} bytes")
-        if self.buf:
-            out, self.buf = self.buf[:n], self.buf[n:]
-        else:
-            out = self.codec.produce(min(n, CHUNK))
-        self.pos += len(out)
-        plan.check_ratio(max(self.pos, self.written), self.src.consumed, self.caps)
-        return out
+    def _fill(self) -> bool:
+        b = self.codec.produce(CHUNK)
+        if not b:
+            return False
+        self.buf = self.buf[self.off:] + b if self.off < len(self.buf) else b
+        self.off = 0
+        self.produced += len(b)
+        plan.check_ratio(max(self.produced, self.written), self.src.consumed, self.caps)
+        return True
 
-    def read(self, n=-1):
-        if n is None or n < 0:
-            raise Refused("archive parser asked for an unbounded read")
-        parts, got = [], 0
-        while got < n:
-            b = self._take(n - got)
-            if not b:
-                break
-            parts.append(b)
-            got += len(b)
-        return b"".join(parts)
-
-    def tell(self):
-        return self.pos
-
-    def seek(self, off, whence=0):
-        if whence != 0 or off < self.pos:
-            raise OSError(errno.ESPIPE, "archive stream only moves forward")
-        while self.pos < off:
-            if not self._take(min(off - self.pos, CHUNK)):
+    def read(self, n: int) -> bytes:
+        """Exactly ``n`` bytes (callers check ``n`` against a cap first)."""
+        while len(self.buf) - self.off < n:
+            if not self._fill():
                 raise Refused("truncated archive")
-        return self.pos
+        b = self.buf[self.off:self.off + n]
+        self.off += n
+        return b
 
-    def copy_to(self, fd, size):
-        """Write the next ``size`` bytes to ``fd``."""
-        left = size
-        while left:
-            b = self._take(min(left, CHUNK))
-            if not b:
-                raise Refused("truncated archive")
-            left -= len(b)
-            self.wrote(len(b))
-            _write_all(fd, b)
+    def block_or_eof(self):
+        if self.off == len(self.buf) and not self._fill():
+            return None
+        return self.read(tarformat.BLOCK)
 
-    def wrote(self, n):
+    def skip(self, n: int) -> None:
+        while n:
+            avail = len(self.buf) - self.off
+            if not avail:
+                if not self._fill():
+                    raise Refused("truncated archive")
+                continue
+            k = min(avail, n)
+            self.off += k
+            n -= k
+
+    def copy_to(self, fd: int, n: int) -> None:
+        """Write the next ``n`` bytes to ``fd``."""
         self.written += n
-        plan.check_ratio(max(self.pos, self.written), self.src.consumed, self.caps)
+        while n:
+            avail = len(self.buf) - self.off
+            if not avail:
+                if not self._fill():
+                    raise Refused("truncated archive")
+                continue
+            k = min(avail, n)
+            _write_all(fd, memoryview(self.buf)[self.off:self.off + k])
+            self.off += k
+            n -= k
+        plan.check_ratio(max(self.produced, self.written), self.src.consumed, self.caps)
 
 
 def _write_all(fd, b):
@@ -399,74 +400,136 @@ def remove_tree(parent_fd: int, name) -> None:
 
 # --- unpack ----------------------------------------------------------------------------
 
-def _tar_members(stream: Stream, caps: plan.Caps):
-    """(Member, TarInfo) for each tar member, parsed by tarfile from the forward stream."""
-    import tarfile
-    meta = caps.max_meta_bytes + 16 * tarfile.BLOCKSIZE      # all header blocks of one member
-    stream.limit = stream.pos + meta
-    try:
-        tf = tarfile.TarFile(fileobj=stream, mode="r", encoding="utf-8", errors="surrogateescape")
-    except tarfile.ReadError as e:
-        raise Refused(f"not a readable tar archive ({e})") from None
-    ti = tf.firstmember
-    tf.firstmember = None
-    while ti is not None:
-        stream.limit = None
-        tf.members.clear()                      # tarfile keeps every member otherwise
-        yield _member_of(ti), ti, tf
-        stream.limit = max(stream.pos, ti.offset_data + ti.size) + meta
-        try:
-            ti = tf.next()
-        except tarfile.TarError as e:
-            raise Refused(f"bad tar header ({e})") from None
-    stream.limit = None
+def _unpack_tar(stream: Stream, tree: "Tree", ledger: plan.Ledger) -> None:
+    caps, glob = ledger.caps, {}
+    while True:
+        blk = stream.block_or_eof()
+        if blk is None:
+            raise Refused("the archive ends without its end-of-archive block (truncated?)")
+        if blk == tarformat.ZERO_BLOCK:
+            return
+        h, records, names = _member_headers(stream, blk, glob, caps)
+        pax = {**glob, **dict(records)} if glob or records else {}
+        _unpack_member(stream, tree, ledger, h, pax, records, names)
 
 
-def _member_of(ti):
-    name = ti.name.encode("utf-8", "surrogateescape")
-    link = ti.linkname.encode("utf-8", "surrogateescape") if ti.linkname else b""
-    if ti.isreg():
-        kind = plan.KIND_FILE
-    elif ti.isdir():
+def _member_headers(stream, blk, glob, caps):
+    """The member's own header after its PAX / GNU long-name headers (all of them together
+    at most caps.max_meta_bytes); returns (header, PAX records, GNU long names)."""
+    h = tarformat.parse_header(blk)
+    records, names, meta = [], {}, 0
+    while h.typeflag in (tarformat.PAX_LOCAL, tarformat.PAX_GLOBAL, tarformat.GNU_LONGNAME,
+                         tarformat.GNU_LONGLINK):
+        meta += h.size
+        if meta > caps.max_meta_bytes:
+            raise Refused(f"member headers larger than {caps.max_meta_bytes} bytes")
+        data = stream.read(h.size)
+        stream.skip(-h.size % tarformat.BLOCK)
+        if h.typeflag == tarformat.PAX_LOCAL:
+            records += tarformat.parse_pax(data)
+        elif h.typeflag == tarformat.PAX_GLOBAL:
+            glob.update(tarformat.parse_pax(data))
+        else:
+            names[h.typeflag] = data.split(b"\0", 1)[0]
+        blk = stream.block_or_eof()
+        if blk is None or blk == tarformat.ZERO_BLOCK:
+            raise Refused("extended tar header without a member")
+        h = tarformat.parse_header(blk)
+    return h, records, names
+
+
+def _unpack_member(stream, tree, ledger, h, pax, records, names):
+    name = pax.get(b"path", names.get(tarformat.GNU_LONGNAME, h.name))
+    link = pax.get(b"linkpath", names.get(tarformat.GNU_LONGLINK, h.link))
+    stored = tarformat.pax_number(pax[b"size"], "size") if b"size" in pax else h.size
+    t = h.typeflag
+    sparse = None
+    if t in tarformat.REGULAR or t == tarformat.GNU_SPARSE:
+        kind = plan.KIND_DIR if name.endswith(b"/") and t == b"\0" and not stored else plan.KIND_FILE
+    elif t == tarformat.DIRECTORY:
         kind = plan.KIND_DIR
-    elif ti.issym():
+    elif t == tarformat.SYMLINK:
         kind = plan.KIND_SYMLINK
-    elif ti.islnk():
+    elif t == tarformat.HARDLINK:
         kind = plan.KIND_HARDLINK
-    elif ti.ischr() or ti.isblk():
-        kind = "device"
-    elif ti.isfifo():
-        kind = "FIFO"
     else:
-        kind = f"member of type {ti.type!r}"
-    return plan.Member(name, kind, ti.mode, ti.size, link)
+        kind = tarformat.KIND_NAMES.get(t, f"member of type {t!r}")
+    size = stored
+    if kind == plan.KIND_FILE:
+        sparse = _sparse_layout(stream, h, pax, records, ledger.caps)
+        if sparse is not None:
+            name, size = sparse[0] or name, sparse[1]
+    elif stored and kind in (plan.KIND_DIR, plan.KIND_SYMLINK, plan.KIND_HARDLINK):
+        raise Refused(f"{kind} member {plan._show(name)} carries data")
+    a = ledger.admit(plan.Member(name, kind, h.mode, size, link))
+    if a is None or a.kind != plan.KIND_FILE:
+        if a is not None:
+            tree.apply(a)
+        return
+    fd = tree.new_file(a.parts, a.mode)
+    try:
+        if sparse is None:
+            stream.copy_to(fd, stored)
+        else:
+            stored = _write_sparse(stream, fd, sparse, stored, ledger.caps)
+        if 0 <= h.mtime < 1 << 40:
+            os.utime(fd, (h.mtime, h.mtime))
+    finally:
+        os.close(fd)
+    stream.skip(-stored % tarformat.BLOCK)
 
 
-def _unpack_tar(stream, tree, ledger):
-    for m, ti, tf in _tar_members(stream, ledger.caps):
-        a = ledger.admit(m)
-        if a is None or a.kind != plan.KIND_FILE:
-            if a is not None:
-                tree.apply(a)
-            continue
-        fd = tree.new_file(a.parts, a.mode)
-        try:
-            if ti.issparse():
-                src = tf.extractfile(ti)
-                left = a.size
-                while left:
-                    b = src.read(min(left, CHUNK))
-                    if not b:
-                        raise Refused("truncated sparse member")
-                    left -= len(b)
-                    stream.wrote(len(b))
-                    _write_all(fd, b)
-            else:
-                stream.seek(ti.offset_data)
-                stream.copy_to(fd, a.size)
-            os.utime(fd, (ti.mtime, ti.mtime)) if 0 <= ti.mtime < 1 << 40 else None
-        finally:
-            os.close(fd)
+def _sparse_layout(stream, h, pax, records, caps):
+    """None for a plain file; else (name or None, real size, entries or "1.0")."""
+    if h.typeflag == tarformat.GNU_SPARSE and h.sparse is not None:
+        entries, more, meta = list(h.sparse), h.sparse_extended, 0
+        while more:
+            meta += tarformat.BLOCK
+            if meta > caps.max_meta_bytes:
+                raise Refused("sparse map too long")
+            ext, more = tarformat.sparse_extension(stream.read(tarformat.BLOCK))
+            entries += ext
+        return None, h.realsize, entries
+    if not any(k.startswith(b"GNU.sparse.") for k in pax):
+        return None
+    name = pax.get(b"GNU.sparse.name")
+    real = pax.get(b"GNU.sparse.realsize", pax.get(b"GNU.sparse.size"))
+    if real is None:
+        raise Refused("sparse member without its real size")
+    real = tarformat.pax_number(real, "sparse size")
+    if pax.get(b"GNU.sparse.major") == b"1" and pax.get(b"GNU.sparse.minor") == b"0":
+        return name, real, "1.0"
+    if b"GNU.sparse.map" in pax:                                    # 0.1
+        nums = [tarformat.pax_number(v, "sparse map") for v in pax[b"GNU.sparse.map"].split(b",") if v]
+    else:                                                           # 0.0
+        nums = [tarformat.pax_number(v, "sparse map") for k, v in records
+                if k in (b"GNU.sparse.offset", b"GNU.sparse.numbytes")]
+    if len(nums) % 2:
+        raise Refused("bad sparse map")
+    return name, real, list(zip(nums[::2], nums[1::2]))
+
+
+def _write_sparse(stream, fd, sparse, stored, caps):
+    """Write the data segments at their offsets (holes stay holes); returns the bytes the
+    member takes in the archive."""
+    _, real, entries = sparse
+    used = 0
+    if entries == "1.0":
+        data = b""
+        while True:
+            if used + tarformat.BLOCK > min(stored, caps.max_meta_bytes):
+                raise Refused("bad or too long sparse map")
+            data += stream.read(tarformat.BLOCK)
+            used += tarformat.BLOCK
+            entries, _ = tarformat.parse_sparse_map_1_0(data)
+            if entries is not None:
+                break
+    tarformat.check_sparse_map(entries, real, stored - used)
+    for off, cnt in entries:
+        os.lseek(fd, off, os.SEEK_SET)
+        stream.copy_to(fd, cnt)
+    os.ftruncate(fd, real)
+    return stored
 
 
 def _zip_entries_capped(fd: int, caps: plan.Caps) -> None:
@@ -512,7 +575,7 @@ def _zip_member(zf, info, tree, ledger, counter):
     name = raw.encode("utf-8" if info.flag_bits & 0x800 else "cp437", "surrogateescape")
     unix = info.external_attr >> 16
     fmt = stat.S_IFMT(unix)
-    mode = stat.S_IMODE(unix) or (0o755 if name.endswith(b"/") else 0o644)
+    mode = stat.S_IMODE(unix) if unix else (0o755 if name.endswith(b"/") else 0o644)  # no unix attributes
     if name.endswith(b"/") or fmt == stat.S_IFDIR:
         kind = plan.KIND_DIR
     elif fmt in (0, stat.S_IFREG):
@@ -598,13 +661,12 @@ def unpack(root_fd: int, archive_fd: int, caps: plan.Caps = plan.Caps()) -> dict
 
 def _as_refusal(e):
     """Archive-caused failures as Refused (one line); a system failure stays an OSError."""
-    import tarfile
     import zipfile
     if isinstance(e, Refused):
         return e
     if isinstance(e, OSError) and e.errno in _CONFLICT:
         return Refused(f"cannot create {_fname(e)}: {e.strerror}")
-    if isinstance(e, (tarfile.TarError, zipfile.BadZipFile, EOFError, ValueError, RuntimeError,
+    if isinstance(e, (zipfile.BadZipFile, EOFError, ValueError, RuntimeError,
                       NotImplementedError)) or type(e).__name__ in ("error", "LZMAError", "ZstdError"):
         return Refused(f"corrupt archive ({type(e).__name__}: {str(e)[:200]})")
     return e
