@@ -23,7 +23,7 @@ PSHIM := build/prefix$(PREFIX_TAG)/glexec
 LIBDIR := $(PREFIX)/lib/glexec-py
 
 DEPS_PKGS := gcc make libc6-dev libssl-dev libpam0g-dev python3.11 python3-dev python3-cffi \
-	python3-cffi-backend python3-yaml python3-cryptography python3-psutil \
+	python3-cffi-backend python3-yaml python3-cryptography python3-psutil python3-zstandard \
 	globus-proxy-utils voms-clients openssl
 
 # Refuse prefixes that would not survive quoting or the shim's trust walk.

@@ -11,7 +11,8 @@ Builds under ``--scratch`` (a fresh private directory, removed afterwards): a pl
 ``--bomb-gib`` GiB of zeros, declared size within the default caps, so only the ratio cap
 can stop it).  Then per repeat, in alternating order, each as a fresh process into a fresh
 empty directory: ``tar -xf ARCHIVE -C DIR`` and ``python3 -I -m glexec_tools.job.inner
-unpack --dir DIR --archive ARCHIVE``.  With ``--user`` (root only) both run as that account
+unpack --dir DIR --archive ARCHIVE``; wall time and CPU time (user+system, from
+wait4: less sensitive to a busy machine) are both reported.  With ``--user`` (root only) both run as that account
 (directories owned by it), as they will through glexec.
 
 Prints each repeat, the medians, speed ratios (tar time / ours: target >= 0.8 for small
@@ -38,7 +39,8 @@ INNER = ("import sys, runpy; sys.path[:0] = [%r]; "
 
 
 def timed(argv, user):
-    """Run ``argv`` (as ``user`` if given); (seconds, exit code, peak RSS KiB, stderr)."""
+    """Run ``argv`` (as ``user`` if given); (seconds, exit code, peak RSS KiB, stderr, CPU
+    seconds user+system)."""
     kw = {}
     if user:
         pw = pwd.getpwnam(user)
@@ -49,7 +51,7 @@ def timed(argv, user):
     _, status, ru = os.wait4(p.pid, 0)
     dt = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
-    return dt, p.returncode, ru.ru_maxrss, err.decode(errors="replace").strip()
+    return dt, p.returncode, ru.ru_maxrss, err.decode(errors="replace").strip(), ru.ru_utime + ru.ru_stime
 
 
 def make_dir(base, name, user):
@@ -104,7 +106,7 @@ def build_bomb(path, codec, gib):
 
 
 def compare(label, archive, base, repeat, user):
-    tar_t, our_t, rss = [], [], []
+    tar_t, our_t, rss, cpu = [], [], [], {"tar": [], "ours": []}
     for r in range(repeat):
         runs = [("tar", ["tar", "-xf", archive, "-C"]),
                 ("ours", [sys.executable, "-I", "-c", INNER, "unpack", "--archive", archive, "--dir"])]
@@ -113,7 +115,8 @@ def compare(label, archive, base, repeat, user):
         for who, argv in runs:
             d = make_dir(base, f"x-{label}-{who}-{r}", user)
             subprocess.run(["sync"])
-            dt, rc, maxrss, err = timed(argv + [d], user)
+            dt, rc, maxrss, err, c = timed(argv + [d], user)
+            cpu[who].append(c)
             if rc != 0:
                 sys.exit(f"{who} failed on {label} (exit {rc}): {err}")
             (tar_t if who == "tar" else our_t).append(dt)
@@ -121,10 +124,14 @@ def compare(label, archive, base, repeat, user):
                 rss.append(maxrss)
             shutil.rmtree(d)
             subprocess.run(["sync"])
-        print(f"  {label} repeat {r + 1}: tar {tar_t[-1]:.3f} s, ours {our_t[-1]:.3f} s", flush=True)
+        print(f"  {label} repeat {r + 1}: tar {tar_t[-1]:.3f} s (CPU {cpu['tar'][-1]:.3f}), "
+              f"ours {our_t[-1]:.3f} s (CPU {cpu['ours'][-1]:.3f})", flush=True)
     mt, mo = statistics.median(tar_t), statistics.median(our_t)
     print(f"{label}: median tar {mt:.3f} s, ours {mo:.3f} s, speed ratio (tar/ours) {mt / mo:.2f}, "
           f"our peak RSS {max(rss) // 1024} MiB", flush=True)
+    ct, co = statistics.median(cpu["tar"]), statistics.median(cpu["ours"])
+    print(f"{label}: median CPU (user+system) tar {ct:.3f} s, ours {co:.3f} s, ratio {ct / co:.2f}",
+          flush=True)
     return mt / mo
 
 
@@ -163,7 +170,7 @@ def main():
             subprocess.run([sys.executable, os.path.abspath(__file__), "--build-bomb", codec, bomb,
                             str(a.bomb_gib)], check=True)
             d = make_dir(base, f"bomb-{codec}", a.user)
-            dt, rc, maxrss, err = timed([sys.executable, "-I", "-c", INNER, "unpack", "--archive", bomb,
+            dt, rc, maxrss, err, _ = timed([sys.executable, "-I", "-c", INNER, "unpack", "--archive", bomb,
                                          "--dir", d], a.user)
             left = sum(len(f) for _, _, f in os.walk(d))
             print(f"bomb {codec} ({os.path.getsize(bomb)} bytes -> {a.bomb_gib} GiB): exit {rc} in "

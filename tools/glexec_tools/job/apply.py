@@ -341,11 +341,17 @@ class Tree:
             os.symlink(a.link, a.parts[-1], dir_fd=self.dir(a.parts[:-1]))
             self.created.append((a.parts[:-1], a.parts[-1], False))
         elif a.kind == plan.KIND_HARDLINK:
-            src_dir = self.dir(a.link_parts[:-1])
-            if not stat.S_ISREG(os.stat(a.link_parts[-1], dir_fd=src_dir, follow_symlinks=False).st_mode):
-                raise Refused(f"hardlink source {plan._show(a.link)} is no longer a regular file")
-            os.link(a.link_parts[-1], a.parts[-1], src_dir_fd=src_dir,
-                    dst_dir_fd=self.dir(a.parts[:-1]), follow_symlinks=False)
+            dst_dir = self.dir(a.parts[:-1])
+            # its own fd: a second self.dir() call may flush the cache
+            src_dir = openat2(self.root, b"/".join(a.link_parts[:-1]) or b".", DIR_FLAGS)
+            try:
+                st = os.stat(a.link_parts[-1], dir_fd=src_dir, follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):
+                    raise Refused(f"hardlink source {plan._show(a.link)} is no longer a regular file")
+                os.link(a.link_parts[-1], a.parts[-1], src_dir_fd=src_dir, dst_dir_fd=dst_dir,
+                        follow_symlinks=False)
+            finally:
+                os.close(src_dir)
             self.created.append((a.parts[:-1], a.parts[-1], False))
 
     def undo(self) -> int:
@@ -632,7 +638,12 @@ def unpack(root_fd: int, archive_fd: int, caps: plan.Caps = plan.Caps()) -> dict
     """Runs as: the target.  Unpack the archive read from ``archive_fd`` into the directory
     ``root_fd``.  Returns counts; on any refusal or error what this run created is removed
     and the exception re-raised (Refused for a rule, OSError for the system)."""
-    head = os.read(archive_fd, 6)
+    head = b""
+    while len(head) < 6:                   # a pipe may hand out fewer bytes at a time
+        more = os.read(archive_fd, 6 - len(head))
+        if not more:
+            break
+        head += more
     fmt = sniff(head)
     tree, ledger = Tree(root_fd), plan.Ledger(caps)
     old_umask = os.umask(0)                # modes are set exactly (plan.file_mode/dir_mode)
