@@ -113,3 +113,44 @@ def test_corpus_in_process(tmp_path):
         ctx = corpus.Ctx(os.path.join(base, "sentinel"))
         for data in case.build(ctx):
             job_oracle.check_unpack(base, data)
+
+
+_SEEDS = None
+
+
+def _seeds():
+    global _SEEDS
+    if _SEEDS is None:
+        warnings.simplefilter("ignore", UserWarning)
+        ctx = corpus.Ctx("/nonexistent/sentinel")
+        _SEEDS = [a for c in corpus.cases() if not c.name.startswith(("bomb-", "sparse-"))
+                  for a in c.build(ctx) if len(a) < 64 << 10]
+    return _SEEDS
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pick=st.integers(min_value=0), flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)),
+                                                     max_size=6), cut=st.none() | st.integers(min_value=0))
+def test_mutated_corpus_archives(tmp_path, pick, flips, cut):
+    """The twin of fuzz/fuzz_job_unpack.py: corpus archives with bytes changed or cut off
+    (a corrupt zip offset once came out as a system failure instead of a refusal)."""
+    seeds = _seeds()
+    data = bytearray(seeds[pick % len(seeds)])
+    for pos, val in flips:
+        if data:
+            data[pos % len(data)] = val
+    if cut is not None and data:
+        data = data[:cut % len(data)]
+    job_oracle.check_unpack(str(tmp_path / "b"), bytes(data))
+
+
+def test_zip_central_directory_offset_lies(tmp_path):
+    """A central-directory offset larger than the truth makes zipfile seek to a negative
+    member offset (OSError EINVAL): that is the archive's fault, a refusal (exit 1), not a
+    system failure."""
+    data = bytearray(corpus.zipa([("f", b"data", 0o100644)]))
+    eocd = data.rfind(b"PK\x05\x06")
+    off = int.from_bytes(data[eocd + 16:eocd + 20], "little")
+    data[eocd + 16:eocd + 20] = (off + 100000).to_bytes(4, "little")
+    result = job_oracle.check_unpack(str(tmp_path / "b"), bytes(data))
+    assert isinstance(result, str) and "corrupt zip" in result, result

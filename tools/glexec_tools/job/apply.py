@@ -567,10 +567,7 @@ def _unpack_zip(fd, tree, ledger, counter):
     _zip_entries_capped(fd, caps)
     os.lseek(fd, 0, os.SEEK_SET)
     with open(fd, "rb", closefd=False) as f:
-        try:
-            zf = zipfile.ZipFile(f)
-        except (zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError) as e:
-            raise Refused(f"not a readable zip archive ({e})") from None
+        zf = _zip_call(zipfile.ZipFile, f)
         with zf:
             for info in zf.infolist():
                 _zip_member(zf, info, tree, ledger, counter)
@@ -605,20 +602,37 @@ def _zip_member(zf, info, tree, ledger, counter):
         return
     out = tree.new_file(a.parts, a.mode)
     try:
-        with zf.open(info) as src:
+        src = _zip_call(zf.open, info)
+        try:
             while True:
-                b = src.read(CHUNK)
+                b = _zip_call(src.read, CHUNK)
                 if not b:
                     break
                 counter.wrote(len(b))
                 _write_all(out, b)
+        finally:
+            src.close()
     finally:
         os.close(out)
 
 
+def _zip_call(fn, *args):
+    """A zipfile read: any error it raises comes from the archive's bytes (a bad offset is
+    an OSError from seek), so it is a refusal, not a system failure."""
+    try:
+        return fn(*args)
+    except MemoryError:
+        raise
+    except Exception as e:
+        raise Refused(f"corrupt zip archive ({type(e).__name__}: {str(e)[:200]})") from None
+
+
 def _zip_read(zf, info, counter):
-    with zf.open(info) as src:
-        b = src.read(info.file_size + 1)
+    src = _zip_call(zf.open, info)
+    try:
+        b = _zip_call(src.read, info.file_size + 1)
+    finally:
+        src.close()
     counter.wrote(len(b))
     return b
 
