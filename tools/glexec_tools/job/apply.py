@@ -291,8 +291,9 @@ _CONFLICT = {errno.ENOENT, errno.EEXIST, errno.ELOOP, errno.ENOTDIR, errno.EISDI
 
 
 class Tree:
-    """The job directory being written: directory fds by path (from the root fd, never
-    through a symlink) and the list of what this run created, for the undo."""
+    """Runs as: the target.  The job directory being written: directory fds by path (from
+    the root fd, never through a symlink) and the list of what this run created, for the
+    undo."""
 
     MAX_CACHED = 256
 
