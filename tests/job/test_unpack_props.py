@@ -154,3 +154,17 @@ def test_zip_central_directory_offset_lies(tmp_path):
     data[eocd + 16:eocd + 20] = (off + 100000).to_bytes(4, "little")
     result = job_oracle.check_unpack(str(tmp_path / "b"), bytes(data))
     assert isinstance(result, str) and "corrupt zip" in result, result
+
+
+def test_large_plain_member_is_not_a_bomb(tmp_path):
+    """A big member of an uncompressed tar has ratio 1 all the way through (the bytes
+    written once were counted as declared, before they were read: a 1 GiB file was refused
+    as a bomb)."""
+    from glexec_tools.job import plan
+    body = os.urandom(24 << 20)
+    data = corpus.tar([corpus.F("big", body)])
+    caps = plan.Caps(ratio_grace=1 << 20, max_ratio=4)        # plain tar: ratio 1 throughout
+    result = job_oracle.check_unpack(str(tmp_path / "b"), data, caps)
+    assert result == {"format": "tar", "members": 1, "bytes": len(body)}, result
+    with open(tmp_path / "b" / "w1" / "w2" / "job" / "big", "rb") as f:
+        assert f.read() == body
