@@ -56,7 +56,7 @@ endif
 CLIENT_HELPERS := mkgltempdir glexec_wrapenv.pl glexec_unwrapenv.pl
 
 DEPS_PKGS := gcc make libc6-dev libssl-dev libpam0g-dev python3.11 python3-dev python3-cffi \
-	python3-cffi-backend python3-yaml python3-cryptography python3-psutil \
+	python3-cffi-backend python3-yaml python3-cryptography python3-psutil python3-zstandard \
 	globus-proxy-utils voms-clients openssl
 
 # Refuse paths that would not survive quoting (shell, C string, sed, Python) or the shim's

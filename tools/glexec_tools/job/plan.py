@@ -1,0 +1,215 @@
+"""The job side's rules, without effects: which archive members an unpack admits and where
+they go, the caps, and which declared outputs a collection matches.
+
+Pure: no os, no file system, no clock.  The effects are in ``apply.py``.
+
+Rules an archive must follow (every break refuses the WHOLE archive; what was already
+written by this run is removed again):
+
+* Names: bytes, kept as given (non-UTF-8 names are fine).  "." components and a leading
+  "./" are dropped; an absolute name, a ".." component, a NUL, an empty name or component
+  refuses.  A component is at most ``Caps.max_component`` bytes, a path at most
+  ``max_path`` bytes and ``max_depth`` components.
+* Types: regular files (GNU sparse ones too, written densely), directories, symlinks and
+  hardlinks only.  Devices, FIFOs, sockets and unknown types refuse.
+* Modes: files ``mode & 0o755 | 0o600``, directories ``mode & 0o755 | 0o700`` (set-id and
+  sticky bits dropped, the owner can always write and clean up).  Owners in the archive are
+  ignored: everything belongs to whoever runs the unpack.
+* Duplicates: a name may appear once; a directory may be repeated (a no-op).  A name that
+  already exists in the job directory (e.g. from an earlier archive) refuses, except an
+  existing real directory, which is entered.  Files are created O_EXCL, so case-colliding
+  names are two files on a case-sensitive directory and refuse on a case-folding one.
+* Symlinks: the target must be relative, free of NUL, and of the form ``../``*k followed by
+  components without ".." where k is at most the depth of the link's directory: it then
+  names a place inside the job directory whatever the other links are (a ".." after a
+  component that may itself be a link could climb out, so it is refused).  Members are never
+  written through a link: every path is walked without following symlinks.
+* Hardlinks: only to a regular file extracted earlier by the same archive.
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+
+KIND_FILE, KIND_DIR, KIND_SYMLINK, KIND_HARDLINK = "file", "dir", "symlink", "hardlink"
+
+FILE_MODE_MASK, FILE_MODE_FORCE = 0o755, 0o600
+DIR_MODE_MASK, DIR_MODE_FORCE = 0o755, 0o700
+
+
+class Refused(Exception):
+    """The archive (or output request) breaks a rule; str() is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class Caps:
+    max_total_bytes: int = 16 << 30     # bytes written into the job directory
+    max_members: int = 200_000
+    max_member_bytes: int = 8 << 30
+    max_ratio: int = 200                # bytes produced / compressed bytes read (gzip -1 of zeros: 229)
+    ratio_grace: int = 8 << 20          # produced below this is never a bomb
+    max_path: int = 4096
+    max_component: int = 255
+    max_depth: int = 64
+    max_meta_bytes: int = 1 << 20       # one member's headers (PAX, GNU long names) together
+    max_decoder_memory: int = 40 << 20  # xz/zstd window
+
+
+@dataclass(slots=True)        # not frozen: frozen dataclasses cost ~1 us each to build (hot path)
+class Member:
+    """One archive member as the parser saw it (names are raw bytes)."""
+    name: bytes
+    kind: str          # KIND_* or anything else (refused)
+    mode: int = 0o644
+    size: int = 0      # bytes the member expands to (sparse: the real size)
+    link: bytes = b""  # symlink target / hardlink source
+
+
+@dataclass(slots=True)
+class Action:
+    """What to do for an admitted member: ``parts`` is the normalised path."""
+    kind: str
+    parts: tuple
+    mode: int
+    size: int = 0
+    link: bytes = b""
+    link_parts: tuple = ()   # hardlink source, normalised
+
+
+def split_name(name: bytes, caps: Caps) -> tuple:
+    """Normalise an archive name to its components, or raise Refused."""
+    if not isinstance(name, bytes) or not name:
+        raise Refused("empty member name")
+    if b"\0" in name:
+        raise Refused("member name contains a NUL byte")
+    if name.startswith(b"/"):
+        raise Refused(f"absolute member name {_show(name)}")
+    if len(name) > caps.max_path:
+        raise Refused(f"member name longer than {caps.max_path} bytes")
+    parts = []
+    for p in name.split(b"/"):
+        if p in (b"", b"."):
+            continue
+        if p == b"..":
+            raise Refused(f"member name with '..': {_show(name)}")
+        if len(p) > caps.max_component:
+            raise Refused(f"member name component longer than {caps.max_component} bytes")
+        parts.append(p)
+    if len(parts) > caps.max_depth:
+        raise Refused(f"member name deeper than {caps.max_depth} components")
+    return tuple(parts)
+
+
+def symlink_stays_inside(link_dir_depth: int, target: bytes) -> bool:
+    """True if a link ``target`` written in a directory ``link_dir_depth`` levels below the
+    job directory can only name something inside it (see the module rules)."""
+    if not target or b"\0" in target or target.startswith(b"/"):
+        return False
+    ups, seen_name = 0, False
+    for p in target.split(b"/"):
+        if p in (b"", b"."):
+            continue
+        if p == b"..":
+            if seen_name:
+                return False
+            ups += 1
+        else:
+            seen_name = True
+    return ups <= link_dir_depth
+
+
+def file_mode(mode: int) -> int:
+    return (mode & FILE_MODE_MASK) | FILE_MODE_FORCE
+
+
+def dir_mode(mode: int) -> int:
+    return (mode & DIR_MODE_MASK) | DIR_MODE_FORCE
+
+
+@dataclass
+class Ledger:
+    """The running state of one unpack: admits members one by one, keeps the caps."""
+    caps: Caps = field(default_factory=Caps)
+    members: int = 0
+    declared_bytes: int = 0
+    seen: dict = field(default_factory=dict)       # parts -> kind
+    regular: set = field(default_factory=set)      # parts of files extracted by this run
+
+    def admit(self, m: Member) -> Action | None:
+        """The action for member ``m`` (None: nothing to do), or raise Refused."""
+        self.members += 1
+        if self.members > self.caps.max_members:
+            raise Refused(f"more than {self.caps.max_members} members")
+        parts = split_name(m.name, self.caps)
+        if m.kind not in (KIND_FILE, KIND_DIR, KIND_SYMLINK, KIND_HARDLINK):
+            raise Refused(f"member {_show(m.name)} is a {m.kind}: only files, directories and links")
+        if not parts:
+            if m.kind == KIND_DIR:
+                return None          # "./": the job directory itself, left as it is
+            raise Refused(f"member {_show(m.name)} names the job directory itself")
+        before = self.seen.get(parts)
+        if before is not None:
+            if before == KIND_DIR and m.kind == KIND_DIR:
+                return None
+            raise Refused(f"duplicate member name {_show(m.name)}")
+        for i in range(1, len(parts)):
+            if self.seen.get(parts[:i], KIND_DIR) != KIND_DIR:
+                raise Refused(f"member {_show(m.name)} lies under a non-directory member")
+        self.seen[parts] = m.kind
+        if m.kind == KIND_DIR:
+            return Action(KIND_DIR, parts, dir_mode(m.mode))
+        if m.kind == KIND_SYMLINK:
+            if not symlink_stays_inside(len(parts) - 1, m.link):
+                raise Refused(f"symlink {_show(m.name)} points outside the job directory")
+            return Action(KIND_SYMLINK, parts, 0o777, link=m.link)
+        if m.kind == KIND_HARDLINK:
+            src = split_name(m.link, self.caps)
+            if src not in self.regular:
+                raise Refused(f"hardlink {_show(m.name)} to something that is not a file of this archive")
+            return Action(KIND_HARDLINK, parts, 0, link=m.link, link_parts=src)
+        if m.size < 0 or m.size > self.caps.max_member_bytes:
+            raise Refused(f"member {_show(m.name)} larger than {self.caps.max_member_bytes} bytes")
+        self.declared_bytes += m.size
+        if self.declared_bytes > self.caps.max_total_bytes:
+            raise Refused(f"archive expands to more than {self.caps.max_total_bytes} bytes")
+        self.regular.add(parts)
+        return Action(KIND_FILE, parts, file_mode(m.mode), size=m.size)
+
+
+def check_ratio(produced: int, consumed: int, caps: Caps) -> None:
+    """Raise Refused if ``produced`` bytes from ``consumed`` compressed bytes is a bomb."""
+    if produced > caps.ratio_grace and produced > caps.max_ratio * max(consumed, 1):
+        raise Refused(f"compression ratio above {caps.max_ratio}:1 (a bomb?)")
+
+
+# --- outputs -----------------------------------------------------------------------------
+
+def split_pattern(pattern: bytes) -> tuple:
+    """A declared output (name or glob, relative to the job directory) as components."""
+    if not pattern or b"\0" in pattern or pattern.startswith(b"/"):
+        raise Refused(f"output {_show(pattern)}: must be a relative name")
+    parts = tuple(p for p in pattern.split(b"/") if p not in (b"", b"."))
+    if not parts or b".." in parts:
+        raise Refused(f"output {_show(pattern)}: must name something inside the job directory")
+    return parts
+
+
+_MAGIC = re.compile(rb"[*?\[]")
+
+
+def is_glob(component: bytes) -> bool:
+    return _MAGIC.search(component) is not None
+
+
+def component_matches(pattern: bytes, name: bytes) -> bool:
+    """Shell-like: no hidden names unless the pattern starts with '.' itself."""
+    if not is_glob(pattern):
+        return pattern == name
+    if name.startswith(b".") and not pattern.startswith(b"."):
+        return False
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+def _show(name: bytes) -> str:
+    return repr(name[:200])[2:-1] if isinstance(name, bytes) else repr(name)
