@@ -113,8 +113,8 @@ MUTANTS = [
          edits=[("csrc/identity.c", "    memset(d, 0xff, sizeof d);", "    memset(d, 0, sizeof d);")],
          kill=["tests/native/test_identity.py::test_switch_refuses_when_a_system_call_lies[capget-capget]"]),
     dict(id="executor-honours-switch-failure", check="the executor never execs after a failed switch",
-         edits=[("csrc/spawn.c", "        if (step != GX_OK)\n            return plan->step = GX_SP_IDENTITY",
-                 "        if (0)\n            return plan->step = GX_SP_IDENTITY")],
+         edits=[("csrc/plan_run.c", "        if (step != GX_OK)\n            return FAIL(GX_SP_IDENTITY",
+                 "        if (0)\n            return FAIL(GX_SP_IDENTITY")],
          kill=["tests/native/test_spawn.py::test_lying_setresuid_stops_before_exec",
                "tests/native/test_spawn.py::test_identity_failure_stops_before_exec",
                P + "test_e2e_switch_faults.py::test_lying_setresuid_never_runs_the_payload"]),
@@ -145,11 +145,12 @@ MUTANTS = [
                  "            if not S_ISDIR(st.st_mode):")],
          kill=[P + "test_e2e_grant.py::test_target_proxy_dir_not_owned_by_target_refused"]),
 
-    # --- payload guards (guards.c, spawn.c) -------------------------------------------------
+    # --- payload guards (guards.c, plan_run.c) ----------------------------------------------
     # In-process kill tests only (tests/native, ~10 s with the rebuild): they run beside the
     # privileged entries; tests/privileged/test_e2e_payload_guards.py covers the installed path.
     dict(id="tty-guard-installed", check="the TIOCSTI/TIOCLINUX seccomp filter is installed before the exec",
-         edits=[("csrc/spawn.c", "    if (plan->tty_guard) {", "    if (0) {")],
+         edits=[("csrc/plan_run.c", "    if ((plan->flags & GX_PLAN_TTY_GUARD) && gx_tty_guard(&e) != GX_OK)",
+                 "    if (0)")],
          kill=["tests/native/test_spawn.py::test_tty_guard_refuses_tiocsti_and_tioclinux"]),
     dict(id="tty-guard-tiocsti", check="the filter compares the ioctl command with TIOCSTI",
          edits=[("csrc/guards.c", "/* 10 */ JEQ(TIOCSTI, 2, 0),", "/* 10 */ JEQ(TIOCLINUX, 2, 0),")],
@@ -185,18 +186,18 @@ MUTANTS = [
                  "    if ((step = gx_clear_inherited_caps(err)) != GX_OK)")],
          kill=["tests/native/test_identity.py::test_switch_to_root_fails_closed_on_capabilities"]),
     dict(id="pdeathsig-set", check="the payload under a lingering parent gets PR_SET_PDEATHSIG",
-         edits=[("csrc/spawn.c", "        if (prctl(PR_SET_PDEATHSIG, plan->pdeathsig, 0, 0, 0) != 0)",
+         edits=[("csrc/plan_run.c", "        if (prctl(PR_SET_PDEATHSIG, plan->pdeathsig, 0, 0, 0) != 0)",
                  "        if (0)")],
          kill=["tests/native/test_spawn.py::test_death_signal_is_set_after_the_switch"]),
     dict(id="pdeathsig-after-switch", check="PR_SET_PDEATHSIG after the switch (a credential change clears it)",
-         edits=[("csrc/spawn.c", "    if (parent && plan->pdeathsig) {", "    if (0) {"),
-                ("csrc/spawn.c", "    if (plan->switch_identity) {",
+         edits=[("csrc/plan_run.c", "    if (parent && plan->pdeathsig) {", "    if (0) {"),
+                ("csrc/plan_run.c", "    if (plan->flags & GX_PLAN_SWITCH) {",
                  "    if (parent && plan->pdeathsig && prctl(PR_SET_PDEATHSIG, plan->pdeathsig, 0, 0, 0) != 0)\n"
-                 "        return plan->step = GX_SP_PDEATHSIG, plan->err = errno, -1;\n"
-                 "    if (plan->switch_identity) {")],
+                 "        return FAIL(GX_SP_PDEATHSIG, errno);\n"
+                 "    if (plan->flags & GX_PLAN_SWITCH) {")],
          kill=["tests/native/test_spawn.py::test_death_signal_is_set_after_the_switch"]),
     dict(id="pdeathsig-getppid", check="a parent dead before PR_SET_PDEATHSIG: the payload never starts",
-         edits=[("csrc/spawn.c", "        if (getppid() != parent)", "        if (0)")],
+         edits=[("csrc/plan_run.c", "        if (getppid() != parent)", "        if (0)")],
          kill=["tests/native/test_spawn.py::test_parent_dead_before_the_death_signal_was_set_nothing_runs"]),
 
     # --- a target proxy planted at the default location (userfiles.StagedProxy) --------------

@@ -1,9 +1,12 @@
-"""spawn_payload: the clone(CLONE_VM|CLONE_VFORK) start of the payload (as root)."""
+"""The payload plan's executor (csrc/plan_*.c) through native.start_payload/become_payload,
+as root: every field of a core.plan.Plan as the payload sees it."""
 import os
+import signal
 import tempfile
 
 import pytest
 
+from glexec_py.core.plan import Plan, encode
 from glexec_py.effects import native
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -11,15 +14,30 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 LIMITS = {}  # keep the test process's limits
 
 
+def _plan(path, argv, env=(), **kw):
+    fields = dict(path=path, argv=argv, env=list(env), uid=65534, gid=65534, groups=[], rlimits=LIMITS,
+                  umask=0o022, cwd=b"/", switch_identity=False, no_new_privs=False, tty_guard=False,
+                  linger=False, pdeathsig=0, forward_signals=(), caller_ruid=0)
+    fields.update(kw)
+    return Plan(**fields)
+
+
+def _start(path, argv, env=(), **kw):
+    """native.start_payload of the plan; the signal mask a lingering plan blocks is restored."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    try:
+        return native.start_payload(encode(_plan(path, argv, env, **kw))).pid
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _run(path, argv, env=(), **kw):
     """Spawn with stdout redirected to a file; returns (exit status, stdout bytes)."""
-    args = dict(uid=65534, gid=65534, groups=[], rlimits=LIMITS, umask=0o022, cwd=b"/", switch=False)
-    args.update(kw)
     with tempfile.TemporaryFile() as out:
         saved = os.dup(1)
         os.dup2(out.fileno(), 1)
         try:
-            pid = native.spawn_payload(path, argv, list(env), **args)
+            pid = _start(path, argv, env, **kw)
         finally:
             os.dup2(saved, 1)
             os.close(saved)
@@ -43,7 +61,7 @@ def test_argv_and_env_arrive_intact_every_time():
 
 
 def test_switches_identity_in_the_child():
-    code, out = _run(b"/bin/sh", [b"sh", b"-c", b"id -u; id -g; id -G"], switch=True, groups=[65534])
+    code, out = _run(b"/bin/sh", [b"sh", b"-c", b"id -u; id -g; id -G"], switch_identity=True, groups=[65534])
     assert code == 0
     assert out.split() == [b"65534", b"65534", b"65534"]
     assert os.getuid() == 0  # the parent is untouched
@@ -59,23 +77,20 @@ def test_restores_rlimits_and_umask():
 
 def test_exec_failure_is_reported_and_nothing_runs():
     with pytest.raises(native.SpawnError) as e:
-        native.spawn_payload(b"/nonexistent/payload", [b"x"], [], uid=65534, gid=65534, groups=[],
-                             rlimits={}, umask=0o022, cwd=b"/", switch=False)
+        _start(b"/nonexistent/payload", [b"x"])
     assert e.value.step == "exec" and e.value.errno == 2
 
 
 def test_chdir_failure_is_reported():
     with pytest.raises(native.SpawnError) as e:
-        native.spawn_payload(b"/bin/true", [b"true"], [], uid=65534, gid=65534, groups=[],
-                             rlimits={}, umask=0o022, cwd=b"/nonexistent-dir", switch=True)
+        _start(b"/bin/true", [b"true"], cwd=b"/nonexistent-dir", switch_identity=True)
     assert e.value.step == "chdir"
 
 
 def test_identity_failure_stops_before_exec():
     # uid 0 as a target fails the capability check: the payload never runs
     with pytest.raises(native.SpawnError) as e:
-        native.spawn_payload(b"/bin/true", [b"true"], [], uid=0, gid=0, groups=[],
-                             rlimits={}, umask=0o022, cwd=b"/", switch=True)
+        _start(b"/bin/true", [b"true"], uid=0, gid=0, switch_identity=True)
     assert e.value.step.startswith("identity:")
 
 
@@ -89,9 +104,7 @@ def test_lying_setresuid_stops_before_exec():
     def child():
         install_fake_success([("setresuid", 65534)])
         try:
-            pid = native.spawn_payload(b"/bin/sh", [b"sh", b"-c", b"id -u > " + marker.encode()], [],
-                                       uid=65534, gid=65534, groups=[], rlimits={}, umask=0o022,
-                                       cwd=b"/", switch=True)
+            pid = _start(b"/bin/sh", [b"sh", b"-c", b"id -u > " + marker.encode()], switch_identity=True)
         except native.SpawnError as e:
             return e.step
         os.waitpid(pid, 0)
@@ -104,7 +117,7 @@ def test_lying_setresuid_stops_before_exec():
             os.unlink(marker)
 
 
-# --- the payload guards (guards.c, spawn.c): tty guard, death signal ------------------------
+# --- the payload guards (guards.c, plan_run.c): tty guard, death signal ---------------------
 
 # The payload's side: become session leader with the pty slave argv[1] as controlling
 # terminal (/dev/tty), then exec argv[2:].
@@ -181,18 +194,16 @@ PDEATHSIG = b"import ctypes; s = ctypes.c_int(-1); assert ctypes.CDLL(None).prct
 @pytest.mark.parametrize("switch", [True, False])
 def test_death_signal_is_set_after_the_switch(switch):
     """A credential change clears the parent-death signal: it is set after the switch."""
-    import signal
-    code, out = _run(b"/usr/bin/python3", [b"python3", b"-c", PDEATHSIG], switch=switch,
-                     pdeathsig=signal.SIGKILL)
+    code, out = _run(b"/usr/bin/python3", [b"python3", b"-c", PDEATHSIG], switch_identity=switch,
+                     linger=True, pdeathsig=signal.SIGKILL)
     assert (code, out) == (0, b"%d\n" % signal.SIGKILL)
-    assert _run(b"/usr/bin/python3", [b"python3", b"-c", PDEATHSIG], switch=switch) == (0, b"0\n")
+    assert _run(b"/usr/bin/python3", [b"python3", b"-c", PDEATHSIG], switch_identity=switch) == (0, b"0\n")
 
 
 def test_parent_dead_before_the_death_signal_was_set_nothing_runs(tmp_path):
     """The lingering parent dies after the clone, before PR_SET_PDEATHSIG takes effect: then
     nobody would ever signal the payload, so it must not start. A seccomp user
     notification holds the child's prctl while the test kills its parent."""
-    import signal
     from tests.native.native_helpers import run_in_child
     from tests.support import seccomp
     marker = tmp_path / "ran"
@@ -205,9 +216,8 @@ def test_parent_dead_before_the_death_signal_was_set_nothing_runs(tmp_path):
         if parent == 0:
             os.close(listener)
             try:
-                native.spawn_payload(b"/bin/sh", [b"sh", b"-c", b"echo ran > " + bytes(marker)], [],
-                                     uid=65534, gid=65534, groups=[], rlimits={}, umask=0o022, cwd=b"/",
-                                     switch=False, pdeathsig=signal.SIGKILL)
+                _start(b"/bin/sh", [b"sh", b"-c", b"echo ran > " + bytes(marker)], linger=True,
+                       pdeathsig=signal.SIGKILL)
             finally:
                 os._exit(0)
         ident, child = seccomp.held(listener)
