@@ -229,3 +229,74 @@ def test_parent_dead_before_the_death_signal_was_set_nothing_runs(tmp_path):
 
     assert run_in_child(supervisor) == 127
     assert not marker.exists()
+
+
+# --- the plan as bytes: a refused plan runs nothing; the lingering parent -------------------
+
+def test_malformed_plan_runs_nothing(tmp_path):
+    """Any plan the decoder refuses (truncated, a count or length that does not fit, a
+    missing NUL) stops before anything of it is applied: no child, no exec, in place or not."""
+    from tests.native.native_helpers import run_in_child
+    marker = tmp_path / "ran"
+    good = encode(_plan(b"/bin/sh", [b"sh", b"-c", b"echo ran > " + bytes(marker)]))
+    bad = [good[:-1], good + b"\0", good[:56], good.replace(b"echo ran", b"echo\0ran"),
+           good[:48] + b"\xff\xff\xff\xff" + good[52:], good[:-1] + b"x"]
+    for data in bad:
+        with pytest.raises(native.SpawnError) as e:
+            native.start_payload(data)
+        assert (e.value.step, e.value.errno) == ("plan", 22)
+
+        def in_place():
+            try:
+                native.become_payload(data)
+            except native.SpawnError as e:
+                return e.step, os.getresuid()
+        assert run_in_child(in_place) == ("plan", (0, 0, 0))
+    assert not marker.exists()
+    code, _ = _run(b"/bin/sh", [b"sh", b"-c", b"echo ran > " + bytes(marker)])
+    assert code == 0 and marker.exists()   # the same plan, well formed, does run
+
+
+LINGERED = (b"trap 'exit 7' USR1; python3 -c 'import time; t = time.process_time(); "
+            b"exec(\"while time.process_time() - t < 0.3: pass\")'; kill -USR1 $PPID; "
+            b"while :; do sleep 0.01; done")
+
+
+def test_lingering_parent_forwards_reports_and_takes_the_callers_ruid():
+    """The payload signals its lingering parent (SI_USER): forwarded back to it, so the trap
+    exits 7; the parent reports that status and the ~0.3 s of CPU the payload burned, and
+    waited with the plan's caller_ruid as its real uid (euid still 0)."""
+    from tests.native.native_helpers import run_in_child
+
+    def lingering():
+        started = native.start_payload(encode(_plan(b"/bin/sh", [b"sh", b"-c", LINGERED], env=[b"PATH=/usr/bin:/bin"],
+                                                    linger=True, pdeathsig=signal.SIGKILL,
+                                                    forward_signals=[signal.SIGUSR1, signal.SIGTERM],
+                                                    caller_ruid=65534)))
+        status, cpu_user, cpu_system = started.wait()
+        return os.waitstatus_to_exitcode(status), cpu_user + cpu_system, os.getresuid()
+
+    code, cpu, ids = run_in_child(lingering)
+    assert code == 7
+    assert 0.25 < cpu < 5
+    assert ids == (65534, 0, 0)
+
+
+def test_linger_of_a_plan_without_linger_is_refused():
+    from tests.native.native_helpers import run_in_child
+
+    def waiting():
+        started = native.start_payload(encode(_plan(b"/bin/true", [b"true"])))
+        try:
+            started.wait()
+        except native.SpawnError as e:
+            os.waitpid(started.pid, 0)
+            return e.step, e.errno
+    assert run_in_child(waiting) == ("linger", 22)
+
+
+@pytest.mark.parametrize("no_new_privs", [True, False])
+def test_no_new_privs_as_the_plan_says(no_new_privs):
+    code, out = _run(b"/bin/grep", [b"grep", b"NoNewPrivs", b"/proc/self/status"], no_new_privs=no_new_privs,
+                     switch_identity=True)
+    assert (code, out.split()) == (0, [b"NoNewPrivs:", b"1" if no_new_privs else b"0"])
