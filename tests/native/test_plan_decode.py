@@ -94,6 +94,16 @@ def test_malformed_header_is_refused(asan, what, offset, fmt, value):
     assert agree(asan, _patch(P.encode(sample()), offset, fmt, value)) is None
 
 
+def test_empty_argv_is_refused_even_when_the_bytes_fit(asan):
+    """argc 0 with every length consistent: only the argv rule refuses it (an exec with an
+    empty argv lets argv[1..] alias envp: the pkexec CVE-2021-4034 class)."""
+    data = P.encode(sample(argv=[b"x"], env=[]))
+    pos = _string_offset(data, 2)
+    bad = data[:pos] + data[pos + 6:]                       # argv[0] b"x": length, byte, NUL
+    bad = _patch(_patch(bad, 48, "<I", 0), 8, "<I", len(bad))
+    assert agree(asan, bad) is None
+
+
 def test_pdeathsig_and_forwarding_need_linger(asan):
     data = P.encode(sample(linger=False, pdeathsig=0, forward_signals=()))
     assert agree(asan, _patch(data, 24, "<I", 9)) is None
