@@ -39,7 +39,9 @@ def _bytes(fdp, n=24):
 def built(fdp):
     """A valid plan from the input, or None if the drawn values break a rule."""
     linger = fdp.ConsumeBool()
-    ident = lambda: IDS[fdp.ConsumeIntInRange(0, len(IDS) - 1)] if fdp.ConsumeBool() else fdp.ConsumeIntInRange(0, P.MAX_ID)  # noqa: E731
+
+    def ident():
+        return IDS[fdp.ConsumeIntInRange(0, len(IDS) - 1)] if fdp.ConsumeBool() else fdp.ConsumeIntInRange(0, P.MAX_ID)
     rlimits = {}
     for _ in range(fdp.ConsumeIntInRange(0, 4)):
         a, b = sorted((LIMITS[fdp.ConsumeIntInRange(0, len(LIMITS) - 1)] for _ in range(2)),

@@ -94,9 +94,12 @@ def _check(plan):
     if not (type(plan.pdeathsig) is int and 0 <= plan.pdeathsig <= MAX_SIGNAL) or (plan.pdeathsig and not plan.linger):
         raise ValueError("pdeathsig out of range or without linger")
     sigs = plan.forward_signals
-    if any(type(s) is not int or not 1 <= s <= MAX_SIGNAL or s in _UNFORWARDABLE for s in sigs) or (sigs and not plan.linger):
-        raise ValueError("forwarded signal out of range or without linger")
-    if len(plan.rlimits) > RLIM_NLIMITS or any(type(r) is not int or not 0 <= r < RLIM_NLIMITS for r, _ in plan.rlimits):
+    if any(type(s) is not int or not 1 <= s <= MAX_SIGNAL or s in _UNFORWARDABLE for s in sigs):
+        raise ValueError("forwarded signal out of range")
+    if sigs and not plan.linger:
+        raise ValueError("forwarded signals without linger")
+    resources = [r for r, _ in plan.rlimits]
+    if len(resources) > RLIM_NLIMITS or any(type(r) is not int or not 0 <= r < RLIM_NLIMITS for r in resources):
         raise ValueError("rlimit resource out of range")
     if not 1 <= len(plan.argv) <= MAX_STRINGS or len(plan.env) > MAX_STRINGS:
         raise ValueError("argv empty or too many argv/env entries")

@@ -22,7 +22,8 @@ def ubsan(tmp_path_factory):
 
 def sample(**kw):
     fields = dict(path=b"/bin/sh", argv=[b"sh", b"-c", b"id"], env=[b"HOME=/home/x", b"X=\xff"], uid=47011,
-                  gid=47011, groups=[47100, 47011], cwd=b"/tmp", umask=0o027, rlimits={4: (0, 0), 7: (256, 512), 0: (-1, -1)},
+                  gid=47011, groups=[47100, 47011], cwd=b"/tmp", umask=0o027,
+                  rlimits={4: (0, 0), 7: (256, 512), 0: (-1, -1)},
                   switch_identity=True, no_new_privs=True, tty_guard=True, linger=True, pdeathsig=9,
                   forward_signals=[1, 2, 3, 10, 12, 15], caller_ruid=47000)
     fields.update(kw)
@@ -83,7 +84,8 @@ HEADER_CASES = [
     ("caller_ruid -1", 28, "<I", 2**32 - 1), ("forward SIGKILL", 32, "<Q", 1 << 8),
     ("forward SIGSTOP", 32, "<Q", 1 << 18), ("forward SIGCHLD", 32, "<Q", 1 << 16),
     ("groups over the limit", 40, "<I", P.MAX_GROUPS + 1), ("groups huge", 40, "<I", 2**32 - 1),
-    ("rlimits over the limit", 44, "<I", 17), ("argc 0", 48, "<I", 0), ("argc over the limit", 48, "<I", P.MAX_STRINGS + 1),
+    ("rlimits over the limit", 44, "<I", 17), ("argc 0", 48, "<I", 0),
+    ("argc over the limit", 48, "<I", P.MAX_STRINGS + 1),
     ("argc huge", 48, "<I", 2**32 - 1), ("envc over the limit", 52, "<I", P.MAX_STRINGS + 1),
     ("envc one too many", 52, "<I", 3), ("groups one too many", 40, "<I", 3),
 ]
@@ -136,7 +138,8 @@ def test_limits_of_strings_and_path(ubsan):
     long_path = b"/" + b"p" * (P.MAX_PATH - 1)
     assert agree(ubsan, P.encode(sample(path=long_path))).path == long_path
     too_long = P.encode(sample(path=long_path))
-    too_long = too_long.replace(struct.pack("<I", P.MAX_PATH) + long_path, struct.pack("<I", P.MAX_PATH + 1) + long_path + b"p")
+    too_long = too_long.replace(struct.pack("<I", P.MAX_PATH) + long_path,
+                                struct.pack("<I", P.MAX_PATH + 1) + long_path + b"p")
     too_long = _patch(too_long, 8, "<I", len(too_long))
     assert agree(ubsan, too_long) is None
     with pytest.raises(ValueError):
