@@ -34,8 +34,11 @@ CC = gcc
 
 CFLAGS_SHIM := -O2 -Wall -Wextra -Werror -fPIE -fstack-protector-strong -D_FORTIFY_SOURCE=2
 LDFLAGS_SHIM := -pie -Wl,-z,relro,-z,now -Wl,-z,noexecstack
-SHIM_SRC := csrc/shim.c csrc/shim_blob.c csrc/shim_userns.c
-SHIM_DEPS := $(SHIM_SRC) csrc/shim.h Makefile
+# The payload plan's executor (and the identity switch and guards it uses) is built into the
+# shim for the engine service, which hands it a plan; today the native module runs it.
+EXEC_SRC := csrc/plan_decode.c csrc/plan_run.c csrc/plan_linger.c csrc/identity.c csrc/guards.c
+SHIM_SRC := csrc/shim.c csrc/shim_blob.c csrc/shim_userns.c $(EXEC_SRC)
+SHIM_DEPS := $(SHIM_SRC) csrc/shim.h csrc/native.h Makefile
 
 # The prefix and the config path are compiled into the shim, so each pair gets its own build directory.
 PREFIX_TAG := $(subst /,_,$(PREFIX))$(if $(filter-out $(PREFIX)/etc,$(SYSCONFDIR)),__etc$(subst /,_,$(SYSCONFDIR)))

@@ -8,6 +8,9 @@
     runuser : root runs runuser -u <target> /bin/true
     sudo    : root runs sudo -u <target> /bin/true
     true    : /bin/true itself (the floor)
+    baseline: with GLEXEC_BENCH_BASELINE=<another source tree> (e.g. `git archive` of an older
+              commit), the same call as `glexec` through that tree installed in its own
+              prefix: before/after in one run
 
 The commands are run round-robin (so machine noise hits all alike); medians and ratios are
 printed. Then the engine's import profile (python -X importtime), since interpreter start-up
@@ -73,17 +76,22 @@ def main():
     with acc.session_lock():
         inst.cleanup_leftover_prefixes()
         accounts = acc.TestAccounts.create_standard()
-        prefix = nopam = None
+        prefix = nopam = baseline = None
+        baseline_tree = os.environ.get("GLEXEC_BENCH_BASELINE")
         try:
             prefix = inst.install_prefix()
             nopam = inst.install_prefix()
+            if baseline_tree:
+                baseline = inst.install_prefix(Path(baseline_tree))
             pki = TestPKI(inst.make_run_dir("pki"))
             user = pki.user(USER_DN)
             work = inst.make_run_dir("run")
             os.chmod(work, 0o755)
             proxy = pki.proxy(user, work / "x509up_bench")
             os.chown(proxy, accounts.pilot.uid, accounts.pilot.gid)
-            for p, pam in ((prefix, True), (nopam, False)):
+            for p, pam in ((prefix, True), (nopam, False), (baseline, True)):
+                if p is None:
+                    continue
                 inst.install_trust_dir(p, pki)
                 inst.write_gridmap(p, [(USER_DN, "gxttarget1")])
                 inst.write_config(p, pam={"enabled": pam})
@@ -100,10 +108,12 @@ def main():
                 "sudo": (["sudo", "-u", target, "/bin/true"], renv, None),
                 "true": (["/bin/true"], renv, None),
             }
+            if baseline:
+                cases["baseline"] = ([str(inst.glexec_path(baseline)), "/bin/true"], genv, ids)
             # warm-up (also fills the engines' config caches, once the configurations are
             # older than the two seconds in which effects.rootcache does not cache them)
             time.sleep(2.2)
-            for g in (glexec, cases["nopam"][0][0]):
+            for g in [glexec, cases["nopam"][0][0]] + ([cases["baseline"][0][0]] if baseline else []):
                 r = run_as("gxtpilot", [g, "/bin/true"], env=genv, cwd=str(work))
                 assert r.returncode == 0 and not r.stderr, r
             for argv, env, who in cases.values():
@@ -123,12 +133,14 @@ def main():
             print(f"ratio glexec/sudo    = {med['glexec'] / med['sudo']:.2f}")
             print(f"PAM cost: glexec - nopam = {med['glexec'] - med['nopam']:.2f} ms "
                   f"(ratio {med['glexec'] / med['nopam']:.2f})")
+            if baseline:
+                print(f"ratio glexec/baseline = {med['glexec'] / med['baseline']:.2f}")
             records = sum(1 for _ in open(inst.audit_path(prefix), "rb"))
             print(f"audit records written: {records}")
             import_profile(prefix)
         finally:
             os.chdir("/")
-            for p in (prefix, nopam):
+            for p in (prefix, nopam, baseline):
                 if p:
                     inst.remove_prefix(p)
             inst.cleanup_leftover_prefixes()

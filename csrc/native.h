@@ -24,28 +24,24 @@ int gx_set_no_new_privs(int *err);
 int gx_clear_inherited_caps(int *err);
 int gx_tty_guard(int *err);
 
-/* spawn.c: the payload's plan; step that failed (0 = success), errno in err.
+/* plan_decode.c, plan_run.c, plan_linger.c: the one executor of the payload plan
+ * (docs/internals.md, "The payload plan"). A step that failed (0 = success), errno in err;
  * GX_SP_IDENTITY + enum gx_step when the identity switch failed. */
 enum gx_spawn_step {
     GX_SP_OK = 0, GX_SP_SIGNALS, GX_SP_RLIMITS, GX_SP_NO_NEW_PRIVS, GX_SP_CHDIR, GX_SP_EXEC,
-    GX_SP_CLONE, GX_SP_TTY_GUARD, GX_SP_PDEATHSIG, GX_SP_IDENTITY = 100
+    GX_SP_CLONE, GX_SP_TTY_GUARD, GX_SP_PDEATHSIG, GX_SP_PLAN, GX_SP_LINGER, GX_SP_IDENTITY = 100
 };
+typedef struct gx_plan gx_plan;      /* a decoded plan: one allocation, gx_plan_free */
+typedef struct { int step, err; } gx_exec_result;
 typedef struct {
-    const char *path, *cwd;
-    char **argv, **envp;
-    uint32_t uid, gid;
-    const uint32_t *groups;
-    size_t ngroups;
-    const int64_t *rlimits;          /* nrlimits triples: resource, soft, hard (-1 = inf) */
-    size_t nrlimits;
-    uint32_t umask;
-    int switch_identity, no_new_privs;
-    int tty_guard;                   /* seccomp filter on TIOCSTI/TIOCLINUX (guards.c) */
-    int pdeathsig;                   /* spawn only: signal when the lingering parent dies */
-    int step, err;                   /* out */
-} gx_plan;
-int gx_become_payload(gx_plan *plan);
-int gx_spawn_payload(gx_plan *plan);
+    int status;                      /* wait status */
+    int64_t utime_sec, utime_usec, stime_sec, stime_usec;
+} gx_linger_result;
+int gx_plan_decode(const unsigned char *buf, size_t len, gx_plan **out);
+void gx_plan_free(gx_plan *plan);
+int gx_plan_exec(const gx_plan *plan, gx_exec_result *res);
+int gx_plan_spawn(const gx_plan *plan, gx_exec_result *res);
+int gx_plan_linger(const gx_plan *plan, int pid, gx_linger_result *out, gx_exec_result *res);
 
 /* x509chain.c */
 typedef struct {
@@ -138,5 +134,29 @@ __attribute__((visibility("hidden"))) int gx_gt3_ext(struct x509_st *x, int *onl
 __attribute__((visibility("hidden"))) int gx_legacy_proxy_of(struct x509_st *issuer,
                                                              struct x509_st *x);
 __attribute__((visibility("hidden"))) int gx_cert_info(struct x509_st *x, gx_cert *c);
+
+/* plan_decode.c: the decoded plan. Every pointer points into the same allocation (the
+ * plan's bytes are copied into it before they are checked); argv/envp end with NULL. */
+#define GX_PLAN_HEAD 56
+#define GX_PLAN_MAX (32u << 20)
+#define GX_PLAN_MAX_GROUPS 65536u
+#define GX_PLAN_NLIMITS 16u
+#define GX_PLAN_MAX_STRINGS 131072u
+#define GX_PLAN_MAX_STRING (16u << 20)
+#define GX_PLAN_MAX_PATH 4095u
+enum { GX_PLAN_SWITCH = 1, GX_PLAN_NO_NEW_PRIVS = 2, GX_PLAN_TTY_GUARD = 4, GX_PLAN_LINGER = 8 };
+struct gx_plan_rlimit { uint32_t resource; uint64_t soft, hard; };   /* UINT64_MAX = infinity */
+struct gx_plan {
+    uint32_t flags, uid, gid, umask, pdeathsig, caller_ruid;
+    uint64_t forward;                /* bit n: forward signal n + 1 (linger only) */
+    uint32_t ngroups, nrlimits, argc, envc;
+    const uint32_t *groups;
+    const struct gx_plan_rlimit *rlimits;
+    const char *path, *cwd;
+    char **argv, **envp;
+};
+/* plan_linger.c: the signals the lingering parent waits for (forwarded ones and SIGCHLD). */
+#include <signal.h>
+__attribute__((visibility("hidden"))) void gx_plan_linger_set(const gx_plan *plan, sigset_t *set);
 
 #endif

@@ -12,7 +12,7 @@ BASE=${GLEXEC_FUZZ_BASE:-/var/lib/glexec-py-tests}
 VENV=${GLEXEC_FUZZ_VENV:-$BASE/fuzzenv}
 SECS=${1:-60}
 [ $# -gt 0 ] && shift
-TARGETS=${*:-"dn chain voms vomscheck jwt handoff config gridmap audit bans leases envplan backmap namespaces uidmap shimblob importer job_unpack"}
+TARGETS=${*:-"dn chain voms vomscheck jwt handoff config gridmap audit bans leases envplan backmap namespaces uidmap shimblob importer job_unpack plan"}
 JOBS=${GLEXEC_FUZZ_JOBS:-1}
 if [ "$SECS" = long ]; then
     SECS=${GLEXEC_FUZZ_LONG_SECS:-3600}

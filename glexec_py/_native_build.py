@@ -1,8 +1,8 @@
 """cffi builder for glexec_py._native (API mode, out-of-line).
 
 Run from the repo root:  /usr/bin/python3.11 glexec_py/_native_build.py
-Compiles the SOURCES of csrc/ (identity, X.509 chains, VOMS and JWS signatures, spawn,
-glexec-sweep's directory scan, the PAM account/session) against libcrypto and libpam
+Compiles the SOURCES of csrc/ (identity, X.509 chains, VOMS and JWS signatures, the payload
+plan's executor, glexec-sweep's directory scan, the PAM account/session) against libcrypto and libpam
 under build/native/ and copies the extension module next to this file; nothing else is
 written into the tree.
 """
@@ -15,8 +15,8 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CSRC = os.path.join(ROOT, "csrc")
-SOURCES = ["identity.c", "x509chain.c", "x509info.c", "spawn.c", "sigverify.c", "jws.c",
-           "sweepwalk.c", "guards.c", "pam.c"]
+SOURCES = ["identity.c", "x509chain.c", "x509info.c", "plan_decode.c", "plan_run.c", "plan_linger.c",
+           "sigverify.c", "jws.c", "sweepwalk.c", "guards.c", "pam.c"]
 CFLAGS = ["-O2", "-Wall", "-Werror", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"]
 LDFLAGS = ["-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack"]
 

@@ -39,15 +39,15 @@ def main(engine_file, args):
         check_account(call, cfg, target)
         plan, staged_proxy = prepare(call, cfg, target, command)
         if plan is not None:
-            open_session(call, cfg, plan)
+            plan = open_session(call, cfg, plan)
 
         call.audit("grant")
         call.granted = True
         if staged_proxy:
             staged_proxy.commit()
             if plan is not None:  # a file planted at the default name sent the proxy elsewhere
-                plan.env = [e for e in plan.env if not e.startswith(b"X509_USER_PROXY=")] + [
-                    b"X509_USER_PROXY=" + staged_proxy.path]
+                plan = plan.replace(env=[e for e in plan.env if not e.startswith(b"X509_USER_PROXY=")] + [
+                    b"X509_USER_PROXY=" + staged_proxy.path])
         if plan is None:
             return 0  # no command: proxy copy only (DIRAC's renewal call)
         return run_payload(call, cfg, plan)
@@ -439,17 +439,20 @@ def open_session(call, cfg, plan):
     calls act on this process: PAM's limits go into the plan where they are stricter than
     the caller's, never where they would lift them (effects/pam.py)."""
     if call.pam is None:
-        return
-    plan.rlimits, lowered = call.pam.open_session(plan.rlimits)
+        return plan
+    rlimits, lowered = call.pam.open_session(dict(plan.rlimits))
     if lowered:
         call.pam_info["limits"] = {str(r): list(v) for r, v in sorted(lowered.items())}
+    return plan.replace(rlimits=rlimits)
 
 
 def prepare(call, cfg, target, command):
-    """Everything decided before the grant record: who runs what, where, with which env,
-    and the target proxy staged under a temporary name."""
+    """Everything decided before the grant record: the payload's plan (core.plan: who runs
+    what, where, with which env, limits and guards, lingering or not) and the target proxy
+    staged under a temporary name."""
     from glexec_py.core.envplan import payload_env
-    from glexec_py.effects import payload, userfiles
+    from glexec_py.core.plan import Plan
+    from glexec_py.effects import payload
     facts = call.facts
     runas = target if facts.privileged else call.caller_account()
     path = cfg.payload.path.encode()
@@ -461,9 +464,14 @@ def prepare(call, cfg, target, command):
     groups = tuple(runas.groups) + tuple(g for g in facts.groups if _kept(cfg, g) and g not in runas.groups)
     env = payload_env(facts.env, preserve=cfg.payload.preserve_env, home=runas.home.encode(),
                       user=runas.name.encode(), path=path, x509_user_proxy=proxy_path)
-    plan = payload.Plan(path=call.resolved[0], argv=command, env=env, uid=runas.uid, gid=runas.gid,
-                        groups=groups, cwd=facts.cwd, umask=facts.umask, rlimits=facts.rlimits,
-                        no_new_privs=cfg.payload.no_new_privs, tty_guard=cfg.payload.tty_guard)
+    linger = cfg.payload.linger
+    # The guard is about another identity typing into the pilot's terminal: in log-only
+    # mode the payload is the caller (and could not install it without no_new_privs).
+    plan = Plan(path=call.resolved[0], argv=command, env=env, uid=runas.uid, gid=runas.gid, groups=groups,
+                cwd=facts.cwd, umask=facts.umask, rlimits=facts.rlimits, switch_identity=facts.privileged,
+                no_new_privs=cfg.payload.no_new_privs, tty_guard=facts.privileged and cfg.payload.tty_guard,
+                linger=linger, pdeathsig=payload.DEATH_SIGNAL if linger else 0,
+                forward_signals=payload.FORWARDED if linger else (), caller_ruid=facts.ruid)
     return plan, staged
 
 
@@ -497,11 +505,10 @@ def stage_target_proxy(call, cfg, runas):
 
 def run_payload(call, cfg, plan):
     from glexec_py.effects import payload
-    if not cfg.payload.linger:
+    if not plan.linger:
         call.started(os.getpid())    # this process becomes the payload
         payload.exec_in_place(plan)  # never returns on success; the PAM session stays open
-    pid, status, signum, cpu_user, cpu_system, failure = payload.run_lingering(
-        plan, call.facts.ruid, on_started=call.started)
+    pid, status, signum, cpu_user, cpu_system, failure = payload.run_lingering(plan, on_started=call.started)
     if call.pam is not None and os.geteuid() == 0:
         os.setresuid(0, 0, 0)  # the payload ended: close the session with the ids that opened it
     pam_end = call.end_pam()

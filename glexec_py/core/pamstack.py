@@ -54,7 +54,7 @@ def stricter_limit(caller, pam):
     Why not simply PAM's: Linux-PAM's pam_limits (1.5, as measured here) resets every
     resource that limits.conf does not name to pid 1's limits, which would lift limits the
     batch system put on the job (RLIMIT_AS, CPU ...); so PAM may lower, never raise, what
-    the caller had (the rule spawn.c keeps for the shim's changes too)."""
+    the caller had (the rule csrc/plan_run.c keeps for the shim's changes too)."""
     def low(a, b):
         return b if a < 0 else a if b < 0 else min(a, b)
     hard = low(caller[1], pam[1])

@@ -1,5 +1,5 @@
 """Thin wrapper over the cffi module glexec_py._native (csrc/*.c: identity, X.509 chains, VOMS
-and JWS signatures, spawn, the sweeper's directory scan).
+and JWS signatures, the payload plan's executor, the sweeper's directory scan).
 
 Kept import-light on purpose (engine start-up latency): only the compiled module and os.
 The proxyCertInfo value is decoded here (a few lines of bounds-checked DER walking) because
@@ -356,11 +356,12 @@ def verify_jws(spki: bytes, alg: str, signing_input: bytes, signature: bytes) ->
     return lib.gx_jws_verify(code, spki, len(spki), msg, len(msg), sig, len(sig))
 
 
-# --- spawn.c: becoming the payload --------------------------------------------------------
+# --- the payload plan's executor (csrc/plan_decode.c, plan_run.c, plan_linger.c) ------------
 
 class SpawnError(Exception):
-    """The payload could not be started; ``step`` says where (e.g. "exec", "chdir",
-    "identity:setresuid"), ``errno`` why. Nothing of the payload ran."""
+    """The payload could not be started (or waited for); ``step`` says where (e.g. "plan",
+    "exec", "chdir", "identity:setresuid", "linger"), ``errno`` why. Except for "linger",
+    nothing of the payload ran."""
 
     def __init__(self, step: str, errno: int):
         super().__init__(f"{step}: {os.strerror(errno) if errno else 'failed'}")
@@ -369,80 +370,70 @@ class SpawnError(Exception):
 
 
 _SPAWN_STEPS = {1: "signals", 2: "rlimits", 3: "no_new_privs", 4: "chdir", 5: "exec", 6: "clone",
-                7: "tty_guard", 8: "pdeathsig"}
+                7: "tty_guard", 8: "pdeathsig", 9: "plan", 10: "linger"}
 
 
-def _plan(path, argv, env, uid, gid, groups, rlimits, umask, cwd, switch, no_new_privs, tty_guard=False,
-          pdeathsig=0):
-    """A gx_plan plus the cdata objects that must outlive it."""
-    keep = []
-
-    def cstrings(items):
-        arr = [ffi.new("char[]", bytes(x)) for x in items]
-        keep.extend(arr)
-        return ffi.new("char *[]", arr + [ffi.NULL])
-
-    groups = _ids(uid, gid, groups) if switch else []
-    flat = [v for res, (soft, hard) in sorted(rlimits.items()) for v in (res, soft, hard)]
-    plan = ffi.new("gx_plan *")
-    c_path, c_cwd = ffi.new("char[]", bytes(path)), ffi.new("char[]", bytes(cwd or b""))
-    c_groups, c_rlimits = ffi.new("uint32_t[]", groups), ffi.new("int64_t[]", flat)
-    keep += [c_path, c_cwd, c_groups, c_rlimits]
-    plan.path, plan.cwd = c_path, c_cwd
-    # A struct field holds only the pointer: the owning cdata must be kept alive.
-    c_argv, c_envp = cstrings(argv), cstrings(env)
-    keep += [c_argv, c_envp]
-    plan.argv, plan.envp = c_argv, c_envp
-    plan.uid, plan.gid = (uid, gid) if switch else (0, 0)
-    plan.groups, plan.ngroups = c_groups, len(groups)
-    plan.rlimits, plan.nrlimits = c_rlimits, len(flat) // 3
-    plan.umask = umask
-    plan.switch_identity, plan.no_new_privs = int(bool(switch)), int(bool(no_new_privs))
-    plan.tty_guard, plan.pdeathsig = int(bool(tty_guard)), int(pdeathsig)
-    return plan, keep
-
-
-def _spawn_error(plan):
-    step = plan.step
+def _spawn_error(res):
+    step = res.step
     if step >= lib.GX_SP_IDENTITY:
         name = "identity:" + _STEPS.get(step - lib.GX_SP_IDENTITY, str(step - lib.GX_SP_IDENTITY))
     else:
         name = _SPAWN_STEPS.get(step, f"step{step}")
-    return SpawnError(name, plan.err)
+    return SpawnError(name, res.err)
 
 
-def spawn_payload(path, argv, env, *, uid, gid, groups, rlimits, umask, cwd, switch=True,
-                  no_new_privs=False, tty_guard=False, pdeathsig=0) -> int:
-    """Runs as: root (or the caller in log-only mode, then ``switch=False``); the engine
-    must be single-threaded.
+def _decoded(encoded):
+    """The C executor's own decoding of a plan (core.plan.encode); SpawnError("plan")
+    if it refuses it."""
+    encoded = bytes(encoded)
+    out = ffi.new("gx_plan **")
+    err = lib.gx_plan_decode(encoded, len(encoded), out)
+    if err:
+        raise SpawnError("plan", err)
+    return ffi.gc(out[0], lib.gx_plan_free)
 
-    Starts the payload in a child (clone with CLONE_VM|CLONE_VFORK, like posix_spawn): the
-    child resets every signal to its default and unblocks all, restores the caller's
-    ``rlimits`` ({resource: (soft, hard)}, -1 = unlimited) and ``umask``, switches to
-    uid/gid/groups (verified), optionally sets no_new_privs, changes to ``cwd`` as the
-    target, and execs ``path`` with ``argv``/``env`` (lists of bytes). Returns the pid once
-    the exec succeeded; raises SpawnError (child already reaped) otherwise. The child stays
-    in the caller's session and process group. ``tty_guard``: seccomp filter making
-    ioctl TIOCSTI/TIOCLINUX fail with EPERM (installed before the switch, needs root);
-    ``pdeathsig``: signal the child gets when this process dies (set after the switch,
-    with a re-check that this process is still its parent)."""
-    plan, keep = _plan(path, argv, env, uid, gid, groups, rlimits, umask, cwd, switch, no_new_privs,
-                       tty_guard, pdeathsig)
-    pid = lib.gx_spawn_payload(plan)
+
+def become_payload(encoded) -> None:
+    """Runs as: root (or the caller in log-only mode), single-threaded. Becomes the payload
+    of the encoded plan in this process: returns only by raising SpawnError (the process
+    may then be partly switched and must exit)."""
+    plan = _decoded(encoded)
+    res = ffi.new("gx_exec_result *")
+    lib.gx_plan_exec(plan, res)
+    raise _spawn_error(res)
+
+
+class Payload:
+    """A payload started by start_payload: ``pid``; ``wait()`` is the lingering parent."""
+
+    def __init__(self, plan, pid):
+        self._plan = plan
+        self.pid = pid
+
+    def wait(self):
+        """Runs as: root (or the caller in log-only mode). Takes the plan's caller_ruid as the
+        real uid, forwards the plan's signals (not those the kernel sent) until the payload
+        ends; returns (wait status, cpu_user, cpu_system) in seconds. SpawnError("linger")
+        if waiting fails."""
+        out, res = ffi.new("gx_linger_result *"), ffi.new("gx_exec_result *")
+        if lib.gx_plan_linger(self._plan, self.pid, out, res) != 0:
+            raise _spawn_error(res)
+        return out.status, out.utime_sec + out.utime_usec * 1e-6, out.stime_sec + out.stime_usec * 1e-6
+
+
+def start_payload(encoded) -> Payload:
+    """Runs as: root (or the caller in log-only mode); the engine must be single-threaded.
+
+    Starts the payload of the encoded plan in a child (clone with CLONE_VM|CLONE_VFORK, like
+    posix_spawn) that does the plan's steps (csrc/plan_run.c) and execs; returns once the
+    exec succeeded. SpawnError (child already reaped) otherwise. A lingering plan's signals
+    stay blocked in this process for Payload.wait()."""
+    plan = _decoded(encoded)
+    res = ffi.new("gx_exec_result *")
+    pid = lib.gx_plan_spawn(plan, res)
     if pid < 0:
-        raise _spawn_error(plan)
-    return pid
-
-
-def become_payload(path, argv, env, *, uid, gid, groups, rlimits, umask, cwd, switch=True,
-                   no_new_privs=False, tty_guard=False, pdeathsig=0) -> None:
-    """Runs as: root (or the caller in log-only mode). The same steps as spawn_payload, in
-    this process: returns only by raising SpawnError (the process may then be partly
-    switched and must exit). ``pdeathsig`` has no effect here: there is no parent of ours."""
-    plan, keep = _plan(path, argv, env, uid, gid, groups, rlimits, umask, cwd, switch, no_new_privs,
-                       tty_guard, pdeathsig)
-    lib.gx_become_payload(plan)
-    raise _spawn_error(plan)
+        raise _spawn_error(res)
+    return Payload(plan, pid)
 
 
 # --- glexec-sweep: per-directory scan and checked removal (csrc/sweepwalk.c) ----------

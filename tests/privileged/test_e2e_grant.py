@@ -307,3 +307,13 @@ def test_caller_rlimits_and_umask_restored_for_payload(gx):
     assert r.returncode == 0 and r.stderr == b"", r
     assert r.stdout.split() == [b"256", b"512", b"0027"]
     assert [x["event"] for x in gx.audit()[before:]] == ["grant", "end"]
+
+
+@pytest.mark.parametrize("no_new_privs", [True, False])
+def test_no_new_privs_reaches_the_payload(gx, no_new_privs):
+    """payload.no_new_privs is a field of the plan: the payload's kernel flag says it."""
+    gx.config(payload={"no_new_privs": no_new_privs})
+    dump = gx.script("dump.py", P.DUMP)
+    r = gx.run([str(dump)])
+    gx.assert_granted(r)
+    assert P.load_dump(r.stdout)["status"]["NoNewPrivs"] == ("1" if no_new_privs else "0")
