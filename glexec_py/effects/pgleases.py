@@ -303,7 +303,8 @@ class PgLeaseStore:
         return _Held(self, account.decode("ascii") if isinstance(account, bytes) else account, draining_ok)
 
     def leases(self, pools=None):
-        """Runs as: root.  ``{lease: (account, record, last_use)}`` like ``GridmapDir.leases``;
+        """Runs as: root.  ``{lease: (account, record, last_use)}`` like ``GridmapDir.leases``
+        (bytes for lease, account, dn and groups, as ``GridmapDir`` reads its records);
         the record has the gridmapdir record's fields plus ``nodes`` ({node: last use}),
         ``drained_at`` and ``made_on`` (all times Unix seconds on the database's clock)."""
         rows = self._q(
@@ -317,9 +318,9 @@ class PgLeaseStore:
         out = {}
         for (name, account, dn, groups, mapcount, since, state, made_by, owner, caller,
              last_use, drained_at, node, lease_id, nodes) in rows:
-            rec = {"account": account, "lease": _lat(from_bytea(name)),
-                   "dn": None if dn is None else _lat(from_bytea(dn)),
-                   "groups": json.loads(groups), "mapcount": int(mapcount), "state": state,
+            rec = {"account": account.encode("ascii"), "lease": from_bytea(name),
+                   "dn": from_bytea(dn), "groups": tuple(g.encode("latin-1") for g in json.loads(groups)),
+                   "mapcount": int(mapcount), "state": state,
                    "since": float(since), "by": made_by, "owner": json.loads(owner),
                    "caller": None if caller is None else int(caller), "id": int(lease_id),
                    "drained_at": None if drained_at is None else float(drained_at),
