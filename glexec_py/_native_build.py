@@ -79,13 +79,18 @@ char *PQgetvalue(const PGresult *res, int tup_num, int field_num);
 int PQgetlength(const PGresult *res, int tup_num, int field_num);
 int PQgetisnull(const PGresult *res, int tup_num, int field_num);
 void PQclear(PGresult *res);
+void gx_pq_quiet(PGconn *conn);
 """
 
 pqbuilder = FFI()
 pqbuilder.cdef(PQ_CDEF)
 pqbuilder.set_source(
     "glexec_py._native_pq",
-    "#include <libpq-fe.h>\n",
+    # libpq's default notice processor writes server notices to stderr: the caller's
+    # terminal must see one line from glexec, never "WARNING: ..." from the database.
+    "#include <libpq-fe.h>\n"
+    "static void gx_pq_drop_notice(void *arg, const char *message) { (void)arg; (void)message; }\n"
+    "static void gx_pq_quiet(PGconn *conn) { PQsetNoticeProcessor(conn, gx_pq_drop_notice, NULL); }\n",
     include_dirs=["/usr/include/postgresql"],
     libraries=["pq"],
     extra_compile_args=CFLAGS,

@@ -68,6 +68,7 @@ class Connection:
         if conn == self.ffi.NULL:
             raise _unavailable("connect", "out of memory")
         self.conn = conn
+        self.lib.gx_pq_quiet(conn)          # server notices never reach the caller's stderr
         try:
             self._connect(deadline)
             ms = str(max(1, int(self.timeout * 1000)))

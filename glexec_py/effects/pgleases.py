@@ -201,8 +201,14 @@ class PgLeaseStore:
         if account_check is not None:
             account_check(account)
         self._q("UPDATE lease SET last_use = now(), uses = uses + 1 WHERE id = $1", (lease_id,))
-        self._q("INSERT INTO lease_use (lease_id, node) VALUES ($1, $2) ON CONFLICT (lease_id, node) "
-                "DO UPDATE SET last_use = now()", (lease_id, self.node))
+        first_here = self._q("INSERT INTO lease_use (lease_id, node) VALUES ($1, $2) ON CONFLICT "
+                             "(lease_id, node) DO UPDATE SET last_use = now() RETURNING xmax = 0",
+                             (lease_id, self.node))[0][0] == "t"
+        if not first_here:
+            # Only times move: losing them in a database crash makes the lease look idle
+            # earlier, never forgets a node that must confirm before expiry.  The commit
+            # then skips its WAL flush (~4 ms here).
+            self._q("SET LOCAL synchronous_commit = off")
         return account, name, True, int(lease_id)
 
     def _new_name(self, lcmaps, key, groups, mapcount):

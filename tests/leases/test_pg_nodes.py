@@ -123,7 +123,7 @@ def test_stress_across_nodes(site):
     # every identity was used from every node: the lease knows all nodes it was used on
     from glexec_py.effects.pgleases import PgLeaseStore
     with PgLeaseStore(site.conninfo, node="admin") as s:
-        used = {rec["account"]: set(rec["nodes"]) for _, rec, _ in s.leases().values()}
+        used = {rec["account"].decode(): set(rec["nodes"]) for _, rec, _ in s.leases().values()}
     seen = {}
     for r in rows:
         seen.setdefault(r["ok"], set()).add(r["node"])

@@ -353,3 +353,17 @@ def model_cluster(postgres):  # noqa: F811
 @pytest.mark.usefixtures("model_cluster")
 class TestPgLeaseModel(PgLeaseModel.TestCase):
     pass
+
+
+def test_server_notices_never_reach_stderr(pg):
+    """libpq prints server notices (WARNING: there is already a transaction in progress)
+    on stderr by default; the engine's caller must only ever see glexec's one line."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from glexec_py.effects.pgclient import Connection\n"
+            "c = Connection(%r)\n"
+            "c.query('BEGIN'); c.query('BEGIN'); c.query('COMMIT'); c.query('COMMIT')\n"
+            "c.query('DO $$ BEGIN RAISE WARNING %%s, 1; END $$')\n" % (os.getcwd(), pg.conninfo))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -30,7 +30,8 @@ def _free_port():
 
 
 class Cluster:
-    def __init__(self):
+    def __init__(self, fsync=False):
+        self.fsync = fsync        # off for tests (throw-away data); bench/leases.py turns it on
         self.pw = pwd.getpwnam("postgres")
         self.base = tempfile.mkdtemp(prefix="glexec-pg-", dir="/var/tmp")
         os.chmod(self.base, 0o755)
@@ -55,7 +56,7 @@ class Cluster:
     def start(self):
         self._as_postgres([f"{BIN}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-o",
                            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.sock} "
-                           "-c fsync=off -c max_connections=200", "start"])
+                           f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200", "start"])
 
     def pid(self):
         with open(os.path.join(self.data, "postmaster.pid")) as f:
