@@ -364,6 +364,6 @@ def test_server_notices_never_reach_stderr(pg):
             "from glexec_py.effects.pgclient import Connection\n"
             "c = Connection(%r)\n"
             "c.query('BEGIN'); c.query('BEGIN'); c.query('COMMIT'); c.query('COMMIT')\n"
-            "c.query('DO $$ BEGIN RAISE WARNING %%s, 1; END $$')\n" % (os.getcwd(), pg.conninfo))
+            "c.query(\"DO $$ BEGIN RAISE WARNING 'w'; END $$\")\n" % (os.getcwd(), pg.conninfo))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stderr == "", r.stderr
