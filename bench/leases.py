@@ -216,16 +216,24 @@ def bench_backends(a):
         conninfo = cluster.conninfo(cluster.fresh_db())
         n = a.requests
         with PgLeaseStore(conninfo, node="bench") as s:
-            s.add_accounts(POOL.decode(), ["gxtbench%05d" % i for i in range(1, 4 * n + 1)])
+            s.add_accounts(POOL.decode(), ["gxtbench%05d" % i for i in range(1, 12 * n + 1)])
         gmd = os.path.join(d, "gmd")
-        make_pool(gmd, 4 * n)
+        make_pool(gmd, 12 * n)
         stores = {"postgresql": lambda: PgLeaseStore(conninfo, node="bench"),
                   "gridmapdir": lambda: GridmapDir(gmd, sync="none")}
-        print(f"in-process grants, {n} identities per row, pool {4 * n}, PostgreSQL 15 fsync=on, "
-              f"unix socket; gridmapdir sync=none (the engine's default)")
+        if os.path.exists("/usr/sbin/pgbouncer"):
+            pooled = cluster.start_pgbouncer()(conninfo.rsplit("dbname=", 1)[1])
+            stores = {"postgresql": stores["postgresql"],
+                      "pg+bouncer": lambda: PgLeaseStore(pooled, node="bench"),
+                      "gridmapdir": stores["gridmapdir"]}
+        print(f"in-process grants, {n} identities per row, pool {12 * n}, PostgreSQL 15 fsync=on, "
+              f"unix socket; pg+bouncer: through a local PgBouncer (transaction pooling, warm "
+              f"server connections); gridmapdir sync=none (the engine's default)")
         for warm in (False, True):
             for kind in ("new", "reuse"):
                 for name, open_store in stores.items():
+                    if warm and name == "pg+bouncer":
+                        continue                 # a warm connection needs no pooler
                     tag = b"%s-%s-%d" % (name.encode(), b"w" if warm else b"c", 0)
                     idents = [_owner(tag, i) for i in range(n)]
                     if kind == "reuse":
@@ -233,8 +241,7 @@ def bench_backends(a):
                     lat, fails = _calls(open_store, warm, idents, kind == "reuse")
                     print(f"{name:<10} {kind:<5} {'warm connection' if warm else 'open per call':<16} "
                           f"{_fmt(lat)}  failures {fails}")
-                    if name == "gridmapdir" and warm:
-                        break
+
         for name, open_store in stores.items():
             tp, fails = _throughput(open_store, [_owner(b"tp-" + name.encode(), i) for i in range(n)],
                                     a.workers)

@@ -103,7 +103,38 @@ class Cluster:
                        check=True, capture_output=True)
         return name
 
+    def start_pgbouncer(self, pool_mode="transaction"):
+        """A private PgBouncer (Debian's pgbouncer) in front of this cluster, on a unix
+        socket only (no TCP listener); returns its conninfo for ``db`` as a function.
+        Stopped by pid in ``destroy``."""
+        d = os.path.join(self.base, "bouncer")
+        os.makedirs(d, exist_ok=True)
+        os.chown(d, self.pw.pw_uid, self.pw.pw_gid)
+        self.bouncer_port = _free_port()
+        with open(os.path.join(d, "users.txt"), "w") as f:
+            f.write('"postgres" ""\n')
+        with open(os.path.join(d, "pgbouncer.ini"), "w") as f:
+            f.write(f"[databases]\n* = host={self.sock} port={self.port}\n[pgbouncer]\n"
+                    f"listen_addr =\nlisten_port = {self.bouncer_port}\nunix_socket_dir = {d}\n"
+                    f"auth_type = trust\nauth_file = {d}/users.txt\npool_mode = {pool_mode}\n"
+                    f"max_client_conn = 400\ndefault_pool_size = 8\nlogfile = {d}/log\n"
+                    f"pidfile = {d}/pid\n")
+        self._as_postgres(["/usr/sbin/pgbouncer", "-d", os.path.join(d, "pgbouncer.ini")])
+        for _ in range(100):
+            if os.path.exists(os.path.join(d, f".s.PGSQL.{self.bouncer_port}")):
+                break
+            time.sleep(0.05)
+        self.bouncer_dir = d
+        return lambda db: f"host={d} port={self.bouncer_port} user=postgres dbname={db}"
+
     def destroy(self):
+        bouncer = getattr(self, "bouncer_dir", None)
+        if bouncer:
+            try:
+                with open(os.path.join(bouncer, "pid")) as f:
+                    os.kill(int(f.read()), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass
         self.stop("immediate")
         shutil.rmtree(self.base, ignore_errors=True)
 
