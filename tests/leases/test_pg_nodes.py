@@ -130,6 +130,27 @@ def test_stress_across_nodes(site):
     assert used == seen
 
 
+def test_stress_through_a_transaction_pooler(site):
+    """The same guarantees through a local PgBouncer in transaction pooling (the deployment
+    docs/site-scale.md recommends for the in-process path): the locks the store relies on
+    are transaction-scoped, so pooled server connections change nothing."""
+    if not os.path.exists("/usr/sbin/pgbouncer"):
+        pytest.skip("optional: pgbouncer is not installed")
+    K, M, N, P, R = 10, 3, 2, 12, 40
+    site.pool(P)
+    pooled = site.cluster.start_pgbouncer()(site.conninfo.rsplit("dbname=", 1)[1])
+    direct, site.conninfo = site.conninfo, pooled
+    try:
+        procs = start_node(site, "nodeA", M, range(K), R) + start_node(site, "nodeB", M, range(K), R)
+        wait_all(procs)
+    finally:
+        site.conninfo = direct
+    rows = results(procs)
+    assert len(rows) == M * N * R and [r for r in rows if not r.get("ok")] == []
+    acct = one_account_per_identity(rows)
+    assert len(pg_invariants.check(direct)) == len(acct) == K
+
+
 def test_a_node_killed_mid_grant(site):
     """Node A's processes are SIGKILLed at random points of their grants, again and again,
     while node B keeps granting: B never fails, the database never holds a half-made

@@ -106,8 +106,10 @@ class Cluster:
     def start_pgbouncer(self, pool_mode="transaction"):
         """A private PgBouncer (Debian's pgbouncer) in front of this cluster, on a unix
         socket only (no TCP listener); returns its conninfo for ``db`` as a function.
-        Stopped by pid in ``destroy``."""
+        Stopped by pid in ``destroy``; started once per cluster."""
         d = os.path.join(self.base, "bouncer")
+        if getattr(self, "bouncer_dir", None):
+            return lambda db: f"host={d} port={self.bouncer_port} user=postgres dbname={db}"
         os.makedirs(d, exist_ok=True)
         os.chown(d, self.pw.pw_uid, self.pw.pw_gid)
         self.bouncer_port = _free_port()
