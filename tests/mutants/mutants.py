@@ -460,4 +460,40 @@ MUTANTS = [
                 ("glexec_py/effects/banfiles.py", "        if len(data) > cap:", "        if False:")],
          kill=["tests/effects/test_banfiles.py::test_over_cap_file_denies_everyone"]),
 
+    # --- the PostgreSQL lease store -----------------------------------------------------------
+    dict(id="pg-identity-unique", check="the database refuses a second account for one identity "
+         "(UNIQUE (pool, owner, groups, mapcount)) and the identity lock serialises its grants",
+         edits=[("tools/glexec_tools/leases/sql/schema-v1.sql",
+                 "    UNIQUE (pool, owner, groups, mapcount),\n", "\n"),
+                ("glexec_py/effects/pgleases.py",
+                 '            self._q("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",\n'
+                 '                    ("glexec-identity',
+                 '            self._q("SELECT $1::text",\n                    ("glexec-identity')],
+         kill=["tests/leases/test_pg_nodes.py::test_stress_across_nodes",
+               "tests/leases/test_store_contract.py::test_database_refuses_a_second_account_for_an_identity_and_a_half_lease"]),
+    dict(id="pg-state-needs-lease", check="an account leased or draining without its lease is refused at commit",
+         edits=[("tools/glexec_tools/leases/sql/schema-v1.sql",
+                 "CREATE CONSTRAINT TRIGGER pool_account_state AFTER INSERT OR UPDATE ON pool_account",
+                 "CREATE CONSTRAINT TRIGGER pool_account_state AFTER INSERT ON pool_account")],
+         kill=["tests/leases/test_store_contract.py::test_database_refuses_a_second_account_for_an_identity_and_a_half_lease"]),
+    dict(id="pg-conninfo-private", check="the conninfo file (may hold a password) must be root-owned and private",
+         edits=[("glexec_py/effects/pgleases.py", "        if st.st_uid != 0 or st.st_mode & 0o077:",
+                 "        if False:")],
+         kill=["tests/leases_tool/test_leases_tool_pg.py::test_conninfo_file_must_be_private",
+               P + "test_e2e_pool_postgresql.py::test_a_readable_conninfo_file_is_refused"]),
+    dict(id="pg-statement-deadline", check="a stalled database is a 202 within the statement timeout (client deadline)",
+         edits=[("glexec_py/effects/pgclient.py",
+                 "        if not p.poll(max(1, int(left * 1000))):", "        if not p.poll(-1):")],
+         kill=["tests/leases/test_store_contract.py::test_a_stalled_database_is_202_within_the_statement_timeout"]),
+    dict(id="pg-release-needs-every-node", check="expire releases a PostgreSQL lease only when every node it "
+         "was used on confirmed prune and sweep after the drain",
+         edits=[("tools/glexec_tools/leases/plan.py", "            if t is None or t < need:",
+                 "            if False:")],
+         kill=["tests/leases_tool/test_leases_tool_pg.py::test_expire_needs_confirmation_from_every_node_the_lease_was_used_on",
+               "tests/leases_tool/test_leases_tool_pg.py::test_confirmations_older_than_the_drain_do_not_count"]),
+    dict(id="pg-notices-quiet", check="database notices never reach the caller's stderr",
+         edits=[("glexec_py/effects/pgclient.py",
+                 "        self.lib.gx_pq_quiet(conn)", "        pass")],
+         kill=["tests/leases/test_store_contract.py::test_server_notices_never_reach_stderr"]),
+
 ]
