@@ -233,13 +233,19 @@ def test_a_stalled_database_is_202_within_the_statement_timeout(pg):
     s = PgLeaseStore(pg.conninfo, node="n", timeout=0.5)
     s.acquire(USERS[0][0], POOL, owner=USERS[0][1])
     backend_pid = int(s.db.query("SELECT pg_backend_pid()")[0][0])
+    def no_deadline(*_):
+        raise AssertionError("the grant waited past its deadline")
+    old = signal.signal(signal.SIGALRM, no_deadline)
     os.kill(backend_pid, signal.SIGSTOP)
     try:
+        signal.alarm(3)                # a watchdog: without the deadline the call would hang
         t0 = time.monotonic()
         with pytest.raises(SystemFault) as e:
             s.acquire(USERS[1][0], POOL, owner=USERS[1][1])
         took = time.monotonic() - t0
     finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
         os.kill(backend_pid, signal.SIGCONT)
     s.close()
     assert e.value.exit_code == 202 and 0.45 < took < 1.0
