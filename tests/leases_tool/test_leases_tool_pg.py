@@ -186,3 +186,21 @@ def test_migrate_gridmapdir_to_postgresql_and_back(site):
         assert g.acquire(who(1)[0], POOL.encode(), owner=who(1)[1])[2] is True   # reused
         assert [f for f in g.fsck() if f.severity == "error"] == []
     assert pg_invariants.check(site.conninfo) == {}
+
+
+def test_drain_and_release_by_account(site):
+    site.run("db-init")
+    site.run("accounts-add", POOL, f"{POOL}01", f"{POOL}02")
+    with site.store("nodeA") as a:
+        acc, lease, _ = a.acquire(who(5)[0], POOL, owner=who(5)[1])
+    r = site.run("drain", "--account", acc.decode())
+    assert r.returncode == 0 and r.data["done"][0]["lease"] == lease.decode(), r.stdout + r.stderr
+    assert site.run("show", acc.decode()).data["leases"][0]["state"] == "draining"
+    r = site.run("release", "--account", acc.decode(), "--dry-run")
+    assert r.returncode == 0 and r.data["done"] == [] and len(r.data["plan"]) == 1
+    assert len(pg_invariants.check(site.conninfo)) == 1
+    r = site.run("release", "--account", acc.decode())
+    assert r.returncode == 0 and r.data["done"][0]["account"] == acc.decode(), r.stdout + r.stderr
+    assert pg_invariants.check(site.conninfo) == {}
+    assert acc.decode() in site.run("list").data["free"]
+    assert site.run("fsck").data["clean"] is True
