@@ -175,6 +175,8 @@ def test_a_node_killed_mid_grant(site):
         os.killpg(p.pid, signal.SIGTERM)
         p.wait()
     b_rows = results(b)
+    print(f"\nkilled {killed} processes mid-grant; node B {len(b_rows)} grants, node A "
+          f"{len(a_rows)} grants recorded before the kills")
     assert killed == 12 and len(b_rows) > 50
     assert [r for r in b_rows if not r.get("ok")] == []
     assert [r for r in a_rows if not r.get("ok")] == []
@@ -213,6 +215,8 @@ def test_database_restarted_mid_run(site):
     failed = [r for r in rows if not r.get("ok")]
     assert failed, "no call hit the restart"
     assert all(r["exit"] == 202 and r["reason"].startswith("lease_db") for r in failed), failed[:5]
+    print(f"\nrestart: {len(rows)} calls, {len(failed)} failed 202 "
+          f"({sorted(set(r['reason'] for r in failed))}), slowest failure {max(r['ms'] for r in failed):.0f} ms")
     assert max(r["ms"] for r in failed) < (2 + 1) * 1000 + 500       # connect 2 s + statement 1 s
     assert any(r.get("ok") and r["t"] > up for r in rows)            # working again afterwards
     acct = one_account_per_identity(rows)
