@@ -495,5 +495,12 @@ MUTANTS = [
          edits=[("glexec_py/effects/pgclient.py",
                  "        self.lib.gx_pq_quiet(conn)", "        pass")],
          kill=["tests/leases/test_store_contract.py::test_server_notices_never_reach_stderr"]),
-
+    dict(id="sweep-reads-lease-db", check="glexec-sweep takes its lease holders from the PostgreSQL store when it is the engine's",
+         edits=[("tools/glexec_tools/sweep/apply.py", "    if not gridmapdir and not lease_db:\n        return set(), set()",
+                 "    if not gridmapdir:\n        return set(), set()")],
+         kill=["tests/sweep/test_sweep_walk.py::test_hold_with_the_postgresql_lease_store"]),
+    dict(id="prune-reads-lease-db", check="prune-users protects accounts leased in the PostgreSQL store",
+         edits=[("tools/glexec_tools/prune/apply.py", "    if not cfg.gridmapdir and not lease_db:\n        return {}, {}",
+                 "    if not cfg.gridmapdir:\n        return {}, {}")],
+         kill=["tests/prune/test_real.py::test_lease_protected_by_the_postgresql_lease_store"]),
 ]
