@@ -7,6 +7,8 @@ Plus a stateful model test of the PostgreSQL store with grants killed at every s
 """
 import os
 import shutil
+import signal
+import time
 
 import pytest
 from hypothesis import HealthCheck, settings, strategies as st
@@ -263,9 +265,6 @@ def test_a_wrong_schema_version_is_refused(pg):
 
 
 # --- stateful: grants killed at their k-th statement ------------------------------------------
-
-import signal  # noqa: E402
-import time  # noqa: E402
 
 
 def _killed_grant(conninfo, who, k):

@@ -3,7 +3,6 @@ the engine (isolated interpreter, trusted-installation check with libpq's module
 leases from a real PostgreSQL 15 started by the test run, over a unix socket, with the
 conninfo in a root-only file."""
 import os
-import shutil
 
 import pytest
 

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 from glexec_py.core.text import printable
 from glexec_tools import front
