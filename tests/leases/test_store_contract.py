@@ -372,3 +372,55 @@ def test_server_notices_never_reach_stderr(pg):
             "c.query(\"DO $$ BEGIN RAISE WARNING 'w'; END $$\")\n" % (os.getcwd(), pg.conninfo))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+# --- test_owner.py's adversarial identity pairs, on the PostgreSQL store ----------------------
+
+_EXAMPLE = [0]
+
+
+@pytest.fixture(scope="module")
+def pg_owner_db(postgres):  # noqa: F811
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    return PgBackend(postgres)
+
+
+def test_distinct_identities_never_share_an_account_postgresql(pg_owner_db):
+    """test_owner.py's property (pairs of identities whose DN texts or LCMAPS names collide:
+    case, '/' inside a value, multi-valued RDNs, \\xHH escapes vs raw bytes, token case and
+    commas), with groups and mapcount, on the database: never one account for two
+    identities, always the same account back for one."""
+    from hypothesis import given, note, settings as hsettings, strategies as hst
+    from tests.leases.test_owner import identity_pairs, owner_of
+
+    @hsettings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(pair=identity_pairs(), mapcount=hst.sampled_from([0, 0, 3]),
+           groups=hst.sampled_from([(), (b"gxtvo",)]))
+    def prop(pair, mapcount, groups):
+        pool = "gxtown"
+        with pg_owner_db.open() as s:
+            if not _EXAMPLE[0]:
+                s.add_accounts(pool, [f"{pool}{i}" for i in range(3)])
+            _EXAMPLE[0] += 1
+            s._txn(lambda: (s._q("DELETE FROM lease"), s._q("UPDATE pool_account SET state = 'free'")))
+
+            def get(ident):
+                text, owner = owner_of(ident)
+                try:
+                    return s.acquire(text, pool, groups=groups, mapcount=mapcount, owner=owner)[:2]
+                except NotAuthorized as e:
+                    assert e.reason in ("lease_name", "lease_collision"), e.reason
+                    return None
+            a, b = pair
+            note(f"a={a.key!r} b={b.key!r}")
+            ga, gb = get(a), get(b)
+            for _ in range(2):
+                assert get(a) == ga and get(b) == gb
+            if ga and gb:
+                assert ga[0] != gb[0] and ga[1] != gb[1]
+        owners = pg_invariants.check(pg_owner_db.conninfo)
+        for ident, got in ((a, ga), (b, gb)):
+            if got:
+                assert owners[(tuple(ident.key), tuple(g.decode() for g in groups), mapcount)] == got[0].decode()
+    prop()
