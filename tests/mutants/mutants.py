@@ -503,4 +503,10 @@ MUTANTS = [
          edits=[("tools/glexec_tools/prune/apply.py", "    if not cfg.gridmapdir and not lease_db:\n        return {}, {}",
                  "    if not cfg.gridmapdir:\n        return {}, {}")],
          kill=["tests/prune/test_real.py::test_lease_protected_by_the_postgresql_lease_store"]),
+    dict(id="pg-owner-key", check="the PostgreSQL store keys a lease by the canonical owner, not the LCMAPS name",
+         edits=[("glexec_py/effects/pgleases.py",
+                 '        key = owner.key if owner is not None else ("lcmaps", _lat(lcmaps))',
+                 '        key = ("lcmaps", _lat(lcmaps))')],
+         kill=["tests/leases/test_store_contract.py::test_distinct_identities_never_share_an_account_postgresql",
+               "tests/leases/test_store_contract.py::test_one_identity_one_account_and_case_variants_apart"]),
 ]
