@@ -39,12 +39,12 @@ def _unavailable(what, message, **detail):
 
 
 def bytea(raw):
-    """A ``bytes`` parameter in bytea's text form."""
+    """Runs as: anyone (pure).  A ``bytes`` parameter in bytea's text form."""
     return "\\x" + bytes(raw).hex()
 
 
 def from_bytea(text):
-    """bytea output (hex form) -> bytes."""
+    """Runs as: anyone (pure).  bytea output (hex form) -> bytes."""
     if text is None:
         return None
     if not text.startswith("\\x"):
@@ -113,7 +113,7 @@ class Connection:
             raise _unavailable(step, "timed out", timeout=self.timeout)
 
     def query(self, sql, params=(), deadline=None):
-        """Run one statement; its rows as tuples of text/None.  ``DbError`` if the server
+        """Runs as: the caller (a client socket).  Run one statement; its rows as tuples of text/None.  ``DbError`` if the server
         refused it, ``SystemFault`` if the server cannot be reached in time (the
         connection is then closed)."""
         if self.conn is None:

@@ -24,6 +24,7 @@ drops; nothing is ever granted without a commit, and nothing falls back to anoth
 import json
 
 from glexec_py.core import leases as core
+from glexec_py.core.leases import groups_column, owner_column
 from glexec_py.effects.pgclient import Connection, DbError, from_bytea
 from glexec_py.errors import NotAuthorized, SystemFault
 
@@ -33,16 +34,6 @@ _RETRYABLE = ("23505", "40001", "40P01")   # unique violation (a backstop fired)
 
 def _lat(b):
     return bytes(b).decode("latin-1")
-
-
-def owner_column(key):
-    """The canonical owner key as stored (and compared by the unique constraint): JSON
-    of the key tuple, ASCII, no spaces.  Injective like the key itself."""
-    return json.dumps(list(key), ensure_ascii=True, separators=(",", ":"))
-
-
-def groups_column(groups):
-    return json.dumps([_lat(g) for g in groups], ensure_ascii=True, separators=(",", ":"))
 
 
 def read_conninfo(path):

@@ -406,7 +406,7 @@ def migrate_to_postgresql(ctx):
     released.  Refused if the gridmapdir has fsck errors or the database already holds a
     lease of these pools.  Returns (accounts, leases moved)."""
     from glexec_py.core import leases as core
-    from glexec_py.effects.pgleases import groups_column, owner_column
+    from glexec_py.core.leases import groups_column, owner_column
     gd = ctx.gridmap_store()
     errors = [f for f in gd.fsck(ctx.pools) if f.severity == "error"]
     if errors:
