@@ -60,7 +60,7 @@ CLIENT_HELPERS := mkgltempdir glexec_wrapenv.pl glexec_unwrapenv.pl
 
 DEPS_PKGS := gcc make libc6-dev libssl-dev libpam0g-dev python3.11 python3-dev python3-cffi \
 	python3-cffi-backend python3-yaml python3-cryptography python3-psutil python3-zstandard \
-	globus-proxy-utils voms-clients openssl
+	globus-proxy-utils voms-clients openssl libpq-dev libpq5
 
 # Refuse paths that would not survive quoting (shell, C string, sed, Python) or the shim's
 # trust walk. $(1) = value, $(2) = its name.
@@ -101,7 +101,7 @@ native:
 TEST_PKGS := python3-pytest python3-hypothesis python3-jwt sudo util-linux strace scitokens-cpp \
 	liblcmaps0 liblcmaps-dev lcmaps-plugins-basic-poolaccount lcmaps-plugins-basic-localaccount \
 	lcmaps-plugins-basic-bandn lcmaps-plugins-basic-dummy lcmaps-plugins-voms lcmaps-plugins-verify-proxy \
-	slurmctld slurmd slurm-client munge slurm-wlm-torque
+	slurmctld slurmd slurm-client munge slurm-wlm-torque postgresql-15 postgresql-client-15
 
 deps:
 	@$(MAKE) --no-print-directory apt-ensure PKGS='$(DEPS_PKGS)'
@@ -176,7 +176,7 @@ install: install-preflight $(PSHIM) native
 	@if [ -d tools/glexec_tools ]; then \
 		for d in $$(cd tools && find glexec_tools -name __pycache__ -prune -o -type d -print); do \
 			install -d $(OWN) -m 0755 "$(D)$(LIBDIR)/$$d"; done && \
-		for f in $$(cd tools && find glexec_tools -name __pycache__ -prune -o -type f -name '*.py' -print); do \
+		for f in $$(cd tools && find glexec_tools -name __pycache__ -prune -o -type f \( -name '*.py' -o -name '*.sql' \) -print); do \
 			install $(OWN) -m 0644 "tools/$$f" "$(D)$(LIBDIR)/$$f"; done; \
 	fi
 	install $(OWN) -m 0644 packaging/glexec-engine.py '$(D)$(LIBDIR)/glexec-engine.py'

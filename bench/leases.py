@@ -5,6 +5,15 @@ plugin, same run, same pool size, same parallelism (issue 4, item 8).
     sudo /usr/bin/python3.11 bench/leases.py [--pool 10000] [--workers 8] [--requests 2000]
                                              [--lcmaps-mode loop|exec] [--keep]
                                              [--sync grant none]
+    sudo /usr/bin/python3.11 bench/leases.py --backend postgresql [--requests 2000] [--workers 4]
+
+``--backend postgresql``: the PostgreSQL lease store against the gridmapdir, in process,
+interleaved in one run (a private PostgreSQL 15 with fsync on, tests/support/postgres.py):
+grant latency of a new lease and of a reuse, with a connection per call (the engine's
+in-process path: every glexec call opens its store) and with a warm connection (a
+long-lived engine service); throughput with ``--workers`` processes; and the import cost
+of the driver in the engine's isolated interpreter (``python3.11 -I -S -B``): the libpq
+cffi module vs psycopg2.
 
 Two identical gridmapdirs of ``--pool`` entries (gxtbench00001..) are made under
 /var/lib/glexec-py-tests/leases-bench-*; every request is a distinct DN (a new lease).
@@ -125,8 +134,141 @@ def max_nlink(gmd):
                if not n.startswith("."))
 
 
+# --- the PostgreSQL store against the gridmapdir --------------------------------------------
+
+def _owner(tag, i):
+    from glexec_py.core.leases import LeaseOwner
+    text = b"/DC=org/DC=bench/CN=%s %d" % (tag, i)
+    return text, LeaseOwner(("x509", "CN=%s %d,DC=bench,DC=org" % (tag.decode(), i)), text, True)
+
+
+def _calls(open_store, warm, idents, reuse):
+    """Latencies (s) of one acquire per identity; ``warm``: one store for all calls, else
+    opened and closed around each (what an in-process engine call does)."""
+    lat, fails = [], 0
+    store = open_store() if warm else None
+    for text, owner in idents:
+        t0 = time.perf_counter()
+        try:
+            s = store or open_store()
+            try:
+                _acc, _lease, reused = s.acquire(text, POOL, owner=owner)
+                fails += reused != reuse
+            finally:
+                if store is None:
+                    s.close()
+        except Exception:           # noqa: BLE001
+            fails += 1
+        lat.append(time.perf_counter() - t0)
+    if store is not None:
+        store.close()
+    return lat, fails
+
+
+def _tp_worker(open_store, idents, q):
+    lat, fails = _calls(open_store, False, idents, False)
+    q.put((lat, fails))
+
+
+def _throughput(open_store, idents, workers):
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    parts = [idents[w::workers] for w in range(workers)]
+    ps = [ctx.Process(target=_tp_worker, args=(open_store, part, q)) for part in parts]
+    t0 = time.perf_counter()
+    for p in ps:
+        p.start()
+    res = [q.get() for _ in ps]
+    wall = time.perf_counter() - t0
+    for p in ps:
+        p.join()
+    return len(idents) / wall, sum(r[1] for r in res)
+
+
+def _import_ms(stmt, n=15):
+    """ms to run ``stmt`` in a fresh ``python3.11 -I -S -B`` that has already loaded what the
+    engine has at its mapping step (cffi backend, json, the engine, core.leases, trust)."""
+    code = ("import sys, time; sys.path.insert(0, %r); sys.path.append('/usr/lib/python3/dist-packages');"
+            "import _cffi_backend, json, glexec_py.engine, glexec_py.core.leases, glexec_py.effects.trust;"
+            "t = time.perf_counter(); %s; print((time.perf_counter() - t) * 1e3)" % (REPO, stmt))
+    xs = []
+    for _ in range(n):
+        out = subprocess.run(["/usr/bin/python3.11", "-I", "-S", "-B", "-c", code],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            return None
+        xs.append(float(out.stdout))
+    xs.sort()
+    return xs[0], statistics.median(xs), xs[-1]
+
+
+def _fmt(lat):
+    lat = sorted(lat)
+    return (f"median {statistics.median(lat) * 1e3:6.2f} ms  p95 {lat[int(0.95 * len(lat))] * 1e3:6.2f} ms")
+
+
+def bench_backends(a):
+    from glexec_py.effects.pgleases import PgLeaseStore
+    from tests.support.postgres import Cluster
+    cluster = Cluster(fsync=True)
+    os.makedirs(BASE, 0o755, exist_ok=True)
+    d = tempfile.mkdtemp(prefix="leases-bench-", dir=BASE)
+    os.chmod(d, 0o755)
+    try:
+        conninfo = cluster.conninfo(cluster.fresh_db())
+        n = a.requests
+        with PgLeaseStore(conninfo, node="bench") as s:
+            s.add_accounts(POOL.decode(), ["gxtbench%05d" % i for i in range(1, 12 * n + 1)])
+        gmd = os.path.join(d, "gmd")
+        make_pool(gmd, 12 * n)
+        stores = {"postgresql": lambda: PgLeaseStore(conninfo, node="bench"),
+                  "gridmapdir": lambda: GridmapDir(gmd, sync="none")}
+        if os.path.exists("/usr/sbin/pgbouncer"):
+            pooled = cluster.start_pgbouncer()(conninfo.rsplit("dbname=", 1)[1])
+            stores = {"postgresql": stores["postgresql"],
+                      "pg+bouncer": lambda: PgLeaseStore(pooled, node="bench"),
+                      "gridmapdir": stores["gridmapdir"]}
+        print(f"in-process grants, {n} identities per row, pool {12 * n}, PostgreSQL 15 fsync=on, "
+              f"unix socket; pg+bouncer: through a local PgBouncer (transaction pooling, warm "
+              f"server connections); gridmapdir sync=none (the engine's default)")
+        for warm in (False, True):
+            for kind in ("new", "reuse"):
+                for name, open_store in stores.items():
+                    if warm and name == "pg+bouncer":
+                        continue                 # a warm connection needs no pooler
+                    tag = b"%s-%s-%d" % (name.encode(), b"w" if warm else b"c", 0)
+                    idents = [_owner(tag, i) for i in range(n)]
+                    if kind == "reuse":
+                        _calls(open_store, True, idents, False)
+                    lat, fails = _calls(open_store, warm, idents, kind == "reuse")
+                    print(f"{name:<10} {kind:<5} {'warm connection' if warm else 'open per call':<16} "
+                          f"{_fmt(lat)}  failures {fails}")
+
+        for name, open_store in stores.items():
+            tp, fails = _throughput(open_store, [_owner(b"tp-" + name.encode(), i) for i in range(n)],
+                                    a.workers)
+            print(f"{name:<10} new leases, {a.workers} processes, open per call: {tp:8.1f}/s  failures {fails}")
+        # as installed: byte code compiled ahead (make install runs compileall)
+        subprocess.run(["/usr/bin/python3.11", "-m", "compileall", "-q", os.path.join(REPO, "glexec_py")],
+                       check=False)
+        for what, stmt in (("libpq via cffi (glexec_py._native_pq)", "import glexec_py._native_pq"),
+                           ("the PostgreSQL store (+ pgclient, _native_pq)",
+                            "import glexec_py.effects.pgleases, glexec_py._native_pq"),
+                           ("the gridmapdir store", "import glexec_py.effects.gridmapdir"),
+                           ("psycopg2", "import psycopg2")):
+            got = _import_ms(stmt)
+            print(f"import {what:<40} " + ("not installed" if got is None else
+                                          "min %.1f  median %.1f  max %.1f ms" % got))
+    finally:
+        cluster.destroy()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backend", choices=("gridmapdir", "postgresql"), default="gridmapdir",
+                    help="gridmapdir: glexec-py vs LCMAPS; postgresql: the PostgreSQL store vs "
+                         "the gridmapdir (in process)")
     ap.add_argument("--pool", type=int, default=10000)
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--requests", type=int, default=2000, help="total new leases per side")
@@ -137,6 +279,8 @@ def main():
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/leases.py: run as root (root-owned gridmapdir)")
+    if a.backend == "postgresql":
+        return bench_backends(a)
     m = a.requests // a.workers
     os.makedirs(BASE, 0o755, exist_ok=True)
     d = tempfile.mkdtemp(prefix="leases-bench-", dir=BASE)

@@ -327,10 +327,7 @@ def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0, owner=No
     ``groups``: group names in the lease (voms_poolaccount); ``mapcount``: 0 = plain lease;
     ``owner``: the identity the lease is recorded for and compared with on every reuse."""
     from glexec_py.effects.accounts import lookup_target
-    from glexec_py.effects.gridmapdir import GridmapDir
-    if not cfg.mapping.gridmapdir:
-        raise SystemFault("gridmapdir", "glexec: the gridmapfile names a pool but mapping.gridmapdir is not set",
-                          pool=pool)
+    from glexec_py.effects.leasestore import open_store
     checked = {}
 
     def account_check(name):
@@ -341,9 +338,7 @@ def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0, owner=No
         def entry_filter(name):
             return pam_admits(call, cfg, name)
 
-    with GridmapDir(cfg.mapping.gridmapdir, lock_timeout=cfg.mapping.lock_timeout,
-                    sync="grant" if cfg.mapping.lease_metadata_sync else "none") as store, \
-            _noting_pam_skips(call):
+    with open_store(cfg) as store, _noting_pam_skips(call):
         account, lease, reused = store.acquire(
             subject, pool, groups=[g.encode("ascii") for g in groups], mapcount=mapcount,
             account_check=account_check, owner=owner, caller=call.facts.ruid,
@@ -353,7 +348,7 @@ def lease_pool_account(call, cfg, subject, pool, groups=(), mapcount=0, owner=No
             before_link=lambda name: call.audit("lease_intent", lease={"name": name, "pool": pool}))
         adopted = store.adopted
         if store.created is not None:
-            call.new_lease = (cfg.mapping.gridmapdir, store.created)
+            call.new_lease = (cfg, store.created)
     name = account.decode("utf-8", "surrogateescape")
     call.lease = {"name": lease, "pool": pool, "reused": reused}
     if owner is not None:
@@ -647,11 +642,11 @@ class Call:
         its grant record was written: the refuse record says whether it did."""
         if self.new_lease is None or self.granted:
             return
-        from glexec_py.effects.gridmapdir import GridmapDir
-        path, created = self.new_lease
+        from glexec_py.effects.leasestore import open_store
+        cfg, created = self.new_lease
         self.new_lease = None
         try:
-            with GridmapDir(path) as store:
+            with open_store(cfg) as store:
                 done = store.rollback(created)
         except (GlexecError, OSError):
             done = False

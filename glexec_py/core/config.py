@@ -61,6 +61,9 @@ SCHEMA = (
     ("mapping", (
         ("gridmapfile", "abspath", _REQ),
         ("gridmapdir", "optpath", ""),          # pool leases (LCMAPS format); "" = no pools
+        # where pool leases live: "gridmapdir" (this node, LCMAPS format) or "postgresql"
+        # (one lease authority for many nodes: the postgresql section; docs/leases.md)
+        ("lease_store", "leasestore", "gridmapdir"),
         ("order", "sources", ("voms_local", "voms_pool", "local", "pool")),  # tried in this order
         ("lock_timeout", ("int", 1, 3600), 30),   # seconds to wait for the gridmapdir lock
         # LCMAPS voms_localgroup: FQAN -> group name (grid-mapfile syntax, wildcards);
@@ -83,6 +86,14 @@ SCHEMA = (
         ("min_uid", ("int", 1, ID_MAX), 1000),
         ("max_uid", ("int", 1, ID_MAX), ID_MAX),
         ("forbidden_groups", "names", _FORBIDDEN_GROUPS),
+    )),
+    # The PostgreSQL lease store (mapping.lease_store: postgresql).  The conninfo (libpq,
+    # may hold a password) lives in a root-only file, never in this one.
+    ("postgresql", (
+        ("conninfo_file", "optpath", ""),
+        ("connect_timeout", ("int", 1, 60), 2),      # seconds; then 202
+        ("timeout_ms", ("int", 10, 60000), 2000),    # per statement (client and server); then 202
+        ("node", "nodename", ""),                    # this node's name; "" = the host name
     )),
     ("audit", (
         ("file", "abspath", _REQ),
@@ -359,6 +370,17 @@ class _Parser:
             if v not in ("require", "optional", "ignore"):
                 raise self.err(node, f"'{key}' must be 'require', 'optional' or 'ignore', not {_show(node)}")
             return v
+        if kind == "leasestore":
+            v = self.string(node, key)
+            if v not in ("gridmapdir", "postgresql"):
+                raise self.err(node, f"'{key}' must be 'gridmapdir' or 'postgresql', not {_show(node)}")
+            return v
+        if kind == "nodename":
+            v = self.string(node, key, "a node name")
+            if v and not (len(v) <= 255 and v.isascii() and v.isprintable() and " " not in v):
+                raise self.err(node, f"'{key}' must be a node name (printable ASCII, no spaces), "
+                                     f"not {_show(node)}")
+            return v
         if kind == "vomsmode":
             v = self.string(node, key)
             if v not in ("lcmaps", "strict"):
@@ -489,6 +511,10 @@ class _Parser:
             if name == "credentials" and values["require_limited_proxy"] and not values["allow_limited_proxy"]:
                 raise self.err(lines.get("require_limited_proxy"),
                                "'require_limited_proxy' contradicts 'allow_limited_proxy: false'")
+            if name == "postgresql" and sections["mapping"]["lease_store"] == "postgresql" \
+                    and not values["conninfo_file"]:
+                raise self.err(lines.get("conninfo_file") or knode or 1,
+                               "'mapping.lease_store: postgresql' needs 'postgresql.conninfo_file'")
             if name == "mapping" and values["min_uid"] > values["max_uid"]:
                 where = lines.get("max_uid") or lines.get("min_uid")
                 raise self.err(where, f"'max_uid' ({values['max_uid']}) must not be below "

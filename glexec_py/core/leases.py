@@ -458,6 +458,20 @@ def owner_digest(key, groups=(), mapcount=0):
     return base64.b32encode(hashlib.sha256(blob).digest()[:16]).decode().rstrip("=").lower().encode()
 
 
+def owner_column(key):
+    """The owner key as the PostgreSQL store keeps it (and its unique constraint compares
+    it): JSON of the key tuple, ASCII, no spaces -- injective like the key itself."""
+    import json
+    return json.dumps(list(key), ensure_ascii=True, separators=(",", ":"))
+
+
+def groups_column(groups):
+    """A lease's group names (bytes) as the PostgreSQL store keeps them: a JSON list."""
+    import json
+    return json.dumps([bytes(g).decode("latin-1") for g in groups], ensure_ascii=True,
+                      separators=(",", ":"))
+
+
 def alternate_name(lcmaps_name, digest):
     """The lease name of an identity whose LCMAPS name belongs to someone else:
     ``<encoded part>~<digest>[:<tail>]``, where the encoded part is the LCMAPS name up to its

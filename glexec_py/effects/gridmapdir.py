@@ -916,6 +916,36 @@ class GridmapDir:
                 self._remove_meta(account)
             return True
 
+    def place(self, lease_name, account, *, dn, groups, mapcount, owner, caller, state, since, last_use):
+        """Runs as: root.  For ``glexec-leases migrate --to gridmapdir``: make exactly this
+        lease on exactly this free pool entry, with its record (owner, caller, state) and
+        last use (mtime), under the lock.  ``SystemFault`` if the entry is not free or the
+        name exists (nothing changed)."""
+        lease, account = _b(lease_name), _b(account)
+        if not core.is_lease_candidate(lease, self._pools(None), self.strict) or b"/" in lease:
+            raise ValueError(f"not a lease name: {lease!r}")
+        with self._lock():
+            self._ix_begin()
+            est = self._lstat(account)
+            if est is None or not stat.S_ISREG(est.st_mode) or est.st_nlink != 1 \
+                    or self._lstat(lease) is not None:
+                raise SystemFault("lease_place", "glexec: pool entry not free or lease name taken",
+                                  lease=lease, account=account)
+            self._link(account, lease)
+            lst = self._lstat(lease)
+            if lst is None or lst.st_ino != est.st_ino or lst.st_nlink != 2:
+                raise SystemFault("lease_place", "glexec: gridmapdir changed while placing a lease",
+                                  lease=lease, account=account)
+            os.utime(lease, (last_use, last_use), dir_fd=self.fd, follow_symlinks=False)
+            try:
+                self._write_meta(account, self._record(
+                    account, lease, dn, groups, mapcount, lst.st_ino, "migrated", state=state,
+                    since=since, owner=owner, caller=caller))
+            except OSError:
+                self._unlink(lease)
+                raise
+            self._ix_dirty = True
+
     def drain(self, lease_name):
         """Runs as: root. Mark a lease "draining": kept (the account is not handed to
         anyone) but refused to its identity until released. Returns the account or None."""

@@ -457,3 +457,35 @@ def test_site_tool_sections_are_known_but_not_walked():
         parse_config(BASE + tools + "prunes: {}\n", "glexec.yaml")
     with pytest.raises(ConfigError, match="duplicate key 'prune'"):
         parse_config(BASE + "prune: {}\nprune: {}\n", "glexec.yaml")
+
+
+# --- the lease store and the postgresql section --------------------------------------------
+
+def test_lease_store_defaults_to_the_gridmapdir():
+    cfg = parse_config(BASE, F)
+    assert cfg.mapping.lease_store == "gridmapdir"
+    assert (cfg.postgresql.conninfo_file, cfg.postgresql.connect_timeout, cfg.postgresql.timeout_ms,
+            cfg.postgresql.node) == ("", 2, 2000, "")
+
+
+def test_postgresql_lease_store_needs_a_conninfo_file():
+    text = BASE.replace("  gridmapfile:", "  lease_store: postgresql\n  gridmapfile:")
+    msg = err(text)
+    assert "needs 'postgresql.conninfo_file'" in msg, msg
+    cfg = parse_config(text + "postgresql:\n  conninfo_file: /etc/glexec-py/leases.conninfo\n"
+                              "  timeout_ms: 500\n  node: wn-001.example.org\n", F)
+    assert cfg.mapping.lease_store == "postgresql" and cfg.postgresql.timeout_ms == 500
+    assert cfg.postgresql.node == "wn-001.example.org"
+    assert config_from_plain(marshal.loads(marshal.dumps(config_to_plain(cfg)))) == cfg
+
+
+@pytest.mark.parametrize("line,shown", [
+    ("  lease_store: sqlite\n", "'lease_store' must be 'gridmapdir' or 'postgresql'"),
+    ("postgresql:\n  conninfo_file: leases.conninfo\n", "'conninfo_file' must be an absolute path"),
+    ("postgresql:\n  conninfo: host=db password=x\n", "unknown key 'conninfo' in 'postgresql'"),
+    ("postgresql:\n  timeout_ms: 0\n", "'timeout_ms' must be an integer between 10 and 60000"),
+    ("postgresql:\n  node: two words\n", "'node' must be a node name"),
+])
+def test_postgresql_section_errors(line, shown):
+    text = BASE.replace("  gridmapfile:", line + "  gridmapfile:") if line.startswith("  ") else BASE + line
+    assert shown in err(text)

@@ -170,3 +170,25 @@ def test_planner_total_and_deterministic(ents):
     assert a == b
     for f in a:
         assert f.action in ("unlink_lease", "remove_tmp", "remove_meta", "write_meta", "manual")
+
+
+# --- the PostgreSQL store's key columns ------------------------------------------------------
+
+from hypothesis import given as _given, strategies as _st  # noqa: E402
+
+_KEYS = _st.one_of(_st.tuples(_st.just("x509"), _st.text()),
+                   _st.tuples(_st.just("jwt"), _st.text(), _st.text()))
+
+
+@_given(_KEYS, _KEYS)
+def test_owner_column_is_injective_and_reads_back(a, b):
+    import json
+    from glexec_py.core.leases import owner_column
+    assert json.loads(owner_column(a)) == list(a) and owner_column(a).isascii()
+    assert (owner_column(a) == owner_column(b)) == (a == b)
+
+
+@_given(_st.lists(_st.binary(max_size=8), max_size=4), _st.lists(_st.binary(max_size=8), max_size=4))
+def test_groups_column_is_injective(a, b):
+    from glexec_py.core.leases import groups_column
+    assert (groups_column(a) == groups_column(b)) == (a == b)

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.support.skips import optional
+from tests.support.postgres import postgres  # noqa: F401  (session fixture)
 
 pytestmark = pytest.mark.privileged
 
@@ -302,3 +303,28 @@ def test_lock_refuses_second_run(env):
         with pytest.raises(PruneError):
             with RunLock(cfg):
                 pass
+
+
+def test_lease_protected_by_the_postgresql_lease_store(env, postgres):
+    """mapping.lease_store: postgresql: a fresh lease in the database protects its account
+    (no gridmapdir at all); an account free in the database is pruned."""
+    from glexec_py.core.leases import LeaseOwner
+    from glexec_py.effects.pgleases import PgLeaseStore
+    from glexec_tools.prune.apply import Pruner
+    d, procs = env
+    conninfo = postgres.conninfo(postgres.fresh_db())
+    with PgLeaseStore(conninfo, node="n") as s:
+        s.add_accounts("gxtprune", list(USERS))
+        s.acquire(b"/DC=org/CN=new", "gxtprune", owner=LeaseOwner(("x509", "CN=new,DC=org"), b"/DC=org/CN=new", True))
+    f = d + "/leases.conninfo"
+    fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, conninfo.encode())
+    os.close(fd)
+    s = as_user(procs, 47401, ["/bin/sleep", "600"])          # gxtprune01: leased in the database
+    o = as_user(procs, 47403, ["/bin/sleep", "600"])
+    pr = Pruner(make_cfg(d, lease_db={"conninfo_file": f, "connect_timeout": 2, "timeout_ms": 2000,
+                                      "node": "n"}, lease_fresh=300))
+    rep = pr.run()
+    assert s.poll() is None and o.wait(5) is not None
+    assert rep["accounts"]["gxtprune01"] == "spared"
+    assert [x["reason"] for x in rep["plan"] if x["pid"] == s.pid] == ["lease_protected"]

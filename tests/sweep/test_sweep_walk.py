@@ -6,6 +6,7 @@ import pytest
 from glexec_tools.sweep import plan as core
 from glexec_tools.sweep import apply as walk
 from tests.sweep.test_sweep_real import A, mk
+from tests.support.postgres import postgres  # noqa: F401  (session fixture)
 
 NOW_AGE = 86400
 
@@ -246,3 +247,43 @@ def test_hold_keeps_grants_out_and_sees_leases_and_drains(sweep_accounts, workdi
         g = walk.LeaseGuard(gmd, {a: A}, draining_ok=ok)
         with g.hold(a) as (free, _):
             assert free is ok
+
+
+def test_hold_with_the_postgresql_lease_store(sweep_accounts, workdir, postgres):
+    """mapping.lease_store: postgresql: the sweep reads the leases from the database (an
+    empty or absent gridmapdir must not make a leased account look free) and each removal
+    batch row-locks the account, so a grant cannot take it meanwhile."""
+    import subprocess
+    import sys
+    from glexec_py.effects.pgleases import PgLeaseStore
+    a = sweep_accounts[A].uid
+    conninfo = postgres.conninfo(postgres.fresh_db())
+    with PgLeaseStore(conninfo, node="n") as s:
+        s.add_accounts("gxtsw", [A])
+    f = os.path.join(workdir, "leases.conninfo")
+    fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, conninfo.encode())
+    os.close(fd)
+    lease_db = {"conninfo_file": f, "connect_timeout": 2, "timeout_ms": 500, "node": "sweeper"}
+    grant = ("import sys; sys.path.insert(0, sys.argv[2])\n"
+             "from glexec_py.effects.pgleases import PgLeaseStore\n"
+             "from glexec_py.errors import GlexecError\n"
+             "try:\n"
+             "    print(PgLeaseStore(sys.argv[1], node='n', timeout=0.5).acquire(b'/CN=x', 'gxtsw')[0].decode())\n"
+             "except GlexecError as e:\n"
+             "    print(e.reason)\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def try_grant():
+        return subprocess.run([sys.executable, "-c", grant, conninfo, root], capture_output=True,
+                              text=True, timeout=60).stdout.strip()
+
+    assert walk.lease_holders("", lease_db) == (set(), set())
+    guard = walk.LeaseGuard("", {a: A}, draining_ok=True, lease_db=lease_db)
+    with guard.hold(a) as (free, why):
+        assert free and why is None
+        assert try_grant() == "lease_db"              # waits for the sweeper's row lock: 202
+    assert try_grant() == A                           # afterwards it goes through
+    assert walk.lease_holders("", lease_db) == ({A}, set())
+    with guard.hold(a) as (free, why):
+        assert not free and why == "lease granted during the sweep"

@@ -61,15 +61,25 @@ def confirmation(state_dir, account, drained_at, grace, current_boot):
 
 class Context:
     """Runs as: root.  One run's view of the lease store: the options over glexec.yaml's ``leases:``
-    section and shared values.  The configuration is read unless only ``--gridmapdir`` is
-    given (a store looked at on its own)."""
+    section and shared values.  The configuration is read unless only ``--gridmapdir`` or
+    ``--postgresql`` is given (a store looked at on its own).  The store is the gridmapdir
+    or, with ``mapping.lease_store: postgresql`` or ``--postgresql CONNINFO_FILE``, the
+    lease database (``self.pg``)."""
 
     def __init__(self, args):
-        if args.config or not args.gridmapdir:
+        pg_file = getattr(args, "postgresql", None)
+        if args.config or not (args.gridmapdir or pg_file):
             cfg = front.load_section("leases", args.config)
         else:
             cfg = plan_mod.default_config()
         self.cfg = cfg
+        self.pg_settings = dict(cfg.postgresql)
+        if pg_file:
+            self.pg_settings["conninfo_file"] = pg_file
+        if getattr(args, "node", None):
+            self.pg_settings["node"] = args.node
+        self.pg = bool(pg_file) or (cfg.lease_store == "postgresql" and not args.gridmapdir)
+        self._pgs = None
         self.gridmapdir = args.gridmapdir or cfg.gridmapdir
         if self.gridmapdir and not self.gridmapdir.startswith("/"):
             raise front.ToolError("--gridmapdir must be an absolute path")
@@ -80,19 +90,59 @@ class Context:
         self._gd = None
 
     def need_store(self):
-        if not self.gridmapdir:
+        if not self.pg and not self.gridmapdir:
             raise front.ToolError("no gridmapdir: mapping.gridmapdir is not set (use --gridmapdir)")
 
     def store(self):
-        self.need_store()
+        """The lease store: ``GridmapDir`` or ``PgLeaseStore`` (the same calls)."""
+        if self.pg:
+            return self.pg_store()
+        return self.gridmap_store()
+
+    def gridmap_store(self):
+        if not self.gridmapdir:
+            raise front.ToolError("no gridmapdir: mapping.gridmapdir is not set (use --gridmapdir)")
         if self._gd is None:
             from glexec_py.effects.gridmapdir import GridmapDir
             self._gd = GridmapDir(self.gridmapdir, pools=self.pools)
         return self._gd
 
+    def pg_store(self):
+        if self._pgs is None:
+            from glexec_py.effects.pgleases import PgLeaseStore, read_conninfo
+            pg = self.pg_settings
+            if not pg.get("conninfo_file"):
+                raise front.ToolError("no lease database: postgresql.conninfo_file is not set "
+                                      "(use --postgresql CONNINFO_FILE)")
+            self._pgs = PgLeaseStore(read_conninfo(pg["conninfo_file"]), node=self.node(),
+                                     connect_timeout=pg.get("connect_timeout", 2),
+                                     timeout=pg.get("timeout_ms", 2000) / 1000)
+        return self._pgs
+
+    def node(self):
+        return self.pg_settings.get("node") or os.uname().nodename
+
+    def now(self):
+        """The clock lease times are on: the database's for PostgreSQL."""
+        return self.pg_store().clock() if self.pg else time.time()
+
+    def confirmation(self, account, drained_at, grace, current_boot):
+        """Whether ``account`` (draining since ``drained_at``) may be released: the
+        database's per-node confirmations, or this node's prune/sweep records."""
+        if self.pg:
+            return pg_confirmation(self, account, drained_at, grace)
+        return confirmation(self.state_dir, account, drained_at, grace, current_boot)
+
+    def where(self):
+        """What the audit records and listings name as the store."""
+        return {"lease_store": "postgresql", "node": self.node()} if self.pg else \
+            {"gridmapdir": self.gridmapdir}
+
     def close(self):
         if self._gd is not None:
             self._gd.close()
+        if self._pgs is not None:
+            self._pgs.close()
 
     def require_audit(self):
         if not self.audit_file:
@@ -105,7 +155,7 @@ class Context:
         from glexec_py.errors import GlexecError
         try:
             front.admin_record(self.audit_file, PROG, "lease_admin",
-                               {"gridmapdir": self.gridmapdir, "action": action, **fields})
+                               {**self.where(), "action": action, **fields})
         except GlexecError as e:
             raise front.ToolError(f"cannot write the audit record to {self.audit_file}: "
                                   f"{e.detail.get('cause', e.message)}", EXIT_FAIL) from None
@@ -115,9 +165,14 @@ class Context:
         digits, pool = name without the trailing digits."""
         if self.pools is not None:
             return self.pools
+        if self.pg:
+            return tuple(sorted({p.encode() for p, _a, _n, _s in self.pg_store().accounts()}))
+        return self.gridmap_pool_names()
+
+    def gridmap_pool_names(self):
         from glexec_py.core import leases as core
         found = set()
-        for name, _ino, _nlink, _reg in self.store().snapshot():
+        for name, _ino, _nlink, _reg in self.gridmap_store().snapshot():
             if name[:1] != b"%" and not core.skip_entry(name):
                 prefix = name.rstrip(b"0123456789")
                 if prefix and prefix != name:
@@ -126,7 +181,16 @@ class Context:
 
     def drained_at(self, account):
         """When the metadata record was last written (a draining record is written by
-        ``drain``; later rewrites only move this later: conservative)."""
+        ``drain``; later rewrites only move this later: conservative).  PostgreSQL: the
+        lease's drained_at (database clock)."""
+        if self.pg:
+            for _lease, (acc, rec, _t) in self.pg_store().leases().items():
+                if acc.decode() == account:
+                    return rec.get("drained_at")
+            return None
+        return self.gridmap_drained_at(account)
+
+    def gridmap_drained_at(self, account):
         try:
             return os.lstat(os.path.join(self.gridmapdir, ".glexec-py",
                                          os.fsdecode(account))).st_mtime
@@ -154,21 +218,69 @@ def lease_rows(ctx):
         except KeyError:
             uid = None
         since = _num(rec.get("since"))
-        rows.append({"lease": _lat(lease), "account": _lat(account), "uid": uid,
-                     "dn": _lat(rec.get("dn")), "groups": [_lat(g) for g in rec.get("groups", ())],
-                     "mapcount": rec.get("mapcount", 0), "since": since, "since_iso": iso(since),
-                     "last_use": mtime, "last_use_iso": iso(mtime), "state": state,
-                     "by": rec.get("by"), "owner": _owner(rec.get("owner"))})
+        row = {"lease": _lat(lease), "account": _lat(account), "uid": uid,
+               "dn": _lat(rec.get("dn")), "groups": [_lat(g) for g in rec.get("groups", ())],
+               "mapcount": rec.get("mapcount", 0), "since": since, "since_iso": iso(since),
+               "last_use": mtime, "last_use_iso": iso(mtime), "state": state,
+               "by": rec.get("by"), "owner": _owner(rec.get("owner"))}
+        if "nodes" in rec:            # PostgreSQL: where it was used, and when it was drained
+            row["nodes"] = rec["nodes"]
+            row["drained_at"] = rec["drained_at"]
+        rows.append(row)
     rows.sort(key=lambda r: (r["account"], r["lease"]))
     return rows
 
 
 def free_entries(ctx):
     """Runs as: root.  The pool entries that are free (a single link, no lease)."""
+    if ctx.pg:
+        pools = None if ctx.pools is None else [p.decode() for p in ctx.pools]
+        return [a for _p, a, _n, state in ctx.pg_store().accounts(pools) if state == "free"]
     from glexec_py.core import leases as core
     pools = ctx.pool_names()
     return sorted(_lat(n) for n, _i, nlink, reg in ctx.store().snapshot()
                   if reg and nlink == 1 and any(core.pool_member(n, p) for p in pools))
+
+
+def pg_confirmation(ctx, account, drained_at, grace):
+    """Runs as: root (a database client).  ``plan.confirm_nodes`` for ``account``'s lease:
+    the nodes it was used on and their confirmations in the database."""
+    for _lease, (acc, rec, _t) in ctx.pg_store().leases().items():
+        if acc.decode() == account:
+            return plan_mod.confirm_nodes(rec["nodes"], ctx.pg_store().confirmations(account),
+                                          drained_at, grace)
+    return False, "lease vanished", {}
+
+
+def post_confirmations(ctx, cb):
+    """Runs as: root.  This node's prune-users and glexec-sweep records of every draining
+    lease that was used here, as confirmations in the database.  A record counts only if
+    it says "no processes" (this boot) / "no files"; its time (this node's clock) is moved
+    to the database's clock by the offset measured now.  Returns one row per record."""
+    store = ctx.pg_store()
+    node = ctx.node()
+    local = time.time()
+    offset = store.clock() - local
+    out = []
+    for lease, (acc, rec, _t) in store.leases().items():
+        account = acc.decode()
+        if rec["state"] != "draining" or node not in rec["nodes"]:
+            continue
+        base = (ctx.state_dir or "").rstrip("/")
+        pr = read_state_record(f"{base}/prune/{account}.json") if base else None
+        sw = read_state_record(f"{base}/sweep/{account}.json") if base else None
+        for kind, r, ok, t in (
+                ("prune", pr, pr is not None and pr.get("result") == "no_processes"
+                 and (not cb or pr.get("boot_id") == cb), _num(pr.get("time")) if pr else None),
+                ("sweep", sw, sw is not None and sw.get("state") == "no_files",
+                 _num(sw.get("swept_at_unix")) if sw else None)):
+            row = {"account": account, "lease": _lat(lease), "kind": kind, "node": node}
+            if not ok or t is None:
+                out.append({**row, "posted": False, "why": f"no {kind} record saying idle"})
+                continue
+            store.confirm(account, node, kind, t + offset, r)
+            out.append({**row, "posted": True, "observed_at": t + offset})
+    return out
 
 
 def expire(ctx, plan, args, processes):
@@ -219,3 +331,161 @@ def expire(ctx, plan, args, processes):
                       forced=args.force, confirmation=p.get("confirmation"))
             done.append({**p, "done": "released"})
     return done, left
+
+
+# --- PostgreSQL only: checks, schema, accounts, migration ---------------------------------
+
+# What the database's constraints cannot say on their own (a deferred trigger covers the
+# state <-> lease rule at commit; these find anything an administrator forced past it).
+PG_CHECKS = (
+    ("lease_without_account", "error", "a lease on no pool account of its pool and state",
+     "SELECT l.account FROM lease l LEFT JOIN pool_account p ON p.account = l.account AND "
+     "p.pool = l.pool AND p.state = l.state WHERE p.account IS NULL"),
+    ("account_without_lease", "error", "a pool account leased or draining without a lease",
+     "SELECT p.account FROM pool_account p LEFT JOIN lease l ON l.account = p.account "
+     "WHERE p.state <> 'free' AND l.id IS NULL"),
+    ("lease_unused", "warning", "a lease with no node it was used on (cannot be confirmed)",
+     "SELECT l.account FROM lease l WHERE NOT EXISTS (SELECT 1 FROM lease_use u "
+     "WHERE u.lease_id = l.id)"),
+)
+
+
+def pg_fsck(ctx):
+    """Runs as: root (a database client).  core.leases.Finding per violated check."""
+    from glexec_py.core.leases import Finding
+    out = []
+    for kind, severity, why, sql in PG_CHECKS:
+        for (account,) in ctx.pg_store()._q(sql):
+            out.append(Finding(kind, severity, (account.encode(),), None, why, "manual"))
+    return out
+
+
+def schema_file():
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "sql", "schema-v1.sql")
+
+
+def db_init(ctx):
+    """Runs as: root.  Install schema v1 into an empty database (one transaction).
+    Returns False if a glexec schema is already there."""
+    from glexec_py.effects.pgclient import Connection, DbError
+    from glexec_py.effects.pgleases import read_conninfo
+    pg = ctx.pg_settings
+    if not pg.get("conninfo_file"):
+        raise front.ToolError("no lease database: use --postgresql CONNINFO_FILE or --config")
+    with open(schema_file()) as f:
+        sql = f.read()
+    with Connection(read_conninfo(pg["conninfo_file"]), pg.get("connect_timeout", 2), 30) as db:
+        if db.query("SELECT to_regclass('glexec_schema')")[0][0] is not None:
+            return False
+        db.query("BEGIN")
+        try:
+            for statement in _statements(sql):
+                db.query(statement)
+            db.query("COMMIT")
+        except DbError as e:
+            raise front.ToolError(f"schema not installed: {e.message}", EXIT_FAIL) from None
+    return True
+
+
+def _statements(sql):
+    """The schema file's statements (';' at a line end; $$ bodies kept whole)."""
+    out, cur, body = [], [], False
+    for line in sql.splitlines():
+        if not body and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        cur.append(line)
+        if line.count("$$") % 2:
+            body = not body
+        if not body and line.rstrip().endswith(";"):
+            out.append("\n".join(cur))
+            cur = []
+    return out
+
+
+def migrate_to_postgresql(ctx):
+    """Runs as: root.  Move the gridmapdir's pool entries and leases into the database:
+    one transaction inserts the accounts (readdir order = allocation order, as LCMAPS
+    picks) and the leases (owner-less ones keyed by their name: never reused by an
+    identity, as on the gridmapdir); after the commit the gridmapdir's leases are
+    released.  Refused if the gridmapdir has fsck errors or the database already holds a
+    lease of these pools.  Returns (accounts, leases moved)."""
+    from glexec_py.core import leases as core
+    from glexec_py.core.leases import groups_column, owner_column
+    gd = ctx.gridmap_store()
+    errors = [f for f in gd.fsck(ctx.pools) if f.severity == "error"]
+    if errors:
+        raise front.ToolError(f"the gridmapdir has {len(errors)} fsck error(s): repair it first", EXIT_FAIL)
+    pools = ctx.gridmap_pool_names() if ctx.pools is None else ctx.pools
+    members = {p: [n for n, _i, _l, reg in gd.snapshot() if reg and core.pool_member(n, p)] for p in pools}
+    leases = gd.leases(pools)
+    store = ctx.pg_store()
+    node = ctx.node()
+    pool_text = [p.decode() for p in pools]
+
+    def body():
+        if store._q("SELECT 1 FROM lease WHERE pool = ANY($1::text[]) LIMIT 1",
+                    ("{" + ",".join(pool_text) + "}",)):
+            raise front.ToolError("the database already holds leases of these pools", EXIT_FAIL)
+        for p, names in members.items():
+            store._q("INSERT INTO pool_account (account, pool, position) SELECT a, $1, "
+                     "coalesce((SELECT max(position) + 1 FROM pool_account WHERE pool = $1), 0) + n - 1 "
+                     "FROM unnest($2::text[]) WITH ORDINALITY AS t(a, n) ON CONFLICT DO NOTHING",
+                     (p.decode(), "{" + ",".join(n.decode() for n in names) + "}"))
+        for lease, (account, rec, mtime) in leases.items():
+            rec = rec or {}
+            pool = next(p for p in pools if core.pool_member(account, p)).decode()
+            owner = rec.get("owner") or ["lcmaps", _lat(lease)]
+            groups = tuple(rec.get("groups", ()))
+            state = "draining" if rec.get("state") == "draining" else "leased"
+            drained = ctx.gridmap_drained_at(os.fsdecode(account)) if state == "draining" else None
+            got = store._q("UPDATE pool_account SET state = $2 WHERE account = $1 AND pool = $3 "
+                           "AND state = 'free' RETURNING account", (account.decode(), state, pool))
+            if not got:
+                raise front.ToolError(f"pool account {account.decode()} is not free in the database", EXIT_FAIL)
+            row = store._q(
+                "INSERT INTO lease (account, pool, state, name, owner, groups, mapcount, dn, caller, "
+                "made_by, node, since, last_use, drained_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+                "'migrated', $10, to_timestamp($11), to_timestamp($12), to_timestamp($13)) RETURNING id",
+                (account.decode(), pool, state, lease, owner_column(owner), groups_column(groups),
+                 int(rec.get("mapcount", 0) or 0),
+                 rec.get("dn"), rec.get("caller"),
+                 node, repr(float(rec.get("since") or mtime)), repr(float(mtime)),
+                 None if drained is None else repr(float(drained))))
+            store._q("INSERT INTO lease_use (lease_id, node, first_use, last_use) VALUES "
+                     "($1, $2, to_timestamp($3), to_timestamp($3))", (row[0][0], node, repr(float(mtime))))
+        return sum(len(v) for v in members.values()), len(leases)
+    counts = store._txn(body)
+    for lease in leases:
+        gd.release(lease)
+    return counts
+
+
+def migrate_to_gridmapdir(ctx):
+    """Runs as: root.  Move the database's leases of the pools into the gridmapdir (its
+    pool entries must exist and be free): each lease is linked with its record
+    (``GridmapDir.place``), then all are removed from the database in one transaction.
+    Refused before any change if an entry is missing or taken.  Returns leases moved."""
+    gd = ctx.gridmap_store()
+    store = ctx.pg_store()
+    pools = None if ctx.pools is None else [p.decode() for p in ctx.pools]
+    leases = store.leases(pools)
+    snap = {n: (nlink, reg) for n, _i, nlink, reg in gd.snapshot()}
+    for lease, (account, rec, _t) in leases.items():
+        if snap.get(account) != (1, True):
+            raise front.ToolError(f"pool entry {account.decode()} is missing or not free in the gridmapdir",
+                                  EXIT_FAIL)
+        if lease in snap:
+            raise front.ToolError(f"lease name {_lat(lease)} already exists in the gridmapdir", EXIT_FAIL)
+    for lease, (account, rec, last_use) in leases.items():
+        owner = rec["owner"] if rec["owner"] and rec["owner"][0] in ("x509", "jwt") else None
+        gd.place(lease, account, dn=rec["dn"], groups=rec["groups"], mapcount=rec["mapcount"],
+                 owner=owner, caller=rec["caller"], state=rec["state"], since=rec["since"],
+                 last_use=last_use)
+
+    def body():
+        for lease, (account, _rec, _t) in leases.items():
+            store._q("DELETE FROM lease WHERE name = $1", (lease,))
+            store._q("UPDATE pool_account SET state = 'free' WHERE account = $1", (account.decode(),))
+        return len(leases)
+    return store._txn(body)
+

@@ -1,10 +1,13 @@
-"""glexec-leases: look at and administer the gridmapdir lease store.
+"""glexec-leases: look at and administer the lease store (the gridmapdir, or the site's
+PostgreSQL lease database with ``mapping.lease_store: postgresql`` or ``--postgresql``).
 
 Runs as: root only (the gridmapdir sidecar is root 0700; every change is audited).  Store
-API ``glexec_py.effects.gridmapdir.GridmapDir`` (format and lifecycle: docs/leases.md);
-man page docs/man/glexec-leases.8.
+API ``glexec_py.effects.gridmapdir.GridmapDir`` / ``glexec_py.effects.pgleases.PgLeaseStore``
+(format and lifecycle: docs/leases.md); man page docs/man/glexec-leases.8.
 
-Commands: list, show, fsck, repair, release, drain, expire.  Every changing command has
+Commands: list, show, fsck, repair, release, drain, expire; PostgreSQL: confirm (post this
+node's prune/sweep confirmations), migrate --to postgresql|gridmapdir, db-init,
+accounts-add.  Every changing command has
 ``--dry-run`` and writes one audit record per change (``event: "lease_admin"``) to the
 configuration's ``audit.file`` or ``--audit-file``; without an audit file nothing is changed.
 
@@ -16,7 +19,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 from glexec_py.core.text import printable
 from glexec_tools import front
@@ -132,7 +134,7 @@ def _who(r):
 def cmd_list(ctx, args):
     rows = lease_rows(ctx)
     free = free_entries(ctx)
-    now = time.time()
+    now = ctx.now()
     lines = [f"{'ACCOUNT':<16} {'UID':>7} {'STATE':<10} {'SINCE':<27} {'LAST USE':<27} "
              f"{'IDLE':>7}  OWNER / DN / LEASE"]
     for r in rows:
@@ -142,7 +144,7 @@ def cmd_list(ctx, args):
                      f"{_who(r)}")
     lines.append(f"{len(rows)} leases ({sum(r['state'] == 'draining' for r in rows)} draining), "
                  f"{len(free)} free pool entries")
-    _emit(args, {"gridmapdir": ctx.gridmapdir, "leases": rows, "free": free,
+    _emit(args, {**ctx.where(), "leases": rows, "free": free,
                  "counts": {"leases": len(rows), "free": len(free),
                             "draining": sum(r["state"] == "draining" for r in rows)}}, lines)
     return EXIT_OK
@@ -156,8 +158,7 @@ def cmd_show(ctx, args):
     cb = boot_id()
     for r in rows:
         r["drained_at"] = ctx.drained_at(r["account"]) if r["state"] == "draining" else None
-        ok, why, ev = apply.confirmation(ctx.state_dir, r["account"], r["drained_at"],
-                                   args.grace, cb)
+        ok, why, ev = ctx.confirmation(r["account"], r["drained_at"], args.grace, cb)
         r["confirmation"] = {"ok": ok, "why": why, **ev} if r["state"] == "draining" else None
     free = None
     if not rows and args.account:
@@ -186,16 +187,19 @@ def cmd_show(ctx, args):
 
 
 def cmd_fsck(ctx, args):
-    findings = ctx.store().fsck(ctx.pools)
+    findings = apply.pg_fsck(ctx) if ctx.pg else ctx.store().fsck(ctx.pools)
     lines = [f"{f.severity:<7} {f.kind:<22} {' '.join(escape(n) for n in f.names)}: {f.why} "
              f"[repair: {f.action}]" for f in findings]
     lines.append("clean" if not findings else f"{len(findings)} finding(s)")
-    _emit(args, {"gridmapdir": ctx.gridmapdir, "clean": not findings,
+    _emit(args, {**ctx.where(), "clean": not findings,
                  "findings": [f.as_dict() for f in findings]}, lines)
     return EXIT_FOUND if findings else EXIT_OK
 
 
 def cmd_repair(ctx, args):
+    if ctx.pg:
+        raise Usage("the lease database has nothing to repair: its constraints keep it "
+                    "consistent (fsck lists what an administrator forced past them)")
     gd = ctx.store()
     findings = gd.fsck(ctx.pools)
     plan = [f for f in findings if f.action != "manual"]
@@ -265,12 +269,12 @@ def cmd_release_or_drain(ctx, args):
 
 
 def cmd_expire(ctx, args):
-    now = time.time()
+    now = ctx.now()
     busy = uids_with_processes()
     cb = boot_id()
     plan = plan_mod.plan_expire(apply.lease_rows(ctx), now, args.older_than, busy, force=args.force,
-                                confirm=lambda account, drained: apply.confirmation(
-                                    ctx.state_dir, account, drained, args.grace, cb),
+                                confirm=lambda account, drained: ctx.confirmation(
+                                    account, drained, args.grace, cb),
                                 drained_at=ctx.drained_at)
     act = args.yes and not args.dry_run
     done, left = [], []
@@ -296,6 +300,58 @@ def cmd_expire(ctx, args):
     return EXIT_FOUND if (act and left) else EXIT_OK
 
 
+def cmd_confirm(ctx, args):
+    _need_pg(ctx)
+    rows = [] if args.dry_run else apply.post_confirmations(ctx, boot_id())
+    lines = [f"{'posted' if r['posted'] else 'not yet':<8} {escape(r['account']):<16} {r['kind']:<6} "
+             f"{r.get('why') or iso(r['observed_at'])}" for r in rows]
+    lines.append(f"{sum(r['posted'] for r in rows)} confirmation(s) posted from node {ctx.node()}")
+    _emit(args, {"node": ctx.node(), "confirmations": rows}, lines)
+    return EXIT_OK
+
+
+def _need_pg(ctx):
+    if not ctx.pg:
+        raise Usage("this command needs the lease database (mapping.lease_store: postgresql, "
+                    "or --postgresql CONNINFO_FILE)")
+
+
+def cmd_migrate(ctx, args):
+    ctx.pg = True
+    ctx.require_audit()
+    if args.to == "postgresql":
+        accounts, leases = apply.migrate_to_postgresql(ctx)
+        ctx.audit("migrate", to="postgresql", from_gridmapdir=ctx.gridmapdir, accounts=accounts,
+                  leases=leases)
+        line = f"moved {leases} lease(s) and {accounts} pool account(s) into the lease database"
+    else:
+        leases = apply.migrate_to_gridmapdir(ctx)
+        ctx.audit("migrate", to="gridmapdir", gridmapdir=ctx.gridmapdir, leases=leases)
+        line = f"moved {leases} lease(s) from the lease database into {ctx.gridmapdir}"
+    _emit(args, {"to": args.to, "leases": leases}, [line])
+    return EXIT_OK
+
+
+def cmd_db_init(ctx, args):
+    ctx.pg = True
+    done = apply.db_init(ctx)
+    if done:
+        ctx.audit("db_init", schema=1) if ctx.audit_file else None
+    _emit(args, {"installed": done}, ["schema version 1 installed" if done
+                                      else "a glexec schema is already installed (nothing changed)"])
+    return EXIT_OK if done else EXIT_FOUND
+
+
+def cmd_accounts_add(ctx, args):
+    ctx.pg = True
+    ctx.require_audit()
+    added = ctx.pg_store().add_accounts(args.pool_name, args.accounts)
+    ctx.audit("accounts_add", pool=args.pool_name, accounts=args.accounts, added=added)
+    _emit(args, {"pool": args.pool_name, "added": added},
+              [f"{added} account(s) added to pool {escape(args.pool_name)}"])
+    return EXIT_OK
+
+
 # --- command line ---------------------------------------------------------------------------
 
 def build_parser():
@@ -303,6 +359,13 @@ def build_parser():
         d = argparse.SUPPRESS if sub else None
         p.add_argument("--gridmapdir", default=d, metavar="PATH",
                        help="the gridmapdir (default: mapping.gridmapdir of glexec.yaml)")
+        p.add_argument("--postgresql", default=d, metavar="CONNINFO_FILE",
+                       help="use the lease database whose libpq conninfo is in this root-only "
+                            "file (default: with mapping.lease_store: postgresql, "
+                            "postgresql.conninfo_file of glexec.yaml)")
+        p.add_argument("--node", default=d, metavar="NAME",
+                       help="this node's name in the lease database (default: postgresql.node, "
+                            "else the host name)")
         p.add_argument("--audit-file", default=d, metavar="PATH",
                        help="audit file for changes (default: audit.file of glexec.yaml)")
         p.add_argument("--state-dir", default=d, metavar="PATH",
@@ -367,12 +430,22 @@ def build_parser():
     s.add_argument("--settle", type=_seconds, metavar="SECONDS",
                    help="--force: wait between draining and the process check "
                         f"(default: leases.settle, {plan_mod.DEFAULT_SETTLE:g})")
+    add("confirm", "post this node's prune-users/glexec-sweep records of draining leases "
+                   "used here to the lease database (PostgreSQL)").add_argument(
+        "-n", "--dry-run", action="store_true", help="post nothing")
+    s = add("migrate", "move the leases between the gridmapdir and the lease database")
+    s.add_argument("--to", required=True, choices=("postgresql", "gridmapdir"))
+    add("db-init", "install the lease database schema (version 1) into an empty database")
+    s = add("accounts-add", "add pool accounts (free) to the lease database")
+    s.add_argument("pool_name", metavar="POOL")
+    s.add_argument("accounts", nargs="+", metavar="ACCOUNT")
     return p
 
 
 COMMANDS = {"list": cmd_list, "show": cmd_show, "fsck": cmd_fsck, "repair": cmd_repair,
             "release": cmd_release_or_drain, "drain": cmd_release_or_drain,
-            "expire": cmd_expire}
+            "expire": cmd_expire, "confirm": cmd_confirm, "migrate": cmd_migrate,
+            "db-init": cmd_db_init, "accounts-add": cmd_accounts_add}
 
 
 def _main(argv):
@@ -388,7 +461,7 @@ def _main(argv):
                 setattr(args, key, getattr(ctx.cfg, key))
         if getattr(args, "older_than", "absent") is None:
             args.older_than = ctx.cfg.expire_after
-        if not ctx.gridmapdir and args.cmd in ("list", "fsck", "expire"):
+        if not ctx.pg and not ctx.gridmapdir and args.cmd in ("list", "fsck", "expire"):
             _emit(args, {"note": "no lease store: mapping.gridmapdir is not set"},
                   ["no lease store: mapping.gridmapdir is not set (no pools, nothing to do)"])
             return EXIT_OK

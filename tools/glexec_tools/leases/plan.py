@@ -11,10 +11,12 @@ DEFAULT_SETTLE = 2.0         # s (--force): in-flight grants start their payload
 class LeasesConfig:
     """The ``leases:`` section with glexec.yaml's shared values: gridmapdir, audit_file,
     state_dir (each "" when unset), expire_after, grace, settle (seconds), pools (tuple of
-    names, or None: inferred from the gridmapdir's entries)."""
+    names, or None: inferred from the gridmapdir's entries), lease_store ("gridmapdir" or
+    "postgresql": mapping.lease_store) and postgresql (glexec.yaml's postgresql section as
+    a dict: conninfo_file, connect_timeout, timeout_ms, node)."""
 
     __slots__ = ("gridmapdir", "audit_file", "state_dir", "expire_after", "grace", "settle",
-                 "pools")
+                 "pools", "lease_store", "postgresql")
 
     def __init__(self, **kw):
         for k in self.__slots__:
@@ -27,7 +29,9 @@ def default_config():
     """The section's defaults with nothing shared (no configuration file read)."""
     return LeasesConfig(gridmapdir="", audit_file="", state_dir="",
                         expire_after=DEFAULT_EXPIRE_AFTER, grace=DEFAULT_GRACE,
-                        settle=DEFAULT_SETTLE, pools=None)
+                        settle=DEFAULT_SETTLE, pools=None, lease_store="gridmapdir",
+                        postgresql={"conninfo_file": "", "connect_timeout": 2, "timeout_ms": 2000,
+                                    "node": ""})
 
 
 def parse_section(text, filename):
@@ -42,6 +46,8 @@ def parse_section(text, filename):
         cfg = default_config()
         cfg.gridmapdir, cfg.audit_file = main.mapping.gridmapdir, main.audit.file
         cfg.state_dir = main.state_dir
+        cfg.lease_store = main.mapping.lease_store
+        cfg.postgresql = dict(main.postgresql._values)
         if "expire_after" in seen:
             n = seen["expire_after"]
             if c.scalar(n, "int"):
@@ -178,3 +184,28 @@ def plan_expire(rows, now, older_than, busy, *, force, confirm, drained_at):
 
 def row_uid_busy(row, busy):
     return row["uid"] is not None and row["uid"] in busy
+
+
+def confirm_nodes(nodes, confirmations, drained_at, grace):
+    """The PostgreSQL store's release rule: every node the lease was used on (``nodes``:
+    {node: last use}) confirmed both "prune" (no processes) and "sweep" (no files), each
+    observed at or after drained_at + grace (``confirmations``: {(node, kind): observed
+    at}; all times on the database's clock).  Returns (ok, why, evidence)."""
+    ev = {"drained_at": drained_at, "grace": grace, "nodes": {}}
+    if drained_at is None:
+        return False, "drain time unknown", ev
+    need = drained_at + grace
+    missing = []
+    for node in sorted(nodes):
+        got = {k: confirmations.get((node, k)) for k in ("prune", "sweep")}
+        ev["nodes"][node] = got
+        for kind, t in got.items():
+            if t is None or t < need:
+                missing.append(f"{node}:{kind}")
+    if not nodes:
+        return False, "the lease records no node it was used on", ev
+    if missing:
+        return False, "waiting for confirmations after drain + grace from " + ", ".join(missing), ev
+    return True, (f"prune-users and glexec-sweep confirmed on every node the lease was used on "
+                  f"({', '.join(sorted(nodes))})"), ev
+

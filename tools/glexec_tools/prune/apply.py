@@ -112,15 +112,16 @@ def lease_protection(cfg, scope, now):
     ``spare_leased``.  "draining" leases are never protected: that is the state in which the
     account waits for the pruner.  Any failure reading the store raises PruneError (no lease
     knowledge, no kill)."""
-    if not cfg.gridmapdir:
+    lease_db = getattr(cfg, "lease_db", None)
+    if not cfg.gridmapdir and not lease_db:
         return {}, {}
-    from glexec_py.effects.gridmapdir import GridmapDir
+    from glexec_tools.common.leasestore import open_store
     by_name = {n: u for u, n in scope.candidates.items() if n}
     try:
-        with GridmapDir(cfg.gridmapdir) as gd:
+        with open_store(cfg.gridmapdir, lease_db) as gd:
             leases = gd.leases()
     except (SystemFault, OSError, ValueError) as e:
-        raise PruneError(f"cannot read the lease store {cfg.gridmapdir}: "
+        raise PruneError(f"cannot read the lease store {'(database)' if lease_db else cfg.gridmapdir}: "
                          f"{getattr(e, 'message', e)}") from None
     protected, states = {}, {}
     for _lease, (account, rec, mtime) in leases.items():

@@ -194,6 +194,7 @@ CONFIG_KEYS = (
     ("time_limit", ("int", 1, 3600), 60),
     ("kill_all", "bool", False),             # kill(-1) as the pool uid when it has no job
     ("gridmapdir", "abspath", None),         # glexec.yaml's mapping.gridmapdir
+    ("lease_db", "shared", None),            # glexec.yaml's postgresql section (lease_store: postgresql)
     ("gridmapfile", "abspath", None),        # glexec.yaml's mapping.gridmapfile (its pools)
     ("lease_fresh", ("int", 0, 31536000), 300),
     ("spare_leased", "bool", False),
@@ -287,7 +288,7 @@ def _cgpattern_problem(v):
 
 
 # Set once in glexec.yaml for every tool (common.section.SHARED_KEYS), not in 'prune:'.
-_SHARED = ("gridmapdir", "gridmapfile", "state_dir", "audit_file", "syslog", "min_uid")
+_SHARED = ("gridmapdir", "gridmapfile", "state_dir", "audit_file", "syslog", "min_uid", "lease_db")
 
 
 def parse_section(text, filename):
@@ -299,12 +300,14 @@ def parse_section(text, filename):
     pools the gridmapfile names (resolved by the CLI).  Refused: a range that includes uid
     0 or reaches below ``min_uid``."""
     from glexec_tools.common import section
+    from glexec_tools.common.leasestore import lease_db_settings
 
     def walk(main, c, node):
         shared = {"gridmapdir": main.mapping.gridmapdir or None,
                   "gridmapfile": main.mapping.gridmapfile, "state_dir": main.state_dir,
                   "audit_file": main.audit.file, "syslog": main.audit.syslog,
-                  "min_uid": main.mapping.min_uid}
+                  "min_uid": main.mapping.min_uid,
+                  "lease_db": lease_db_settings(main)}
         return _document(c, c.entries(node, {k for k, _, _ in CONFIG_KEYS} - set(_SHARED)),
                          shared, node)
     return section.load(text, filename, "prune", walk)

@@ -81,8 +81,9 @@ class LeaseGuard:
     HOLD = 256
     LOCK_TIMEOUT = 30
 
-    def __init__(self, gridmapdir, names, draining_ok):
+    def __init__(self, gridmapdir, names, draining_ok, lease_db=None):
         self.path = gridmapdir
+        self.lease_db = lease_db       # the PostgreSQL lease store: a row lock instead
         self.names = {u: n for u, n in names.items() if n}
         self.draining_ok = draining_ok
         self.lost = set()
@@ -91,8 +92,8 @@ class LeaseGuard:
 
     def _dir(self):
         if self._gd is None or self._pid != os.getpid():
-            from glexec_py.effects.gridmapdir import GridmapDir
-            self._gd = GridmapDir(self.path, lock_timeout=self.LOCK_TIMEOUT)
+            from glexec_tools.common.leasestore import open_store
+            self._gd = open_store(self.path, self.lease_db, lock_timeout=self.LOCK_TIMEOUT)
             self._pid = os.getpid()
         return self._gd
 
@@ -873,12 +874,13 @@ def account_names(uids):
     return out
 
 
-def lease_holders(gridmapdir):
-    """Runs as: root.  (accounts with a complete lease, those of them marked draining)."""
-    if not gridmapdir:
+def lease_holders(gridmapdir, lease_db=None):
+    """Runs as: root.  (accounts with a complete lease, those of them marked draining),
+    from the gridmapdir or, with ``lease_db``, the PostgreSQL lease store."""
+    if not gridmapdir and not lease_db:
         return set(), set()
-    from glexec_py.effects.gridmapdir import GridmapDir
-    with GridmapDir(gridmapdir) as gd:
+    from glexec_tools.common.leasestore import open_store
+    with open_store(gridmapdir, lease_db) as gd:
         leases = gd.leases()
     held, draining = set(), set()
     for _lease, (account, rec, _mtime) in leases.items():
@@ -938,7 +940,7 @@ def run(cfg, options, printer, out):
 
         # who may be swept
     try:
-        held, draining = lease_holders(cfg.gridmapdir)
+        held, draining = lease_holders(cfg.gridmapdir, getattr(cfg, "lease_db", None))
     except Exception as e:   # an unreadable lease store: sweep nobody
         raise ToolError(f"cannot read the gridmapdir: {getattr(e, 'message', e)}", EXIT_FAIL) from None
     busy = procfs.uids_with_processes()
@@ -954,8 +956,9 @@ def run(cfg, options, printer, out):
     emit = printer.decision if (args.dry_run or args.verbose) else None
     # a lease granted while we sweep: every removal batch re-checks the account's lease
     # under the gridmapdir lock and holds the lock while it removes (docs/leases.md)
+    lease_db = getattr(cfg, "lease_db", None)
     guard = LeaseGuard(cfg.gridmapdir, {u: names[u][0] for u in sweep_uids},
-                            cfg.sweep_draining) if cfg.gridmapdir else None
+                       cfg.sweep_draining, lease_db) if cfg.gridmapdir or lease_db else None
     walker = Walker(set(sweep_uids), {u: names[u][1] for u in sweep_uids if names[u][1] is not None},
                          dry_run=args.dry_run, as_owner=cfg.as_owner,
                          deadline=t0 + cfg.max_runtime, max_removals=cfg.max_removals,
@@ -1026,7 +1029,7 @@ def run(cfg, options, printer, out):
 
     # the lease may have been granted while we swept: never mark such an account
     try:
-        held_after, draining_after = lease_holders(cfg.gridmapdir)
+        held_after, draining_after = lease_holders(cfg.gridmapdir, getattr(cfg, "lease_db", None))
     except Exception:
         held_after, draining_after = held, draining
     busy_after = procfs.uids_with_processes()

@@ -95,7 +95,7 @@ class SweepConfig:
 
     __slots__ = ("state_dir", "audit_file", "gridmapdir", "gridmapfile", "pool", "min_uid", "rules",
                  "max_runtime", "max_removals", "sysv_ipc", "mqueue_dir", "devshm_dir",
-                 "as_owner", "sweep_draining", "lock_file", "workers")
+                 "as_owner", "sweep_draining", "lock_file", "workers", "lease_db")
 
     def __init__(self, **kw):
         for k in self.__slots__:
@@ -187,6 +187,8 @@ def parse_section(text, filename):
             where = e.line or (node.start_mark.line + 1 if node is not None else None)
             raise c.err(where, f"'sweep': {e.what}") from None
         cfg.gridmapfile = main.mapping.gridmapfile
+        from glexec_tools.common.leasestore import lease_db_settings
+        cfg.lease_db = lease_db_settings(main)
         return cfg
     return section.load(text, filename, "sweep", walk)
 
@@ -274,7 +276,7 @@ def validate(doc, lines=None, *, derived_pool=False):
         as_owner=get("as_owner", "choice", "preferred"),
         sweep_draining=get("sweep_draining", "bool", True),
         lock_file=get("lock_file", "optpath", ""),
-        workers=get("workers", (0, 64), 0))
+        workers=get("workers", (0, 64), 0), lease_db=None)
 
 
 def _pool_item_problem(item, min_uid):
