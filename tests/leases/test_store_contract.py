@@ -18,7 +18,7 @@ from glexec_py.core import dn as D
 from glexec_py.core.identity import Identity
 from glexec_py.core.leases import lease_name
 from glexec_py.effects.gridmapdir import GridmapDir
-from glexec_py.engine import _lease_owner
+from glexec_py.core.mapping import lease_owner as _lease_owner
 from glexec_py.errors import NotAuthorized, SystemFault
 from tests.leases import pg_invariants
 from tests.leases.conftest import make_base, make_pool

@@ -47,7 +47,7 @@ def check_proxies(pkis, run_dir):
 
 
 def _explain(gx, proxy):
-    tool = gx.prefix / "bin" / "glexec-check"
+    tool = gx.prefix / "sbin" / "glexec-check"
     r = subprocess.run([str(tool), "explain", "--json", "--proxy", str(proxy), "--caller", "gxtpilot",
                         "--config", str(inst.config_path(gx.prefix))], capture_output=True, text=True, timeout=60)
     assert r.returncode in (0, 1), r
