@@ -756,7 +756,10 @@ class Call:
         rec = self.record(event, extra)
         path = self.cfg.audit.file if self.cfg else self.paths.audit_file
         privileged = self.facts.privileged if self.facts is not None else os.geteuid() == 0
-        auditlog.append(path, auditlog.stamper(rec, encode), privileged=privileged)
+        written = auditlog.append(path, auditlog.stamper(rec, encode), privileged=privileged)
+        if self.cfg is not None and self.cfg.audit.ship:
+            auditlog.ship(*written, self.cfg.audit.ship_socket, self.cfg.audit.ship_facility,
+                          rec["host"], rec["boot_id"])
         if self.cfg is not None and self.cfg.audit.syslog:
             if event == "grant" and "classic" in rec:
                 auditlog.to_syslog(rec["classic"], self.cfg.audit.syslog_facility)

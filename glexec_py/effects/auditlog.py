@@ -21,7 +21,10 @@ def append(path, line, *, privileged=True):
 
     ``line`` may be a callable returning the bytes: it is called under the lock, so a
     record that takes its time there is never earlier than the record before it in the
-    file (concurrent writers otherwise append in another order than they read the clock)."""
+    file (concurrent writers otherwise append in another order than they read the clock).
+
+    Returns the line as written (with its chain) and the sha256 of the file's first line
+    (the chain's identity, ``ship``)."""
     import fcntl
     try:
         directory = path.rpartition("/")[0] or "/"
@@ -50,6 +53,7 @@ def append(path, line, *, privileged=True):
         except OSError as e:
             os.ftruncate(fd, start)
             raise _unwritable(path, e) from None
+        return line, _first_line_digest(fd, line if start == 0 else None)
     except OSError as e:
         raise _unwritable(path, e) from None
     finally:
@@ -111,6 +115,21 @@ def _last_line(fd, size):
     return buf
 
 
+def _first_line_digest(fd, first):
+    """sha256 of the file's first line, newline included (the back-map's source identity)."""
+    import _sha256
+    if first is None:
+        first, pos = b"", 0
+        while not first.endswith(b"\n"):
+            block = os.pread(fd, 8192, pos)
+            if not block:
+                break
+            nl = block.find(b"\n")
+            first += block if nl < 0 else block[:nl + 1]
+            pos += len(block)
+    return _sha256.sha256(first).hexdigest()
+
+
 def _unwritable(path, cause):
     what = cause.strerror if isinstance(cause, OSError) and cause.strerror else getattr(cause, "message", cause)
     return SystemFault("audit_unwritable", "glexec: cannot write the audit record", path=path, cause=str(what))
@@ -126,3 +145,39 @@ def to_syslog(message, facility="LOG_DAEMON", *, error=False):
     syslog.openlog("glexec", syslog.LOG_PID, getattr(syslog, facility if facility in _FACILITIES else "LOG_DAEMON"))
     syslog.syslog(syslog.LOG_ERR if error else syslog.LOG_NOTICE, message)
     syslog.closelog()
+
+
+SHIP_TAG = "glexec-audit"
+
+
+def ship_message(line, chain, host, boot_id):
+    """The shipped form of one written record: JSON in the syslog message, the record's
+    exact bytes last, so the collector hashes what the chain covers.  ``chain``: sha256 of
+    the audit file's first line; ``sha256``: of this line (the next record's ``prev``)."""
+    import _sha256
+    from glexec_py.core.audit import encode
+    body = line.rstrip(b"\n")
+    head = encode({"host": host, "boot_id": boot_id, "chain": chain,
+                   "sha256": _sha256.sha256(body).hexdigest()})
+    return head[:-2] + b',"rec":' + body + b"}"
+
+
+def ship(line, chain, socket_path, facility="LOG_AUTHPRIV", host=None, boot_id=None):
+    """Runs as: root (or the caller in log-only mode).  Sends ``ship_message`` as one
+    datagram to the local syslog socket under the tag ``glexec-audit``, never blocking: a
+    full or absent socket drops it (the collector sees the hole in ``seq`` and answers
+    "unknown" there), the JSON file stays the record that counts.  True if sent."""
+    import socket
+    import syslog
+    import time
+    host = host or os.uname().nodename
+    pri = getattr(syslog, facility if facility in _FACILITIES else "LOG_AUTHPRIV") | syslog.LOG_NOTICE
+    stamp = time.strftime("%b %d %H:%M:%S", time.localtime()).encode()
+    msg = b"<%d>%s %s[%d]: " % (pri, stamp, SHIP_TAG.encode(), os.getpid()) + \
+        ship_message(line, chain, host, boot_id)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.sendto(msg, socket.MSG_DONTWAIT, socket_path)
+    except OSError:
+        return False
+    return True

@@ -860,3 +860,68 @@ def parse_section(text, filename):
             cfg.audit_files = tuple(c.abspath(item, "audit_files") for item in n.value)
         return cfg
     return section.load(text, filename, "backmap", walk)
+
+
+# --- shipped records (the site index) -----------------------------------------------------
+
+class Shipped:
+    """One record as the collector received it (``effects.auditlog.ship_message``): the
+    sender's ``host``, ``boot_id``, ``chain`` (sha256 of its audit file's first line),
+    ``seq``/``prev``/``time`` read from the record, ``sha256`` of the exact ``line``."""
+    __slots__ = ("host", "boot_id", "chain", "seq", "prev", "time", "sha256", "line")
+
+    def __init__(self, host, boot_id, chain, seq, prev, time, sha256, line):
+        self.host, self.boot_id, self.chain, self.seq = host, boot_id, chain, seq
+        self.prev, self.time, self.sha256, self.line = prev, time, sha256, line
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _sha_hex(v):
+    return type(v) is str and len(v) == 64 and _HEX.issuperset(v)
+
+
+def parse_shipped(msg, sender=None):
+    """A received syslog message body (bytes; rsyslog's MSG, leading space allowed) ->
+    Shipped, or the reason (str) it is refused: not the shipped form, the record's bytes
+    do not hash to the ``sha256`` the sender wrote (altered in transit), the envelope's
+    host is not the ``sender`` host name rsyslog saw (one node speaking for another), or
+    a record without a time.  The record's own fields are not judged here: a damaged
+    record that verifies is evidence of damage, which the history builder flags."""
+    import json
+    import _sha256
+    msg = msg.strip()
+    at = msg.find(b',"rec":')
+    if not msg.startswith(b'{"host":') or at < 0 or not msg.endswith(b"}"):
+        return "not a shipped glexec audit record"
+    line = msg[at + 7:-1]
+    try:
+        head = json.loads(msg[:at] + b"}")
+    except (ValueError, UnicodeDecodeError):
+        return "unreadable envelope"
+    host, chain, digest = head.get("host"), head.get("chain"), head.get("sha256")
+    if type(host) is not str or not host or not _sha_hex(chain) or not _sha_hex(digest):
+        return "envelope without host, chain or sha256"
+    if _sha256.sha256(line).hexdigest() != digest:
+        return "record altered in transit (sha256 does not match)"
+    if sender is not None and sender != host and sender.split(".", 1)[0] != host.split(".", 1)[0]:
+        return f"sent by {sender} for another host"
+    try:
+        rec = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        rec = None
+    rec = rec if type(rec) is dict else {}
+    seq, prev = rec.get("seq"), rec.get("prev")
+    t = parse_time(rec.get("time"))
+    if t is None:
+        return "record without a time"
+    return Shipped(host, _str(head.get("boot_id")), chain, seq if type(seq) is int else None,
+                   prev if type(prev) is str else None, t, digest, line)
+
+
+def chain_gap(expected, seq):
+    """Records ``expected`` .. ``seq - 1`` of a chain were not received: words for it."""
+    first, last = expected, seq - 1
+    which = f"record {first}" if first == last else f"records {first}..{last}"
+    return f"{which} of this host's audit chain not received (lost in transit, or not delivered yet)"

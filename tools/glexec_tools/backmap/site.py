@@ -1,0 +1,279 @@
+"""The site-wide back-mapping index: audit records shipped by every node -> PostgreSQL.
+
+Runs as: root (the tool), as a PostgreSQL role that owns these tables.
+
+Feed (packaging/rsyslog/): each node ships every audit record as one ``glexec-audit``
+syslog message (``glexec_py.effects.auditlog.ship``) over RELP with a disk-assisted queue;
+the collector's rsyslog inserts each message as it is (``ompgsql``) into the staging table
+``glexec_audit_inbox``.  ``ingest`` moves the staged rows into ``site_lines``:
+
+* de-duplicated: at-least-once delivery repeats messages; a line is known by (host, its
+  sha256), so a repeat is dropped and counted, never a second record;
+* verified: a message whose record does not hash to the sha256 its sender wrote, or whose
+  host is not the host rsyslog received it from, is refused into ``site_rejects`` (its
+  absence then shows as a gap in that host's chain);
+* then the history of every host that got lines is rebuilt from its lines, each audit
+  chain (one audit file, known by the sha256 of its first line) in ``seq`` order, chains
+  in the order of their first record: a ``seq`` that skips is a ``shipping_gap`` flag over
+  the time between the records around it ("unknown" there, as a damaged record is in the
+  per-node index), a record that does not chain to its predecessor (edited, or a second,
+  different record with the same ``seq``) is a ``chain_break`` -- the semantics of
+  ``glexec_tools.backmap.plan``, per host instead of per file.
+
+The answers come from the same tables and queries as the per-node SQLite index
+(``apply.Index``): this class only stores differently.
+
+Second source, a hook: the PostgreSQL lease backend (issue 13, built separately) is to
+hand its leases to ``SiteIndex.add_leases`` (``LEASE_SOURCE``); they become "lease"
+occupations exactly as a gridmapdir scan's do in the per-node index.
+"""
+from glexec_tools.backmap import plan as bm
+from glexec_tools.backmap.apply import Index, _b, _refs_text
+from glexec_py.errors import SystemFault
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS glexec_audit_inbox(id bigserial PRIMARY KEY,
+    received timestamptz DEFAULT now(), fromhost text, hostname text, msg text);
+CREATE TABLE IF NOT EXISTS site_meta(key text PRIMARY KEY, value bigint);
+CREATE TABLE IF NOT EXISTS site_lines(host text, sha256 text, chain text, seq bigint,
+    time bigint, boot_id text, line bytea, received timestamptz DEFAULT now(),
+    PRIMARY KEY(host, sha256));
+CREATE INDEX IF NOT EXISTS site_lines_order ON site_lines(host, chain, seq);
+CREATE TABLE IF NOT EXISTS site_chains(id bigserial PRIMARY KEY, host text, chain text,
+    UNIQUE(host, chain));
+CREATE TABLE IF NOT EXISTS site_rejects(id bigserial PRIMARY KEY,
+    received timestamptz DEFAULT now(), fromhost text, hostname text, why text, msg text);
+CREATE TABLE IF NOT EXISTS hosts(id bigserial PRIMARY KEY, name bytea UNIQUE);
+CREATE TABLE IF NOT EXISTS identities(id bigserial PRIMARY KEY, dn bytea, issuer bytea,
+    fqans bytea, UNIQUE NULLS NOT DISTINCT (dn, issuer, fqans));
+CREATE TABLE IF NOT EXISTS callers(id bigserial PRIMARY KEY, uid bigint, gid bigint,
+    "user" bytea, grp bytea, groups text, UNIQUE NULLS NOT DISTINCT (uid, gid, "user", grp, groups));
+CREATE TABLE IF NOT EXISTS occupations(id bigserial PRIMARY KEY, kind text, host_id bigint,
+    uid bigint, account bytea, identity_id bigint, caller_id bigint, caller_pid bigint,
+    caller_ppid bigint, caller_sid bigint, caller_pgid bigint, engine_pid bigint,
+    start bigint, "end" bigint, cut bigint, lo bigint, hi bigint, payload_pid bigint,
+    status bigint, notes text, evidence text);
+CREATE TABLE IF NOT EXISTS flags(id bigserial PRIMARY KEY, kind text, host bytea, lo bigint,
+    hi bigint, series_id bigint, evidence text, why bytea);
+"""
+INDEXES = """
+CREATE INDEX IF NOT EXISTS occ_uid ON occupations(uid, lo, hi);
+CREATE INDEX IF NOT EXISTS occ_account ON occupations(account, lo);
+CREATE INDEX IF NOT EXISTS occ_identity ON occupations(identity_id, lo);
+CREATE INDEX IF NOT EXISTS occ_payload ON occupations(payload_pid);
+CREATE INDEX IF NOT EXISTS occ_host ON occupations(host_id);
+CREATE INDEX IF NOT EXISTS ident_dn ON identities(dn);
+CREATE INDEX IF NOT EXISTS flags_lo ON flags(lo, hi);
+CREATE INDEX IF NOT EXISTS flags_host ON flags(host);
+"""
+INGEST_BATCH = 20_000
+
+# The hook for the second source: a callable(connection) -> [(host, uid, account, dn,
+# held_since_us, seen_us)] the PostgreSQL lease backend provides; None until it exists.
+LEASE_SOURCE = None
+
+
+class _Pg:
+    """The two calls ``apply.Index`` makes on its SQLite connection, on psycopg2."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def execute(self, sql, args=()):
+        cur = self.conn.cursor()
+        cur.execute(sql.replace("?", "%s"), args)
+        return cur
+
+    def executemany(self, sql, rows):
+        from psycopg2.extras import execute_values
+        if rows:
+            execute_values(self.conn.cursor(), sql, rows, page_size=5000)
+
+
+def connect(conninfo):
+    """Runs as: any user.  A psycopg2 connection; SystemFault (one line) if it fails."""
+    try:
+        import psycopg2
+    except ImportError:
+        raise SystemFault("backmap_site", "glexec-backmap: the site index needs python3-psycopg2") from None
+    try:
+        return psycopg2.connect(conninfo, connect_timeout=10,
+                                application_name="glexec-backmap")
+    except psycopg2.Error as e:
+        first = (str(e).strip().splitlines() or ["connection failed"])[0]
+        raise SystemFault("backmap_site", f"glexec-backmap: cannot reach the site index: {first}") from None
+
+
+class SiteIndex(Index):
+    """Runs as: root.  ``SiteIndex(conninfo)``; ``ingest()``; then ``apply.Index``'s queries."""
+
+    def __init__(self, conninfo, *, create=True):
+        self.conn = connect(conninfo)
+        self.db = _Pg(self.conn)
+        self.path = "site"
+        if create:
+            self.create_schema()
+        self._host_ids, self._ident_ids, self._caller_ids = {}, {}, {}
+        self.stats = {"received": 0, "stored": 0, "duplicates": 0, "rejected": 0}
+
+    def create_schema(self, indexes=True):
+        cur = self.conn.cursor()
+        cur.execute("SELECT pg_advisory_xact_lock(1330)")    # two first runs at once
+        cur.execute(SCHEMA + (INDEXES if indexes else ""))
+        self.conn.commit()
+
+    def close(self):
+        self.conn.close()
+
+    def _intern(self, cache, table, cols, values):
+        key = tuple(values)
+        found = cache.get(key)
+        if found is None:
+            quoted = [f'"{c}"' for c in cols]
+            where = " AND ".join(f"{c} IS NOT DISTINCT FROM %s" for c in quoted)
+            cur = self.conn.cursor()
+            cur.execute(f"SELECT id FROM {table} WHERE {where}", key)
+            row = cur.fetchone()
+            if row is None:
+                cur.execute(f"INSERT INTO {table}({','.join(quoted)}) VALUES "
+                            f"({','.join(['%s'] * len(cols))}) ON CONFLICT DO NOTHING RETURNING id", key)
+                row = cur.fetchone()
+                if row is None:                            # inserted meanwhile by another ingest
+                    cur.execute(f"SELECT id FROM {table} WHERE {where}", key)
+                    row = cur.fetchone()
+            found = cache[key] = row[0]
+        return found
+
+    def _store_rows(self, occs, flags=()):
+        rows = []
+        for o in occs:
+            c = o.caller or (None,) * 9
+            rows.append((o.kind, self._host_id(o.host), o.uid, _b(o.account),
+                         self._identity_id(o.identity), self._caller_id(o.caller),
+                         c[4], c[5], c[6], c[7], o.engine_pid, o.start, o.end, o.cut, o.lo, o.hi,
+                         o.payload_pid, o.status, ",".join(o.notes), _refs_text(o.evidence)))
+        self.db.executemany('INSERT INTO occupations(kind, host_id, uid, account, identity_id, '
+                            'caller_id, caller_pid, caller_ppid, caller_sid, caller_pgid, '
+                            'engine_pid, start, "end", cut, lo, hi, payload_pid, status, notes, '
+                            'evidence) VALUES %s', rows)
+        frows = [(f.kind, _b(f.host), f.lo, f.hi, f.series, _refs_text([f.ref]) if f.ref else "",
+                  _b(f.why)) for f in {id(f): f for f in flags}.values()]
+        self.db.executemany("INSERT INTO flags(kind, host, lo, hi, series_id, evidence, why) "
+                            "VALUES %s", frows)
+
+    # -- feeding ------------------------------------------------------------------------
+    def ingest(self, progress=None):
+        """Move every staged message into the index and rebuild the hosts that got lines.
+        One transaction: an interrupted ingest leaves the staged rows staged."""
+        from psycopg2.extras import execute_values
+        cur = self.conn.cursor()
+        cur.execute("SELECT pg_advisory_xact_lock(1331)")     # one ingest at a time
+        touched = set()
+        while True:
+            cur.execute("DELETE FROM glexec_audit_inbox WHERE id IN (SELECT id FROM "
+                        "glexec_audit_inbox ORDER BY id LIMIT %s) RETURNING fromhost, hostname, msg",
+                        (INGEST_BATCH,))
+            staged = cur.fetchall()
+            if not staged:
+                break
+            lines, rejects = {}, []
+            for fromhost, hostname, msg in staged:
+                item = bm.parse_shipped(msg.encode("utf-8", "surrogateescape"), hostname or None)
+                if isinstance(item, str):
+                    rejects.append((fromhost, hostname, item, msg))
+                    continue
+                lines.setdefault((item.host, item.sha256), (
+                    item.host, item.sha256, item.chain, item.seq, item.time, item.boot_id, item.line))
+            stored = execute_values(cur, "INSERT INTO site_lines(host, sha256, chain, seq, time, "
+                                    "boot_id, line) VALUES %s ON CONFLICT DO NOTHING RETURNING host",
+                                    list(lines.values()), page_size=5000, fetch=True)
+            if rejects:
+                execute_values(cur, "INSERT INTO site_rejects(fromhost, hostname, why, msg) VALUES %s",
+                               rejects)
+            execute_values(cur, "INSERT INTO site_chains(host, chain) VALUES %s ON CONFLICT DO NOTHING",
+                           list({(h, c) for h, _s256, c, *_rest in lines.values()}))
+            touched.update(h for (h,) in stored)
+            self.stats["received"] += len(staged)
+            self.stats["stored"] += len(stored)
+            self.stats["rejected"] += len(rejects)
+            self.stats["duplicates"] += len(staged) - len(rejects) - len(stored)
+            if progress is not None:
+                progress(self.stats["received"], None, "shipped records ingested")
+        for host in sorted(touched):
+            self._rebuild_host(host)
+        if touched:
+            cur.execute("SELECT min(time), max(time) FROM site_lines")
+            lo, hi = cur.fetchone()
+            cur.execute("INSERT INTO site_meta VALUES ('first_time', %s), ('last_time', %s) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (lo, hi))
+        self.conn.commit()
+        if progress is not None and hasattr(progress, "done"):
+            progress.done()
+        return dict(self.stats)
+
+    def _rebuild_host(self, host):
+        """The host's history from all its lines (a late line may fill an earlier gap)."""
+        hid = self._host_id(host)
+        cur = self.conn.cursor()
+        cur.execute("DELETE FROM occupations WHERE host_id=%s AND kind <> 'lease'", (hid,))
+        cur.execute("DELETE FROM flags WHERE host=%s", (_b(host),))
+        cur.execute("SELECT c.id, l.seq, l.time, l.line FROM site_lines l JOIN site_chains c "
+                    "ON c.host = l.host AND c.chain = l.chain WHERE l.host=%s "
+                    "ORDER BY min(l.time) OVER (PARTITION BY l.chain), l.chain, l.seq, l.time",
+                    (host,))
+        from glexec_py.core.audit import Chain
+        builder = bm.HistoryBuilder()
+        series, chain_id, chain, expected, last_time = hid, None, None, None, None
+        for cid, seq, t, line in cur:
+            line = bytes(line)
+            ref = bm.Ref(cid, seq or 0, seq or 0)
+            if cid != chain_id:
+                chain_id, chain, expected = cid, Chain(), 1
+            item = bm.parse_record(line, ref)
+            why = chain.step(line)
+            if seq is not None and expected is not None and seq > expected:
+                # Lost (or not yet delivered): nothing proves what happened in between.
+                builder.flag_region("shipping_gap", host, last_time if last_time is not None else bm.NEVER,
+                                    t, ref, bm.chain_gap(expected, seq), series=series)
+                why = None
+            builder.feed(series, item, why)
+            expected = None if seq is None else seq + 1
+            last_time = t if last_time is None else max(last_time, t)
+        occs, flags = builder.take_dirty()
+        for f in flags:
+            if f.host is None:
+                f.host = host          # a damaged or broken record speaks for its host only
+        self._store_rows(occs, flags)
+
+    def add_leases(self, leases):
+        """The second source: [(host, uid, account, dn, held_since_us, seen_us)] from the
+        PostgreSQL lease backend -> "lease" occupations (replacing the previous scan's)."""
+        cur = self.conn.cursor()
+        cur.execute("DELETE FROM occupations WHERE kind = 'lease'")
+        self._store_rows([bm.lease_occupation(*row) for row in leases])
+        self.conn.commit()
+
+    # -- what the queries need beyond apply.Index ---------------------------------------
+    def coverage(self):
+        cur = self.conn.cursor()
+        cur.execute("SELECT key, value FROM site_meta WHERE key IN ('first_time', 'last_time')")
+        d = dict(cur.fetchall())
+        return d.get("first_time"), d.get("last_time")
+
+    def read_to_end(self):
+        return False        # records may still be in flight: "now" is never settled here
+
+    def describe_source(self, source_id):
+        cur = self.conn.cursor()
+        cur.execute("SELECT host, chain FROM site_chains WHERE id=%s", (source_id,))
+        row = cur.fetchone()
+        return (f"site:{row[0]}", row[1]) if row else (None, None)
+
+    def chain_report(self):
+        """Per host: lines stored, gaps and breaks flagged, rejects -- for ``--site-status``."""
+        cur = self.conn.cursor()
+        cur.execute("SELECT l.host, count(*), (SELECT count(*) FROM flags f WHERE f.host = "
+                    "convert_to(l.host, 'UTF8') AND f.kind='shipping_gap'), (SELECT count(*) "
+                    "FROM flags f WHERE f.host = convert_to(l.host, 'UTF8') AND f.kind="
+                    "'chain_break') FROM site_lines l GROUP BY l.host ORDER BY l.host")
+        return [{"host": h, "records": n, "gaps": g, "breaks": b} for h, n, g, b in cur]
