@@ -826,12 +826,15 @@ def answer_listing(question, matches, flags, coverage):
 class BackmapConfig:
     """Where the back-map reads and keeps its evidence: ``audit_files`` (tuple of paths;
     their rotated .N/.N.gz siblings are read too), ``index`` (the SQLite index),
-    ``gridmapdir`` ("" = no lease evidence)."""
+    ``gridmapdir`` ("" = no lease evidence), ``site`` (libpq conninfo of the site-wide
+    index, "" = none) and ``answer_from`` ("local" or "site": which one a query asks
+    unless ``--site`` says so)."""
 
-    __slots__ = ("audit_files", "index", "gridmapdir")
+    __slots__ = ("audit_files", "index", "gridmapdir", "site", "answer_from")
 
-    def __init__(self, audit_files, index, gridmapdir):
+    def __init__(self, audit_files, index, gridmapdir, site="", answer_from="local"):
         self.audit_files, self.index, self.gridmapdir = tuple(audit_files), index, gridmapdir
+        self.site, self.answer_from = site, answer_from
 
 
 def defaults(main):
@@ -845,12 +848,26 @@ def parse_section(text, filename):
     """The optional ``backmap:`` section of glexec.yaml ``text`` -> BackmapConfig;
     ``ConfigError(file, line, what)`` on any problem in the file.  Keys: ``audit_files``
     (absolute paths: other hosts' audit files collected here, say), ``index`` (an absolute
-    path)."""
+    path), ``site`` (the site index's libpq connection string), ``answer_from``
+    (local | site)."""
     from glexec_tools.common import section
 
     def walk(main, c, node):
-        seen = c.entries(node, {"audit_files", "index"})
+        seen = c.entries(node, {"audit_files", "index", "site", "answer_from"})
         cfg = defaults(main)
+        if "site" in seen:
+            n = seen["site"]
+            if not c.scalar(n, "str") or not n.value.strip() or "\n" in n.value or "\0" in n.value:
+                raise c.err(n, "'backmap.site' must be a libpq connection string "
+                               "(host=... dbname=... user=...)")
+            cfg.site = n.value
+        if "answer_from" in seen:
+            n = seen["answer_from"]
+            if not c.scalar(n, "str") or n.value not in ("local", "site"):
+                raise c.err(n, "'backmap.answer_from' must be local or site")
+            cfg.answer_from = n.value
+        if cfg.answer_from == "site" and not cfg.site:
+            raise c.err(seen["answer_from"], "'backmap.answer_from: site' needs 'backmap.site'")
         if "index" in seen:
             cfg.index = c.abspath(seen["index"], "index")
         if "audit_files" in seen:

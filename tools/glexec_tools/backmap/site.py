@@ -73,6 +73,19 @@ INGEST_BATCH = 20_000
 LEASE_SOURCE = None
 
 
+class _NoDriver(Exception):
+    """Stands for psycopg2.Error when psycopg2 is not importable (never raised)."""
+
+
+def database_error():
+    """The exception class a failing database call raises (for ``except``)."""
+    try:
+        import psycopg2
+        return psycopg2.Error
+    except ImportError:
+        return _NoDriver
+
+
 class _Pg:
     """The two calls ``apply.Index`` makes on its SQLite connection, on psycopg2."""
 
