@@ -44,3 +44,36 @@ def private_dir():
     os.chmod(d, 0o700)
     yield d
     shutil.rmtree(d)
+
+
+@pytest.fixture
+def relay(pg, site_db):
+    """A private collector (imrelp on 127.0.0.1 -> ompgsql into ``site_db``) and a factory
+    for senders; every instance stopped by pid at the end."""
+    from tests.support import rsyslog
+    why = rsyslog.available()
+    if why:
+        if strict():
+            pytest.fail(why)
+        pytest.skip(why)
+    from glexec_tools.backmap.site import SiteIndex
+    SiteIndex(site_db).close()                  # the staging table must exist for ompgsql
+    base = tempfile.mkdtemp(prefix="gxt-rsyslog-")
+    db = site_db.split("dbname=")[1].split()[0]
+    port = pgserver.free_port()
+    started = []
+
+    class Relay:
+        conninfo = site_db
+        collector = rsyslog.collector(os.path.join(base, "collector"), port, pg.port, db)
+
+        @staticmethod
+        def sender(host, reliable=True):
+            s = rsyslog.sender(os.path.join(base, host), host, port, reliable=reliable)
+            started.append(s)
+            return s
+
+    started.append(Relay.collector)
+    yield Relay
+    rsyslog.remove(*started)
+    shutil.rmtree(base, ignore_errors=True)

@@ -118,6 +118,14 @@ def sender(directory, hostname, relp_port, reliable=True):
     return r
 
 
+def start_again(r):
+    """The same instance (configuration, work directory and its saved queues) once more."""
+    r.stop()
+    again = _run(r.name, r.dir, open(r.conf).read(), socket=r.socket, port=r.port)
+    r.proc = again.proc
+    return r
+
+
 def remove(*instances):
     for r in instances:
         if r is not None:
