@@ -61,7 +61,11 @@ native:
 TEST_PKGS := python3-pytest python3-hypothesis python3-jwt sudo util-linux strace scitokens-cpp \
 	liblcmaps0 liblcmaps-dev lcmaps-plugins-basic-poolaccount lcmaps-plugins-basic-localaccount \
 	lcmaps-plugins-basic-bandn lcmaps-plugins-basic-dummy lcmaps-plugins-voms lcmaps-plugins-verify-proxy \
-	slurmctld slurmd slurm-client munge slurm-wlm-torque
+	slurmctld slurmd slurm-client munge slurm-wlm-torque \
+	$(SITE_PKGS)
+# Site-wide audit shipping and back-mapping (issue 13 §2): the tests start private
+# instances; glexec-backmap --site needs python3-psycopg2 at run time.
+SITE_PKGS := postgresql-15 python3-psycopg2 rsyslog rsyslog-relp rsyslog-pgsql
 
 deps:
 	@$(MAKE) --no-print-directory apt-ensure PKGS='$(DEPS_PKGS)'
@@ -75,6 +79,7 @@ apt-ensure:
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
+		echo 'rsyslog-pgsql rsyslog-pgsql/dbconfig-install boolean false' | debconf-set-selections; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
