@@ -24,10 +24,10 @@ table under their own series; the queries and the answer rules need no change.
 import os
 import stat
 
+# Imported where an SQLite index is opened (the site index, site.py, never needs it).
 # The C module itself, not the ``sqlite3`` package: its dbapi2 layer imports datetime and
 # collections.abc for adapters this index never uses -- two thirds of the 6 ms ``import
 # sqlite3`` costs every query (the engine uses the builtin ``_sha256`` for the same reason).
-import _sqlite3 as sqlite3
 
 from glexec_tools.backmap import plan as bm
 from glexec_py.effects import trust
@@ -127,6 +127,7 @@ class Index:
     def __init__(self, path):
         open_private_file(path)
         self.path = path
+        import _sqlite3 as sqlite3
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
         # A rollback journal, not WAL: every connection to a WAL database sets up its -wal and
         # -shm files again (~4 ms, the largest part of a query after start-up), and every
@@ -151,7 +152,7 @@ class Index:
     def _stale_schema(self):
         try:
             return self._meta("schema") not in (None, SCHEMA_VERSION)
-        except sqlite3.OperationalError:
+        except __import__("_sqlite3").OperationalError:
             return False                    # a new file: no meta table yet
 
     def _meta(self, key, default=None):

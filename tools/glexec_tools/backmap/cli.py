@@ -412,7 +412,7 @@ def _site_main(args, conninfo):
     try:
         index = site.SiteIndex(conninfo)
         try:
-            if args.ingest or not args.no_refresh:
+            if args.ingest or (not args.no_refresh and index.pending()):
                 stats = index.ingest(progress=front.Progress(PROG))
                 if args.ingest and not _has_question(args):
                     sys.stdout.write("ingested: %(received)d received, %(stored)d new, "

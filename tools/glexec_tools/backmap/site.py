@@ -73,21 +73,141 @@ INGEST_BATCH = 20_000
 LEASE_SOURCE = None
 
 
-class _NoDriver(Exception):
-    """Stands for psycopg2.Error when psycopg2 is not importable (never raised)."""
+class SiteDbError(Exception):
+    """A database call of the query path failed (the message is libpq's first line)."""
 
 
 def database_error():
-    """The exception class a failing database call raises (for ``except``)."""
+    """The exception classes a failing database call raises (for ``except``)."""
     try:
         import psycopg2
-        return psycopg2.Error
+        return (psycopg2.Error, SiteDbError)
     except ImportError:
-        return _NoDriver
+        return SiteDbError
+
+
+class _Rows(list):
+    """A result as a list of tuples, with the two cursor calls ``apply.Index`` makes."""
+
+    def fetchone(self):
+        return self[0] if self else None
+
+    def fetchall(self):
+        return list(self)
+
+
+class _Libpq:
+    """The query path's connection: libpq itself through ctypes.  ``import psycopg2`` costs
+    a fresh process 35-100 ms (it loads ssl, json, decimal, datetime ...), loading libpq
+    ~15 ms, which is what keeps a query from a new process within its 50 ms.  Read-only
+    use: one REPEATABLE READ transaction (the whole answer sees one snapshot), parameters
+    sent apart from the SQL text (PQexecParams), values typed by their column's type."""
+
+    _INT, _BYTEA, _BOOL = (20, 21, 23, 26), 17, 16
+
+    def __init__(self, conninfo):
+        import ctypes
+        from ctypes import c_char_p, c_int, c_void_p, POINTER
+        try:
+            pq = ctypes.CDLL("libpq.so.5")
+        except OSError:
+            raise SystemFault("backmap_site", "glexec-backmap: the site index needs libpq5") from None
+        for name, res, args in (
+                ("PQconnectdbParams", c_void_p, [POINTER(c_char_p), POINTER(c_char_p), c_int]),
+                ("PQstatus", c_int, [c_void_p]), ("PQexec", c_void_p, [c_void_p, c_char_p]),
+                ("PQerrorMessage", c_char_p, [c_void_p]), ("PQfinish", None, [c_void_p]),
+                ("PQexecParams", c_void_p, [c_void_p, c_char_p, c_int, c_void_p,
+                                            POINTER(c_char_p), c_void_p, c_void_p, c_int]),
+                ("PQresultStatus", c_int, [c_void_p]), ("PQntuples", c_int, [c_void_p]),
+                ("PQnfields", c_int, [c_void_p]), ("PQftype", ctypes.c_uint, [c_void_p, c_int]),
+                ("PQgetvalue", c_void_p, [c_void_p, c_int, c_int]),
+                ("PQgetlength", c_int, [c_void_p, c_int, c_int]),
+                ("PQgetisnull", c_int, [c_void_p, c_int, c_int]),
+                ("PQresultErrorMessage", c_char_p, [c_void_p]), ("PQclear", None, [c_void_p])):
+            f = getattr(pq, name)
+            f.restype, f.argtypes = res, args
+        self.pq, self.ctypes = pq, ctypes
+        # Our defaults first: the site's connection string (expanded from "dbname", last)
+        # overrides any of them.
+        words = (ctypes.c_char_p * 4)(b"connect_timeout", b"application_name", b"dbname", None)
+        values = (ctypes.c_char_p * 4)(b"10", b"glexec-backmap", conninfo.encode(), None)
+        self.conn = pq.PQconnectdbParams(words, values, 1)
+        if not self.conn or pq.PQstatus(self.conn) != 0:        # CONNECTION_OK
+            why = pq.PQerrorMessage(self.conn) if self.conn else b"out of memory"
+            self.close()
+            raise SystemFault("backmap_site", "glexec-backmap: cannot reach the site index: "
+                              + _first_line(why))
+        self.schema = None
+        self.begin()
+
+    def begin(self):
+        """A new read snapshot; ``schema``: whether the site index's tables are there (one
+        round trip for both)."""
+        res = self.pq.PQexec(self.conn, (b"" if self.schema is None else b"COMMIT; ")
+                             + b"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+                             b"SELECT to_regclass('flags_host') IS NOT NULL")
+        try:
+            if not res or self.pq.PQresultStatus(res) != 2:
+                raise SiteDbError(_first_line(self.pq.PQerrorMessage(self.conn)))
+            self.schema = self.ctypes.string_at(self.pq.PQgetvalue(res, 0, 0)) == b"t"
+        finally:
+            if res:
+                self.pq.PQclear(res)
+
+    def close(self):
+        if self.conn:
+            self.pq.PQfinish(self.conn)
+            self.conn = None
+
+    @staticmethod
+    def _param(v):
+        if v is None:
+            return None
+        if isinstance(v, (bytes, bytearray, memoryview)):
+            return b"\\x" + bytes(v).hex().encode()
+        return str(v).encode("utf-8", "surrogatepass")
+
+    def execute(self, sql, args=()):
+        pq, ct = self.pq, self.ctypes
+        parts = sql.split("?")
+        if len(parts) - 1 != len(args):
+            raise SiteDbError("internal: parameter count")
+        text = parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], 1))
+        values = (ct.c_char_p * max(len(args), 1))(*[self._param(a) for a in args])
+        res = pq.PQexecParams(self.conn, text.encode(), len(args), None, values, None, None, 0)
+        try:
+            status = pq.PQresultStatus(res) if res else 7
+            if status not in (1, 2):                  # PGRES_COMMAND_OK, PGRES_TUPLES_OK
+                raise SiteDbError(_first_line(pq.PQresultErrorMessage(res) if res else
+                                              pq.PQerrorMessage(self.conn)))
+            rows, cols = pq.PQntuples(res), pq.PQnfields(res)
+            kinds = [pq.PQftype(res, c) for c in range(cols)]
+            out = _Rows()
+            for r in range(rows):
+                row = []
+                for c in range(cols):
+                    if pq.PQgetisnull(res, r, c):
+                        row.append(None)
+                        continue
+                    raw = ct.string_at(pq.PQgetvalue(res, r, c), pq.PQgetlength(res, r, c))
+                    k = kinds[c]
+                    row.append(int(raw) if k in self._INT else bytes.fromhex(raw[2:].decode())
+                               if k == self._BYTEA else raw == b"t" if k == self._BOOL
+                               else raw.decode("utf-8", "surrogateescape"))
+                out.append(tuple(row))
+            return out
+        finally:
+            if res:
+                pq.PQclear(res)
+
+
+def _first_line(raw):
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    return (text.strip().splitlines() or ["database error"])[0]
 
 
 class _Pg:
-    """The two calls ``apply.Index`` makes on its SQLite connection, on psycopg2."""
+    """``apply.Index``'s two write calls on psycopg2 (the ingest path)."""
 
     def __init__(self, conn):
         self.conn = conn
@@ -104,7 +224,8 @@ class _Pg:
 
 
 def connect(conninfo):
-    """Runs as: any user.  A psycopg2 connection; SystemFault (one line) if it fails."""
+    """Runs as: any user.  A psycopg2 connection (the ingest path); SystemFault (one
+    line) if it fails."""
     try:
         import psycopg2
     except ImportError:
@@ -113,30 +234,51 @@ def connect(conninfo):
         return psycopg2.connect(conninfo, connect_timeout=10,
                                 application_name="glexec-backmap")
     except psycopg2.Error as e:
-        first = (str(e).strip().splitlines() or ["connection failed"])[0]
-        raise SystemFault("backmap_site", f"glexec-backmap: cannot reach the site index: {first}") from None
+        raise SystemFault("backmap_site", f"glexec-backmap: cannot reach the site index: "
+                          f"{_first_line(str(e))}") from None
 
 
 class SiteIndex(Index):
     """Runs as: root.  ``SiteIndex(conninfo)``; ``ingest()``; then ``apply.Index``'s queries."""
 
     def __init__(self, conninfo, *, create=True):
-        self.conn = connect(conninfo)
-        self.db = _Pg(self.conn)
-        self.path = "site"
+        self.conninfo, self._conn, self.path = conninfo, None, "site"
+        self.db = _Libpq(conninfo)              # queries; the writes go through ``conn``
         if create:
             self.create_schema()
         self._host_ids, self._ident_ids, self._caller_ids = {}, {}, {}
         self.stats = {"received": 0, "stored": 0, "duplicates": 0, "rejected": 0}
 
+    @property
+    def conn(self):
+        """The psycopg2 connection of the write path, made on first use."""
+        if self._conn is None:
+            self._conn = connect(self.conninfo)
+            self._pgdb = _Pg(self._conn)
+        return self._conn
+
     def create_schema(self, indexes=True):
+        """The tables (and indexes), unless they are there: a query costs no DDL."""
+        if self.db.schema:
+            return
         cur = self.conn.cursor()
         cur.execute("SELECT pg_advisory_xact_lock(1330)")    # two first runs at once
         cur.execute(SCHEMA + (INDEXES if indexes else ""))
         self.conn.commit()
+        self._fresh_snapshot()
+
+    def _fresh_snapshot(self):
+        """The query connection's snapshot after a write of this process."""
+        self.db.begin()
+
+    def pending(self):
+        """Staged records wait for ingest (checked without the write path's driver)."""
+        return bool(self.db.execute("SELECT EXISTS (SELECT 1 FROM glexec_audit_inbox)")[0][0])
 
     def close(self):
-        self.conn.close()
+        self.db.close()
+        if self._conn is not None:
+            self._conn.close()
 
     def _intern(self, cache, table, cols, values):
         key = tuple(values)
@@ -165,13 +307,15 @@ class SiteIndex(Index):
                          self._identity_id(o.identity), self._caller_id(o.caller),
                          c[4], c[5], c[6], c[7], o.engine_pid, o.start, o.end, o.cut, o.lo, o.hi,
                          o.payload_pid, o.status, ",".join(o.notes), _refs_text(o.evidence)))
-        self.db.executemany('INSERT INTO occupations(kind, host_id, uid, account, identity_id, '
+        self.conn                               # the write path's connection, made on first use
+        pgdb = self._pgdb
+        pgdb.executemany('INSERT INTO occupations(kind, host_id, uid, account, identity_id, '
                             'caller_id, caller_pid, caller_ppid, caller_sid, caller_pgid, '
                             'engine_pid, start, "end", cut, lo, hi, payload_pid, status, notes, '
                             'evidence) VALUES %s', rows)
         frows = [(f.kind, _b(f.host), f.lo, f.hi, f.series, _refs_text([f.ref]) if f.ref else "",
                   _b(f.why)) for f in {id(f): f for f in flags}.values()]
-        self.db.executemany("INSERT INTO flags(kind, host, lo, hi, series_id, evidence, why) "
+        pgdb.executemany("INSERT INTO flags(kind, host, lo, hi, series_id, evidence, why) "
                             "VALUES %s", frows)
 
     # -- feeding ------------------------------------------------------------------------
@@ -220,6 +364,7 @@ class SiteIndex(Index):
             cur.execute("INSERT INTO site_meta VALUES ('first_time', %s), ('last_time', %s) "
                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (lo, hi))
         self.conn.commit()
+        self._fresh_snapshot()
         if progress is not None and hasattr(progress, "done"):
             progress.done()
         return dict(self.stats)
@@ -265,28 +410,17 @@ class SiteIndex(Index):
         cur.execute("DELETE FROM occupations WHERE kind = 'lease'")
         self._store_rows([bm.lease_occupation(*row) for row in leases])
         self.conn.commit()
+        self._fresh_snapshot()
 
     # -- what the queries need beyond apply.Index ---------------------------------------
     def coverage(self):
-        cur = self.conn.cursor()
-        cur.execute("SELECT key, value FROM site_meta WHERE key IN ('first_time', 'last_time')")
-        d = dict(cur.fetchall())
+        d = dict(self.db.execute("SELECT key, value FROM site_meta WHERE key IN "
+                                 "('first_time', 'last_time')"))
         return d.get("first_time"), d.get("last_time")
 
     def read_to_end(self):
         return False        # records may still be in flight: "now" is never settled here
 
     def describe_source(self, source_id):
-        cur = self.conn.cursor()
-        cur.execute("SELECT host, chain FROM site_chains WHERE id=%s", (source_id,))
-        row = cur.fetchone()
+        row = self.db.execute("SELECT host, chain FROM site_chains WHERE id=?", (source_id,)).fetchone()
         return (f"site:{row[0]}", row[1]) if row else (None, None)
-
-    def chain_report(self):
-        """Per host: lines stored, gaps and breaks flagged, rejects -- for ``--site-status``."""
-        cur = self.conn.cursor()
-        cur.execute("SELECT l.host, count(*), (SELECT count(*) FROM flags f WHERE f.host = "
-                    "convert_to(l.host, 'UTF8') AND f.kind='shipping_gap'), (SELECT count(*) "
-                    "FROM flags f WHERE f.host = convert_to(l.host, 'UTF8') AND f.kind="
-                    "'chain_break') FROM site_lines l GROUP BY l.host ORDER BY l.host")
-        return [{"host": h, "records": n, "gaps": g, "breaks": b} for h, n, g, b in cur]
