@@ -447,6 +447,25 @@ MUTANTS = [
                  "    early = time.time()\n\n    def line():\n        now = early\n")],
          kill=["tests/backmap/test_clock.py::test_concurrent_appends_are_in_time_order"]),
 
+    # --- the site index: shipped records ------------------------------------------------------
+    dict(id="site-shipped-sha256", check="a shipped record must hash to the sha256 its sender wrote",
+         edits=[("tools/glexec_tools/backmap/plan.py",
+                 "    if _sha256.sha256(line).hexdigest() != digest:", "    if False:")],
+         kill=["tests/sitelog/test_site_index.py::test_tampered_records_are_detected"]),
+    dict(id="site-shipped-sender", check="a node cannot ship records for another host",
+         edits=[("tools/glexec_tools/backmap/plan.py",
+                 "    if sender is not None and sender != host and", "    if False and")],
+         kill=["tests/sitelog/test_site_index.py::test_a_node_cannot_ship_for_another"]),
+    dict(id="site-shipping-gap", check="a skipped seq in a host's chain answers unknown there",
+         edits=[("tools/glexec_tools/backmap/site.py",
+                 "            if seq is not None and expected is not None and seq > expected:",
+                 "            if False:")],
+         kill=["tests/sitelog/test_site_index.py::test_lost_lines_are_a_gap_answered_unknown_only_on_that_host"]),
+    dict(id="site-flag-host", check="a damaged or broken record flags its own host only",
+         edits=[("tools/glexec_tools/backmap/site.py", "            if f.host is None:\n                f.host = host",
+                 "            if False:\n                f.host = host")],
+         kill=["tests/sitelog/test_site_index.py::test_a_broken_chain_on_one_host_leaves_the_others_known"]),
+
     # --- ban matching fail-safe and the ban file cap ------------------------------------------
     dict(id="ban-irregular-matches-all", check="an irregular ban pattern matches every subject (fail safe)",
          edits=[("glexec_py/core/gridmap.py", "    if pattern == subject or not pattern_is_regular(pattern):",

@@ -94,3 +94,24 @@ def test_a_node_cannot_ship_for_another(private_dir, site_db):
     assert idx.ingest()["rejected"] == len(a)
     assert idx.uid_at(47011, T0 + 10 * S).status == "unknown"      # no history at all
     idx.close()
+
+
+def test_a_broken_chain_on_one_host_leaves_the_others_known(private_dir, site_db):
+    a = _history(private_dir, "wnA")
+    b = _history(private_dir, "wnB", dn="/CN=Bob")
+    idx = SiteIndex(site_db)
+    edited = a[3].replace('"pid":11', '"pid":12')         # a matching sha256, a broken chain
+    env, rec = edited.split(',"rec":', 1)
+    import hashlib
+    head = json.loads(env + "}")
+    head["sha256"] = hashlib.sha256(rec[:-1].encode()).hexdigest()
+    edited = json.dumps(head, separators=(",", ":"))[:-1] + ',"rec":' + rec
+    stage(idx.conn, a[:3] + [edited] + a[4:] + b)
+    idx.ingest()
+    breaks = [f for f in idx._flags(bm.NEVER, bm.FOREVER) if f.kind == "chain_break"]
+    assert breaks and {f.host for f in breaks} == {"wnA"}
+    t = T0 + 110 * S
+    assert idx.uid_at(47011, t, host="wnA").status == "unknown"
+    on_b = idx.uid_at(47011, t, host="wnB")
+    assert on_b.status == "known" and not on_b.flags
+    idx.close()
