@@ -115,3 +115,22 @@ def test_a_broken_chain_on_one_host_leaves_the_others_known(private_dir, site_db
     on_b = idx.uid_at(47011, t, host="wnB")
     assert on_b.status == "known" and not on_b.flags
     idx.close()
+
+
+def test_leases_hook_is_a_second_source(private_dir, site_db):
+    """SiteIndex.add_leases (the hook for the PostgreSQL lease backend): a lease seen holding
+    the account settles a grant whose end is not recorded yet, as in the per-node index."""
+    a = ship_all(f"{private_dir}/wnA.jsonl", "wnA", [record("grant", T0, host="wnA", pid=9),
+                                                      record("refuse", T0 + 100 * S, host="wnA")])
+    idx = SiteIndex(site_db)
+    stage(idx.conn, a)
+    idx.ingest()
+    assert idx.uid_at(47011, T0 + 50 * S).status == "unknown"        # end not recorded
+    idx.add_leases([("wnA", 47011, "pool47011", "/CN=Alice", T0, T0 + 90 * S)])
+    ans = idx.uid_at(47011, T0 + 50 * S)
+    assert ans.status == "known" and {m.kind for m in ans.matches} == {"audit", "lease"}
+    later = ship_all(f"{private_dir}/wnA.jsonl", "wnA", [record("refuse", T0 + 110 * S, host="wnA")])
+    stage(idx.conn, later)                                  # the host rebuilt: leases stay
+    assert idx.ingest()["stored"] == 3
+    assert idx.uid_at(47011, T0 + 50 * S).status == "known"
+    idx.close()
