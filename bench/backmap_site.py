@@ -39,32 +39,51 @@ from glexec_tools.backmap.plan import format_time  # noqa: E402
 
 START_US = 1_764_547_200 * 1_000_000            # 2025-12-01T00:00:00Z
 YEAR_US = 365 * 86400 * 1_000_000
-BASE_UID = 47000
-UIDS = 2000                                     # pool accounts per host
+BASE_UID = 100000
+POOL = 20_000                                   # site-wide pool accounts
 DNS = 50_000
 LAUNCHER = os.path.join(REPO, "tools", "bin", "glexec-backmap")
 
 
 def layout(records, hosts):
-    """(occupations per host, µs between two grants of one host, occupation length µs):
-    one host's occupations follow each other round-robin over the pool, each lasting
-    less than a round, so one uid's occupations on one host never overlap."""
-    per_host = max(records // 2 // hosts, 1)
-    step = YEAR_US // per_host
-    return per_host, step, step * UIDS // 2
+    """(occupations, µs between two grants, occupation length µs).  The site-wide pool of
+    the issue's deployment (one lease authority, shared accounts): occupation i holds
+    account i mod POOL on host 7919 i mod hosts; each lasts half a round of the pool, so
+    one account's occupations never overlap anywhere and a point question has one holder
+    (per-node pools would make every uid busy on every host at once: then an answer names
+    hundreds of holders and measures rendering, not the index)."""
+    n = max(records // 2, 1)
+    step = max(YEAR_US // n, 1)
+    return n, step, step * min(POOL, n) // 2
 
 
 def occupation(i, records, hosts):
     """Occupation number ``i`` (0-based): (host number, uid, dn number, start, end)."""
-    per_host, step, length = layout(records, hosts)
-    h, k = divmod(i, per_host)
-    start = START_US + k * step + h * 7919 % step
-    return h, BASE_UID + k % UIDS, (h * 7919 + k) % DNS, start, start + length
+    _n, step, length = layout(records, hosts)
+    start = START_US + i * step
+    return i * 7919 % hosts, BASE_UID + i % POOL, i * 31 % DNS, start, start + length
+
+
+_SELECT = """
+    SELECT i + 1, 'audit', i * 7919 % {hosts} + 1, {base} + i % {pool},
+           {account}, i * 31 % {dns} + 1, 1,
+           2000, 1999, 1900, 2000, 100000 + i % 3000000, {start} + i * {step},
+           {start} + i * {step} + {length}, NULL, {start} + i * {step},
+           {start} + i * {step} + {length}, 100001 + i % 3000000, 0, '',
+           (i * 7919 % {hosts} + 1) || ',' || (2 * i + 1) || ',' || (2 * i + 1) || ';' ||
+           (i * 7919 % {hosts} + 1) || ',' || (2 * i + 2) || ',' || (2 * i + 2)"""
+
+
+def _select(records, hosts, blob):
+    """The SELECT list of occupation i; ``blob``: the database's text -> bytes form."""
+    n, step, length = layout(records, hosts)
+    account = blob.format(f"'pool' || (i % {POOL})")
+    return _SELECT.format(hosts=hosts, base=BASE_UID, pool=POOL, dns=DNS, start=START_US,
+                          step=step, length=length, account=account), n, START_US + n * step + length
 
 
 def generate_pg(cur, records, hosts):
-    per_host, step, length = layout(records, hosts)
-    n = per_host * hosts
+    select, n, last = _select(records, hosts, "convert_to({}, 'UTF8')")
     cur.execute("INSERT INTO hosts(id, name) SELECT h + 1, convert_to('wn' || lpad(h::text, 4, '0') "
                 "|| '.example.org', 'UTF8') FROM generate_series(0, %s) h", (hosts - 1,))
     cur.execute("INSERT INTO identities(id, dn, issuer, fqans) SELECT d + 1, convert_to("
@@ -73,33 +92,21 @@ def generate_pg(cur, records, hosts):
                 (DNS - 1,))
     cur.execute("INSERT INTO callers(id, uid, gid, \"user\", grp, groups) VALUES "
                 "(1, 1001, 1001, 'pilot', 'pilot', '1001')")
-    cur.execute("""
-        INSERT INTO occupations(id, kind, host_id, uid, account, identity_id, caller_id,
-            caller_pid, caller_ppid, caller_sid, caller_pgid, engine_pid, start, "end", cut,
-            lo, hi, payload_pid, status, notes, evidence)
-        SELECT i + 1, 'audit', h + 1, %(base)s + k %% %(uids)s,
-               convert_to('pool' || (k %% %(uids)s), 'UTF8'), (h * 7919 + k) %% %(dns)s + 1, 1,
-               2000, 1999, 1900, 2000, 100000 + k %% 3000000, s, s + %(len)s, NULL, s, s + %(len)s,
-               100001 + k %% 3000000, 0, '', (h + 1) || ',' || (2 * k + 1) || ',' || (2 * k + 1)
-               || ';' || (h + 1) || ',' || (2 * k + 2) || ',' || (2 * k + 2)
-        FROM (SELECT i, i / %(per)s AS h, i %% %(per)s AS k,
-                     %(start)s + (i %% %(per)s) * %(step)s + ((i / %(per)s) * 7919) %% %(step)s AS s
-              FROM generate_series(0::bigint, %(last)s) i) g""",
-                {"base": BASE_UID, "uids": UIDS, "dns": DNS, "len": length, "per": per_host,
-                 "start": START_US, "step": step, "last": n - 1})
+    cur.execute("INSERT INTO occupations(id, kind, host_id, uid, account, identity_id, caller_id, "
+                "caller_pid, caller_ppid, caller_sid, caller_pgid, engine_pid, start, \"end\", cut, "
+                "lo, hi, payload_pid, status, notes, evidence)" + select
+                + f" FROM generate_series(0::bigint, {n - 1}) i")
     cur.execute("SELECT setval(pg_get_serial_sequence('occupations', 'id'), %s)", (n,))
     cur.execute("SELECT setval(pg_get_serial_sequence('hosts', 'id'), %s)", (hosts,))
     cur.execute("SELECT setval(pg_get_serial_sequence('identities', 'id'), %s)", (DNS,))
     cur.execute("INSERT INTO site_meta VALUES ('first_time', %s), ('last_time', %s)",
-                (START_US, START_US + per_host * step + length))
+                (START_US, last))
     return n
 
 
 def generate_sqlite(path, records, hosts):
     """The same occupations in a per-node SQLite index file (``apply.Index`` tables)."""
     from glexec_tools.backmap.apply import Index
-    per_host, step, length = layout(records, hosts)
-    n = per_host * hosts
     index = Index(path)
     db = index.db
     db.execute("BEGIN")
@@ -109,18 +116,11 @@ def generate_sqlite(path, records, hosts):
                    ((d + 1, f"/DC=org/DC=example/OU=People/CN=User {d}".encode(),
                      b"/DC=org/DC=example/CN=Example CA", b"") for d in range(DNS)))
     db.execute("INSERT INTO callers VALUES (1, 1001, 1001, ?, ?, '1001')", (b"pilot", b"pilot"))
-    db.execute(f"""
-        WITH RECURSIVE g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i < {n - 1})
-        INSERT INTO occupations SELECT i + 1, 'audit', h + 1, {BASE_UID} + k % {UIDS},
-               CAST('pool' || (k % {UIDS}) AS BLOB), (h * 7919 + k) % {DNS} + 1, 1,
-               2000, 1999, 1900, 2000, 100000 + k % 3000000, s, s + {length}, NULL, s, s + {length},
-               100001 + k % 3000000, 0, '', (h + 1) || ',' || (2 * k + 1) || ',' || (2 * k + 1)
-               || ';' || (h + 1) || ',' || (2 * k + 2) || ',' || (2 * k + 2)
-        FROM (SELECT i, i / {per_host} AS h, i % {per_host} AS k,
-                     {START_US} + (i % {per_host}) * {step} + ((i / {per_host}) * 7919) % {step} AS s
-              FROM g)""")
+    select, n, last = _select(records, hosts, "CAST({} AS BLOB)")
+    db.execute(f"WITH RECURSIVE g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i < {n - 1}) "
+               "INSERT INTO occupations" + select + " FROM g")
     db.execute("INSERT OR REPLACE INTO meta VALUES ('first_time', ?), ('last_time', ?), ('schema', ?)",
-               (START_US, START_US + per_host * step + length, "3"))
+               (START_US, last, "3"))
     db.execute("COMMIT")
     from glexec_tools.backmap.apply import _INDEXES
     db.executescript(_INDEXES)
