@@ -129,8 +129,11 @@ class _Libpq:
         self.pq, self.ctypes = pq, ctypes
         # Our defaults first: the site's connection string (expanded from "dbname", last)
         # overrides any of them.
-        words = (ctypes.c_char_p * 4)(b"connect_timeout", b"application_name", b"dbname", None)
-        values = (ctypes.c_char_p * 4)(b"10", b"glexec-backmap", conninfo.encode(), None)
+        # (notices would go to stderr, which carries one line at most)
+        words = (ctypes.c_char_p * 5)(b"connect_timeout", b"application_name", b"options",
+                                      b"dbname", None)
+        values = (ctypes.c_char_p * 5)(b"10", b"glexec-backmap", b"-c client_min_messages=error",
+                                       conninfo.encode(), None)
         self.conn = pq.PQconnectdbParams(words, values, 1)
         if not self.conn or pq.PQstatus(self.conn) != 0:        # CONNECTION_OK
             why = pq.PQerrorMessage(self.conn) if self.conn else b"out of memory"
@@ -141,18 +144,29 @@ class _Libpq:
         self.begin()
 
     def begin(self):
-        """A new read snapshot; ``schema``: whether the site index's tables are there (one
-        round trip for both)."""
-        res = self.pq.PQexec(self.conn, (b"" if self.schema is None else b"COMMIT; ")
-                             + b"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-                             b"SELECT to_regclass('flags_host') IS NOT NULL")
+        """A new read snapshot, and in the same round trip what every query needs first:
+        ``schema`` (the tables are there), ``pending`` (records staged for ingest) and
+        ``coverage`` (first and last record time)."""
+        pq = self.pq
+        res = pq.PQexec(self.conn, (b"COMMIT; " if self.schema else b"")
+                        + b"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+                        b"SELECT EXISTS (SELECT 1 FROM glexec_audit_inbox), "
+                        b"(SELECT value FROM site_meta WHERE key = 'first_time'), "
+                        b"(SELECT value FROM site_meta WHERE key = 'last_time')")
         try:
-            if not res or self.pq.PQresultStatus(res) != 2:
-                raise SiteDbError(_first_line(self.pq.PQerrorMessage(self.conn)))
-            self.schema = self.ctypes.string_at(self.pq.PQgetvalue(res, 0, 0)) == b"t"
+            if not res or pq.PQresultStatus(res) != 2:
+                if res and pq.PQresultStatus(res) == 7 and self.schema is None:
+                    self.schema, self.pending, self.coverage = False, False, (None, None)
+                    self.execute("ROLLBACK")       # a new database: no tables yet
+                    return
+                raise SiteDbError(_first_line(pq.PQerrorMessage(self.conn)))
+            value = [None if pq.PQgetisnull(res, 0, c) else
+                     self.ctypes.string_at(pq.PQgetvalue(res, 0, c)) for c in range(3)]
+            self.schema, self.pending = True, value[0] == b"t"
+            self.coverage = tuple(None if v is None else int(v) for v in value[1:])
         finally:
             if res:
-                self.pq.PQclear(res)
+                pq.PQclear(res)
 
     def close(self):
         if self.conn:
@@ -272,8 +286,8 @@ class SiteIndex(Index):
         self.db.begin()
 
     def pending(self):
-        """Staged records wait for ingest (checked without the write path's driver)."""
-        return bool(self.db.execute("SELECT EXISTS (SELECT 1 FROM glexec_audit_inbox)")[0][0])
+        """Staged records wait for ingest (as of the query side's snapshot)."""
+        return self.db.pending
 
     def close(self):
         self.db.close()
@@ -414,9 +428,7 @@ class SiteIndex(Index):
 
     # -- what the queries need beyond apply.Index ---------------------------------------
     def coverage(self):
-        d = dict(self.db.execute("SELECT key, value FROM site_meta WHERE key IN "
-                                 "('first_time', 'last_time')"))
-        return d.get("first_time"), d.get("last_time")
+        return self.db.coverage
 
     def read_to_end(self):
         return False        # records may still be in flight: "now" is never settled here
