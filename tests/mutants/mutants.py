@@ -456,6 +456,10 @@ MUTANTS = [
          edits=[("tools/glexec_tools/backmap/plan.py",
                  "    if sender is not None and sender != host and", "    if False and")],
          kill=["tests/sitelog/test_site_index.py::test_a_node_cannot_ship_for_another"]),
+    dict(id="site-shipped-inner-host", check="a shipped record must name the host of its envelope",
+         edits=[("tools/glexec_tools/backmap/plan.py",
+                 '    if "host" in rec and rec["host"] != host:', "    if False:")],
+         kill=["tests/sitelog/test_site_index.py::test_a_node_cannot_ship_for_another"]),
     dict(id="site-shipping-gap", check="a skipped seq in a host's chain answers unknown there",
          edits=[("tools/glexec_tools/backmap/site.py",
                  "            if seq is not None and expected is not None and seq > expected:",
@@ -465,6 +469,10 @@ MUTANTS = [
          edits=[("tools/glexec_tools/backmap/site.py", "            if f.host is None:\n                f.host = host",
                  "            if False:\n                f.host = host")],
          kill=["tests/sitelog/test_site_index.py::test_a_broken_chain_on_one_host_leaves_the_others_known"]),
+    dict(id="site-forward-root-only", check="a node's rsyslog forwards only glexec-audit messages root wrote",
+         edits=[("packaging/rsyslog/glexec-audit-sender.conf", '    if $!uid == "0" then {',
+                 '    if 1 == 1 then {')],
+         kill=["tests/sitelog/test_rsyslog.py::test_forged_and_repeated_messages"]),
 
     # --- ban matching fail-safe and the ban file cap ------------------------------------------
     dict(id="ban-irregular-matches-all", check="an irregular ban pattern matches every subject (fail safe)",

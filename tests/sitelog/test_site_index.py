@@ -93,6 +93,14 @@ def test_a_node_cannot_ship_for_another(private_dir, site_db):
     stage(idx.conn, a, hostname="wnB")
     assert idx.ingest()["rejected"] == len(a)
     assert idx.uid_at(47011, T0 + 10 * S).status == "unknown"      # no history at all
+    # nor wrap another host's record in its own envelope
+    from glexec_py.effects import auditlog
+    line, chain = auditlog.append(f"{private_dir}/b.jsonl", record("grant", T0, host="wnB"))
+    stage(idx.conn, [auditlog.ship_message(line, chain, "wnA", "b").decode()], hostname="wnA")
+    assert idx.ingest()["rejected"] == len(a) + 1
+    cur = idx.conn.cursor()
+    cur.execute("SELECT why FROM site_rejects ORDER BY id DESC LIMIT 1")
+    assert cur.fetchone() == ("record of another host than its envelope",)
     idx.close()
 
 

@@ -104,6 +104,8 @@ def sender(directory, hostname, relp_port, reliable=True):
         text = re.sub(r'\n\s*(queue\.[a-zA-Z]+|action\.resume[a-zA-Z]+)="[^"]*"', "", text)
         assert "queue." not in text.split("action(", 1)[1].split(")", 1)[0]
     os.makedirs(directory, exist_ok=True)
+    os.chmod(os.path.dirname(directory), 0o755)       # like /dev/log: anyone can reach it
+    os.chmod(directory, 0o755)
     sock = os.path.join(directory, "log.sock")
     head = _global(directory, hostname) + (
         f'input(type="imuxsock" Socket="{sock}" Annotate="on" ParseTrusted="on" '

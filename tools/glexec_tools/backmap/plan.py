@@ -903,8 +903,8 @@ def parse_shipped(msg, sender=None):
     """A received syslog message body (bytes; rsyslog's MSG, leading space allowed) ->
     Shipped, or the reason (str) it is refused: not the shipped form, the record's bytes
     do not hash to the ``sha256`` the sender wrote (altered in transit), the envelope's
-    host is not the ``sender`` host name rsyslog saw (one node speaking for another), or
-    a record without a time.  The record's own fields are not judged here: a damaged
+    host is not the ``sender`` host name rsyslog saw or not the record's own ``host`` (one
+    node speaking for another), or a record without a time.  The record's own fields are not judged here: a damaged
     record that verifies is evidence of damage, which the history builder flags."""
     import json
     import _sha256
@@ -929,6 +929,8 @@ def parse_shipped(msg, sender=None):
     except (ValueError, UnicodeDecodeError):
         rec = None
     rec = rec if type(rec) is dict else {}
+    if "host" in rec and rec["host"] != host:
+        return "record of another host than its envelope"
     seq, prev = rec.get("seq"), rec.get("prev")
     t = parse_time(rec.get("time"))
     if t is None:
