@@ -24,7 +24,7 @@ def append(path, line, *, privileged=True):
     file (concurrent writers otherwise append in another order than they read the clock).
 
     Returns the line as written (with its chain) and the sha256 of the file's first line
-    (the chain's identity, ``ship``)."""
+    (the chain's identity, ``ship``; None for an unchained, log-only record)."""
     import fcntl
     try:
         directory = path.rpartition("/")[0] or "/"
@@ -53,7 +53,7 @@ def append(path, line, *, privileged=True):
         except OSError as e:
             os.ftruncate(fd, start)
             raise _unwritable(path, e) from None
-        return line, _first_line_digest(fd, line if start == 0 else None)
+        return line, _first_line_digest(fd, line if start == 0 else None) if privileged else None
     except OSError as e:
         raise _unwritable(path, e) from None
     finally:
@@ -116,17 +116,21 @@ def _last_line(fd, size):
 
 
 def _first_line_digest(fd, first):
-    """sha256 of the file's first line, newline included (the back-map's source identity)."""
+    """sha256 of the file's first line, newline included (the back-map's source identity),
+    or None if it cannot be read: the record is written by now, this must not undo that."""
     import _sha256
-    if first is None:
-        first, pos = b"", 0
-        while not first.endswith(b"\n"):
-            block = os.pread(fd, 8192, pos)
-            if not block:
-                break
-            nl = block.find(b"\n")
-            first += block if nl < 0 else block[:nl + 1]
-            pos += len(block)
+    try:
+        if first is None:
+            first, pos = b"", 0
+            while not first.endswith(b"\n"):
+                block = os.pread(fd, 8192, pos)
+                if not block:
+                    break
+                nl = block.find(b"\n")
+                first += block if nl < 0 else block[:nl + 1]
+                pos += len(block)
+    except OSError:
+        return None
     return _sha256.sha256(first).hexdigest()
 
 
@@ -166,7 +170,11 @@ def ship(line, chain, socket_path, facility="LOG_AUTHPRIV", host=None, boot_id=N
     """Runs as: root (or the caller in log-only mode).  Sends ``ship_message`` as one
     datagram to the local syslog socket under the tag ``glexec-audit``, never blocking: a
     full or absent socket drops it (the collector sees the hole in ``seq`` and answers
-    "unknown" there), the JSON file stays the record that counts.  True if sent."""
+    "unknown" there), the JSON file stays the record that counts.  A record without a
+    chain (``chain`` None: log-only mode) is not shipped: nothing could vouch for it.
+    True if sent."""
+    if chain is None:
+        return False
     import _socket      # the C module: socket.py would import enum (~2.5 ms a call)
     import syslog
     import time

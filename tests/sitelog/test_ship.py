@@ -64,3 +64,14 @@ def test_config_keys():
         "audit:\n", "audit:\n  ship: true\n  ship_socket: /run/x.sock\n  ship_facility: LOG_LOCAL5\n", 1)
     c = parse_config(text, "glexec.yaml")
     assert (c.audit.ship, c.audit.ship_socket, c.audit.ship_facility) == (True, "/run/x.sock", "LOG_LOCAL5")
+
+
+def test_log_only_records_are_written_and_not_shipped(private_dir):
+    """Log-only mode: the file is write-only for the engine (no chain, no first line to
+    read); the append must still succeed, and there is nothing to ship."""
+    path = os.path.join(private_dir, "audit.jsonl")
+    auditlog.append(path, record("grant", T0, host="wnA"))
+    line, chain = auditlog.append(path, record("grant", T0 + S, host="wnA"), privileged=False)
+    assert chain is None and b'"seq"' not in line
+    assert auditlog.ship(line, chain, os.path.join(private_dir, "s.sock"), host="wnA") is False
+    assert open(path, "rb").read().endswith(line)
