@@ -756,10 +756,9 @@ class Call:
         rec = self.record(event, extra)
         path = self.cfg.audit.file if self.cfg else self.paths.audit_file
         privileged = self.facts.privileged if self.facts is not None else os.geteuid() == 0
-        written = auditlog.append(path, auditlog.stamper(rec, encode), privileged=privileged)
-        if self.cfg is not None and self.cfg.audit.ship:
-            auditlog.ship(*written, self.cfg.audit.ship_socket, self.cfg.audit.ship_facility,
-                          rec["host"], rec["boot_id"])
+        ship_to = (self.cfg.audit.ship_socket, self.cfg.audit.ship_facility) \
+            if self.cfg is not None and self.cfg.audit.ship else None
+        auditlog.append(path, auditlog.stamper(rec, encode), privileged=privileged, ship_to=ship_to)
         if self.cfg is not None and self.cfg.audit.syslog:
             if event == "grant" and "classic" in rec:
                 auditlog.to_syslog(rec["classic"], self.cfg.audit.syslog_facility)

@@ -7,7 +7,19 @@ from glexec_py.effects import trust
 from glexec_py.errors import SystemFault
 
 
-def append(path, line, *, privileged=True):
+_SHIP_FILES = {}    # audit file -> (socket, facility): ship_records_of (the site tools)
+
+
+def ship_records_of(audit):
+    """Runs as: any user.  From now on in this process, every chained record appended to
+    glexec's audit file ``audit.file`` is also shipped (``ship``) when ``audit.ship`` is on
+    -- for the site tools' records (prune, sweep, leases), which share the file and its
+    chain: a record of the chain that is not shipped would be a gap at the collector."""
+    if audit.ship:
+        _SHIP_FILES[audit.file] = (audit.ship_socket, audit.ship_facility)
+
+
+def append(path, line, *, privileged=True, ship_to=None):
     """Runs as: root (or the caller in log-only mode).
 
     Appends one complete record line (a JSON object) under an exclusive flock and fsyncs
@@ -24,7 +36,9 @@ def append(path, line, *, privileged=True):
     file (concurrent writers otherwise append in another order than they read the clock).
 
     Returns the line as written (with its chain) and the sha256 of the file's first line
-    (the chain's identity, ``ship``; None for an unchained, log-only record)."""
+    (the chain's identity; None for an unchained, log-only record).  ``ship_to``
+    ((socket, facility), the engine's audit.ship settings) or ``ship_records_of``: the
+    written record is then also shipped (``ship``, best effort)."""
     import fcntl
     try:
         directory = path.rpartition("/")[0] or "/"
@@ -53,11 +67,15 @@ def append(path, line, *, privileged=True):
         except OSError as e:
             os.ftruncate(fd, start)
             raise _unwritable(path, e) from None
-        return line, _first_line_digest(fd, line if start == 0 else None) if privileged else None
+        chain = _first_line_digest(fd, line if start == 0 else None) if privileged else None
     except OSError as e:
         raise _unwritable(path, e) from None
     finally:
         os.close(fd)
+    ship_to = ship_to or _SHIP_FILES.get(path)
+    if ship_to is not None and chain is not None:
+        ship(line, chain, *ship_to)
+    return line, chain
 
 
 def stamper(rec, encode):
@@ -179,6 +197,12 @@ def ship(line, chain, socket_path, facility="LOG_AUTHPRIV", host=None, boot_id=N
     import syslog
     import time
     host = host or os.uname().nodename
+    if boot_id is None:
+        try:
+            with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+                boot_id = f.read(64).strip().decode("ascii", "replace")
+        except OSError:
+            pass
     pri = getattr(syslog, facility if facility in _FACILITIES else "LOG_AUTHPRIV") | syslog.LOG_NOTICE
     stamp = time.strftime("%b %d %H:%M:%S", time.localtime()).encode()
     msg = b"<%d>%s %s[%d]: " % (pri, stamp, SHIP_TAG.encode(), os.getpid()) + \

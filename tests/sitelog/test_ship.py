@@ -75,3 +75,28 @@ def test_log_only_records_are_written_and_not_shipped(private_dir):
     assert chain is None and b'"seq"' not in line
     assert auditlog.ship(line, chain, os.path.join(private_dir, "s.sock"), host="wnA") is False
     assert open(path, "rb").read().endswith(line)
+
+
+def test_the_site_tools_records_are_shipped_too(private_dir):
+    """prune/sweep/leases write into the same audit file and chain: front.load_section
+    registers glexec.yaml's audit.ship, so front.admin_record ships its record; the chain
+    reaching the collector has no hole."""
+    from glexec_tools import front
+    path = os.path.join(private_dir, "audit.jsonl")
+    sock_path = os.path.join(private_dir, "log.sock")
+    conf = os.path.join(private_dir, "glexec.yaml")
+    with open(conf, "w") as f:
+        f.write(with_section("leases", None, state_dir=private_dir, audit_file=path).replace(
+            "audit:\n", f"audit:\n  ship: true\n  ship_socket: {sock_path}\n", 1))
+    os.chmod(conf, 0o644)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as rx:
+        rx.bind(sock_path)
+        rx.settimeout(5)
+        auditlog.append(path, record("grant", T0, host=os.uname().nodename),
+                        ship_to=(sock_path, "LOG_AUTHPRIV"))                # as the engine
+        front.load_section("leases", conf)
+        front.admin_record(path, "glexec-leases", "lease_admin", {"action": "release"})
+        got = [bm.parse_shipped(rx.recv(65536).partition(b": ")[2]) for _ in range(2)]
+    assert [g.seq for g in got] == [1, 2] and all(isinstance(g, bm.Shipped) for g in got)
+    assert json.loads(got[1].line)["event"] == "lease_admin"
+    assert got[1].line == open(path, "rb").read().splitlines()[1]

@@ -904,7 +904,7 @@ def parse_shipped(msg, sender=None):
     Shipped, or the reason (str) it is refused: not the shipped form, the record's bytes
     do not hash to the ``sha256`` the sender wrote (altered in transit), the envelope's
     host is not the ``sender`` host name rsyslog saw or not the record's own ``host`` (one
-    node speaking for another), or a record without a time.  The record's own fields are not judged here: a damaged
+    node speaking for another).  The record's own fields are not judged here: a damaged
     record that verifies is evidence of damage, which the history builder flags."""
     import json
     import _sha256
@@ -932,9 +932,9 @@ def parse_shipped(msg, sender=None):
     if "host" in rec and rec["host"] != host:
         return "record of another host than its envelope"
     seq, prev = rec.get("seq"), rec.get("prev")
+    # A record without a usable time is stored all the same: the history builder judges it
+    # (damaged), exactly as in the per-node index; refusing it would hide it as a gap.
     t = parse_time(rec.get("time"))
-    if t is None:
-        return "record without a time"
     return Shipped(host, _str(head.get("boot_id")), chain, seq if type(seq) is int else None,
                    prev if type(prev) is str else None, t, digest, line)
 

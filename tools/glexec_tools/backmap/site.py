@@ -405,12 +405,14 @@ class SiteIndex(Index):
             why = chain.step(line)
             if seq is not None and expected is not None and seq > expected:
                 # Lost (or not yet delivered): nothing proves what happened in between.
-                builder.flag_region("shipping_gap", host, last_time if last_time is not None else bm.NEVER,
-                                    t, ref, bm.chain_gap(expected, seq), series=series)
+                lo = last_time if last_time is not None else bm.NEVER
+                builder.flag_region("shipping_gap", host, lo, bm.FOREVER if t is None else max(t, lo),
+                                    ref, bm.chain_gap(expected, seq), series=series)
                 why = None
             builder.feed(series, item, why)
             expected = None if seq is None else seq + 1
-            last_time = t if last_time is None else max(last_time, t)
+            if t is not None:
+                last_time = t if last_time is None else max(last_time, t)
         occs, flags = builder.take_dirty()
         for f in flags:
             if f.host is None:
