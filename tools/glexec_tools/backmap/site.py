@@ -268,7 +268,6 @@ class SiteIndex(Index):
         """The psycopg2 connection of the write path, made on first use."""
         if self._conn is None:
             self._conn = connect(self.conninfo)
-            self._pgdb = _Pg(self._conn)
         return self._conn
 
     def create_schema(self, indexes=True):
@@ -321,12 +320,11 @@ class SiteIndex(Index):
                          self._identity_id(o.identity), self._caller_id(o.caller),
                          c[4], c[5], c[6], c[7], o.engine_pid, o.start, o.end, o.cut, o.lo, o.hi,
                          o.payload_pid, o.status, ",".join(o.notes), _refs_text(o.evidence)))
-        self.conn                               # the write path's connection, made on first use
-        pgdb = self._pgdb
+        pgdb = _Pg(self.conn)
         pgdb.executemany('INSERT INTO occupations(kind, host_id, uid, account, identity_id, '
-                            'caller_id, caller_pid, caller_ppid, caller_sid, caller_pgid, '
-                            'engine_pid, start, "end", cut, lo, hi, payload_pid, status, notes, '
-                            'evidence) VALUES %s', rows)
+                         'caller_id, caller_pid, caller_ppid, caller_sid, caller_pgid, '
+                         'engine_pid, start, "end", cut, lo, hi, payload_pid, status, notes, '
+                         'evidence) VALUES %s', rows)
         frows = [(f.kind, _b(f.host), f.lo, f.hi, f.series, _refs_text([f.ref]) if f.ref else "",
                   _b(f.why)) for f in {id(f): f for f in flags}.values()]
         pgdb.executemany("INSERT INTO flags(kind, host, lo, hi, series_id, evidence, why) "
