@@ -60,12 +60,19 @@ CREATE TABLE IF NOT EXISTS flags(id INTEGER PRIMARY KEY, kind TEXT, host BLOB, l
 """
 # lo is the start of the span in which an occupation is a candidate (= the grant time for
 # an ordinary grant): "(uid, start)" in the design is (uid, lo, hi) here, covering the query.
-_INDEXES = """
+# A question at t reads the (uid, lo) range [t - LONG_SPAN, t] plus the few occupations
+# longer than LONG_SPAN (open grants, starts not recorded) from a partial index: the rows
+# read are a week's grants of the uid, not all its grants before t (``covering``).
+LONG_SPAN = 7 * 86400 * 1_000_000
+_INDEXES = f"""
 CREATE INDEX IF NOT EXISTS occ_uid ON occupations(uid, lo, hi);
 CREATE INDEX IF NOT EXISTS occ_account ON occupations(account, lo);
 CREATE INDEX IF NOT EXISTS occ_identity ON occupations(identity_id, lo);
 CREATE INDEX IF NOT EXISTS occ_payload ON occupations(payload_pid);
 CREATE INDEX IF NOT EXISTS occ_lo ON occupations(lo);
+CREATE INDEX IF NOT EXISTS occ_uid_long ON occupations(uid, lo) WHERE lo < hi - {LONG_SPAN};
+CREATE INDEX IF NOT EXISTS occ_account_long ON occupations(account, lo) WHERE lo < hi - {LONG_SPAN};
+CREATE INDEX IF NOT EXISTS occ_lo_long ON occupations(lo) WHERE lo < hi - {LONG_SPAN};
 CREATE INDEX IF NOT EXISTS occ_open_engine ON occupations(host_id, engine_pid) WHERE end IS NULL;
 CREATE INDEX IF NOT EXISTS occ_open_uid ON occupations(uid, host_id) WHERE end IS NULL AND cut IS NULL;
 CREATE INDEX IF NOT EXISTS ident_dn ON identities(dn);
@@ -576,25 +583,36 @@ class Index:
         return [bm.Flag(k, _s(h), lo, hi, (_refs(ev) or [None])[0], _s(why), row_id=i)
                 for i, k, h, lo, hi, ev, why in rows]
 
+    @staticmethod
+    def covering(column, value, t1, t2):
+        """WHERE text and arguments: occupations (of ``column`` = ``value``, or all when
+        ``column`` is None) overlapping [t1, t2].  Exact: one that starts before
+        t1 - LONG_SPAN and reaches t1 is longer than LONG_SPAN, so it is in the second part
+        (written ``lo < hi - LONG_SPAN``: ``hi - lo`` overflows 64 bits for NEVER..FOREVER)."""
+        key, args = (f"o.{column}=? AND ", (value,)) if column else ("", ())
+        return (f"WHERE ({key}o.lo BETWEEN ? AND ? AND o.hi>=?) OR "
+                f"({key}o.lo < o.hi - {LONG_SPAN} AND o.lo<=? AND o.hi>=?)",
+                args + (max(t1 - LONG_SPAN, bm.NEVER), t2, t1) + args + (t2, t1))
+
     def uid_between(self, uid, t1, t2, host=None):
-        occs = self._select("WHERE o.uid=? AND o.lo<=? AND o.hi>=?", (uid, t2, t1))
+        occs = self._select(*self.covering("uid", uid, t1, t2))
         return bm.answer_range({"uid": uid, "from": bm.format_time(t1), "to": bm.format_time(t2)},
                                t1, t2, occs, self._flags(t1, t2), self.coverage(), host)
 
     def uid_at(self, uid, t, host=None):
-        occs = self._select("WHERE o.uid=? AND o.lo<=? AND o.hi>=?", (uid, t, t))
+        occs = self._select(*self.covering("uid", uid, t, t))
         return bm.answer_at({"uid": uid, "at": bm.format_time(t)}, t, occs,
                             self._flags(t, t), self.coverage(), host)
 
     def account_between(self, account, t1, t2, host=None):
-        occs = self._select("WHERE o.account=? AND o.lo<=? AND o.hi>=?", (_b(account), t2, t1))
+        occs = self._select(*self.covering("account", _b(account), t1, t2))
         question = {"account": account, "from": bm.format_time(t1), "to": bm.format_time(t2)}
         if t1 == t2:
             question = {"account": account, "at": bm.format_time(t1)}
         return bm.answer_range(question, t1, t2, occs, self._flags(t1, t2), self.coverage(), host)
 
     def all_between(self, t1, t2, host=None):
-        occs = self._select("WHERE o.lo<=? AND o.hi>=?", (t2, t1))
+        occs = self._select(*self.covering(None, None, t1, t2))
         return bm.answer_range({"from": bm.format_time(t1), "to": bm.format_time(t2)}, t1, t2,
                                occs, self._flags(t1, t2), self.coverage(), host)
 

@@ -28,7 +28,7 @@ hand its leases to ``SiteIndex.add_leases`` (``LEASE_SOURCE``); they become "lea
 occupations exactly as a gridmapdir scan's do in the per-node index.
 """
 from glexec_tools.backmap import plan as bm
-from glexec_tools.backmap.apply import Index, _b, _refs_text
+from glexec_tools.backmap.apply import LONG_SPAN, Index, _b, _refs_text
 from glexec_py.errors import SystemFault
 
 SCHEMA = """
@@ -56,8 +56,12 @@ CREATE TABLE IF NOT EXISTS occupations(id bigserial PRIMARY KEY, kind text, host
 CREATE TABLE IF NOT EXISTS flags(id bigserial PRIMARY KEY, kind text, host bytea, lo bigint,
     hi bigint, series_id bigint, evidence text, why bytea);
 """
-INDEXES = """
+INDEXES = f"""
 CREATE INDEX IF NOT EXISTS occ_uid ON occupations(uid, lo, hi);
+CREATE INDEX IF NOT EXISTS occ_uid_long ON occupations(uid, lo) WHERE lo < hi - {LONG_SPAN};
+CREATE INDEX IF NOT EXISTS occ_account_long ON occupations(account, lo) WHERE lo < hi - {LONG_SPAN};
+CREATE INDEX IF NOT EXISTS occ_lo ON occupations(lo);
+CREATE INDEX IF NOT EXISTS occ_lo_long ON occupations(lo) WHERE lo < hi - {LONG_SPAN};
 CREATE INDEX IF NOT EXISTS occ_account ON occupations(account, lo);
 CREATE INDEX IF NOT EXISTS occ_identity ON occupations(identity_id, lo);
 CREATE INDEX IF NOT EXISTS occ_payload ON occupations(payload_pid);
