@@ -132,12 +132,14 @@ class _Libpq:
             f.restype, f.argtypes = res, args
         self.pq, self.ctypes = pq, ctypes
         # Our defaults first: the site's connection string (expanded from "dbname", last)
-        # overrides any of them.
-        # (notices would go to stderr, which carries one line at most)
-        words = (ctypes.c_char_p * 5)(b"connect_timeout", b"application_name", b"options",
-                                      b"dbname", None)
-        values = (ctypes.c_char_p * 5)(b"10", b"glexec-backmap", b"-c client_min_messages=error",
-                                       conninfo.encode(), None)
+        # overrides any of them.  Notices would go to stderr, which carries one line at
+        # most.  gssencmode: "prefer" initialises Kerberos in every new process (up to
+        # ~10 ms here) to try an encryption "prefer" would give up silently anyway; a site
+        # that wants it says gssencmode=require (or sslmode=verify-full) in its string.
+        words = (ctypes.c_char_p * 6)(b"connect_timeout", b"application_name", b"options",
+                                      b"gssencmode", b"dbname", None)
+        values = (ctypes.c_char_p * 6)(b"10", b"glexec-backmap", b"-c client_min_messages=error",
+                                       b"disable", conninfo.encode(), None)
         self.conn = pq.PQconnectdbParams(words, values, 1)
         if not self.conn or pq.PQstatus(self.conn) != 0:        # CONNECTION_OK
             why = pq.PQerrorMessage(self.conn) if self.conn else b"out of memory"
