@@ -583,36 +583,41 @@ class Index:
         return [bm.Flag(k, _s(h), lo, hi, (_refs(ev) or [None])[0], _s(why), row_id=i)
                 for i, k, h, lo, hi, ev, why in rows]
 
-    @staticmethod
-    def covering(column, value, t1, t2):
-        """WHERE text and arguments: occupations (of ``column`` = ``value``, or all when
-        ``column`` is None) overlapping [t1, t2].  Exact: one that starts before
-        t1 - LONG_SPAN and reaches t1 is longer than LONG_SPAN, so it is in the second part
-        (written ``lo < hi - LONG_SPAN``: ``hi - lo`` overflows 64 bits for NEVER..FOREVER)."""
+    def covering(self, column, value, t1, t2):
+        """The occupations (of ``column`` = ``value``, or all when ``column`` is None)
+        overlapping [t1, t2], in two disjoint parts that each read a narrow index range:
+        those starting within LONG_SPAN before t1 (or later, up to t2), and the long ones
+        starting earlier (a partial index).  Exact: one that starts before t1 - LONG_SPAN
+        and reaches t1 is longer than LONG_SPAN.  ``lo < hi - LONG_SPAN``, not ``hi - lo``:
+        that overflows 64 bits for NEVER..FOREVER.  UNION ALL, not OR: the planner would
+        factor the shared clauses out of an OR and scan all of the uid's earlier grants."""
         key, args = (f"o.{column}=? AND ", (value,)) if column else ("", ())
-        return (f"WHERE ({key}o.lo BETWEEN ? AND ? AND o.hi>=?) OR "
-                f"({key}o.lo < o.hi - {LONG_SPAN} AND o.lo<=? AND o.hi>=?)",
-                args + (max(t1 - LONG_SPAN, bm.NEVER), t2, t1) + args + (t2, t1))
+        edge = max(t1 - LONG_SPAN, bm.NEVER)
+        recent = self._OCC_SELECT + f"WHERE {key}o.lo BETWEEN ? AND ? AND o.hi>=?"
+        long = self._OCC_SELECT + f"WHERE {key}o.lo < ? AND o.lo < o.hi - {LONG_SPAN} AND o.hi>=?"
+        rows = self.db.execute(recent + " UNION ALL " + long,
+                               args + (edge, t2, t1) + args + (edge, t1))
+        return [self._occupation(r) for r in rows]
 
     def uid_between(self, uid, t1, t2, host=None):
-        occs = self._select(*self.covering("uid", uid, t1, t2))
+        occs = self.covering("uid", uid, t1, t2)
         return bm.answer_range({"uid": uid, "from": bm.format_time(t1), "to": bm.format_time(t2)},
                                t1, t2, occs, self._flags(t1, t2), self.coverage(), host)
 
     def uid_at(self, uid, t, host=None):
-        occs = self._select(*self.covering("uid", uid, t, t))
+        occs = self.covering("uid", uid, t, t)
         return bm.answer_at({"uid": uid, "at": bm.format_time(t)}, t, occs,
                             self._flags(t, t), self.coverage(), host)
 
     def account_between(self, account, t1, t2, host=None):
-        occs = self._select(*self.covering("account", _b(account), t1, t2))
+        occs = self.covering("account", _b(account), t1, t2)
         question = {"account": account, "from": bm.format_time(t1), "to": bm.format_time(t2)}
         if t1 == t2:
             question = {"account": account, "at": bm.format_time(t1)}
         return bm.answer_range(question, t1, t2, occs, self._flags(t1, t2), self.coverage(), host)
 
     def all_between(self, t1, t2, host=None):
-        occs = self._select(*self.covering(None, None, t1, t2))
+        occs = self.covering(None, None, t1, t2)
         return bm.answer_range({"from": bm.format_time(t1), "to": bm.format_time(t2)}, t1, t2,
                                occs, self._flags(t1, t2), self.coverage(), host)
 
