@@ -173,9 +173,10 @@ SHIP_TAG = "glexec-audit"
 
 
 def ship_message(line, chain, host, boot_id):
-    """The shipped form of one written record: JSON in the syslog message, the record's
-    exact bytes last, so the collector hashes what the chain covers.  ``chain``: sha256 of
-    the audit file's first line; ``sha256``: of this line (the next record's ``prev``)."""
+    """Runs as: any user.  The shipped form of one written record: JSON in the syslog
+    message, the record's exact bytes last, so the collector hashes what the chain covers.
+    ``chain``: sha256 of the audit file's first line; ``sha256``: of this line (the next
+    record's ``prev``)."""
     import _sha256
     from glexec_py.core.audit import encode
     body = line.rstrip(b"\n")
