@@ -101,7 +101,11 @@ native:
 TEST_PKGS := python3-pytest python3-hypothesis python3-jwt sudo util-linux strace scitokens-cpp \
 	liblcmaps0 liblcmaps-dev lcmaps-plugins-basic-poolaccount lcmaps-plugins-basic-localaccount \
 	lcmaps-plugins-basic-bandn lcmaps-plugins-basic-dummy lcmaps-plugins-voms lcmaps-plugins-verify-proxy \
-	slurmctld slurmd slurm-client munge slurm-wlm-torque postgresql-15 postgresql-client-15
+	slurmctld slurmd slurm-client munge slurm-wlm-torque postgresql-client-15 \
+	$(SITE_PKGS)
+# Site-wide leases, audit shipping and back-mapping (issue 13): the tests start private
+# instances; glexec-backmap --site needs python3-psycopg2 at run time.
+SITE_PKGS := postgresql-15 python3-psycopg2 rsyslog rsyslog-relp rsyslog-pgsql
 
 deps:
 	@$(MAKE) --no-print-directory apt-ensure PKGS='$(DEPS_PKGS)'
@@ -122,6 +126,7 @@ apt-ensure:
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
+		echo 'rsyslog-pgsql rsyslog-pgsql/dbconfig-install boolean false' | debconf-set-selections; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 

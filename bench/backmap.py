@@ -2,6 +2,8 @@
 audit logs, compared with grep/zgrep over the same logs in the same run.
 
     /usr/bin/python3 bench/backmap.py [--records 10000000] [--uids 2000] [--files 10]
+    /usr/bin/python3 bench/backmap.py --site --records 100000000 --hosts 1000 --queries 200 \
+        --cli-queries 50        # site mode: PostgreSQL vs SQLite (bench/backmap_site.py)
 
 Runs as root (the index and the logs must be root-owned).  Records: grant + end pairs
 spread over one year, rotated into --files files (active, .1, then .2.gz ...), realistic
@@ -108,13 +110,26 @@ def main():
     ap.add_argument("--cli-queries", type=int, default=200)
     ap.add_argument("--grep-runs", type=int, default=3)
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--site", action="store_true",
+                    help="site mode: the PostgreSQL site index (bench/backmap_site.py)")
+    ap.add_argument("--hosts", type=int, default=1000, help="site mode: hosts")
+    ap.add_argument("--ingest-records", type=int, default=200_000,
+                    help="site mode: shipped records for the ingest rate")
+    ap.add_argument("--sqlite-records", type=int, default=None,
+                    help="site mode: records in the SQLite comparison (default: --records)")
     args = ap.parse_args()
+    if args.sqlite_records is None:
+        args.sqlite_records = args.records
     if os.geteuid() != 0:
         sys.exit("bench/backmap.py: run as root (root-owned logs and index)")
     os.makedirs("/var/lib/glexec-py-tests", mode=0o755, exist_ok=True)
     directory = tempfile.mkdtemp(prefix="bench-backmap-", dir="/var/lib/glexec-py-tests")
     try:
-        run(args, directory)
+        if args.site:
+            from bench.backmap_site import run_site
+            run_site(args, directory)
+        else:
+            run(args, directory)
     finally:
         if not args.keep:
             shutil.rmtree(directory)

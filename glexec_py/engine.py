@@ -724,7 +724,9 @@ class Call:
         rec = self.record(event, extra)
         path = self.cfg.audit.file if self.cfg else self.paths.audit_file
         privileged = self.facts.privileged if self.facts is not None else os.geteuid() == 0
-        auditlog.append(path, auditlog.stamper(rec, encode), privileged=privileged)
+        ship_to = (self.cfg.audit.ship_socket, self.cfg.audit.ship_facility) \
+            if self.cfg is not None and self.cfg.audit.ship else None
+        auditlog.append(path, auditlog.stamper(rec, encode), privileged=privileged, ship_to=ship_to)
         if self.cfg is not None and self.cfg.audit.syslog:
             if event == "grant" and "classic" in rec:
                 auditlog.to_syslog([self.identity_line(), rec["classic"]], self.cfg.audit.syslog_facility)

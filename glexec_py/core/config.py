@@ -102,6 +102,13 @@ SCHEMA = (
         # the OSG tracking monitor's `glexec.mon[<pid>#<pid>]: Started/Used DN/Used VO/
         # Used FQAN/Terminated` syslog lines, which Gratia's gLExec probe reads
         ("monitor_lines", "bool", False),
+        # Ship every record off the node too (auditlog.ship: one "glexec-audit" syslog
+        # message carrying the exact record line, host, boot id, seq and its hash, for the
+        # site collector; packaging/rsyslog/).  Best effort: the file stays authoritative.
+        ("ship", "bool", False),
+        ("ship_socket", "abspath", "/dev/log"),
+        # records carry DNs: authpriv is the facility Debian's rsyslog keeps private
+        ("ship_facility", "facility", "LOG_AUTHPRIV"),
     )),
     ("payload", (
         ("linger", "bool", True),

@@ -7,7 +7,19 @@ from glexec_py.effects import trust
 from glexec_py.errors import SystemFault
 
 
-def append(path, line, *, privileged=True):
+_SHIP_FILES = {}    # audit file -> (socket, facility): ship_records_of (the site tools)
+
+
+def ship_records_of(audit):
+    """Runs as: any user.  From now on in this process, every chained record appended to
+    glexec's audit file ``audit.file`` is also shipped (``ship``) when ``audit.ship`` is on
+    -- for the site tools' records (prune, sweep, leases), which share the file and its
+    chain: a record of the chain that is not shipped would be a gap at the collector."""
+    if audit.ship:
+        _SHIP_FILES[audit.file] = (audit.ship_socket, audit.ship_facility)
+
+
+def append(path, line, *, privileged=True, ship_to=None):
     """Runs as: root (or the caller in log-only mode).
 
     Appends one complete record line (a JSON object) under an exclusive flock and fsyncs
@@ -21,7 +33,12 @@ def append(path, line, *, privileged=True):
 
     ``line`` may be a callable returning the bytes: it is called under the lock, so a
     record that takes its time there is never earlier than the record before it in the
-    file (concurrent writers otherwise append in another order than they read the clock)."""
+    file (concurrent writers otherwise append in another order than they read the clock).
+
+    Returns the line as written (with its chain) and the sha256 of the file's first line
+    (the chain's identity; None for an unchained, log-only record).  ``ship_to``
+    ((socket, facility), the engine's audit.ship settings) or ``ship_records_of``: the
+    written record is then also shipped (``ship``, best effort)."""
     import fcntl
     try:
         directory = path.rpartition("/")[0] or "/"
@@ -50,10 +67,15 @@ def append(path, line, *, privileged=True):
         except OSError as e:
             os.ftruncate(fd, start)
             raise _unwritable(path, e) from None
+        chain = _first_line_digest(fd, line if start == 0 else None) if privileged else None
     except OSError as e:
         raise _unwritable(path, e) from None
     finally:
         os.close(fd)
+    ship_to = ship_to or _SHIP_FILES.get(path)
+    if ship_to is not None and chain is not None:
+        ship(line, chain, *ship_to)
+    return line, chain
 
 
 def stamper(rec, encode):
@@ -111,6 +133,25 @@ def _last_line(fd, size):
     return buf
 
 
+def _first_line_digest(fd, first):
+    """sha256 of the file's first line, newline included (the back-map's source identity),
+    or None if it cannot be read: the record is written by now, this must not undo that."""
+    import _sha256
+    try:
+        if first is None:
+            first, pos = b"", 0
+            while not first.endswith(b"\n"):
+                block = os.pread(fd, 8192, pos)
+                if not block:
+                    break
+                nl = block.find(b"\n")
+                first += block if nl < 0 else block[:nl + 1]
+                pos += len(block)
+    except OSError:
+        return None
+    return _sha256.sha256(first).hexdigest()
+
+
 def _unwritable(path, cause):
     what = cause.strerror if isinstance(cause, OSError) and cause.strerror else getattr(cause, "message", cause)
     return SystemFault("audit_unwritable", "glexec: cannot write the audit record", path=path, cause=str(what))
@@ -130,3 +171,55 @@ def to_syslog(message, facility="LOG_DAEMON", *, error=False, ident=None):
     for line in [message] if isinstance(message, str) else message:
         syslog.syslog(syslog.LOG_ERR if error else syslog.LOG_NOTICE, line)
     syslog.closelog()
+
+
+SHIP_TAG = "glexec-audit"
+
+
+def ship_message(line, chain, host, boot_id):
+    """Runs as: any user.  The shipped form of one written record: JSON in the syslog
+    message, the record's exact bytes last, so the collector hashes what the chain covers.
+    ``chain``: sha256 of the audit file's first line; ``sha256``: of this line (the next
+    record's ``prev``)."""
+    import _sha256
+    from glexec_py.core.audit import encode
+    body = line.rstrip(b"\n")
+    head = encode({"host": host, "boot_id": boot_id, "chain": chain,
+                   "sha256": _sha256.sha256(body).hexdigest()})
+    return head[:-2] + b',"rec":' + body + b"}"
+
+
+def ship(line, chain, socket_path, facility="LOG_AUTHPRIV", host=None, boot_id=None):
+    """Runs as: root (or the caller in log-only mode).  Sends ``ship_message`` as one
+    datagram to the local syslog socket under the tag ``glexec-audit``, never blocking: a
+    full or absent socket drops it (the collector sees the hole in ``seq`` and answers
+    "unknown" there), the JSON file stays the record that counts.  A record without a
+    chain (``chain`` None: log-only mode) is not shipped: nothing could vouch for it.
+    True if sent."""
+    if chain is None:
+        return False
+    import _socket      # the C module: socket.py would import enum (~2.5 ms a call)
+    import syslog
+    import time
+    host = host or os.uname().nodename
+    if boot_id is None:
+        try:
+            with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+                boot_id = f.read(64).strip().decode("ascii", "replace")
+        except OSError:
+            pass
+    pri = getattr(syslog, facility if facility in _FACILITIES else "LOG_AUTHPRIV") | syslog.LOG_NOTICE
+    stamp = time.strftime("%b %d %H:%M:%S", time.localtime()).encode()
+    msg = b"<%d>%s %s[%d]: " % (pri, stamp, SHIP_TAG.encode(), os.getpid()) + \
+        ship_message(line, chain, host, boot_id)
+    try:
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        s.sendto(msg, _socket.MSG_DONTWAIT, socket_path)
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True

@@ -174,12 +174,22 @@ def load_section(section, option=None, *, old_tool=None):
     path = config_path(option)
     text = read_config(path)
     try:
-        return import_module(SECTIONS[section]).parse_section(text, path)
+        cfg = import_module(SECTIONS[section]).parse_section(text, path)
     except ConfigError as e:
         hint = old_file_hint(text, old_tool or section, section)
         if hint:
             raise ToolError(f"{path}: {hint}") from None
         raise
+    _ship_like_the_engine(text, path)
+    return cfg
+
+
+def _ship_like_the_engine(text, path):
+    """The tools' records go into glexec's audit file and its chain: with audit.ship on they
+    are shipped too (else the collector would see each of them as a gap)."""
+    from glexec_py.core.config import parse_config
+    from glexec_py.effects import auditlog
+    auditlog.ship_records_of(parse_config(text, path).audit)
 
 
 # --- admin audit ---------------------------------------------------------------------------

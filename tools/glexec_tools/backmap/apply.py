@@ -24,10 +24,10 @@ table under their own series; the queries and the answer rules need no change.
 import os
 import stat
 
+# Imported where an SQLite index is opened (the site index, site.py, never needs it).
 # The C module itself, not the ``sqlite3`` package: its dbapi2 layer imports datetime and
 # collections.abc for adapters this index never uses -- two thirds of the 6 ms ``import
 # sqlite3`` costs every query (the engine uses the builtin ``_sha256`` for the same reason).
-import _sqlite3 as sqlite3
 
 from glexec_tools.backmap import plan as bm
 from glexec_py.effects import trust
@@ -60,12 +60,19 @@ CREATE TABLE IF NOT EXISTS flags(id INTEGER PRIMARY KEY, kind TEXT, host BLOB, l
 """
 # lo is the start of the span in which an occupation is a candidate (= the grant time for
 # an ordinary grant): "(uid, start)" in the design is (uid, lo, hi) here, covering the query.
-_INDEXES = """
+# A question at t reads the (uid, lo) range [t - LONG_SPAN, t] plus the few occupations
+# longer than LONG_SPAN (open grants, starts not recorded) from a partial index: the rows
+# read are a week's grants of the uid, not all its grants before t (``covering``).
+LONG_SPAN = 7 * 86400 * 1_000_000
+_INDEXES = f"""
 CREATE INDEX IF NOT EXISTS occ_uid ON occupations(uid, lo, hi);
 CREATE INDEX IF NOT EXISTS occ_account ON occupations(account, lo);
 CREATE INDEX IF NOT EXISTS occ_identity ON occupations(identity_id, lo);
 CREATE INDEX IF NOT EXISTS occ_payload ON occupations(payload_pid);
 CREATE INDEX IF NOT EXISTS occ_lo ON occupations(lo);
+CREATE INDEX IF NOT EXISTS occ_uid_long ON occupations(uid, lo) WHERE lo < hi - {LONG_SPAN};
+CREATE INDEX IF NOT EXISTS occ_account_long ON occupations(account, lo) WHERE lo < hi - {LONG_SPAN};
+CREATE INDEX IF NOT EXISTS occ_lo_long ON occupations(lo) WHERE lo < hi - {LONG_SPAN};
 CREATE INDEX IF NOT EXISTS occ_open_engine ON occupations(host_id, engine_pid) WHERE end IS NULL;
 CREATE INDEX IF NOT EXISTS occ_open_uid ON occupations(uid, host_id) WHERE end IS NULL AND cut IS NULL;
 CREATE INDEX IF NOT EXISTS ident_dn ON identities(dn);
@@ -127,6 +134,7 @@ class Index:
     def __init__(self, path):
         open_private_file(path)
         self.path = path
+        import _sqlite3 as sqlite3
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
         # A rollback journal, not WAL: every connection to a WAL database sets up its -wal and
         # -shm files again (~4 ms, the largest part of a query after start-up), and every
@@ -151,7 +159,7 @@ class Index:
     def _stale_schema(self):
         try:
             return self._meta("schema") not in (None, SCHEMA_VERSION)
-        except sqlite3.OperationalError:
+        except __import__("_sqlite3").OperationalError:
             return False                    # a new file: no meta table yet
 
     def _meta(self, key, default=None):
@@ -575,25 +583,41 @@ class Index:
         return [bm.Flag(k, _s(h), lo, hi, (_refs(ev) or [None])[0], _s(why), row_id=i)
                 for i, k, h, lo, hi, ev, why in rows]
 
+    def covering(self, column, value, t1, t2):
+        """The occupations (of ``column`` = ``value``, or all when ``column`` is None)
+        overlapping [t1, t2], in two disjoint parts that each read a narrow index range:
+        those starting within LONG_SPAN before t1 (or later, up to t2), and the long ones
+        starting earlier (a partial index).  Exact: one that starts before t1 - LONG_SPAN
+        and reaches t1 is longer than LONG_SPAN.  ``lo < hi - LONG_SPAN``, not ``hi - lo``:
+        that overflows 64 bits for NEVER..FOREVER.  UNION ALL, not OR: the planner would
+        factor the shared clauses out of an OR and scan all of the uid's earlier grants."""
+        key, args = (f"o.{column}=? AND ", (value,)) if column else ("", ())
+        edge = max(t1 - LONG_SPAN, bm.NEVER)
+        recent = self._OCC_SELECT + f"WHERE {key}o.lo BETWEEN ? AND ? AND o.hi>=?"
+        long = self._OCC_SELECT + f"WHERE {key}o.lo < ? AND o.lo < o.hi - {LONG_SPAN} AND o.hi>=?"
+        rows = self.db.execute(recent + " UNION ALL " + long,
+                               args + (edge, t2, t1) + args + (edge, t1))
+        return [self._occupation(r) for r in rows]
+
     def uid_between(self, uid, t1, t2, host=None):
-        occs = self._select("WHERE o.uid=? AND o.lo<=? AND o.hi>=?", (uid, t2, t1))
+        occs = self.covering("uid", uid, t1, t2)
         return bm.answer_range({"uid": uid, "from": bm.format_time(t1), "to": bm.format_time(t2)},
                                t1, t2, occs, self._flags(t1, t2), self.coverage(), host)
 
     def uid_at(self, uid, t, host=None):
-        occs = self._select("WHERE o.uid=? AND o.lo<=? AND o.hi>=?", (uid, t, t))
+        occs = self.covering("uid", uid, t, t)
         return bm.answer_at({"uid": uid, "at": bm.format_time(t)}, t, occs,
                             self._flags(t, t), self.coverage(), host)
 
     def account_between(self, account, t1, t2, host=None):
-        occs = self._select("WHERE o.account=? AND o.lo<=? AND o.hi>=?", (_b(account), t2, t1))
+        occs = self.covering("account", _b(account), t1, t2)
         question = {"account": account, "from": bm.format_time(t1), "to": bm.format_time(t2)}
         if t1 == t2:
             question = {"account": account, "at": bm.format_time(t1)}
         return bm.answer_range(question, t1, t2, occs, self._flags(t1, t2), self.coverage(), host)
 
     def all_between(self, t1, t2, host=None):
-        occs = self._select("WHERE o.lo<=? AND o.hi>=?", (t2, t1))
+        occs = self.covering(None, None, t1, t2)
         return bm.answer_range({"from": bm.format_time(t1), "to": bm.format_time(t2)}, t1, t2,
                                occs, self._flags(t1, t2), self.coverage(), host)
 

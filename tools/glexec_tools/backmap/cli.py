@@ -28,6 +28,7 @@ usage: glexec-backmap (--uid UID | --account NAME | --pid PID | --dn DN)
                       [--audit-file PATH]... [--config PATH] [--index PATH]
                       [--gridmapdir PATH]
                       [--reindex] [--no-refresh]
+                      [--site] [--site-db CONNINFO] [--ingest] [--timeline FILE]
 
 Who held a uid, account or process at a time (from the glexec audit records).
 
@@ -46,6 +47,14 @@ Who held a uid, account or process at a time (from the glexec audit records).
   --gridmapdir PATH  pool leases seen there are evidence too (default: mapping.gridmapdir)
   --reindex          rebuild the index from the audit files
   --no-refresh       answer from the index as it is
+  --site             answer from the site-wide index in PostgreSQL (backmap.site; the
+                     default with backmap.answer_from: site), fed by the records every
+                     node ships through rsyslog (packaging/rsyslog/)
+  --site-db CONNINFO the site index's libpq connection string (implies --site)
+  --ingest           move the records the collector staged into the site index (every
+                     --site query does this first, unless --no-refresh); alone: only that
+  --timeline FILE    also draw who held it over the period as a self-contained SVG
+                     ('-': to standard output instead of the answer)
 
 Exit status: 0 known, 1 unknown or none, 2 usage, configuration or permission error,
 70 internal error.
@@ -57,7 +66,9 @@ _OPTIONS = {"--uid": ("uid", int), "--account": ("account", str), "--pid": ("pid
             "--dn": ("dn", str), "--at": ("at", str), "--from": ("t_from", str),
             "--to": ("t_to", str), "--host": ("host", str), "--audit-file": ("audit_file", list),
             "--config": ("config", str), "--index": ("index", str), "--gridmapdir": ("gridmapdir", str),
-            "--json": ("json", bool), "--reindex": ("reindex", bool), "--no-refresh": ("no_refresh", bool)}
+            "--json": ("json", bool), "--reindex": ("reindex", bool), "--no-refresh": ("no_refresh", bool),
+            "--site": ("site", bool), "--site-db": ("site_db", str), "--ingest": ("ingest", bool),
+            "--timeline": ("timeline", str)}
 _ONE_QUESTION = ("--uid", "--account", "--pid", "--dn")
 
 
@@ -144,16 +155,19 @@ def escape(value):
 
 
 def audit_files_and_index(args):
-    """The audit files, index path and gridmapdir (or None): from the options, else from
-    glexec.yaml's ``backmap:`` section and its engine sections.  With both --audit-file and
-    --index the configuration is not read.  A file without a ``backmap:`` section is read
-    through the engine's cached configuration (no YAML import: a query stays ~20 ms)."""
+    """The audit files, index path, gridmapdir (or None) and the site index's conninfo
+    ("" = answer from the local index): from the options, else from glexec.yaml's
+    ``backmap:`` section and its engine sections.  With both --audit-file and --index, or
+    --site-db, the configuration is not read.  A file without a ``backmap:`` section is
+    read through the engine's cached configuration (no YAML import: a query stays ~20 ms)."""
     for name, value in (("--index", args.index), ("--gridmapdir", args.gridmapdir)):
         if value is not None and not value.startswith("/"):
             raise UsageError(f"{name} must be an absolute path")
     files, index = list(args.audit_file), args.index
-    if files and index:
-        return files, index, args.gridmapdir
+    if args.site_db:
+        return files, index, args.gridmapdir, args.site_db
+    if files and index and not args.site:
+        return files, index, args.gridmapdir, ""
     from glexec_tools.backmap import plan
     from glexec_tools.common.section import present
     path = front.config_path(args.config)
@@ -165,8 +179,14 @@ def audit_files_and_index(args):
         prefix = path.rsplit("/etc/glexec-py/", 1)[0] if "/etc/glexec-py/" in path else ""
         state_guess = (prefix or "") + "/var/lib/glexec-py"
         cfg = plan.defaults(configfile.load(path, state_guess if os.path.isdir(state_guess) else ""))
+    site = ""
+    if args.site or args.ingest or getattr(cfg, "answer_from", "local") == "site":
+        site = getattr(cfg, "site", "")
+        if not site:
+            raise UsageError("no site index configured: set backmap.site in glexec.yaml "
+                             "or give --site-db")
     return (files or list(cfg.audit_files), index or cfg.index,
-            args.gridmapdir or cfg.gridmapdir or None)
+            args.gridmapdir or cfg.gridmapdir or None, site)
 
 
 def ask(index, args, now_us):
@@ -320,27 +340,79 @@ def _main(argv):
     if os.geteuid() != 0:
         raise front.ToolError("permission denied: root only (the DN history is admin-only)")
     os.umask(0o077)
-    from glexec_tools.backmap.apply import Index
     try:
-        files, index_path, gridmapdir = audit_files_and_index(args)
+        files, index_path, gridmapdir, site = audit_files_and_index(args)
+        if site:
+            return _site_main(args, site)
+        if args.ingest:
+            raise UsageError("--ingest feeds the site index: give --site or --site-db")
+        from glexec_tools.backmap.apply import Index
         index = Index(index_path)
         try:
             if not args.no_refresh or args.reindex:
                 index.refresh(files, rebuild=args.reindex, gridmapdir=gridmapdir,
                               progress=front.Progress(PROG))
-            if args.reindex and not any(v is not None for v in (args.uid, args.account, args.pid, args.dn, args.at, args.t_from)):
+            if args.reindex and not _has_question(args):
                 return 0
-            now = int(time.time() * 1_000_000)
-            answer = ask(index, args, now)
-            if args.at == "now" and args.pid is None and args.dn is None and not args.no_refresh \
-                    and index.read_to_end():
-                answer = settle_now(answer, now)
-            sys.stdout.write(render_json(answer, index) if args.json else render_text(answer, index))
+            return _answer(index, args)
         finally:
             index.close()
     except UsageError as e:
         raise front.ToolError(str(e)) from None
+
+
+def _has_question(args):
+    return any(v is not None for v in (args.uid, args.account, args.pid, args.dn, args.at, args.t_from))
+
+
+def _answer(index, args, settle=True):
+    now = int(time.time() * 1_000_000)
+    answer = ask(index, args, now)
+    if settle and args.at == "now" and args.pid is None and args.dn is None \
+            and not args.no_refresh and index.read_to_end():
+        answer = settle_now(answer, now)
+    if args.timeline:
+        from glexec_tools.backmap.timeline import render_svg
+        svg = render_svg(answer, _period(args, now))
+        if args.timeline == "-":
+            sys.stdout.write(svg)
+        else:
+            fd = os.open(args.timeline, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(svg)
+    if args.timeline != "-":
+        sys.stdout.write(render_json(answer, index) if args.json else render_text(answer, index))
     return EXIT_KNOWN if answer.status == "known" else EXIT_NOT_KNOWN
+
+
+def _period(args, now):
+    """The timeline's period: --from/--to, --at, else the span of what matched."""
+    if args.t_from:
+        return parse_instant(args.t_from, now), parse_instant(args.t_to, now)
+    if args.at:
+        t = parse_instant(args.at, now)
+        return t, t
+    return None
+
+
+def _site_main(args, conninfo):
+    """The question answered from the site-wide index (``backmap.site``)."""
+    from glexec_tools.backmap import site
+    try:
+        index = site.SiteIndex(conninfo)
+        try:
+            if args.ingest or (not args.no_refresh and index.pending()):
+                stats = index.ingest(progress=front.Progress(PROG))
+                if args.ingest and not _has_question(args):
+                    sys.stdout.write("ingested: %(received)d received, %(stored)d new, "
+                                     "%(duplicates)d duplicates, %(rejected)d refused\n" % stats)
+                    return 0
+            return _answer(index, args, settle=False)
+        finally:
+            index.close()
+    except site.database_error() as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise front.ToolError(f"site index: {first}") from None
 
 
 def main(argv=None):

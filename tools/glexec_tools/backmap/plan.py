@@ -826,12 +826,15 @@ def answer_listing(question, matches, flags, coverage):
 class BackmapConfig:
     """Where the back-map reads and keeps its evidence: ``audit_files`` (tuple of paths;
     their rotated .N/.N.gz siblings are read too), ``index`` (the SQLite index),
-    ``gridmapdir`` ("" = no lease evidence)."""
+    ``gridmapdir`` ("" = no lease evidence), ``site`` (libpq conninfo of the site-wide
+    index, "" = none) and ``answer_from`` ("local" or "site": which one a query asks
+    unless ``--site`` says so)."""
 
-    __slots__ = ("audit_files", "index", "gridmapdir")
+    __slots__ = ("audit_files", "index", "gridmapdir", "site", "answer_from")
 
-    def __init__(self, audit_files, index, gridmapdir):
+    def __init__(self, audit_files, index, gridmapdir, site="", answer_from="local"):
         self.audit_files, self.index, self.gridmapdir = tuple(audit_files), index, gridmapdir
+        self.site, self.answer_from = site, answer_from
 
 
 def defaults(main):
@@ -845,12 +848,26 @@ def parse_section(text, filename):
     """The optional ``backmap:`` section of glexec.yaml ``text`` -> BackmapConfig;
     ``ConfigError(file, line, what)`` on any problem in the file.  Keys: ``audit_files``
     (absolute paths: other hosts' audit files collected here, say), ``index`` (an absolute
-    path)."""
+    path), ``site`` (the site index's libpq connection string), ``answer_from``
+    (local | site)."""
     from glexec_tools.common import section
 
     def walk(main, c, node):
-        seen = c.entries(node, {"audit_files", "index"})
+        seen = c.entries(node, {"audit_files", "index", "site", "answer_from"})
         cfg = defaults(main)
+        if "site" in seen:
+            n = seen["site"]
+            if not c.scalar(n, "str") or not n.value.strip() or "\n" in n.value or "\0" in n.value:
+                raise c.err(n, "'backmap.site' must be a libpq connection string "
+                               "(host=... dbname=... user=...)")
+            cfg.site = n.value
+        if "answer_from" in seen:
+            n = seen["answer_from"]
+            if not c.scalar(n, "str") or n.value not in ("local", "site"):
+                raise c.err(n, "'backmap.answer_from' must be local or site")
+            cfg.answer_from = n.value
+        if cfg.answer_from == "site" and not cfg.site:
+            raise c.err(seen["answer_from"], "'backmap.answer_from: site' needs 'backmap.site'")
         if "index" in seen:
             cfg.index = c.abspath(seen["index"], "index")
         if "audit_files" in seen:
@@ -860,3 +877,70 @@ def parse_section(text, filename):
             cfg.audit_files = tuple(c.abspath(item, "audit_files") for item in n.value)
         return cfg
     return section.load(text, filename, "backmap", walk)
+
+
+# --- shipped records (the site index) -----------------------------------------------------
+
+class Shipped:
+    """One record as the collector received it (``effects.auditlog.ship_message``): the
+    sender's ``host``, ``boot_id``, ``chain`` (sha256 of its audit file's first line),
+    ``seq``/``prev``/``time`` read from the record, ``sha256`` of the exact ``line``."""
+    __slots__ = ("host", "boot_id", "chain", "seq", "prev", "time", "sha256", "line")
+
+    def __init__(self, host, boot_id, chain, seq, prev, time, sha256, line):
+        self.host, self.boot_id, self.chain, self.seq = host, boot_id, chain, seq
+        self.prev, self.time, self.sha256, self.line = prev, time, sha256, line
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _sha_hex(v):
+    return type(v) is str and len(v) == 64 and _HEX.issuperset(v)
+
+
+def parse_shipped(msg, sender=None):
+    """A received syslog message body (bytes; rsyslog's MSG, leading space allowed) ->
+    Shipped, or the reason (str) it is refused: not the shipped form, the record's bytes
+    do not hash to the ``sha256`` the sender wrote (altered in transit), the envelope's
+    host is not the ``sender`` host name rsyslog saw or not the record's own ``host`` (one
+    node speaking for another).  The record's own fields are not judged here: a damaged
+    record that verifies is evidence of damage, which the history builder flags."""
+    import json
+    import _sha256
+    msg = msg.strip()
+    at = msg.find(b',"rec":')
+    if not msg.startswith(b'{"host":') or at < 0 or not msg.endswith(b"}"):
+        return "not a shipped glexec audit record"
+    line = msg[at + 7:-1]
+    try:
+        head = json.loads(msg[:at] + b"}")
+    except (ValueError, UnicodeDecodeError):
+        return "unreadable envelope"
+    host, chain, digest = head.get("host"), head.get("chain"), head.get("sha256")
+    if type(host) is not str or not host or not _sha_hex(chain) or not _sha_hex(digest):
+        return "envelope without host, chain or sha256"
+    if _sha256.sha256(line).hexdigest() != digest:
+        return "record altered in transit (sha256 does not match)"
+    if sender is not None and sender != host and sender.split(".", 1)[0] != host.split(".", 1)[0]:
+        return f"sent by {sender} for another host"
+    try:
+        rec = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        rec = None
+    rec = rec if type(rec) is dict else {}
+    if "host" in rec and rec["host"] != host:
+        return "record of another host than its envelope"
+    seq, prev = rec.get("seq"), rec.get("prev")
+    # A record without a usable time is stored all the same: the history builder judges it
+    # (damaged), exactly as in the per-node index; refusing it would hide it as a gap.
+    t = parse_time(rec.get("time"))
+    return Shipped(host, _str(head.get("boot_id")), chain, seq if type(seq) is int else None,
+                   prev if type(prev) is str else None, t, digest, line)
+
+
+def chain_gap(expected, seq):
+    """Records ``expected`` .. ``seq - 1`` of a chain were not received: words for it."""
+    first, last = expected, seq - 1
+    which = f"record {first}" if first == last else f"records {first}..{last}"
+    return f"{which} of this host's audit chain not received (lost in transit, or not delivered yet)"
