@@ -104,7 +104,7 @@ def test_two_nodes_one_account_answered_from_the_site_index(gx, site, prefix, no
     grants = {h: next(r for r in recs if r["event"] == "grant") for h, recs in records.items()}
     t_from = min(g["time"] for g in grants.values())
     t_to = max(r["time"] for recs in records.values() for r in recs)
-    tool = str(prefix / "bin" / "glexec-backmap")
+    tool = str(prefix / "sbin" / "glexec-backmap")
     r = subprocess.run([tool, "--site-db", conninfo, "--account", "gxttarget1", "--from", t_from,
                         "--to", t_to, "--json"], capture_output=True, timeout=60)
     assert r.returncode == 0, r
