@@ -274,7 +274,7 @@ test: test-deps build
 # Mutation check (root): every security check in tests/mutants/mutants.py must have a test
 # that fails without it. MUTANTS="id ..." runs only those; MUTANTS_BUDGET in seconds.
 MUTANTS ?=
-MUTANTS_BUDGET ?= 600
+MUTANTS_BUDGET ?= 1800
 mutants: test-deps build
 	/usr/bin/python3 tests/mutants/run.py --budget $(MUTANTS_BUDGET) $(MUTANTS)
 
