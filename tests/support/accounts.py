@@ -298,13 +298,27 @@ def cleanup_leftovers(id_min: int = SUITE_ID_MIN, id_max: int = SUITE_ID_MAX) ->
 
 
 class session_lock:
-    """Exclusive flock serialising privileged test sessions on this machine."""
+    """Exclusive flock serialising privileged test sessions on this machine.
+
+    Re-entrant within one process: flock conflicts between two open files even in the same
+    process, so a second taker (a module fixture inside a session that already holds it)
+    would otherwise wait for itself until its timeout.  Only the outermost holder locks and
+    unlocks."""
+
+    _depth = 0            # holders in this process
+    _pid = None           # the process they belong to (a forked child holds nothing)
 
     def __init__(self, timeout: float = 900.0):
         self.timeout = timeout
         self.fd = None
+        self.nested = False
 
     def __enter__(self):
+        cls = type(self)
+        if cls._depth and cls._pid == os.getpid():
+            cls._depth += 1
+            self.nested = True
+            return self
         _ensure_home_base()
         fd = os.open(TESTS_BASE / ".session.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         deadline = time.monotonic() + self.timeout
@@ -319,13 +333,19 @@ class session_lock:
                                        f"{TESTS_BASE}/.session.lock")
                 time.sleep(0.5)
         self.fd = fd
+        cls._depth, cls._pid = 1, os.getpid()
         return self
 
     def __exit__(self, *exc):
         self.release()
 
     def release(self):
-        if self.fd is not None:
+        cls = type(self)
+        if self.nested:
+            self.nested = False
+            cls._depth -= 1
+        elif self.fd is not None:
+            cls._depth = 0
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
