@@ -89,6 +89,8 @@ def test_random_hostile_members(tmp_path, members, fmt):
         job = os.path.join(base, "w1", "w2", "job").encode()
         for kind, name, target, body, mode in members:
             if kind == "file" and name:
+                if fmt == "zip" and name.endswith(b"/"):
+                    continue            # in a zip a name ending in "/" is a directory entry
                 if fmt == "zip":        # zipfile stores a non-ASCII name as UTF-8 (flag bit 11)
                     name = name.decode("cp437").encode("utf-8")
                 p = os.path.join(job, _norm(name))
