@@ -44,9 +44,10 @@ def _import(gx):
     code = main(["--glexec-conf", str(d / "glexec.conf"), "--output", str(out),
                  "--state-dir", str(Path(gx.prefix) / "var" / "lib" / "glexec-py"),
                  "--audit-file", str(inst.audit_path(gx.prefix))])
-    assert code == 1          # warning: the tracking plugin (see the report)
+    assert code == 0          # clean: the tracking plugin became audit.monitor_lines
     text = out.read_text()
     assert 'order: ["local"]' in text and 'service: "glexec"' in text
+    assert "monitor_lines: true" in text
     return text.replace('service: "glexec"', f'service: "{inst.pam_service(gx.prefix)}"')
 
 
