@@ -32,6 +32,17 @@ MARKERS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _restore_umask():
+    """Each test starts with the umask the run started with and gives it back: site tools'
+    ``main()`` set ``umask 077`` (right for a process, wrong to leak into the next test when
+    called in-process; a leaked 077 once made a later test's 0755 work dir 0700)."""
+    start = os.umask(0o022)
+    os.umask(start)
+    yield
+    os.umask(start)
+
+
 def pytest_configure(config):
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")

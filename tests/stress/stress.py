@@ -230,7 +230,8 @@ class Env:
         self.out.mkdir()
         os.chmod(self.out, 0o1777)
         self.work = self.run_dir / "work"
-        self.work.mkdir(mode=0o755)
+        self.work.mkdir()
+        os.chmod(self.work, 0o755)             # not mkdir(mode=): the caller's umask may be 077
         os.chown(self.work, self.pilot.uid, self.pilot.gid)
 
     def teardown(self):
