@@ -1,0 +1,309 @@
+"""The file-system semantics a gridmapdir relies on (glexec_py/effects/gridmapdir.py),
+checked against a real NFS server: NFS-Ganesha 4.3 (VFS FSAL over this machine's file
+system), NFSv4.0 over TCP on 127.0.0.1, driven by libnfs, a userspace client, from several
+client processes, each its own NFSv4 client like one worker node.
+
+What this covers: the *server's* answers to the operations the gridmapdir issues (LINK,
+REMOVE, RENAME, exclusive CREATE, GETATTR's link count / fileid / times, SETATTR of times,
+WRITE/READ/truncate/COMMIT, NFSv4 byte-range LOCK/LOCKU and lease expiry) and their
+atomicity under concurrent clients.  What it does not: the Linux kernel NFS client the engine
+would actually use (its attribute and lookup caches, close-to-open, lock polling,
+`nolock`/`noac` mount options), NFSv3 + NLM, readdir's d_ino (libnfs's NFSv4 readdir reports
+0), and the engine itself on NFS (the kernel here has no NFS client).  See docs/leases.md,
+"Locking" and "Gridmapdir on NFS"."""
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.nfs import ganesha
+from tests.nfs.libnfs import F_UNLCK, Client
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORKERS = 4
+ROUNDS = 25
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = ganesha.start_server()
+    try:
+        yield srv
+    finally:
+        srv.destroy()
+    assert srv.proc.poll() is not None, "ganesha.nfsd still running"
+
+
+@pytest.fixture
+def node(server):
+    """Two clients, ``a`` and ``b``: two nodes sharing the export."""
+    a = Client("127.0.0.1", server.port, ganesha.EXPORT, f"glexec-nfscheck-a-{os.getpid()}")
+    b = Client("127.0.0.1", server.port, ganesha.EXPORT, f"glexec-nfscheck-b-{os.getpid()}")
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def touch(c, path, mode=0o644):
+    # UNCHECKED create (no O_EXCL): libnfs's exclusive create leaves the NFSv4 create
+    # verifier in atime/mtime (it sends no SETATTR afterwards), see test_exclusive_create.
+    c.close_fh(c.create(path, os.O_WRONLY | os.O_CREAT, mode))
+
+
+def run_workers(server, op, rounds, gap=0.03, workers=WORKERS):
+    """``workers`` client processes doing ``op``; round i starts together in all of them."""
+    at = time.monotonic() + 2.0                  # after every process has connected
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "tests.nfs.worker", str(server.port), op, str(w), str(rounds),
+         repr(at), repr(gap)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True) for w in range(workers)]
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=300)
+        assert p.returncode == 0, stderr[-2000:]
+        out.append(json.loads(stdout.splitlines()[-1]))
+    return [o["results"] for o in out]
+
+
+# --- link(): the lease itself --------------------------------------------------------------
+
+def test_link_makes_a_second_name_seen_by_every_client(server, node):
+    a, b = node
+    touch(a, "/pool001")
+    assert b.lstat("/pool001").st_nlink == 1
+    a.link("/pool001", "/lease-dn1")
+    lst, est = b.lstat("/lease-dn1"), b.lstat("/pool001")
+    assert lst.st_ino == est.st_ino and lst.st_nlink == est.st_nlink == 2
+    assert lst.is_reg() and lst.st_uid == 0      # root's, not squashed (entry_unsafe checks)
+    assert os.lstat(os.path.join(server.export_dir, "lease-dn1")).st_nlink == 2
+    a.unlink("/lease-dn1")                       # release
+    assert b.lstat("/pool001").st_nlink == 1 and b.lstat_or_none("/lease-dn1") is None
+
+
+def test_link_errors_are_the_ones_gridmapdir_handles(node):
+    a, b = node
+    touch(a, "/pool002")
+    touch(a, "/pool003")
+    a.link("/pool002", "/lease-dn2")
+    with pytest.raises(FileExistsError):         # someone made our lease meanwhile
+        b.link("/pool003", "/lease-dn2")
+    assert b.lstat("/pool003").st_nlink == 1
+    with pytest.raises(FileNotFoundError):       # entry removed meanwhile
+        b.link("/pool-gone", "/lease-dn3")
+    assert b.lstat_or_none("/lease-dn3") is None
+    with pytest.raises(FileNotFoundError):       # _unlink: already released
+        b.unlink("/lease-dn3")
+
+
+def test_link_race_on_one_lease_name_has_exactly_one_winner(server, node):
+    a, _ = node
+    for i in range(ROUNDS):
+        for w in range(WORKERS):
+            touch(a, f"/race{i}.e{w}")
+    t0 = time.monotonic()
+    results = run_workers(server, "link_race", ROUNDS)
+    elapsed = time.monotonic() - t0
+    for i in range(ROUNDS):
+        got = [results[w][i] for w in range(WORKERS)]
+        assert sorted(got) == ["EEXIST"] * (WORKERS - 1) + ["won"], (i, got)
+        winner = got.index("won")
+        lease = a.lstat(f"/race{i}.lease")
+        assert lease.st_nlink == 2
+        assert lease.st_ino == a.lstat(f"/race{i}.e{winner}").st_ino
+        for w in range(WORKERS):
+            if w != winner:
+                assert a.lstat(f"/race{i}.e{w}").st_nlink == 1
+    print(f"link race: {ROUNDS} rounds x {WORKERS} clients in {elapsed:.2f} s")
+
+
+def test_post_link_check_lets_at_most_one_of_racing_links_to_one_entry_win(server, node):
+    """Mappers that do not take the lock (LCMAPS, or a lock the client does not honour)
+    link the same free entry: the link count the server reports makes every one of them
+    but at most one back off, and the entry ends with exactly the winner's lease."""
+    a, _ = node
+    for i in range(ROUNDS):
+        touch(a, f"/check{i}.entry")
+    results = run_workers(server, "link_check", ROUNDS)
+    contended = 0
+    for i in range(ROUNDS):
+        got = [results[w][i] for w in range(WORKERS)]
+        assert set(got) <= {"won", "backed_off"}, (i, got)
+        won = got.count("won")
+        assert won <= 1, (i, got)
+        contended += got.count("backed_off") > 0
+        assert a.lstat(f"/check{i}.entry").st_nlink == 1 + won
+        names = [n for n, _ in a.listdir("/") if n.startswith(f"check{i}.lease")]
+        assert names == ([f"check{i}.lease{got.index('won')}"] if won else []), (i, got, names)
+    assert contended, "no round had two links at once: the race was not exercised"
+    print(f"post-link check: {contended}/{ROUNDS} rounds contended")
+
+
+# --- the lease's time (last use; rollback's exact stamp) ------------------------------------
+
+def test_utime_exact_stamp_and_server_time_are_seen_through_both_names(node):
+    a, b = node
+    touch(a, "/pool010")
+    a.link("/pool010", "/lease-dn10")
+    stamp_us = 1_700_000_000_123_456
+    a.utime("/lease-dn10", stamp_us)             # acquire's exact stamp (µs: libnfs timeval)
+    assert b.lstat("/lease-dn10").st_mtime_ns == stamp_us * 1000
+    assert b.lstat("/pool010").st_mtime_ns == stamp_us * 1000
+    before = time.time_ns()
+    b.utime("/lease-dn10")                       # a reuse on another node: os.utime(lease)
+    got = a.lstat("/pool010").st_mtime_ns
+    assert got != stamp_us * 1000                # rollback sees the lease was used
+    assert before - 2 * 10**9 <= got <= time.time_ns() + 2 * 10**9
+
+
+# --- the directory stamp (index validity) ---------------------------------------------------
+
+@pytest.mark.parametrize("change", ["link", "unlink", "rename"])
+def test_directory_stamp_changes_when_another_client_changes_the_directory(node, change):
+    a, b = node
+    entry, leased = f"/{change}-pool1", f"/{change}-pool2"
+    touch(a, entry)
+    touch(a, leased)
+    a.link(leased, f"/{change}-lease2")
+    d = a.lstat("/")
+    stamp = (d.st_ino, d.st_mtime_ns, d.st_ctime_ns, d.st_size)
+    time.sleep(0.02)                             # past the local fs's timestamp granularity
+    if change == "link":
+        b.link(entry, f"/{change}-lease1")
+    elif change == "unlink":
+        b.unlink(f"/{change}-lease2")
+    else:
+        b.rename(entry, entry + ".moved")
+    d = a.lstat("/")
+    assert (d.st_ino, d.st_mtime_ns, d.st_ctime_ns, d.st_size) != stamp
+    assert d.st_mtime_ns != stamp[1] and d.st_ctime_ns != stamp[2]
+
+
+# --- metadata records, .state and .index: O_EXCL, rename, pwrite/ftruncate, fsync ----------
+
+def test_exclusive_create(server, node):
+    a, b = node
+    fh = a.create("/.tmp.rec.1", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    a.close_fh(fh)
+    with pytest.raises(FileExistsError):
+        b.create("/.tmp.rec.1", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    st = b.lstat("/.tmp.rec.1")
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
+    results = run_workers(server, "excl", ROUNDS)
+    for i in range(ROUNDS):
+        got = sorted(results[w][i] for w in range(WORKERS))
+        assert got == ["EEXIST"] * (WORKERS - 1) + ["won"], (i, got)
+
+
+def test_rename_replaces_a_record_atomically(node):
+    a, b = node
+    for k, text in enumerate((b'{"v": 1, "old": true}\n', b'{"v": 1, "new": true}\n')):
+        fh = a.create(f"/.tmp.acc.{k}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        a.pwrite(fh, text, 0)
+        a.fsync(fh)                              # COMMIT: answered, durability not checked
+        a.close_fh(fh)
+    a.rename("/.tmp.acc.0", "/acc-record")
+    new_ino = a.lstat("/.tmp.acc.1").st_ino
+    a.rename("/.tmp.acc.1", "/acc-record")       # over an existing name
+    st = b.lstat("/acc-record")
+    assert st.st_ino == new_ino and b.lstat_or_none("/.tmp.acc.1") is None
+    fh = b.open("/acc-record", os.O_RDONLY)
+    assert b.pread(fh, 100, 0) == b'{"v": 1, "new": true}\n'
+    b.close_fh(fh)
+
+
+def test_state_file_rewrite_is_read_back_exactly_by_another_client(node):
+    a, b = node
+    touch(a, "/.state", 0o600)
+    fh = a.open("/.state", os.O_RDWR)
+    a.pwrite(fh, b"x" * 300, 0)
+    a.pwrite(fh, b"short\n", 0)                 # _write_state: pwrite at 0, ftruncate
+    a.ftruncate(fh, 6)
+    a.close_fh(fh)
+    fh = b.open("/.state", os.O_RDONLY)
+    assert b.pread(fh, 1 << 20, 0) == b"short\n"
+    assert b.fstat(fh).st_size == 6
+    b.close_fh(fh)
+
+
+# --- what lstat must tell apart --------------------------------------------------------------
+
+def test_lstat_does_not_follow_symlinks_and_modes_survive(node):
+    a, b = node
+    touch(a, "/pool030")
+    a.symlink("pool030", "/lease-dn30")
+    assert stat.S_ISLNK(b.lstat("/lease-dn30").st_mode)   # lease_not_regular, not followed
+    a.mkdir("/.glexec-py", 0o700)
+    st = b.lstat("/.glexec-py")
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == 0
+    names = [n for n, _ in b.listdir("/")]
+    assert ".glexec-py" in names and "lease-dn30" in names  # dot names: readdir shows them
+
+
+# --- the gridmapdir lock: NFSv4 byte-range locks ------------------------------------------
+
+def test_lock_conflicts_between_clients_and_is_free_after_unlock(node):
+    a, b = node
+    touch(a, "/.glexec-py.lock", 0o600)
+    fa = a.open("/.glexec-py.lock", os.O_RDWR)
+    a.lock(fa)
+    fb = b.open("/.glexec-py.lock", os.O_RDWR)
+    with pytest.raises(OSError):                 # F_SETLK: NFS4ERR_DENIED
+        b.lock(fb)
+    a.lock(fa, F_UNLCK)
+    b.lock(fb)                                   # now granted
+    # (no close after a lock: libnfs 4.0.0 loses the open's seqid, see worker.counter)
+
+
+def test_lock_serialises_read_modify_write_of_a_shared_file(server, node):
+    """``WORKERS`` processes x ``ROUNDS`` critical sections: lock, read the counter, write
+    it + 1, fsync, unlock.  Every increment survives only if the locks exclude each other
+    and each section reads what the previous holder wrote."""
+    a, _ = node
+    touch(a, "/counter", 0o600)
+    t0 = time.monotonic()
+    results = run_workers(server, "counter", ROUNDS, gap=0)
+    elapsed = time.monotonic() - t0
+    fh = a.open("/counter", os.O_RDONLY)
+    assert a.pread(fh, 64, 0) == b"%d\n" % (WORKERS * ROUNDS)
+    a.close_fh(fh)
+    waits = sorted(x for r in results for x in r)
+    print(f"locked counter: {WORKERS * ROUNDS} sections in {elapsed:.2f} s, lock wait "
+          f"median {waits[len(waits) // 2] * 1e3:.1f} ms, max {waits[-1] * 1e3:.1f} ms")
+
+
+def test_a_dead_clients_lock_is_freed_only_when_its_lease_expires(server, node):
+    """A node that dies holding the gridmapdir lock blocks every other node until the
+    server expires its NFSv4 lease (here ``LEASE_SECONDS``; knfsd's default is 90 s)."""
+    a, _ = node
+    touch(a, "/held.lock", 0o600)
+    p = subprocess.Popen([sys.executable, "-m", "tests.nfs.worker", str(server.port), "hold",
+                          "0", "1", repr(time.monotonic()), "0"], cwd=ROOT,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(p.stdout.readline()) == {"held": True}
+    finally:
+        p.kill()
+        p.wait()
+    killed = time.monotonic()
+    free_after = None
+    while time.monotonic() - killed < 6 * ganesha.LEASE_SECONDS:
+        c = Client("127.0.0.1", server.port, ganesha.EXPORT, f"probe-{time.monotonic_ns()}")
+        try:
+            try:
+                c.lock(c.open("/held.lock", os.O_RDWR))
+                free_after = time.monotonic() - killed
+                break
+            except OSError:
+                pass
+        finally:
+            c.close()
+        time.sleep(0.2)
+    assert free_after is not None, "the dead client's lock was never released"
+    assert free_after >= 0.5 * ganesha.LEASE_SECONDS   # not freed when the TCP connection died
+    print(f"dead client's lock freed after {free_after:.1f} s (lease {ganesha.LEASE_SECONDS} s)")

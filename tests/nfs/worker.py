@@ -1,0 +1,129 @@
+"""One NFS client process (one "node") for the concurrency checks of test_ganesha.py:
+
+    python3 -m tests.nfs.worker PORT OP WORKER ROUNDS AT GAP
+
+connects (its own NFSv4 client id), waits until CLOCK_MONOTONIC ``AT`` (shared by all
+processes of this host), does round i of OP at ``AT + i*GAP`` so every worker's round i
+starts together, and prints one JSON line: ``{"results": [...], ...}``."""
+import errno
+import json
+import os
+import sys
+import time
+
+from tests.nfs.ganesha import EXPORT
+from tests.nfs.libnfs import F_UNLCK, Client
+
+
+def _until(t):
+    while True:
+        left = t - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.01))
+
+
+def _err(e):
+    return errno.errorcode.get(e.errno, str(e.errno))
+
+
+def link_race(c, w, i):
+    """Every worker links its own entry to the same lease name: the lease-name race."""
+    try:
+        c.link(f"/race{i}.e{w}", f"/race{i}.lease")
+        return "won"
+    except OSError as e:
+        return _err(e)
+
+
+def link_check(c, w, i):
+    """Every worker links the same free entry to its own lease name (mappers without the
+    lock), then does gridmapdir's post-link check: same inode, both counts exactly 2."""
+    entry, lease = f"/check{i}.entry", f"/check{i}.lease{w}"
+    try:
+        c.link(entry, lease)
+    except OSError as e:
+        return _err(e)
+    lst, est = c.lstat_or_none(lease), c.lstat_or_none(entry)
+    if lst and est and lst.st_ino == est.st_ino and lst.st_nlink == 2 and est.st_nlink == 2:
+        return "won"
+    c.unlink(lease)
+    return "backed_off"
+
+
+def excl(c, w, i):
+    """Every worker creates the same name with O_CREAT|O_EXCL."""
+    try:
+        c.close_fh(c.create(f"/excl{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return "won"
+    except OSError as e:
+        return _err(e)
+
+
+def lock_polling(c, fh, timeout=60.0):
+    """What gridmapdir's ``_lock_polling`` does: F_SETLK retried with a growing sleep.
+    (libnfs's F_SETLKW does not wait: NFSv4.0 has no lock callback, clients poll.)"""
+    deadline, delay = time.monotonic() + timeout, 0.0002
+    while True:
+        try:
+            return c.lock(fh)
+        except OSError as e:
+            if time.monotonic() > deadline or e.errno in (errno.EBADF, errno.EINVAL):
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.005)
+
+
+def counter(port, w, i):
+    """One critical section on the shared ``/counter`` file, the way the gridmapdir updates
+    its ``.state`` under the lock: lock, pread, pwrite + ftruncate, fsync, unlock.  A new
+    client per section: libnfs 4.0.0 loses the NFSv4.0 seqids after its first LOCKU on an
+    open (NFS4ERR_OLD_STATEID / BAD_SEQID), so it cannot lock the same open twice."""
+    c = Client("127.0.0.1", port, EXPORT, f"glexec-nfscheck-{os.getpid()}-{i}")
+    try:
+        fh = c.open("/counter", os.O_RDWR)
+        t0 = time.monotonic()
+        lock_polling(c, fh)
+        waited = time.monotonic() - t0
+        raw = c.pread(fh, 64, 0)
+        value = int(raw) if raw else 0
+        data = b"%d\n" % (value + 1)
+        c.pwrite(fh, data, 0)
+        c.ftruncate(fh, len(data))
+        c.fsync(fh)
+        c.lock(fh, F_UNLCK)
+        return waited
+    finally:
+        c.close()
+
+
+def hold(c, w, i):
+    """Take the lock on ``/held.lock`` and keep it until killed."""
+    fh = c.open("/held.lock", os.O_RDWR)
+    lock_polling(c, fh)
+    print(json.dumps({"held": True}), flush=True)
+    time.sleep(3600)
+
+
+OPS = {"link_race": link_race, "link_check": link_check, "excl": excl, "hold": hold}
+
+
+def main(argv):
+    port, op, w, rounds, at, gap = (int(argv[0]), argv[1], int(argv[2]), int(argv[3]),
+                                    float(argv[4]), float(argv[5]))
+    results = []
+    if op == "counter":
+        _until(at)
+        for i in range(rounds):
+            results.append(counter(port, w, i))
+    else:
+        c = Client("127.0.0.1", port, EXPORT, f"glexec-nfscheck-{os.getpid()}")
+        for i in range(rounds):
+            _until(at + i * gap)
+            results.append(OPS[op](c, w, i))
+        c.close()
+    print(json.dumps({"results": results, "late": time.monotonic() > at + rounds * gap}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
