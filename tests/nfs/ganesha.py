@@ -8,7 +8,8 @@ rpcbind and exits without one ("Cannot register NFS V3 on TCP"); NFSv4 needs nei
 rpcbind nor MOUNT, and libnfs reaches it with ``nfsport=``.  NLM, rquota and UDP are off.
 ``Graceless``: a fresh server refuses OPEN/LOCK for its grace period (90 s) otherwise.
 ``Only_Numeric_Owners``: owners go over the wire as "0", not "root@domain" (no idmapd).
-The DBus errors in its log are expected (no system bus here; only its admin interface).
+The DBus errors in its log are expected without a system bus (DBus is only its admin
+interface); with one, ``Dbus_Name_Prefix`` keeps it apart from a system Ganesha.
 
 Root is needed: the VFS FSAL opens files by handle (open_by_handle_at, CAP_DAC_READ_SEARCH)
 and the gridmapdir's files belong to root."""
@@ -38,6 +39,7 @@ NFS_CORE_PARAM {{
   Enable_RQUOTA = false;
   Enable_UDP = false;
   Plugins_Dir = {fsal_dir};
+  Dbus_Name_Prefix = glexectest{port};
 }}
 NFSV4 {{
   Graceless = true;
