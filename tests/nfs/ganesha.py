@@ -63,6 +63,15 @@ EXPORT {{
 """
 
 
+def _die_with_parent():
+    """In the child before exec: SIGTERM when the test process dies, however it dies
+    (a crash in a client library must not leave the server running)."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        os._exit(127)
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -89,7 +98,7 @@ class Server:
         self.proc = subprocess.Popen(
             [NFSD, "-F", "-f", self.conf, "-L", self.log, "-p", os.path.join(self.base, "pid"),
              "-N", "NIV_EVENT"], cwd=self.base, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ganesha.nfsd exited ({self.proc.returncode}): "

@@ -85,7 +85,7 @@ def load():
                 ("nfs_fstat64", I, [P, P, ctypes.POINTER(_Stat)]),
                 ("nfs_link", I, [P, S, S]), ("nfs_unlink", I, [P, S]),
                 ("nfs_rename", I, [P, S, S]), ("nfs_mkdir2", I, [P, S, I]),
-                ("nfs_symlink", I, [P, S, S]),
+                ("nfs_symlink", I, [P, S, S]), ("nfs_chmod", I, [P, S, I]),
                 ("nfs_create", I, [P, S, I, I, ctypes.POINTER(P)]),
                 ("nfs_open2", I, [P, S, I, I, ctypes.POINTER(P)]),
                 ("nfs_close", I, [P, P]), ("nfs_fsync", I, [P, P]),
@@ -176,15 +176,15 @@ class Client:
     def symlink(self, target, path):
         self._check(self.lib.nfs_symlink(self.ctx, _b(target), _b(path)), "symlink")
 
-    def utime(self, path, mtime_us=None):
-        """``None``: the server's current time (what ``os.utime(path)`` asks for); else
-        atime = mtime = ``mtime_us`` microseconds (libnfs takes a timeval)."""
-        if mtime_us is None:
-            times = None
-        else:
-            tv = _Timeval(mtime_us // 10**6, mtime_us % 10**6)
-            times = (_Timeval * 2)(tv, tv)
-        self._check(self.lib.nfs_lutimes(self.ctx, _b(path), times), "utime")
+    def utime(self, path, mtime_us):
+        """atime = mtime = ``mtime_us`` microseconds (libnfs takes a timeval).  Not "now"
+        (SET_TO_SERVER_TIME, what ``os.utime(path)`` asks for): libnfs 4.0.0 crashes on
+        NULL times over NFSv4."""
+        tv = _Timeval(mtime_us // 10**6, mtime_us % 10**6)
+        self._check(self.lib.nfs_lutimes(self.ctx, _b(path), (_Timeval * 2)(tv, tv)), "utime")
+
+    def chmod(self, path, mode):
+        self._check(self.lib.nfs_chmod(self.ctx, _b(path), mode), "chmod")
 
     def listdir(self, path):
         """``[(name, d_ino)]`` in the server's readdir order."""
