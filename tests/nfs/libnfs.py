@@ -108,9 +108,10 @@ def _b(x):
 
 
 class Client:
-    """One NFSv4 client mounted on ``nfs://host/export?nfsport=N`` (no portmapper)."""
+    """One NFS client mounted on ``nfs://host/export`` without a portmapper: NFSv4 on
+    ``port``, or NFSv3 on ``port`` with MOUNT on ``mountport``."""
 
-    def __init__(self, host, port, export, name, timeout_ms=10000):
+    def __init__(self, host, port, export, name, version=4, mountport=None, timeout_ms=10000):
         lib = self.lib = load()
         if lib is None:
             raise OSError(errno.ENOENT, "libnfs (libnfs13) is not installed")
@@ -124,8 +125,9 @@ class Client:
         lib.nfs_set_pagecache(self.ctx, 0)
         lib.nfs_set_uid(self.ctx, 0)
         lib.nfs_set_gid(self.ctx, 0)
-        url = lib.nfs_parse_url_dir(self.ctx, b"nfs://%s%s?version=4&nfsport=%d"
-                                    % (_b(host), _b(export), port))
+        args = (b"version=4&nfsport=%d" % port if version == 4
+                else b"version=3&nfsport=%d&mountport=%d" % (port, mountport))
+        url = lib.nfs_parse_url_dir(self.ctx, b"nfs://%s%s?%s" % (_b(host), _b(export), args))
         if not url:
             self._fail(-errno.EINVAL, "parse url")
         try:
@@ -133,6 +135,12 @@ class Client:
                         "mount")
         finally:
             lib.nfs_destroy_url(url)
+
+    @classmethod
+    def connect(cls, target, name):
+        """``target``: "VERSION,PORT,MOUNTPORT,EXPORT" (``ganesha.Server.target``)."""
+        version, port, mountport, export = target.split(",", 3)
+        return cls("127.0.0.1", int(port), export, name, int(version), int(mountport))
 
     def _fail(self, rc, what):
         msg = (self.lib.nfs_get_error(self.ctx) or b"").decode(errors="replace")

@@ -29,9 +29,8 @@ WORKERS = 4
 ROUNDS = 25
 
 
-@pytest.fixture(scope="module")
-def server():
-    srv = ganesha.start_server()
+def _serve(nfs3):
+    srv = ganesha.start_server(nfs3=nfs3)
     try:
         yield srv
     finally:
@@ -39,11 +38,29 @@ def server():
     assert srv.proc.poll() is not None, "ganesha.nfsd still running"
 
 
+@pytest.fixture(scope="module")
+def server():
+    """NFSv4 on the host's 127.0.0.1: the test process itself is a client too."""
+    yield from _serve(nfs3=False)
+
+
+@pytest.fixture(scope="module")
+def server3():
+    """NFSv3 (and v4) in a private network namespace with its own rpcbind: only worker
+    processes started there (``server3.prefix``) are clients."""
+    yield from _serve(nfs3=True)
+
+
+@pytest.fixture(params=["nfs4", "nfs3"])
+def any_server(request):
+    return request.getfixturevalue("server3" if request.param == "nfs3" else "server")
+
+
 @pytest.fixture
 def node(server):
     """Two clients, ``a`` and ``b``: two nodes sharing the export."""
-    a = Client("127.0.0.1", server.port, ganesha.EXPORT, f"glexec-nfscheck-a-{os.getpid()}")
-    b = Client("127.0.0.1", server.port, ganesha.EXPORT, f"glexec-nfscheck-b-{os.getpid()}")
+    a = Client.connect(server.target, f"glexec-nfscheck-a-{os.getpid()}")
+    b = Client.connect(server.target, f"glexec-nfscheck-b-{os.getpid()}")
     try:
         yield a, b
     finally:
@@ -62,8 +79,8 @@ def run_workers(server, op, rounds, gap=0.03, workers=WORKERS):
     """``workers`` client processes doing ``op``; round i starts together in all of them."""
     at = time.monotonic() + 2.0                  # after every process has connected
     procs = [subprocess.Popen(
-        [sys.executable, "-m", "tests.nfs.worker", str(server.port), op, str(w), str(rounds),
-         repr(at), repr(gap)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        server.prefix + [sys.executable, "-m", "tests.nfs.worker", server.target, op, str(w),
+                         str(rounds), repr(at), repr(gap)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True) for w in range(workers)]
     out = []
     for p in procs:
@@ -71,6 +88,12 @@ def run_workers(server, op, rounds, gap=0.03, workers=WORKERS):
         assert p.returncode == 0, stderr[-2000:]
         out.append(json.loads(stdout.splitlines()[-1]))
     return [o["results"] for o in out]
+
+
+def listing(server):
+    """``{name: (d_ino, st_ino, st_nlink)}`` of the export, from a client of ``server``."""
+    rows = run_workers(server, "report", 1, workers=1)[0][0]
+    return {n: (d_ino, ino, nlink) for n, d_ino, ino, nlink in rows}
 
 
 # --- link(): the lease itself --------------------------------------------------------------
@@ -103,47 +126,67 @@ def test_link_errors_are_the_ones_gridmapdir_handles(node):
         b.unlink("/lease-dn3")
 
 
-def test_link_race_on_one_lease_name_has_exactly_one_winner(server, node):
-    a, _ = node
-    for i in range(ROUNDS):
-        for w in range(WORKERS):
-            touch(a, f"/race{i}.e{w}")
+def test_link_race_on_one_lease_name_has_exactly_one_winner(any_server):
     t0 = time.monotonic()
-    results = run_workers(server, "link_race", ROUNDS)
+    results = run_workers(any_server, "link_race", ROUNDS)
     elapsed = time.monotonic() - t0
+    names = listing(any_server)
     for i in range(ROUNDS):
         got = [results[w][i] for w in range(WORKERS)]
         assert sorted(got) == ["EEXIST"] * (WORKERS - 1) + ["won"], (i, got)
         winner = got.index("won")
-        lease = a.lstat(f"/race{i}.lease")
-        assert lease.st_nlink == 2
-        assert lease.st_ino == a.lstat(f"/race{i}.e{winner}").st_ino
+        _, ino, nlink = names[f"race{i}.lease"]
+        assert nlink == 2 and ino == names[f"race{i}.e{winner}"][1]
         for w in range(WORKERS):
             if w != winner:
-                assert a.lstat(f"/race{i}.e{w}").st_nlink == 1
+                assert names[f"race{i}.e{w}"][2] == 1
     print(f"link race: {ROUNDS} rounds x {WORKERS} clients in {elapsed:.2f} s")
 
 
-def test_post_link_check_lets_at_most_one_of_racing_links_to_one_entry_win(server, node):
+def test_post_link_check_lets_at_most_one_of_racing_links_to_one_entry_win(any_server):
     """Mappers that do not take the lock (LCMAPS, or a lock the client does not honour)
     link the same free entry: the link count the server reports makes every one of them
     but at most one back off, and the entry ends with exactly the winner's lease."""
-    a, _ = node
-    for i in range(ROUNDS):
-        touch(a, f"/check{i}.entry")
-    results = run_workers(server, "link_check", ROUNDS)
-    contended = 0
+    results = run_workers(any_server, "link_check", ROUNDS)
+    names = listing(any_server)
+    contended = nobody = 0
     for i in range(ROUNDS):
         got = [results[w][i] for w in range(WORKERS)]
         assert set(got) <= {"won", "backed_off"}, (i, got)
         won = got.count("won")
         assert won <= 1, (i, got)
         contended += got.count("backed_off") > 0
-        assert a.lstat(f"/check{i}.entry").st_nlink == 1 + won
-        names = [n for n, _ in a.listdir("/") if n.startswith(f"check{i}.lease")]
-        assert names == ([f"check{i}.lease{got.index('won')}"] if won else []), (i, got, names)
+        nobody += won == 0
+        assert names[f"check{i}.entry"][2] == 1 + won
+        leases = [n for n in names if n.startswith(f"check{i}.lease")]
+        assert leases == ([f"check{i}.lease{got.index('won')}"] if won else []), (i, got)
     assert contended, "no round had two links at once: the race was not exercised"
-    print(f"post-link check: {contended}/{ROUNDS} rounds contended")
+    print(f"post-link check: {contended}/{ROUNDS} rounds contended, {nobody} without a "
+          "winner (all backed off: the caller retries)")
+
+
+def test_single_client_link_unlink_utime_sequence(any_server):
+    """The sequence the in-process tests below check over NFSv4, run by one client of
+    either server (so NFSv3 gets it too)."""
+    seen = run_workers(any_server, "basics", 1, workers=1)[0][0]
+    assert seen["linked"] == [True, 2, 2, True, 0]
+    assert (seen["link_exists"], seen["link_gone"], seen["unlink_gone"],
+            seen["excl_exists"]) == ("EEXIST", "ENOENT", "ENOENT", "EEXIST")
+    assert seen["other_count"] == 1
+    assert seen["mtime"] == [1_700_000_000_123_456_000] * 2
+    assert seen["released"] == [True, 1]
+
+
+def test_nfs3_readdir_file_ids_are_the_inode_numbers_lstat_reports(server3):
+    """``_other_name`` and the index find a lease's pool entry by readdir's d_ino and
+    check it with lstat's st_ino: they must be the same numbers (NFSv3 READDIRPLUS;
+    libnfs's NFSv4 readdir reports no file ids, so NFSv4 is not checked)."""
+    run_workers(server3, "link_race", 2)
+    names = listing(server3)
+    assert len(names) >= 2 * WORKERS + 2
+    for name, (d_ino, ino, _) in names.items():
+        assert d_ino == ino, name
+        assert ino == os.lstat(os.path.join(server3.export_dir, name)).st_ino, name
 
 
 # --- the lease's time (last use; rollback's exact stamp) ------------------------------------
@@ -253,13 +296,13 @@ def test_lstat_does_not_follow_symlinks_and_modes_survive(node):
 def test_lock_conflicts_between_clients_and_is_free_after_unlock(server, node):
     a, _ = node
     touch(a, "/.glexec-py.lock", 0o600)
-    held = try_lock(server.port, "/.glexec-py.lock", f"holder-{os.getpid()}")
+    held = try_lock(server.target, "/.glexec-py.lock", f"holder-{os.getpid()}")
     assert held is not None
-    assert try_lock(server.port, "/.glexec-py.lock", f"other-{os.getpid()}") is None
+    assert try_lock(server.target, "/.glexec-py.lock", f"other-{os.getpid()}") is None
     holder, fh = held
     holder.lock(fh, F_UNLCK)
     holder.close()
-    again = try_lock(server.port, "/.glexec-py.lock", f"other2-{os.getpid()}")
+    again = try_lock(server.target, "/.glexec-py.lock", f"other2-{os.getpid()}")
     assert again is not None                     # granted once released
     again[0].lock(again[1], F_UNLCK)
     again[0].close()
@@ -287,7 +330,7 @@ def test_a_dead_clients_lock_is_freed_only_when_its_lease_expires(server, node):
     server expires its NFSv4 lease (here ``LEASE_SECONDS``; knfsd's default is 90 s)."""
     a, _ = node
     touch(a, "/held.lock", 0o600)
-    p = subprocess.Popen([sys.executable, "-m", "tests.nfs.worker", str(server.port), "hold",
+    p = subprocess.Popen([sys.executable, "-m", "tests.nfs.worker", server.target, "hold",
                           "0", "1", repr(time.monotonic()), "0"], cwd=ROOT,
                          stdout=subprocess.PIPE, text=True)
     try:
@@ -298,7 +341,7 @@ def test_a_dead_clients_lock_is_freed_only_when_its_lease_expires(server, node):
     killed = time.monotonic()
     free_after = None
     while time.monotonic() - killed < 6 * ganesha.LEASE_SECONDS:
-        got = try_lock(server.port, "/held.lock", f"probe-{time.monotonic_ns()}")
+        got = try_lock(server.target, "/held.lock", f"probe-{time.monotonic_ns()}")
         if got is not None:
             free_after = time.monotonic() - killed
             got[0].close()

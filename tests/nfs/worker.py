@@ -1,8 +1,8 @@
 """One NFS client process (one "node") for the concurrency checks of test_ganesha.py:
 
-    python3 -m tests.nfs.worker PORT OP WORKER ROUNDS AT GAP
+    python3 -m tests.nfs.worker TARGET OP WORKER ROUNDS AT GAP
 
-connects (its own NFSv4 client id), waits until CLOCK_MONOTONIC ``AT`` (shared by all
+connects to TARGET (``ganesha.Server.target``; its own NFSv4 client id), waits until CLOCK_MONOTONIC ``AT`` (shared by all
 processes of this host), does round i of OP at ``AT + i*GAP`` so every worker's round i
 starts together, and prints one JSON line: ``{"results": [...], ...}``."""
 import errno
@@ -11,7 +11,6 @@ import os
 import sys
 import time
 
-from tests.nfs.ganesha import EXPORT
 from tests.nfs.libnfs import F_UNLCK, Client
 
 
@@ -25,6 +24,14 @@ def _until(t):
 
 def _err(e):
     return errno.errorcode.get(e.errno, str(e.errno))
+
+
+def _new(c, path, mode=0o644):
+    """Create an empty file unless it exists (several workers prepare the same names)."""
+    try:
+        c.close_fh(c.create(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+    except FileExistsError:
+        pass
 
 
 def link_race(c, w, i):
@@ -60,12 +67,46 @@ def excl(c, w, i):
         return _err(e)
 
 
-def try_lock(port, path, name):
+def report(c, w, i):
+    """The directory as the server lists it: ``[[name, d_ino, st_ino, st_nlink], ...]``."""
+    return [[n, d_ino, st.st_ino, st.st_nlink] for n, d_ino in c.listdir("/")
+            if n not in (".", "..") for st in [c.lstat("/" + n)]]
+
+
+def basics(c, w, i):
+    """The single-client sequence of test_ganesha's link/unlink/utime checks, for a server
+    the test process cannot reach (NFSv3 in its namespace): what each step observed."""
+    seen = {}
+    for n in ("/b.pool1", "/b.pool2"):
+        c.close_fh(c.create(n, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    c.link("/b.pool1", "/b.lease1")
+    lst, est = c.lstat("/b.lease1"), c.lstat("/b.pool1")
+    seen["linked"] = [lst.st_ino == est.st_ino, lst.st_nlink, est.st_nlink, lst.is_reg(),
+                      lst.st_uid]
+    for key, f in (("link_exists", lambda: c.link("/b.pool2", "/b.lease1")),
+                   ("link_gone", lambda: c.link("/b.nothing", "/b.lease3")),
+                   ("unlink_gone", lambda: c.unlink("/b.lease3")),
+                   ("excl_exists", lambda: c.create("/b.pool2", os.O_WRONLY | os.O_CREAT
+                                                    | os.O_EXCL, 0o600))):
+        try:
+            f()
+            seen[key] = "ok"
+        except OSError as e:
+            seen[key] = _err(e)
+    seen["other_count"] = c.lstat("/b.pool2").st_nlink
+    c.utime("/b.lease1", 1_700_000_000_123_456)
+    seen["mtime"] = [c.lstat("/b.lease1").st_mtime_ns, c.lstat("/b.pool1").st_mtime_ns]
+    c.unlink("/b.lease1")
+    seen["released"] = [c.lstat_or_none("/b.lease1") is None, c.lstat("/b.pool1").st_nlink]
+    return seen
+
+
+def try_lock(target, path, name):
     """One F_SETLK attempt on ``path`` from a fresh client: (client, open file) holding the
     lock, or None if another client holds it.  Fresh each time because libnfs 4.0.0 does
     not advance the NFSv4.0 open seqid after a refused or released LOCK (the server then
     answers NFS4ERR_BAD_SEQID / OLD_STATEID to that open's next request)."""
-    c = Client("127.0.0.1", port, EXPORT, name)
+    c = Client.connect(target, name)
     try:
         fh = c.open(path, os.O_RDWR)
         c.lock(fh)
@@ -77,13 +118,13 @@ def try_lock(port, path, name):
         raise
 
 
-def lock_polling(port, path, timeout=60.0):
+def lock_polling(target, path, timeout=60.0):
     """What gridmapdir's ``_lock_polling`` does: F_SETLK retried with a growing sleep.
     (libnfs's F_SETLKW does not wait: NFSv4.0 has no lock callback, clients poll.)"""
     deadline, delay, n = time.monotonic() + timeout, 0.0002, 0
     while True:
         n += 1
-        got = try_lock(port, path, f"glexec-nfscheck-{os.getpid()}-{time.monotonic_ns()}")
+        got = try_lock(target, path, f"glexec-nfscheck-{os.getpid()}-{time.monotonic_ns()}")
         if got is not None:
             return got
         if time.monotonic() > deadline:
@@ -92,11 +133,11 @@ def lock_polling(port, path, timeout=60.0):
         delay = min(delay * 2, 0.005)
 
 
-def counter(port, w, i):
+def counter(target, w, i):
     """One critical section on the shared ``/counter`` file, the way the gridmapdir updates
     its ``.state`` under the lock: lock, pread, pwrite + ftruncate, fsync, unlock."""
     t0 = time.monotonic()
-    c, fh = lock_polling(port, "/counter")
+    c, fh = lock_polling(target, "/counter")
     try:
         waited = time.monotonic() - t0
         raw = c.pread(fh, 64, 0)
@@ -111,27 +152,34 @@ def counter(port, w, i):
         c.close()
 
 
-def hold(port, w, i):
+def hold(target, w, i):
     """Take the lock on ``/held.lock`` and keep it until killed."""
-    lock_polling(port, "/held.lock")
+    lock_polling(target, "/held.lock")
     print(json.dumps({"held": True}), flush=True)
     time.sleep(3600)
 
 
-OPS = {"link_race": link_race, "link_check": link_check, "excl": excl}
+OPS = {"link_race": link_race, "link_check": link_check, "excl": excl, "report": report,
+       "basics": basics}
+# names each op's rounds use, made before the start so that the rounds race only on links
+PREPARE = {"link_race": lambda c, w, i: _new(c, f"/race{i}.e{w}"),
+           "link_check": lambda c, w, i: _new(c, f"/check{i}.entry")}
 PER_SECTION = {"counter": counter, "hold": hold}   # a fresh client per lock
 
 
 def main(argv):
-    port, op, w, rounds, at, gap = (int(argv[0]), argv[1], int(argv[2]), int(argv[3]),
+    target, op, w, rounds, at, gap = (argv[0], argv[1], int(argv[2]), int(argv[3]),
                                     float(argv[4]), float(argv[5]))
     results = []
     if op in PER_SECTION:
         _until(at)
         for i in range(rounds):
-            results.append(PER_SECTION[op](port, w, i))
+            results.append(PER_SECTION[op](target, w, i))
     else:
-        c = Client("127.0.0.1", port, EXPORT, f"glexec-nfscheck-{os.getpid()}")
+        c = Client.connect(target, f"glexec-nfscheck-{os.getpid()}")
+        for i in range(rounds):
+            if op in PREPARE:
+                PREPARE[op](c, w, i)
         for i in range(rounds):
             _until(at + i * gap)
             results.append(OPS[op](c, w, i))
