@@ -1,16 +1,18 @@
 """The file-system semantics a gridmapdir relies on (glexec_py/effects/gridmapdir.py),
 checked against a real NFS server: NFS-Ganesha 4.3 (VFS FSAL over this machine's file
-system), NFSv4.0 over TCP on 127.0.0.1, driven by libnfs, a userspace client, from several
-client processes, each its own NFSv4 client like one worker node.
+system), driven by libnfs, a userspace client, from several client processes, each its own
+NFS client like one worker node.  NFSv4.0 on the host's 127.0.0.1 (the test process is a
+client too); NFSv3 in a private network namespace with its own rpcbind (worker processes
+only).
 
 What this covers: the *server's* answers to the operations the gridmapdir issues (LINK,
 REMOVE, RENAME, exclusive CREATE, GETATTR's link count / fileid / times, SETATTR of times,
-WRITE/READ/truncate/COMMIT, NFSv4 byte-range LOCK/LOCKU and lease expiry) and their
-atomicity under concurrent clients.  What it does not: the Linux kernel NFS client the engine
-would actually use (its attribute and lookup caches, close-to-open, lock polling,
-`nolock`/`noac` mount options), NFSv3 + NLM, readdir's d_ino (libnfs's NFSv4 readdir reports
-0), and the engine itself on NFS (the kernel here has no NFS client).  See docs/leases.md,
-"Locking" and "Gridmapdir on NFS"."""
+READDIR file ids (NFSv3), WRITE/READ/truncate/COMMIT, NFSv4 byte-range LOCK/LOCKU and lease
+expiry) and their atomicity under concurrent clients.  What it does not: the Linux kernel
+NFS client the engine would actually use (its attribute and lookup caches, close-to-open,
+lock polling, mount options), NLM (NFSv3 locks), readdir file ids over NFSv4 (libnfs reports
+none), and the engine itself on NFS (the kernel here has no NFS client).  See
+docs/gridmapdir-nfs.md."""
 import json
 import os
 import stat
