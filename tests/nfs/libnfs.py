@@ -195,7 +195,8 @@ class Client:
         self._check(self.lib.nfs_chmod(self.ctx, _b(path), mode), "chmod")
 
     def listdir(self, path):
-        """``[(name, d_ino)]`` in the server's readdir order."""
+        """``[(name, d_ino)]`` in the server's readdir order.  ``d_ino`` is the fileid over
+        NFSv3 (READDIRPLUS); over NFSv4 libnfs 4.0.0 leaves it meaningless."""
         d = ctypes.c_void_p()
         self._check(self.lib.nfs_opendir(self.ctx, _b(path), ctypes.byref(d)), "opendir")
         out = []

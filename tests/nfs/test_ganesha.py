@@ -82,8 +82,9 @@ def run_workers(server, op, rounds, gap=0.03, workers=WORKERS):
     at = time.monotonic() + 2.0                  # after every process has connected
     procs = [subprocess.Popen(
         server.prefix + [sys.executable, "-m", "tests.nfs.worker", server.target, op, str(w),
-                         str(rounds), repr(at), repr(gap)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True) for w in range(workers)]
+                         str(rounds), repr(at), repr(gap)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for w in range(workers)]
     out = []
     for p in procs:
         stdout, stderr = p.communicate(timeout=300)

@@ -2,9 +2,10 @@
 
     python3 -m tests.nfs.worker TARGET OP WORKER ROUNDS AT GAP
 
-connects to TARGET (``ganesha.Server.target``; its own NFSv4 client id), waits until CLOCK_MONOTONIC ``AT`` (shared by all
-processes of this host), does round i of OP at ``AT + i*GAP`` so every worker's round i
-starts together, and prints one JSON line: ``{"results": [...], ...}``."""
+connects to TARGET (``ganesha.Server.target``; its own NFS client id), prepares the names
+OP's rounds need, waits until CLOCK_MONOTONIC ``AT`` (shared by all processes of this
+host), does round i of OP at ``AT + i*GAP`` so every worker's round i starts together, and
+prints one JSON line: ``{"results": [...]}``."""
 import errno
 import json
 import os
