@@ -97,15 +97,23 @@ $(PSHIM): $(SHIM_DEPS)
 native:
 	$(NATIVE_BUILD)
 
+# Site-wide leases, audit shipping and back-mapping (issue 13): the tests start private
+# instances; glexec-backmap --site needs python3-psycopg2 at run time.  (Defined before
+# TEST_PKGS: := expands at once, so a later definition would add nothing.)
+SITE_PKGS := postgresql-15 python3-psycopg2 rsyslog rsyslog-relp rsyslog-pgsql
+# The gridmapdir's NFS semantics (tests/nfs): a private NFS-Ganesha (VFS export; NFSv4 on
+# 127.0.0.1, NFSv3 with its own rpcbind in a private network namespace set up with `ip`;
+# started and stopped by the test) and libnfs, a userspace NFS client (the kernel's NFS is
+# not used). On a systemd host installing them also starts rpcbind and the
+# distribution's nfs-ganesha (all addresses); the tests need neither: `systemctl disable
+# --now nfs-ganesha rpcbind.socket rpcbind` if they should not run there.
+NFS_PKGS := nfs-ganesha nfs-ganesha-vfs libnfs13 rpcbind iproute2
 # What the test suite and the demo need on top of the runtime dependencies.
 TEST_PKGS := python3-pytest python3-hypothesis python3-jwt sudo util-linux strace scitokens-cpp \
 	liblcmaps0 liblcmaps-dev lcmaps-plugins-basic-poolaccount lcmaps-plugins-basic-localaccount \
 	lcmaps-plugins-basic-bandn lcmaps-plugins-basic-dummy lcmaps-plugins-voms lcmaps-plugins-verify-proxy \
 	slurmctld slurmd slurm-client munge slurm-wlm-torque postgresql-client-15 \
-	$(SITE_PKGS)
-# Site-wide leases, audit shipping and back-mapping (issue 13): the tests start private
-# instances; glexec-backmap --site needs python3-psycopg2 at run time.
-SITE_PKGS := postgresql-15 python3-psycopg2 rsyslog rsyslog-relp rsyslog-pgsql
+	$(SITE_PKGS) $(NFS_PKGS)
 
 deps:
 	@$(MAKE) --no-print-directory apt-ensure PKGS='$(DEPS_PKGS)'
