@@ -28,7 +28,7 @@ record lock (``fcntl(F_SETLK[W])`` via ``fcntl.lockf``) on ``.glexec-py.lock``. 
 work over NFSv3 (NLM) and NFSv4 (in-protocol), unlike ``flock`` on older clients; a shared pool
 on NFS therefore needs every node to use glexec-py (or accept LCMAPS's races) and NFS locking
 to be enabled (no ``nolock`` mount option).  POSIX locks belong to the process: two threads of
-one process are serialised by a per-path ``threading.Lock`` in addition.  Per-node pools
+one process are serialised by a per-path thread lock (``_thread``) in addition.  Per-node pools
 should live on a local file system.  Whatever the lock does, correctness rests on the
 post-``link`` check (link count exactly 2 and the same inode), which also copes with NFS
 ``link()`` replies that lie and with LCMAPS instances that do not take the lock.
@@ -43,15 +43,15 @@ is unlinked again and the request fails (202): nothing is left behind.  Release:
 lease, then remove the metadata (a crash in between: ``meta_orphan``, removed by repair).
 """
 
+import _thread
 import errno
 import fcntl
-import json
 import os
 import stat
-import threading
 import time
 import zlib
 
+from glexec_py.core import leanjson
 from glexec_py.core import leases as core
 from glexec_py.errors import NotAuthorized, SystemFault
 
@@ -63,7 +63,7 @@ STATE_NAME = b".state"       # in META_DIR: directory stamp + per-pool cursors
 INDEX_MAGIC = b"GXIDX1\0"
 
 _thread_locks = {}
-_thread_locks_guard = threading.Lock()
+_thread_locks_guard = _thread.allocate_lock()
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -90,7 +90,7 @@ def decode_record(raw):
     """Runs as: any user (pure).  A metadata record's bytes -> its dict with the bytes
     fields restored, or False if it is not one."""
     try:
-        rec = json.loads(raw)
+        rec = leanjson.loads(raw)
         rec["lease"] = rec["lease"].encode("latin-1")
         rec["account"] = rec["account"].encode("latin-1")
         rec["dn"] = rec["dn"].encode("latin-1") if rec.get("dn") is not None else None
@@ -168,7 +168,7 @@ class GridmapDir:
             st = os.fstat(self.fd)
             key = (st.st_dev, st.st_ino)
             with _thread_locks_guard:
-                self._tlock = _thread_locks.setdefault(key, threading.Lock())
+                self._tlock = _thread_locks.setdefault(key, _thread.allocate_lock())
         except BaseException:
             os.close(self.fd)
             raise
@@ -298,7 +298,7 @@ class GridmapDir:
         try:
             if int(crc, 16) != zlib.crc32(body):
                 return None
-            rec = json.loads(body)
+            rec = leanjson.loads(body)
             if rec.get("v") != 1:
                 return None
             return rec
@@ -306,7 +306,7 @@ class GridmapDir:
             return None
 
     def _write_state(self, rec):
-        body = json.dumps(rec, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        body = leanjson.dumps(rec, sort_keys=True, separators=(",", ":")).encode() + b"\n"
         data = b"%08x %s" % (zlib.crc32(body), body)
         fd = self._state()
         os.pwrite(fd, data, 0)
@@ -471,7 +471,7 @@ class GridmapDir:
         are left to the caller (returned fd, to be passed to ``_sync_meta``) so they can
         run outside the lock; the rename is already done under it."""
         mfd = self._meta()
-        data = (json.dumps(record, sort_keys=True, ensure_ascii=True) + "\n").encode()
+        data = (leanjson.dumps(record, sort_keys=True) + "\n").encode()
         tmp = b"%s%s.%d.%s" % (core.TMP_PREFIX.encode(), account, os.getpid(),
                                os.urandom(4).hex().encode())
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -1119,10 +1119,8 @@ class _Locked:
                 gd._lock_fd = fd
             if gd.lock_timeout is None:
                 fcntl.lockf(gd._lock_fd, fcntl.LOCK_EX)
-            elif threading.current_thread() is threading.main_thread():
-                _lock_blocking(gd._lock_fd, gd.lock_timeout)
             else:
-                _lock_polling(gd._lock_fd, gd.lock_timeout)
+                _lock_blocking(gd._lock_fd, gd.lock_timeout)
         except BaseException:
             gd._tlock.release()
             raise
@@ -1154,15 +1152,20 @@ def _lock_busy():
 
 
 def _lock_blocking(fd, timeout):
-    """Runs as: the caller of GridmapDir (main thread only: it borrows SIGALRM).
+    """Runs as: the caller of GridmapDir.
     ``F_SETLKW`` bounded by a one-shot real-time timer: the kernel queues the waiter and wakes
     it the moment the holder unlocks (a poll loop sleeps up to its interval past that).
-    ``_signal``, not ``signal``: the latter imports ``enum``, ~1.8 ms of start-up."""
+    Only the main thread may borrow SIGALRM: any other polls (``_lock_polling``).
+    ``_signal``, not ``signal``: the latter imports ``enum``, ~1.8 ms of start-up; and the
+    main-thread test is the handler's installation itself, not ``threading`` (~4 ms)."""
     import _signal as signal
 
     def over(signum, frame):
         raise _LockWaitOver()
-    old = signal.signal(signal.SIGALRM, over)
+    try:
+        old = signal.signal(signal.SIGALRM, over)
+    except ValueError:           # "signal only works in main thread of the main interpreter"
+        return _lock_polling(fd, timeout)
     try:
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
