@@ -378,7 +378,8 @@ class _noting_pam_skips:
 
 
 def pam_admits(call, cfg, name):
-    """For a free pool entry, under the gridmapdir lock: does PAM let this account in?
+    """For a free pool entry, before the lease store's locked decision takes it (outside
+    the gridmapdir lock, effects/gridmapdir.py): does PAM let this account in?
     A refused one is skipped (recorded in the lease's ``skipped``) so an expired pool account
     never blocks the pool; the accepted one's PAM transaction is kept for the session."""
     from glexec_py.effects import pam

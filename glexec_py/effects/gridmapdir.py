@@ -65,6 +65,8 @@ INDEX_MAGIC = b"GXIDX1\0"
 _thread_locks = {}
 _thread_locks_guard = _thread.allocate_lock()
 
+_MAX_CHECKS = 4096   # accounts checked in one acquire (each at most once): a bound, not a limit
+
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -101,13 +103,44 @@ def decode_record(raw):
 
 
 class _Request:
-    """One ``acquire`` call: the identity and options the steps below look at."""
+    """One ``acquire`` call: the identity and options the steps below look at, and the
+    verdicts of the account checks made so far (outside the lock, see ``_Unchecked``)."""
     __slots__ = ("dn", "pool", "groups", "mapcount", "account_check", "owner", "before_link",
-                 "caller", "caller_limit", "entry_filter")
+                 "caller", "caller_limit", "entry_filter", "verdicts")
 
     def __init__(self, **kw):
+        self.verdicts = {}
         for name, value in kw.items():
             setattr(self, name, value)
+
+    def admits(self, account, free):
+        """Under the lock: may ``account`` be reused (``free`` False) or newly leased?
+        ``_Unchecked`` if its checks have not been made yet: they run outside the lock."""
+        if self.account_check is None and (not free or self.entry_filter is None):
+            return True
+        verdict = self.verdicts.get((account, free))
+        if verdict is None:
+            raise _Unchecked(account, free)
+        return verdict
+
+    def check(self, unchecked):
+        """Outside the lock: the account's checks (NSS lookups, PAM), remembered for the
+        next locked attempt; a refusal from ``account_check`` propagates."""
+        name = os.fsdecode(unchecked.account)
+        if self.account_check is not None:
+            self.account_check(name)
+        ok = not unchecked.free or self.entry_filter is None or bool(self.entry_filter(name))
+        self.verdicts[(unchecked.account, unchecked.free)] = ok
+
+
+class _Unchecked(Exception):
+    """Raised under the lock, before anything is linked or reused, when the decision
+    needs an account whose checks were not made yet: ``acquire`` unlocks, checks, and
+    decides again from the top under the lock."""
+
+    def __init__(self, account, free):
+        super().__init__(account)
+        self.account, self.free = account, free
 
 
 class GridmapDir:
@@ -561,12 +594,20 @@ class GridmapDir:
         readdir pass, never on the index alone).  A lease in state "draining" is refused
         (``NotAuthorized("lease_draining")``, retry later).
 
-        ``account_check``: optional callable(account name as str), called under the lock
+        ``account_check``: optional callable(account name as str), called for the account
         before a new link is made and before a reuse is granted; whatever it raises is
         propagated with nothing left behind (the engine passes
         ``accounts.lookup_target``: uid 0, uid outside the pool's range, privileged
         groups, no passwd entry -> refused).  Unlike LCMAPS, which links first and
-        calls ``getpwnam`` afterwards, leaving the lease behind.
+        calls ``getpwnam`` afterwards, leaving the lease behind.  It is called *outside*
+        the lock (its NSS lookups load modules and may ask a directory server: they
+        would serialise every grant): the locked decision stops before it changes
+        anything when it needs an account not checked yet (``_Unchecked``), the lock is
+        released, the account checked, and the decision made again from the top under
+        the lock -- so what is linked or reused is always decided under the lock, and
+        always an account that passed.  The check depends on the account name only;
+        the lock never serialised changes to passwd/group, so checking before the
+        locked decision instead of inside it loses nothing.
 
         ``owner``: a ``core.leases.LeaseOwner`` (the engine always passes one): the lease is
         recorded as that identity's and reused only by it; another identity whose LCMAPS
@@ -587,7 +628,8 @@ class GridmapDir:
         live leases in ``pool`` (``core.leases.live_leases_of``), counted under the lock.
         ``entry_filter``: optional callable(account name as str) -> True to lease it, False
         to skip it for the next free entry (the site does not let that account in, e.g.
-        PAM); called under the lock for free entries only, never for a reuse.
+        PAM); called for free entries only, never for a reuse, outside the lock like
+        ``account_check``.
         """
         dn = _b(dn_oneline)
         pool = _b(pool)
@@ -601,22 +643,15 @@ class GridmapDir:
         req = _Request(dn=dn, pool=pool, groups=groups, mapcount=mapcount,
                        account_check=account_check, owner=owner, before_link=before_link,
                        caller=caller, caller_limit=caller_limit, entry_filter=entry_filter)
-        with self._lock():
+        while True:
             try:
-                self._ix_begin()
-                for _ in range(64):
-                    got = self._acquire_locked(lease, req)
-                    if got is not None:
-                        break
-                else:
-                    raise SystemFault("lease_unstable",
-                                      "glexec: gridmapdir keeps changing; giving up", lease=lease)
-            except OSError as e:
-                # link/unlink/lstat/index I/O failed (ENOSPC, EIO, ...): whatever a step
-                # left is a state fsck knows (at worst a solitary lease, repaired by the
-                # next request for this identity); the caller gets a retryable 202.
-                raise SystemFault("lease_io", f"glexec: gridmapdir I/O error: {e.strerror}",
-                                  lease=lease, errno=e.errno) from None
+                got = self._acquire_under_lock(lease, req)
+                break
+            except _Unchecked as unchecked:
+                if len(req.verdicts) >= _MAX_CHECKS:
+                    raise SystemFault("lease_unstable", "glexec: gridmapdir keeps changing; giving up",
+                                      lease=lease) from None
+                req.check(unchecked)
         account, lease, reused, pending = got
         if pending is not None and self.sync == "none":
             os.close(pending)
@@ -640,6 +675,23 @@ class GridmapDir:
                 raise SystemFault("lease_write", f"glexec: cannot record pool lease: {e.strerror}",
                                   lease=lease, account=account, errno=e.errno) from None
         return account, lease, reused
+
+    def _acquire_under_lock(self, lease, req):
+        with self._lock():
+            try:
+                self._ix_begin()
+                for _ in range(64):
+                    got = self._acquire_locked(lease, req)
+                    if got is not None:
+                        return got
+                raise SystemFault("lease_unstable",
+                                  "glexec: gridmapdir keeps changing; giving up", lease=lease)
+            except OSError as e:
+                # link/unlink/lstat/index I/O failed (ENOSPC, EIO, ...): whatever a step
+                # left is a state fsck knows (at worst a solitary lease, repaired by the
+                # next request for this identity); the caller gets a retryable 202.
+                raise SystemFault("lease_io", f"glexec: gridmapdir I/O error: {e.strerror}",
+                                  lease=lease, errno=e.errno) from None
 
     def _acquire_locked(self, lease, req):
         """One attempt; None = state changed underneath (retry from the top).
@@ -723,8 +775,7 @@ class GridmapDir:
                         raise NotAuthorized("lease_draining",
                                             "glexec: pool account is being drained; retry later",
                                             account=other, lease=lease)
-                    if req.account_check is not None:
-                        req.account_check(os.fsdecode(other))
+                    req.admits(other, free=False)
                     try:
                         os.utime(lease, dir_fd=self.fd, follow_symlinks=False)
                     except FileNotFoundError:
@@ -809,9 +860,7 @@ class GridmapDir:
                 continue
             if core.entry_unsafe(est.st_uid, est.st_mode):
                 continue                         # never leased: an fsck finding
-            if req.account_check is not None:
-                req.account_check(os.fsdecode(entry))
-            if req.entry_filter is not None and not req.entry_filter(os.fsdecode(entry)):
+            if not req.admits(entry, free=True):
                 continue                         # the site does not let it in: the next one
             if req.before_link is not None and lease not in self._intended:
                 req.before_link(lease)           # once a name, even if this link must retry
