@@ -643,6 +643,7 @@ class GridmapDir:
         req = _Request(dn=dn, pool=pool, groups=groups, mapcount=mapcount,
                        account_check=account_check, owner=owner, before_link=before_link,
                        caller=caller, caller_limit=caller_limit, entry_filter=entry_filter)
+        self.adopted = False      # set by any locked pass of this call (the first may stop at a check)
         while True:
             try:
                 got = self._acquire_under_lock(lease, req)
@@ -704,7 +705,6 @@ class GridmapDir:
         if req.owner is None:
             got = self._inspect(lease, req)
             return got if got != "free" else self._allocate(lease, req)
-        self.adopted = False
         got = self._inspect(lease, req)
         if got is None or got not in ("free", "taken"):
             return got

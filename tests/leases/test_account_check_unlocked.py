@@ -78,3 +78,16 @@ def test_a_refusing_check_outside_the_lock_leaves_nothing(gmd):
         assert g.created is None
     assert sorted(n for n in os.listdir(gmd) if not n.startswith(".")) == \
         sorted(n for n in before if not n.startswith("."))
+
+
+def test_adoption_is_reported_when_the_check_needed_a_second_pass(gmd):
+    """The first locked pass adopts an owner-less lease and stops at the account check;
+    ``adopted`` still says so after the second pass (the engine's audit ``lease.adopted``)."""
+    make_pool(gmd, "gxtpool", 2)
+    with GridmapDir(gmd, lock_timeout=5) as g:
+        old, lease, _ = g.acquire(DN[0], b"gxtpool")              # no owner recorded
+        checked = []
+        assert g.acquire(DN[0], b"gxtpool", owner=owner(0), account_check=checked.append)[:2] == (old, lease)
+        assert g.adopted and checked == [os.fsdecode(old)]
+        assert g.acquire(DN[0], b"gxtpool", owner=owner(0), account_check=checked.append)[:2] == (old, lease)
+        assert not g.adopted
