@@ -6,8 +6,11 @@ done by its C accelerator ``_json`` (~0.3 ms to load), which this module drives 
 with exactly the settings ``json.loads`` and ``json.dumps(..., ensure_ascii=True)`` give it,
 so the text written and the values read are the same.  Anything the fast path does not
 take (input that is not plain ASCII, a syntax error) goes to ``json.loads`` itself, so the
-result or the error is json's own.
+result or the error is json's own.  ``_json`` is loaded with this module (not on first
+use): the gridmapdir parses its index state under its lock, which should not wait for a
+module load.
 """
+import _json
 
 _scanner = None
 _NAN = float("nan")
@@ -29,7 +32,6 @@ class _DecoderSettings:
 def _scan():
     global _scanner
     if _scanner is None:
-        import _json
         _scanner = _json.make_scanner(_DecoderSettings())
     return _scanner
 
@@ -63,7 +65,6 @@ def _not_serializable(o):
 
 def dumps(value, *, sort_keys=False, separators=(", ", ": ")):
     """``json.dumps(value, ensure_ascii=True, sort_keys=sort_keys, separators=separators)``."""
-    import _json
     if isinstance(value, str):
         return _json.encode_basestring_ascii(value)
     item_separator, key_separator = separators
