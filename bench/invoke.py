@@ -31,8 +31,8 @@ printed before and after.  Then the engine's import profile (python -X importtim
 
 Accounts, ids and directories: see bench/benchsite.py (``--base-dir``, ``--pilot``,
 ``--target``, ``--pool``, ``--uid-range``).  With ``--baseline TREE`` (another source tree,
-e.g. ``git archive`` of an older commit) inproc-rfc-local is also run through that tree
-installed in its own prefix: before/after in one run.
+e.g. ``git archive`` of an older commit) rfc-local and rfc-pool are also run through that
+tree installed in their own prefixes: before/after in one run.
 
     sudo bench/invoke.py [--rounds 100] [--levels 2 8 32] [--calls 200] [--no-voms]
 """
@@ -244,7 +244,7 @@ def main():
     ap.add_argument("--modes", nargs="+", choices=sorted(MODES), default=sorted(MODES))
     ap.add_argument("--no-voms", action="store_true", help="skip the VOMS cases")
     ap.add_argument("--baseline", metavar="TREE", default=os.environ.get("GLEXEC_BENCH_BASELINE"),
-                    help="another source tree: inproc-rfc-local through it too")
+                    help="another source tree: rfc-local and rfc-pool through it too")
     benchsite.add_base_dir(ap)
     benchsite.add_accounts(ap)
     args = ap.parse_args()
@@ -277,9 +277,9 @@ def main():
             prefixes += installed.values()
             nopam = install_case(site, pki, work, args, "local", pam=False)
             prefixes.append(nopam)
-            base_prefix = install_case(site, pki, work, args, "local", tree=args.baseline) if args.baseline else None
-            if base_prefix:
-                prefixes.append(base_prefix)
+            baseline = {m: install_case(site, pki, work, args, m, tree=args.baseline)
+                        for m in (mappings if args.baseline else ())}
+            prefixes += baseline.values()
 
             def genv(cred):
                 return {"PATH": "/usr/bin:/bin", "GLEXEC_CLIENT_CERT": str(creds[cred]),
@@ -297,8 +297,9 @@ def main():
                         cases[name] = ([str(inst.glexec_path(prefix)), "/usr/bin/id", "-un"], genv(cred), site.pilot_ids)
                         expect[name] = {site.target} if mapping == "local" else set(site.pool)
             cases["nopam"] = ([str(inst.glexec_path(nopam)), "/bin/true"], genv("rfc"), site.pilot_ids)
-            if base_prefix:
-                cases["baseline"] = ([str(inst.glexec_path(base_prefix)), "/bin/true"], genv("rfc"), site.pilot_ids)
+            for mapping, prefix in baseline.items():
+                cases[f"baseline-rfc-{mapping}"] = ([str(inst.glexec_path(prefix)), "/bin/true"], genv("rfc"),
+                                                    site.pilot_ids)
             peers = {
                 "runuser": (["runuser", "-u", site.target, "/bin/true"], renv, None),
                 "sudo": (["sudo", "-u", site.target, "/bin/true"], renv, None),
@@ -359,8 +360,11 @@ def report_sequential(samples, rounds):
     print(f"  {'setpriv':22s} {med['setpriv'] / med['runuser']:9.2f}")
     if "nopam" in med and "inproc-rfc-local" in med:
         print(f"PAM cost: inproc-rfc-local - nopam = {med['inproc-rfc-local'] - med['nopam']:.2f} ms")
-    if "baseline" in med:
-        print(f"ratio inproc-rfc-local/baseline = {med['inproc-rfc-local'] / med['baseline']:.2f}")
+    for mapping in ("local", "pool"):
+        if f"baseline-rfc-{mapping}" in med:
+            print(f"ratio inproc-rfc-{mapping}/baseline-rfc-{mapping} = "
+                  f"{med[f'inproc-rfc-{mapping}'] / med[f'baseline-rfc-{mapping}']:.2f} "
+                  f"({med[f'inproc-rfc-{mapping}'] - med[f'baseline-rfc-{mapping}']:+.2f} ms)")
 
 
 def report_concurrency(cases, levels, calls):
