@@ -162,8 +162,8 @@ def run_once(argv, env, ids, expect=None):
         uid, gid, groups = ids
         kw = dict(user=uid, group=gid, extra_groups=groups)
     t0 = time.perf_counter()
-    p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if expect else subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, **kw)
+    out = subprocess.PIPE if expect else subprocess.DEVNULL
+    p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, **kw)
     dt = time.perf_counter() - t0
     if p.returncode != 0 or (expect is not None and p.stdout.strip().decode() not in expect):
         raise SystemExit(f"bench: {argv[0]} failed ({p.returncode}): {p.stdout!r} {p.stderr!r}")
@@ -294,7 +294,8 @@ def main():
                     modes.append(mode)
                     for cred in creds:
                         name = f"{mode_name}-{cred}-{mapping}"
-                        cases[name] = ([str(inst.glexec_path(prefix)), "/usr/bin/id", "-un"], genv(cred), site.pilot_ids)
+                        cases[name] = ([str(inst.glexec_path(prefix)), "/usr/bin/id", "-un"], genv(cred),
+                                       site.pilot_ids)
                         expect[name] = {site.target} if mapping == "local" else set(site.pool)
             cases["nopam"] = ([str(inst.glexec_path(nopam)), "/bin/true"], genv("rfc"), site.pilot_ids)
             for mapping, prefix in baseline.items():
@@ -303,7 +304,8 @@ def main():
             peers = {
                 "runuser": (["runuser", "-u", site.target, "/bin/true"], renv, None),
                 "sudo": (["sudo", "-u", site.target, "/bin/true"], renv, None),
-                "setpriv": (["setpriv", f"--reuid={tuid}", f"--regid={tgid}", "--init-groups", "/bin/true"], renv, None),
+                "setpriv": (["setpriv", f"--reuid={tuid}", f"--regid={tgid}", "--init-groups", "/bin/true"],
+                            renv, None),
                 "true": (["/bin/true"], renv, None),
             }
             os.chdir(work)
