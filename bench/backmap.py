@@ -19,11 +19,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tools")]
+
+from bench import benchsite  # noqa: E402
 
 from glexec_tools.backmap.plan import format_time  # noqa: E402
 from glexec_tools.backmap.apply import Index  # noqa: E402
@@ -102,6 +103,7 @@ def median_ms(samples):
 
 
 def main():
+    global BASE_UID
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=10_000_000)
     ap.add_argument("--uids", type=int, default=2000)
@@ -117,13 +119,16 @@ def main():
                     help="site mode: shipped records for the ingest rate")
     ap.add_argument("--sqlite-records", type=int, default=None,
                     help="site mode: records in the SQLite comparison (default: --records)")
+    ap.add_argument("--first-uid", type=int, default=BASE_UID,
+                    help="the synthetic records' uids are FIRST_UID..FIRST_UID+--uids-1 (no accounts needed)")
+    benchsite.add_base_dir(ap)
     args = ap.parse_args()
     if args.sqlite_records is None:
         args.sqlite_records = args.records
     if os.geteuid() != 0:
         sys.exit("bench/backmap.py: run as root (root-owned logs and index)")
-    os.makedirs("/var/lib/glexec-py-tests", mode=0o755, exist_ok=True)
-    directory = tempfile.mkdtemp(prefix="bench-backmap-", dir="/var/lib/glexec-py-tests")
+    BASE_UID = args.first_uid
+    directory = benchsite.scratch_dir(args, "bench-backmap")
     try:
         if args.site:
             from bench.backmap_site import run_site

@@ -16,7 +16,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 import types
 
@@ -29,20 +28,22 @@ def main():
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--against", metavar="DIR", help="another checkout to measure first")
     ap.add_argument("--tree", default=REPO, help=argparse.SUPPRESS)
+    sys.path.insert(0, REPO)
+    from bench import benchsite
+    benchsite.add_base_dir(ap)
     a = ap.parse_args()
     if a.against:
         import subprocess
         for label, tree in (("other", a.against), ("this", REPO)):
             print(f"{label} ({tree}): ", end="", flush=True)
             subprocess.run([sys.executable, os.path.abspath(__file__), "--lines", str(a.lines),
-                            "--calls", str(a.calls), "--tree", tree], check=True)
+                            "--calls", str(a.calls), "--tree", tree, "--base-dir", a.base_dir], check=True)
         return
     sys.path.insert(0, os.path.abspath(a.tree))
     from glexec_py.core import bans, dn
     from glexec_py.effects import banfiles
     assert banfiles.__file__.startswith(os.path.abspath(a.tree)), banfiles.__file__
-    os.makedirs("/var/lib/glexec-py-tests", mode=0o755, exist_ok=True)
-    d = tempfile.mkdtemp(prefix="bench-bans-", dir="/var/lib/glexec-py-tests")
+    d = benchsite.scratch_dir(a, "bench-bans")
     os.chmod(d, 0o755)
     try:
         path = os.path.join(d, "ban_dn.db")

@@ -4,7 +4,7 @@ same run (issue 3, item 8; targets: <= 1.0x LCMAPS for an RFC proxy, <= 0.5x for
 
     sudo /usr/bin/python3.11 bench/credentials.py [--runs 30] [--keep]
 
-Set-up (root-owned, under /var/lib/glexec-py-tests/cred-bench-*): a fresh TestPKI, Alice's
+Set-up (root-owned, under ``--base-dir``/cred-bench-*, default /var/lib/glexec-py-tests: bench/benchsite.py): a fresh TestPKI, Alice's
 RFC proxy (grid-proxy-init), her VOMS proxy with 2 FQANs (voms-proxy-fake), a WLCG token
 (RS256, PyJWT, ``wlcg.groups``) with the issuer's JWKS in a root-owned key file, one
 gridmapfile (Alice's DN, ``"/testvo/*"`` and the token's ``iss,sub`` -> nobody) and a vomsdir.
@@ -42,7 +42,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -51,10 +50,10 @@ sys.path.insert(0, REPO)
 if "/usr/lib/python3/dist-packages" not in sys.path:
     sys.path.append("/usr/lib/python3/dist-packages")
 
+from bench import benchsite               # noqa: E402
 from tests.support.pki import TestPKI     # noqa: E402
 
 PY = "/usr/bin/python3.11"
-BASE = "/var/lib/glexec-py-tests"
 CA_DN = "/DC=test/DC=glexec-py/CN=glexec-py Test CA"
 ALICE = "/DC=test/DC=glexec-py/CN=Alice"
 VOMS_DN = "/DC=test/DC=glexec-py/CN=voms.example.org"
@@ -216,12 +215,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--keep", action="store_true")
+    benchsite.add_base_dir(ap)
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (root-owned vomsdir and key files, LCMAPS)")
-    os.makedirs(BASE, mode=0o755, exist_ok=True)
-    top = Path(tempfile.mkdtemp(prefix="cred-bench-", dir=BASE))
-    os.chmod(top, 0o755)
+    top = Path(benchsite.scratch_dir(a, "cred-bench"))
     try:
         variants = setup(top)
         walls = {n: [] for n in variants}

@@ -20,19 +20,18 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from bench import benchsite                              # noqa: E402
 from glexec_py.core import dn as D                      # noqa: E402
 from glexec_py.core.identity import Identity            # noqa: E402
 from glexec_py.effects.gridmapdir import GridmapDir     # noqa: E402
 from glexec_py.core.mapping import lease_owner as _lease_owner  # noqa: E402
 
-BASE = "/var/lib/glexec-py-tests"
-POOL = b"gxtbench"
+POOL = b"gxtbench"          # --pool-prefix
 
 
 def _name_der():
@@ -45,11 +44,10 @@ def _name_der():
                       x509.NameAttribute(NameOID.COMMON_NAME, "Jane Doe 12345")]).public_bytes()
 
 
-def make_dir(n):
-    d = tempfile.mkdtemp(prefix="lease-owner-bench-", dir=BASE)
-    os.chmod(d, 0o755)
+def make_dir(args, n):
+    d = benchsite.scratch_dir(args, "lease-owner-bench")
     for i in range(1, n + 1):
-        os.close(os.open(os.path.join(d, f"gxtbench{i:05d}"), os.O_WRONLY | os.O_CREAT, 0o644))
+        os.close(os.open(os.path.join(d, f"{POOL.decode()}{i:05d}"), os.O_WRONLY | os.O_CREAT, 0o644))
     return d
 
 
@@ -61,12 +59,15 @@ def identity(i):
 
 
 def main():
+    global POOL
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2000)
     ap.add_argument("--pool", type=int, default=200)
+    benchsite.add_base_dir(ap)
+    benchsite.add_pool_prefix(ap, POOL.decode())
     args = ap.parse_args()
-    os.makedirs(BASE, mode=0o755, exist_ok=True)
-    dirs = [make_dir(args.pool), make_dir(args.pool)]
+    POOL = args.pool_prefix.encode()
+    dirs = [make_dir(args, args.pool), make_dir(args, args.pool)]
     t = {k: [] for k in ("reuse-before", "reuse-now", "new-before", "new-now",
                          "canonical", "owner")}
     try:

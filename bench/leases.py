@@ -15,8 +15,8 @@ long-lived engine service); throughput with ``--workers`` processes; and the imp
 of the driver in the engine's isolated interpreter (``python3.11 -I -S -B``): the libpq
 cffi module vs psycopg2.
 
-Two identical gridmapdirs of ``--pool`` entries (gxtbench00001..) are made under
-/var/lib/glexec-py-tests/leases-bench-*; every request is a distinct DN (a new lease).
+Two identical gridmapdirs of ``--pool`` entries (``--pool-prefix``, default gxtbench: gxtbench00001..)
+are made under ``--base-dir`` (default /var/lib/glexec-py-tests)/leases-bench-*; every request is a distinct DN (a new lease).
 glexec-py: ``--workers`` forked processes, each calling ``acquire`` in a loop (fcntl lock).
 LCMAPS: ``--workers`` harness processes (tests/leases/lcmaps_harness.c); ``loop`` = one
 process per worker doing lcmaps init+run+term per request (what one gLExec call costs,
@@ -33,23 +33,22 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from bench import benchsite                              # noqa: E402
 from glexec_py.core.leases import lease_name            # noqa: E402
 from glexec_py.effects.gridmapdir import GridmapDir     # noqa: E402
 
-BASE = "/var/lib/glexec-py-tests"
-POOL = b"gxtbench"
+POOL = b"gxtbench"          # --pool-prefix
 
 
 def make_pool(d, n):
     os.mkdir(d, 0o755)
     for i in range(1, n + 1):
-        os.close(os.open(os.path.join(d, "gxtbench%05d" % i), os.O_WRONLY | os.O_CREAT, 0o644))
+        os.close(os.open(os.path.join(d, "%s%05d" % (POOL.decode(), i)), os.O_WRONLY | os.O_CREAT, 0o644))
 
 
 def dns(tag, w, m):
@@ -211,14 +210,12 @@ def bench_backends(a):
     from glexec_py.effects.pgleases import PgLeaseStore
     from tests.support.postgres import Cluster
     cluster = Cluster(fsync=True)
-    os.makedirs(BASE, 0o755, exist_ok=True)
-    d = tempfile.mkdtemp(prefix="leases-bench-", dir=BASE)
-    os.chmod(d, 0o755)
+    d = benchsite.scratch_dir(a, "leases-bench")
     try:
         conninfo = cluster.conninfo(cluster.fresh_db())
         n = a.requests
         with PgLeaseStore(conninfo, node="bench") as s:
-            s.add_accounts(POOL.decode(), ["gxtbench%05d" % i for i in range(1, 12 * n + 1)])
+            s.add_accounts(POOL.decode(), ["%s%05d" % (POOL.decode(), i) for i in range(1, 12 * n + 1)])
         gmd = os.path.join(d, "gmd")
         make_pool(gmd, 12 * n)
         stores = {"postgresql": lambda: PgLeaseStore(conninfo, node="bench"),
@@ -265,6 +262,7 @@ def bench_backends(a):
 
 
 def main():
+    global POOL
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backend", choices=("gridmapdir", "postgresql"), default="gridmapdir",
                     help="gridmapdir: glexec-py vs LCMAPS; postgresql: the PostgreSQL store vs "
@@ -276,15 +274,16 @@ def main():
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--sync", nargs="+", choices=("grant", "none"), default=["grant", "none"],
                     help="glexec-py metadata durability modes to run (GridmapDir sync=)")
+    benchsite.add_base_dir(ap)
+    benchsite.add_pool_prefix(ap, POOL.decode())
     a = ap.parse_args()
+    POOL = a.pool_prefix.encode()
     if os.geteuid() != 0:
         sys.exit("bench/leases.py: run as root (root-owned gridmapdir)")
     if a.backend == "postgresql":
         return bench_backends(a)
     m = a.requests // a.workers
-    os.makedirs(BASE, 0o755, exist_ok=True)
-    d = tempfile.mkdtemp(prefix="leases-bench-", dir=BASE)
-    os.chmod(d, 0o755)
+    d = benchsite.scratch_dir(a, "leases-bench")
     try:
         gx, lc = os.path.join(d, "gmd-glexec"), os.path.join(d, "gmd-lcmaps")
         make_pool(lc, a.pool)
@@ -293,7 +292,7 @@ def main():
                         os.path.join(REPO, "tests/leases/lcmaps_harness.c"), "-llcmaps"],
                        check=True)
         with open(os.path.join(d, "grid-mapfile"), "w") as f:
-            f.write('"*" .gxtbench\n')
+            f.write('"*" .%s\n' % POOL.decode())
         with open(os.path.join(d, "lcmaps.db"), "w") as f:
             f.write(f'path = /usr/lib/lcmaps\npoolaccount = "lcmaps_poolaccount.mod '
                     f'-gridmapfile {d}/grid-mapfile -gridmapdir {lc}"\n'

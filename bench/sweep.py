@@ -4,7 +4,7 @@
     sudo /usr/bin/python3.11 bench/sweep.py [--files 1000000] [--per-dir 1000] [--uid 52998]
                                             [--repeat 3] [--workers 0]
 
-Per repeat, builds two identical trees under /var/lib/glexec-py-tests/sweep-bench-<random>/
+Per repeat, builds two identical trees under ``--base-dir`` (default /var/lib/glexec-py-tests)/sweep-bench-<random>/
 (root 0755; both at once, one builder process each): ``files`` regular files of ``uid`` (a
 pool uid; no passwd entry needed) in directories of ``per-dir`` files each, the directories
 owned by that uid; every file has atime and mtime set to 2020-01-01 (ctime cannot be set:
@@ -30,12 +30,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCHER = os.path.join(REPO, "tools", "bin", "glexec-sweep")
-BASE = "/var/lib/glexec-py-tests"
+sys.path.insert(0, REPO)
+
+from bench import benchsite  # noqa: E402
 OLD = 1577836800
 
 
@@ -157,6 +158,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workers", type=int, default=0, help="glexec-sweep workers (0 = its default)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (debugging)")
+    benchsite.add_base_dir(ap)
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/sweep.py must run as root")
@@ -166,9 +168,7 @@ def main():
         raise SystemExit("--uid must be a non-system uid")
     if a.repeat < 1 or not 0 <= a.workers <= 64:
         raise SystemExit("--repeat must be >= 1, --workers 0..64")
-    os.makedirs(BASE, mode=0o755, exist_ok=True)
-    work = tempfile.mkdtemp(prefix="sweep-bench-", dir=BASE)
-    os.chmod(work, 0o755)
+    work = benchsite.scratch_dir(a, "sweep-bench")
     print(f"{a.files} files, {a.per_dir}/dir, {a.repeat} rounds, workers {a.workers or 'default'}; "
           f"{context()}")
     try:

@@ -5,7 +5,7 @@ same run (issue 3, items 3 and 8).
     sudo /usr/bin/python3.11 bench/voms.py [--runs 50] [--keep]
 
 A fresh TestPKI, a VOMS host certificate, a VOMS proxy with 2 FQANs (voms-proxy-fake) and a
-plain RFC proxy; a root-owned vomsdir under /var/lib/glexec-py-tests/voms-bench-*.
+plain RFC proxy; a root-owned vomsdir under ``--base-dir`` (default /var/lib/glexec-py-tests, bench/benchsite.py)/voms-bench-*.
 glexec-py: ``--runs`` fresh ``/usr/bin/python3.11 -I -S`` processes, each timing in-process
 (perf_counter) the import of the native module and of the VOMS modules, verify_chain +
 interpret, and check_voms (the marginal VOMS cost the engine pays after verify_chain).
@@ -22,16 +22,15 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from bench import benchsite               # noqa: E402
 from tests.support.pki import TestPKI     # noqa: E402
 
-BASE = "/var/lib/glexec-py-tests"
 VOMS_DN = "/DC=test/DC=glexec-py/CN=voms.example.org"
 CA_DN = "/DC=test/DC=glexec-py/CN=glexec-py Test CA"
 
@@ -66,12 +65,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--keep", action="store_true")
+    benchsite.add_base_dir(ap)
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (root-owned vomsdir)")
-    os.makedirs(BASE, mode=0o755, exist_ok=True)
-    top = tempfile.mkdtemp(prefix="voms-bench-", dir=BASE)
-    os.chmod(top, 0o755)
+    top = benchsite.scratch_dir(a, "voms-bench")
     try:
         run(Path(top), a.runs)
     finally:

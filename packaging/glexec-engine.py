@@ -11,4 +11,4 @@ sys.path.append("/usr/lib/python3/dist-packages")
 
 from glexec_py import engine  # noqa: E402  (engine checks every loaded module first)
 
-sys.exit(engine.main(__file__, sys.argv[1:]))
+engine.exit_process(engine.main(__file__, sys.argv[1:]))

@@ -449,27 +449,37 @@ def _owner_inconsistency(rec, lease):
 def owner_digest(key, groups=(), mapcount=0):
     """26 characters ``[a-z2-7]``: base32 of the first 128 bits of SHA-256 over an injective
     serialisation (JSON) of the owner key, the groups and the mapcount."""
-    import base64
-    import hashlib
-    import json
+    import _sha256       # builtin: hashlib would load OpenSSL's (~8 ms), as json (re, enum) would
+    from glexec_py.core import leanjson
     groups, mapcount = _groups_mapcount(groups, mapcount)
-    blob = json.dumps([list(key), [g.decode("latin-1") for g in groups], mapcount],
-                      ensure_ascii=True, separators=(",", ":")).encode()
-    return base64.b32encode(hashlib.sha256(blob).digest()[:16]).decode().rstrip("=").lower().encode()
+    blob = leanjson.dumps([list(key), [g.decode("latin-1") for g in groups], mapcount],
+                          separators=(",", ":")).encode()
+    return _base32_lower(_sha256.sha256(blob).digest()[:16])
+
+
+_B32 = b"abcdefghijklmnopqrstuvwxyz234567"
+
+
+def _base32_lower(raw):
+    """RFC 4648 base32 of ``raw``, lower case, without the ``=`` padding (what
+    ``base64.b32encode(raw).rstrip(b"=").lower()`` gives, without importing base64)."""
+    bits = len(raw) * 8
+    n = int.from_bytes(raw, "big") << (-bits % 5)
+    digits = (bits + 4) // 5
+    return bytes(_B32[(n >> (5 * (digits - 1 - i))) & 31] for i in range(digits))
 
 
 def owner_column(key):
     """The owner key as the PostgreSQL store keeps it (and its unique constraint compares
     it): JSON of the key tuple, ASCII, no spaces -- injective like the key itself."""
-    import json
-    return json.dumps(list(key), ensure_ascii=True, separators=(",", ":"))
+    from glexec_py.core import leanjson
+    return leanjson.dumps(list(key), separators=(",", ":"))
 
 
 def groups_column(groups):
     """A lease's group names (bytes) as the PostgreSQL store keeps them: a JSON list."""
-    import json
-    return json.dumps([bytes(g).decode("latin-1") for g in groups], ensure_ascii=True,
-                      separators=(",", ":"))
+    from glexec_py.core import leanjson
+    return leanjson.dumps([bytes(g).decode("latin-1") for g in groups], separators=(",", ":"))
 
 
 def alternate_name(lcmaps_name, digest):

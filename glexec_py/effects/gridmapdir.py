@@ -28,7 +28,7 @@ record lock (``fcntl(F_SETLK[W])`` via ``fcntl.lockf``) on ``.glexec-py.lock``. 
 work over NFSv3 (NLM) and NFSv4 (in-protocol), unlike ``flock`` on older clients; a shared pool
 on NFS therefore needs every node to use glexec-py (or accept LCMAPS's races) and NFS locking
 to be enabled (no ``nolock`` mount option).  POSIX locks belong to the process: two threads of
-one process are serialised by a per-path ``threading.Lock`` in addition.  Per-node pools
+one process are serialised by a per-path thread lock (``_thread``) in addition.  Per-node pools
 should live on a local file system.  Whatever the lock does, correctness rests on the
 post-``link`` check (link count exactly 2 and the same inode), which also copes with NFS
 ``link()`` replies that lie and with LCMAPS instances that do not take the lock.
@@ -43,15 +43,15 @@ is unlinked again and the request fails (202): nothing is left behind.  Release:
 lease, then remove the metadata (a crash in between: ``meta_orphan``, removed by repair).
 """
 
+import _thread
 import errno
 import fcntl
-import json
 import os
 import stat
-import threading
 import time
 import zlib
 
+from glexec_py.core import leanjson
 from glexec_py.core import leases as core
 from glexec_py.errors import NotAuthorized, SystemFault
 
@@ -63,7 +63,9 @@ STATE_NAME = b".state"       # in META_DIR: directory stamp + per-pool cursors
 INDEX_MAGIC = b"GXIDX1\0"
 
 _thread_locks = {}
-_thread_locks_guard = threading.Lock()
+_thread_locks_guard = _thread.allocate_lock()
+
+_MAX_CHECKS = 4096   # accounts checked in one acquire (each at most once): a bound, not a limit
 
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -90,7 +92,7 @@ def decode_record(raw):
     """Runs as: any user (pure).  A metadata record's bytes -> its dict with the bytes
     fields restored, or False if it is not one."""
     try:
-        rec = json.loads(raw)
+        rec = leanjson.loads(raw)
         rec["lease"] = rec["lease"].encode("latin-1")
         rec["account"] = rec["account"].encode("latin-1")
         rec["dn"] = rec["dn"].encode("latin-1") if rec.get("dn") is not None else None
@@ -101,13 +103,44 @@ def decode_record(raw):
 
 
 class _Request:
-    """One ``acquire`` call: the identity and options the steps below look at."""
+    """One ``acquire`` call: the identity and options the steps below look at, and the
+    verdicts of the account checks made so far (outside the lock, see ``_Unchecked``)."""
     __slots__ = ("dn", "pool", "groups", "mapcount", "account_check", "owner", "before_link",
-                 "caller", "caller_limit", "entry_filter")
+                 "caller", "caller_limit", "entry_filter", "verdicts")
 
     def __init__(self, **kw):
+        self.verdicts = {}
         for name, value in kw.items():
             setattr(self, name, value)
+
+    def admits(self, account, free):
+        """Under the lock: may ``account`` be reused (``free`` False) or newly leased?
+        ``_Unchecked`` if its checks have not been made yet: they run outside the lock."""
+        if self.account_check is None and (not free or self.entry_filter is None):
+            return True
+        verdict = self.verdicts.get((account, free))
+        if verdict is None:
+            raise _Unchecked(account, free)
+        return verdict
+
+    def check(self, unchecked):
+        """Outside the lock: the account's checks (NSS lookups, PAM), remembered for the
+        next locked attempt; a refusal from ``account_check`` propagates."""
+        name = os.fsdecode(unchecked.account)
+        if self.account_check is not None:
+            self.account_check(name)
+        ok = not unchecked.free or self.entry_filter is None or bool(self.entry_filter(name))
+        self.verdicts[(unchecked.account, unchecked.free)] = ok
+
+
+class _Unchecked(Exception):
+    """Raised under the lock, before anything is linked or reused, when the decision
+    needs an account whose checks were not made yet: ``acquire`` unlocks, checks, and
+    decides again from the top under the lock."""
+
+    def __init__(self, account, free):
+        super().__init__(account)
+        self.account, self.free = account, free
 
 
 class GridmapDir:
@@ -168,7 +201,7 @@ class GridmapDir:
             st = os.fstat(self.fd)
             key = (st.st_dev, st.st_ino)
             with _thread_locks_guard:
-                self._tlock = _thread_locks.setdefault(key, threading.Lock())
+                self._tlock = _thread_locks.setdefault(key, _thread.allocate_lock())
         except BaseException:
             os.close(self.fd)
             raise
@@ -298,7 +331,7 @@ class GridmapDir:
         try:
             if int(crc, 16) != zlib.crc32(body):
                 return None
-            rec = json.loads(body)
+            rec = leanjson.loads(body)
             if rec.get("v") != 1:
                 return None
             return rec
@@ -306,7 +339,7 @@ class GridmapDir:
             return None
 
     def _write_state(self, rec):
-        body = json.dumps(rec, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        body = leanjson.dumps(rec, sort_keys=True, separators=(",", ":")).encode() + b"\n"
         data = b"%08x %s" % (zlib.crc32(body), body)
         fd = self._state()
         os.pwrite(fd, data, 0)
@@ -471,7 +504,7 @@ class GridmapDir:
         are left to the caller (returned fd, to be passed to ``_sync_meta``) so they can
         run outside the lock; the rename is already done under it."""
         mfd = self._meta()
-        data = (json.dumps(record, sort_keys=True, ensure_ascii=True) + "\n").encode()
+        data = (leanjson.dumps(record, sort_keys=True) + "\n").encode()
         tmp = b"%s%s.%d.%s" % (core.TMP_PREFIX.encode(), account, os.getpid(),
                                os.urandom(4).hex().encode())
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -561,12 +594,20 @@ class GridmapDir:
         readdir pass, never on the index alone).  A lease in state "draining" is refused
         (``NotAuthorized("lease_draining")``, retry later).
 
-        ``account_check``: optional callable(account name as str), called under the lock
+        ``account_check``: optional callable(account name as str), called for the account
         before a new link is made and before a reuse is granted; whatever it raises is
         propagated with nothing left behind (the engine passes
         ``accounts.lookup_target``: uid 0, uid outside the pool's range, privileged
         groups, no passwd entry -> refused).  Unlike LCMAPS, which links first and
-        calls ``getpwnam`` afterwards, leaving the lease behind.
+        calls ``getpwnam`` afterwards, leaving the lease behind.  It is called *outside*
+        the lock (its NSS lookups load modules and may ask a directory server: they
+        would serialise every grant): the locked decision stops before it changes
+        anything when it needs an account not checked yet (``_Unchecked``), the lock is
+        released, the account checked, and the decision made again from the top under
+        the lock -- so what is linked or reused is always decided under the lock, and
+        always an account that passed.  The check depends on the account name only;
+        the lock never serialised changes to passwd/group, so checking before the
+        locked decision instead of inside it loses nothing.
 
         ``owner``: a ``core.leases.LeaseOwner`` (the engine always passes one): the lease is
         recorded as that identity's and reused only by it; another identity whose LCMAPS
@@ -587,7 +628,8 @@ class GridmapDir:
         live leases in ``pool`` (``core.leases.live_leases_of``), counted under the lock.
         ``entry_filter``: optional callable(account name as str) -> True to lease it, False
         to skip it for the next free entry (the site does not let that account in, e.g.
-        PAM); called under the lock for free entries only, never for a reuse.
+        PAM); called for free entries only, never for a reuse, outside the lock like
+        ``account_check``.
         """
         dn = _b(dn_oneline)
         pool = _b(pool)
@@ -601,22 +643,16 @@ class GridmapDir:
         req = _Request(dn=dn, pool=pool, groups=groups, mapcount=mapcount,
                        account_check=account_check, owner=owner, before_link=before_link,
                        caller=caller, caller_limit=caller_limit, entry_filter=entry_filter)
-        with self._lock():
+        self.adopted = False      # set by any locked pass of this call (the first may stop at a check)
+        while True:
             try:
-                self._ix_begin()
-                for _ in range(64):
-                    got = self._acquire_locked(lease, req)
-                    if got is not None:
-                        break
-                else:
-                    raise SystemFault("lease_unstable",
-                                      "glexec: gridmapdir keeps changing; giving up", lease=lease)
-            except OSError as e:
-                # link/unlink/lstat/index I/O failed (ENOSPC, EIO, ...): whatever a step
-                # left is a state fsck knows (at worst a solitary lease, repaired by the
-                # next request for this identity); the caller gets a retryable 202.
-                raise SystemFault("lease_io", f"glexec: gridmapdir I/O error: {e.strerror}",
-                                  lease=lease, errno=e.errno) from None
+                got = self._acquire_under_lock(lease, req)
+                break
+            except _Unchecked as unchecked:
+                if len(req.verdicts) >= _MAX_CHECKS:
+                    raise SystemFault("lease_unstable", "glexec: gridmapdir keeps changing; giving up",
+                                      lease=lease) from None
+                req.check(unchecked)
         account, lease, reused, pending = got
         if pending is not None and self.sync == "none":
             os.close(pending)
@@ -641,6 +677,23 @@ class GridmapDir:
                                   lease=lease, account=account, errno=e.errno) from None
         return account, lease, reused
 
+    def _acquire_under_lock(self, lease, req):
+        with self._lock():
+            try:
+                self._ix_begin()
+                for _ in range(64):
+                    got = self._acquire_locked(lease, req)
+                    if got is not None:
+                        return got
+                raise SystemFault("lease_unstable",
+                                  "glexec: gridmapdir keeps changing; giving up", lease=lease)
+            except OSError as e:
+                # link/unlink/lstat/index I/O failed (ENOSPC, EIO, ...): whatever a step
+                # left is a state fsck knows (at worst a solitary lease, repaired by the
+                # next request for this identity); the caller gets a retryable 202.
+                raise SystemFault("lease_io", f"glexec: gridmapdir I/O error: {e.strerror}",
+                                  lease=lease, errno=e.errno) from None
+
     def _acquire_locked(self, lease, req):
         """One attempt; None = state changed underneath (retry from the top).
 
@@ -652,7 +705,6 @@ class GridmapDir:
         if req.owner is None:
             got = self._inspect(lease, req)
             return got if got != "free" else self._allocate(lease, req)
-        self.adopted = False
         got = self._inspect(lease, req)
         if got is None or got not in ("free", "taken"):
             return got
@@ -723,8 +775,7 @@ class GridmapDir:
                         raise NotAuthorized("lease_draining",
                                             "glexec: pool account is being drained; retry later",
                                             account=other, lease=lease)
-                    if req.account_check is not None:
-                        req.account_check(os.fsdecode(other))
+                    req.admits(other, free=False)
                     try:
                         os.utime(lease, dir_fd=self.fd, follow_symlinks=False)
                     except FileNotFoundError:
@@ -809,9 +860,7 @@ class GridmapDir:
                 continue
             if core.entry_unsafe(est.st_uid, est.st_mode):
                 continue                         # never leased: an fsck finding
-            if req.account_check is not None:
-                req.account_check(os.fsdecode(entry))
-            if req.entry_filter is not None and not req.entry_filter(os.fsdecode(entry)):
+            if not req.admits(entry, free=True):
                 continue                         # the site does not let it in: the next one
             if req.before_link is not None and lease not in self._intended:
                 req.before_link(lease)           # once a name, even if this link must retry
@@ -1119,10 +1168,8 @@ class _Locked:
                 gd._lock_fd = fd
             if gd.lock_timeout is None:
                 fcntl.lockf(gd._lock_fd, fcntl.LOCK_EX)
-            elif threading.current_thread() is threading.main_thread():
-                _lock_blocking(gd._lock_fd, gd.lock_timeout)
             else:
-                _lock_polling(gd._lock_fd, gd.lock_timeout)
+                _lock_blocking(gd._lock_fd, gd.lock_timeout)
         except BaseException:
             gd._tlock.release()
             raise
@@ -1154,15 +1201,20 @@ def _lock_busy():
 
 
 def _lock_blocking(fd, timeout):
-    """Runs as: the caller of GridmapDir (main thread only: it borrows SIGALRM).
+    """Runs as: the caller of GridmapDir.
     ``F_SETLKW`` bounded by a one-shot real-time timer: the kernel queues the waiter and wakes
     it the moment the holder unlocks (a poll loop sleeps up to its interval past that).
-    ``_signal``, not ``signal``: the latter imports ``enum``, ~1.8 ms of start-up."""
+    Only the main thread may borrow SIGALRM: any other polls (``_lock_polling``).
+    ``_signal``, not ``signal``: the latter imports ``enum``, ~1.8 ms of start-up; and the
+    main-thread test is the handler's installation itself, not ``threading`` (~4 ms)."""
     import _signal as signal
 
     def over(signum, frame):
         raise _LockWaitOver()
-    old = signal.signal(signal.SIGALRM, over)
+    try:
+        old = signal.signal(signal.SIGALRM, over)
+    except ValueError:           # "signal only works in main thread of the main interpreter"
+        return _lock_polling(fd, timeout)
     try:
         signal.setitimer(signal.ITIMER_REAL, timeout)
         try:

@@ -21,8 +21,7 @@ Failure: any database trouble (unreachable, restarted, slow past ``timeout``) is
 ``SystemFault`` (202), and the transaction is rolled back by the server when the connection
 drops; nothing is ever granted without a commit, and nothing falls back to another store.
 """
-import json
-
+from glexec_py.core import leanjson
 from glexec_py.core import leases as core
 from glexec_py.core.leases import groups_column, owner_column
 from glexec_py.effects.pgclient import Connection, DbError, from_bytea
@@ -316,12 +315,12 @@ class PgLeaseStore:
         for (name, account, dn, groups, mapcount, since, state, made_by, owner, caller,
              last_use, drained_at, node, lease_id, nodes) in rows:
             rec = {"account": account.encode("ascii"), "lease": from_bytea(name),
-                   "dn": from_bytea(dn), "groups": tuple(g.encode("latin-1") for g in json.loads(groups)),
+                   "dn": from_bytea(dn), "groups": tuple(g.encode("latin-1") for g in leanjson.loads(groups)),
                    "mapcount": int(mapcount), "state": state,
-                   "since": float(since), "by": made_by, "owner": json.loads(owner),
+                   "since": float(since), "by": made_by, "owner": leanjson.loads(owner),
                    "caller": None if caller is None else int(caller), "id": int(lease_id),
                    "drained_at": None if drained_at is None else float(drained_at),
-                   "made_on": node, "nodes": {k: float(v) for k, v in json.loads(nodes).items()}}
+                   "made_on": node, "nodes": {k: float(v) for k, v in leanjson.loads(nodes).items()}}
             out[from_bytea(name)] = (account.encode("ascii"), rec, float(last_use))
         return out
 
@@ -339,7 +338,7 @@ class PgLeaseStore:
             "($1, $2, $3, to_timestamp($4), $5) ON CONFLICT (account, node, kind) DO UPDATE SET "
             "observed_at = excluded.observed_at, evidence = excluded.evidence "
             "WHERE confirmation.observed_at < excluded.observed_at",
-            (_str(account), node, kind, repr(float(observed_at)), json.dumps(evidence, sort_keys=True))))
+            (_str(account), node, kind, repr(float(observed_at)), leanjson.dumps(evidence, sort_keys=True))))
 
     def confirmations(self, account):
         """Runs as: root.  ``{(node, kind): observed_at}`` for ``account``."""

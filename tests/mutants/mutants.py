@@ -79,6 +79,14 @@ MUTANTS = [
          kill=["tests/core/test_bans_index.py::test_cached_entries_with_the_same_avas_in_another_order",
                "tests/core/test_bans_index.py::test_cached_index_decides_as_the_parsed_file"]),
 
+    dict(id="lease-check-before-decision", check="an account's checks (outside the lock) must have passed before the locked decision leases or reuses it",
+         edits=[("glexec_py/effects/gridmapdir.py", "        if verdict is None:\n            raise _Unchecked(account, free)",
+                 "        if verdict is None:\n            return True")],
+         kill=["tests/leases/test_account_check_unlocked.py::test_a_refusing_check_outside_the_lock_leaves_nothing"]),
+    dict(id="lease-decision-remade-after-check", check="after the account check the lease decision is made again under the lock",
+         edits=[("glexec_py/effects/gridmapdir.py", "        verdict = self.verdicts.get((account, free))",
+                 "        verdict = next(iter(self.verdicts.values()), None)")],
+         kill=["tests/leases/test_account_check_unlocked.py::test_decision_is_remade_under_the_lock_after_the_check"]),
     # --- leases: link counts ------------------------------------------------------------------
     dict(id="lease-post-link-count", check="after link(): lease and entry each linked exactly twice",
          edits=[("glexec_py/effects/gridmapdir.py", "            if lst.st_nlink != 2 or est.st_nlink != 2:",

@@ -26,7 +26,7 @@ __all__ = ["REPO_ROOT", "TESTS_BASE", "InstallError", "DELETE", "ensure_base", "
            "write_config", "write_config_text", "write_gridmap", "install_trust_dir",
            "glexec_path", "config_path", "audit_path", "pam_service", "install_pam_service",
            "remove_pam_service", "gridmap_path", "trust_dir_path",
-           "make_run_dir"]
+           "make_run_dir", "use_base"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DELETE = object()  # override value: remove this key from the default config
@@ -101,6 +101,15 @@ def _root_dir(d: Path, mode: int = 0o755) -> Path:
     os.chown(d, 0, 0)
     os.chmod(d, mode)
     return d
+
+
+def use_base(base) -> Path:
+    """For the benches (bench/benchsite.py): put prefixes and run dirs under ``base``
+    instead of /var/lib/glexec-py-tests (the same trust rules apply; ``remove_prefix``
+    then removes only directories directly under ``base``)."""
+    global TESTS_BASE
+    TESTS_BASE = Path(base).resolve()
+    return ensure_base()
 
 
 def ensure_base() -> Path:
