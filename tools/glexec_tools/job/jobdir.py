@@ -33,6 +33,8 @@ def run(a) -> int:
     except OSError as e:
         return _fail(a.action, f"failed: {e.strerror or e}" + (f": {os.fsdecode(e.filename)}" if e.filename else ""),
                      EXIT_FAIL)
+    except Exception as e:          # a bug or an undecodable GLEXEC_ENV: still one line
+        return _fail(a.action, f"failed: {type(e).__name__}: {e}", EXIT_FAIL)
 
 
 def _fail(action, message, code):
@@ -186,17 +188,29 @@ def _below(procs, pid, ancestor):
     return False
 
 
+def _ancestors(procs, pid):
+    out = set()
+    while pid > 1 and pid not in out and pid in procs:
+        out.add(pid)
+        pid = procs[pid][0]
+    return out
+
+
 def _mine(procs, ancestor):
-    me, uid = os.getpid(), os.geteuid()
+    """This account's live processes below ``ancestor`` (None: anywhere), never this
+    process or one it runs under (the pilot's own, should the target be the pilot)."""
+    spared, uid = _ancestors(procs, os.getpid()), os.geteuid()
     return [p for p, (ppid, state, uids) in procs.items()
-            if p != me and state not in (b"Z", b"X") and uid in uids
+            if p not in spared and state not in (b"Z", b"X") and uid in uids
             and (ancestor is None or _below(procs, p, ancestor))]
 
 
 def sweep(a):
     """Signal this account's processes below ``--ancestor`` (the pilot's wrapper, a child
     subreaper: daemons that changed session or double-forked stay below it), or all of them
-    (``--all``, when the wrapper is gone), until none is left (SIGKILL) or once (others)."""
+    (``--all``, when the wrapper is gone), until none is left (SIGKILL) or once (others).
+    Processes this sweep runs under are spared (not kill(-1)): a pilot whose job runs as
+    the pilot itself (log-only mode) is not killed by its own sweep."""
     if (a.ancestor is None) == (not a.all):
         raise plan.Refused("sweep needs exactly one of --ancestor and --all")
     sig, ancestor = a.signal, (None if a.all else a.ancestor)
@@ -208,11 +222,6 @@ def sweep(a):
         found = _mine(_processes(), ancestor)
         if not found:
             break
-        if ancestor is None:
-            try:
-                os.kill(-1, sig)
-            except ProcessLookupError:
-                pass
         for pid in found:
             try:
                 os.kill(pid, sig)

@@ -25,7 +25,7 @@ import time
 
 from . import plan
 
-BOOT = ("import sys, runpy; sys.path[:0] = [%r]; "
+BOOT = ("import sys, runpy; sys.path[:0] = %r; "
         "runpy.run_module('glexec_tools.job.inner', run_name='__main__', alter_sys=True)")
 PR_SET_CHILD_SUBREAPER = 36
 HELPER_TIMEOUT = 600
@@ -36,11 +36,18 @@ class JobError(Exception):
     """A step of the job failed; str() is one line."""
 
 
-def libdir():
-    """The directory holding glexec_py and glexec_tools (root-owned when installed), put
-    first on the inner interpreter's sys.path (-I ignores PYTHONPATH)."""
+def libdirs():
+    """The directories holding glexec_tools and glexec_py (one, root-owned, when installed;
+    tools/ and the repository in a source tree), put first on the inner interpreter's
+    sys.path (-I ignores PYTHONPATH)."""
+    import glexec_py
     import glexec_tools
-    return os.path.dirname(os.path.dirname(os.path.abspath(glexec_tools.__file__)))
+    out = []
+    for pkg in (glexec_tools, glexec_py):
+        d = os.path.dirname(os.path.dirname(os.path.abspath(pkg.__file__)))
+        if d not in out:
+            out.append(d)
+    return out
 
 
 def become_subreaper():
@@ -58,7 +65,7 @@ class Target:
 
     def __init__(self, glexec, python, proxy, calls):
         self.glexec, self.python, self.proxy, self.calls = glexec, python, proxy, calls
-        self.lib = libdir()
+        self.lib = libdirs()
 
     def argv(self, action, *args):
         return [self.glexec, self.python, "-I", "-c", BOOT % self.lib, action, *args]
@@ -323,6 +330,7 @@ class Job:
                        "outputs": None, "wipe": None, "processes_left": None, "target_uid": None,
                        "limits": limits, "subreaper": False, "glexec_calls": self.calls, "recovered": []}
         self.stop_signal = None
+        self.never_made = False
         self.next_beat = 0.0
 
     # the status file and heartbeat
@@ -380,6 +388,8 @@ class Job:
 
     def make_dir(self):
         rc, res, err, _ = self.target.call("mkjob", "--dir", self.dir)
+        if rc in plan.GLEXEC_REFUSALS:
+            self.never_made = True           # glexec refused: nothing ran as the target
         if rc != 0 or not res:
             raise JobError(f"cannot make the job directory through glexec (exit {rc}): {err}")
         self.status["target_uid"] = res["uid"]
@@ -531,7 +541,11 @@ class Job:
                                   "missing": len(manifest.get("missing", ()))}
 
     def wipe(self):
-        """Always tried, also when mkjob did not report (the directory may exist all the same)."""
+        """Always tried, also when mkjob did not report (the directory may exist all the same),
+        unless glexec refused the mkjob call itself."""
+        if self.never_made:
+            self.status["wipe"] = {"gone": True, "removed": 0, "never_made": True}
+            return
         rc, res, err, _ = self.target.call("wipe", "--dir", self.dir)
         self.status["wipe"] = res if rc == 0 and res else {"gone": False, "error": err}
 
