@@ -29,7 +29,7 @@ def try_read(p):
 seen = {"uid": os.getuid(), "cwd": os.getcwd(), "env": dict(os.environ),
         "pilot_proxy": try_read(os.environ.get("PILOT_PROXY", "/nonexistent")),
         "input": open("data/in.txt").read(), "proxy": try_read(os.environ["X509_USER_PROXY"])}
-if mode in ("daemon", "stubborn", "renew", "sleep"):
+if mode in ("daemon", "stubborn", "renew", "sleep", "slow"):
     # setsid + double fork: the grandchild is in its own session, orphaned at once
     trap = "trap '' TERM; " if mode == "stubborn" else ""
     subprocess.run(["setsid", "/bin/sh", "-c", trap + "/bin/sh -c \"" + trap + "exec sleep 300\" & echo $! > $TMPDIR/d.pid"],
@@ -53,6 +53,8 @@ if mode == "renew":
             break
     seen["proxies"] = sorted(seen_all)
 print(json.dumps(seen), flush=True)
+if mode == "slow":
+    time.sleep(4)
 if mode in ("sleep", "stubborn"):
     sys.stdout.flush()
     time.sleep(300)
@@ -74,18 +76,18 @@ def _tar(entries):
 
 
 class Pilot:
-    def __init__(self, gx, name):
+    def __init__(self, gx, name, owner="user1", state=None):
         self.gx = gx
         a = gx.accounts
         self.tool = str(gx.prefix / "sbin" / "glexec-job")
-        self.state = gx.dir(f"state-{name}", mode=0o700)
+        self.state = state or gx.dir(f"state-{name}", mode=0o700)
         self.outdir = gx.dir(f"out-{name}", mode=0o700)
         self.inputs = gx.file(f"in-{name}.tar.gz", _tar({"payload.py": PAYLOAD.encode(),
                                                         "data/in.txt": b"input data\n"}), mode=0o600)
-        self.user_proxy = gx.proxy("user1")
-        self.pilot_proxy = gx.proxy("user2", name="pilot-own-proxy.pem")
+        self.user_proxy = gx.proxy(owner, name=f"owner-{name}.pem")
+        self.pilot_proxy = gx.proxy("user2", name=f"pilot-own-proxy-{name}.pem")
         self.scratch = gx.out
-        self.target = a.target1
+        self.target = a.target1 if owner == "user1" else a.target2
 
     def argv(self, mode, *extra, outputs=("result.txt", "res", "leak.txt", "missing.txt")):
         out = [self.tool, "run", "--json", "--state-dir", str(self.state), "--proxy", str(self.user_proxy),
@@ -140,11 +142,12 @@ def _target_processes(uid):
     return out
 
 
-def _assert_nothing_left(p, status):
+def _assert_nothing_left(p, status, alone=True):
     assert status["processes_left"] == 0, status
     assert status["wipe"]["gone"] is True, status
     assert not Path(status["job_dir"]).exists()
-    assert not list(p.scratch.glob("glexec-job.*"))
+    if alone:
+        assert not list(p.scratch.glob("glexec-job.*"))
     assert _target_processes(p.target.uid) == []
     assert not Path(f"/tmp/x509up_u{p.target.uid}").exists()
     assert p.live() == []
@@ -359,3 +362,40 @@ def test_dry_run_prints_the_plan_and_does_nothing(pilot):
     assert steps == ["recover", "mkjob", "unpack", "exec", "sweep", "collect", "wipe"]
     assert not list(p.scratch.glob("glexec-job.*")) and not (p.outdir / "stdout").exists()
     assert not [g for g in p.gx.audit() if g.get("event") == "grant"]
+
+
+def test_two_owners_at_once_in_one_pilot(pilot):
+    """Job A (user1 -> gxttarget1) runs for a few seconds with a daemon; job B (user2 ->
+    gxttarget2) starts meanwhile with the same state directory: B's start-up recovery must
+    leave the live job A alone (its wrapper holds the lock), both end with exact outputs and
+    nothing of either is left."""
+    a = pilot
+    b = Pilot(a.gx, "b", owner="user2", state=a.state)
+    proc = a.popen("slow")
+    try:
+        rec_a = _wait_live(a)
+        _wait_stdout(a, '"daemon"')
+        r, sb = b.run("daemon")
+        assert r.returncode == 0 and sb["recovered"] == [], (r, sb)
+        assert Path(rec_a["job_dir"]).is_dir() and proc.poll() is None      # A untouched
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    sa = json.loads(out.splitlines()[-1])
+    assert proc.returncode == 0 and sa["kind"] == "ok", (sa, err)
+    assert a.seen()["uid"] == a.target.uid and b.seen()["uid"] == b.target.uid
+    for p, s in ((a, sa), (b, sb)):
+        with tarfile.open(p.outdir / "outputs.tar") as tf:
+            assert tf.extractfile("result.txt").read() == f"result of job-{'slow' if p is a else 'daemon'}\n".encode()
+        _assert_nothing_left(p, s, alone=False)
+    assert not list(a.scratch.glob("glexec-job.*"))
+    assert _target_processes(b.target.uid) == []
+
+
+def test_shared_outdir_is_refused(pilot):
+    os.chmod(pilot.outdir, 0o770)                 # the pilot's group could swap the outputs
+    r, s = pilot.run("exit0")
+    assert r.returncode == 75 and s is None and r.stderr.count(b"\n") == 1, r
+    assert b"output directory" in r.stderr
+    assert not list(pilot.scratch.glob("glexec-job.*")) and pilot.live() == []

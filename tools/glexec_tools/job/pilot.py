@@ -485,18 +485,27 @@ class Job:
         return res["bytes"] + (self.limits["max_disk_bytes"] + 1 if res.get("capped") else 0)
 
     def sweep(self, sig):
-        if not descendants():
-            return
+        """Signal the job's processes as the target: those below this wrapper (a subreaper
+        sees them all), or, where it could not become one, every process of the target."""
         if self.status["subreaper"]:
-            self.target.call("sweep", "--ancestor", str(os.getpid()), "--signal", str(int(sig)))
-        else:
-            self.target.call("sweep", "--all", "--signal", str(int(sig)))
+            if descendants():
+                return self.target.call("sweep", "--ancestor", str(os.getpid()), "--signal", str(int(sig)))
+            return None
+        return self.target.call("sweep", "--all", "--signal", str(int(sig)))
 
     def sweep_all(self, graceful=True, pump=None):
         """End every process of the job: SIGTERM, up to ``grace`` seconds, SIGKILL until
         none is left; then reap them.  Records how many are left (0)."""
         if self.status["target_uid"] is None:
             self.status["processes_left"] = len(descendants())
+            return
+        if not self.status["subreaper"]:
+            if graceful:
+                self.sweep(SIGTERM)
+                time.sleep(min(self.cfg.grace, 2))
+            rc, res, _, _ = self.sweep(SIGKILL)
+            reap(0)
+            self.status["processes_left"] = res["left"] if rc == 0 and res else None
             return
         if graceful and descendants():
             self.sweep(SIGTERM)
