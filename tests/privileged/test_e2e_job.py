@@ -55,6 +55,16 @@ if mode == "renew":
 print(json.dumps(seen), flush=True)
 if mode == "slow":
     time.sleep(4)
+if mode == "burn":
+    while True:
+        pass
+if mode == "spew":
+    while True:
+        sys.stdout.write("x" * 65536)
+if mode == "fill":
+    with open("big", "wb") as f:
+        f.write(b"\1" * (20 << 20))
+    time.sleep(300)
 if mode in ("sleep", "stubborn"):
     sys.stdout.flush()
     time.sleep(300)
@@ -399,3 +409,23 @@ def test_shared_outdir_is_refused(pilot):
     assert r.returncode == 75 and s is None and r.stderr.count(b"\n") == 1, r
     assert b"output directory" in r.stderr
     assert not list(pilot.scratch.glob("glexec-job.*")) and pilot.live() == []
+
+
+@pytest.mark.parametrize("mode, option, value, limit", [
+    ("burn", "--cpu-time", "1", "cpu_time"), ("spew", "--max-output-bytes", "100000", "max_output_bytes"),
+    ("fill", "--max-disk-bytes", "1000000", "max_disk_bytes")])
+def test_limits_stop_the_job(pilot, mode, option, value, limit):
+    status_file = pilot.outdir / "status.json"
+    r, s = pilot.run(mode, option, value, "--status-file", str(status_file), outputs=("result.txt",))
+    assert s["kind"] == "limit" and s["limit"] == limit, s
+    assert r.returncode == s["exit"] and s["exit"] in (128 + signal.SIGTERM, 128 + signal.SIGKILL), (r, s)
+    if limit == "max_output_bytes":
+        out = (pilot.outdir / "stdout").stat().st_size + (pilot.outdir / "stderr").stat().st_size
+        assert out == 100000 == s["output_bytes"]
+    if limit == "cpu_time":
+        assert 1 < s["cpu"] < 10, s
+    if limit == "max_disk_bytes":
+        assert s["disk_bytes"] > 1000000
+    on_disk = json.loads(status_file.read_text())
+    assert on_disk["phase"] == "done" and on_disk["kind"] == "limit" and on_disk["heartbeat"] > 0
+    _assert_nothing_left(pilot, s)

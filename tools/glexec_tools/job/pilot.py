@@ -366,6 +366,8 @@ class Job:
                 self.phase("inputs")
                 for path in inputs:
                     self.unpack(path)
+                if self.stop_signal:
+                    raise JobError(f"stopped ({self.stop_signal}) before the payload started")
                 self.phase("running")
                 glexec_exit = self.watch(command, envwrap.encode(env_entries), outdir)
             except JobError as e:
