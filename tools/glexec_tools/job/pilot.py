@@ -331,6 +331,7 @@ class Job:
                        "limits": limits, "subreaper": False, "glexec_calls": self.calls, "recovered": []}
         self.stop_signal = None
         self.never_made = False
+        self.t_start = time.time()
         self.next_beat = 0.0
 
     # the status file and heartbeat
@@ -349,7 +350,7 @@ class Job:
         self.beat(force=True)
 
     def record(self):
-        return {"id": self.id, "job_dir": self.dir, "wrapper_pid": os.getpid(), "started": time.time(),
+        return {"id": self.id, "job_dir": self.dir, "wrapper_pid": os.getpid(), "started": self.t_start,
                 "target_uid": self.status["target_uid"]}
 
     def run(self, command, env_entries, inputs, outputs, outdir, proxy_bytes):
@@ -372,11 +373,18 @@ class Job:
                 glexec_exit = self.watch(command, envwrap.encode(env_entries), outdir)
             except JobError as e:
                 infra = str(e)
-            self.phase("cleanup")
-            self.sweep_all()
-            if outputs and self.status["target_uid"] is not None:
-                self.collect(outputs, outdir)
         finally:
+            # also after an unexpected error: no process, no file of the job may stay
+            self.phase("cleanup")
+            try:
+                self.sweep_all()
+            except Exception as e:      # noqa: BLE001 - recorded; the wipe must still run
+                infra = infra or f"sweep failed: {type(e).__name__}: {e}"
+            try:
+                if outputs and self.status["target_uid"] is not None:
+                    self.collect(outputs, outdir)
+            except Exception as e:      # noqa: BLE001
+                self.status["outputs"] = {"error": f"collect failed: {type(e).__name__}: {e}"}
             self.wipe()
             kind, code, reason = plan.job_outcome(self.status["started"], glexec_exit, self.status["limit"], infra)
             self.status.update(kind=kind, exit=code, reason=reason, phase="done")
@@ -424,6 +432,10 @@ class Job:
         try:
             pid = os.posix_spawn(argv[0], argv, env, file_actions=[
                 (os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, w_out, 1), (os.POSIX_SPAWN_DUP2, w_err, 2)])
+        except OSError as e:
+            for fd in (r_out, r_err, *sinks.values()):
+                os.close(fd)
+            raise JobError(f"cannot run {argv[0]}: {e.strerror}") from None
         finally:
             for fd in (w_out, w_err, null):
                 os.close(fd)
