@@ -313,6 +313,19 @@ def reap(pid):
             status = st
 
 
+def reap_all(seconds):
+    """Wait up to ``seconds`` for every child (the swept processes re-parented here) to be
+    reaped, so none is left as a zombie for init."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            p, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if p == 0:
+            time.sleep(0.02)
+
+
 # --- the job --------------------------------------------------------------------------------
 
 class Job:
@@ -518,7 +531,7 @@ class Job:
                 self.sweep(SIGTERM)
                 time.sleep(min(self.cfg.grace, 2))
             rc, res, _, _ = self.sweep(SIGKILL)
-            reap(0)
+            reap_all(2.0)
             self.status["processes_left"] = res["left"] if rc == 0 and res else None
             return
         if graceful and descendants():
@@ -536,7 +549,7 @@ class Job:
             self.sweep(SIGKILL)
             time.sleep(0.05)
             reap(0)
-        reap(0)
+        reap_all(2.0)
         self.status["processes_left"] = len(descendants())
 
     def collect(self, outputs, outdir):
