@@ -82,7 +82,7 @@ def mkjob(a):
 
 def execute(a):
     """The payload: the pilot's declared environment (GLEXEC_ENV) restored over the one
-    glexec made, TMPDIR and GLEXEC_JOB_DIR set, cwd the job directory; then one marker line
+    glexec made (without its GLEXEC_* variables), TMPDIR and GLEXEC_JOB_DIR set, cwd the job directory; then one marker line
     on stderr (the pilot's proof that glexec granted and the payload starts) and execvp."""
     from glexec_py.core import envwrap
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
@@ -91,7 +91,9 @@ def execute(a):
     fd = open_job_dir(a.dir)
     os.fchdir(fd)
     os.close(fd)
-    current = list(os.environb.items())
+    # glexec keeps GLEXEC_* for its payload: here they are the pilot's plumbing (the path of
+    # its proxy copy, the target proxy's name), not the job's
+    current = [(n, v) for n, v in os.environb.items() if not n.startswith(b"GLEXEC_") or n == envwrap.WRAP_NAME]
     wrapped = os.environb.get(envwrap.WRAP_NAME)
     env = envwrap.restore(current, envwrap.decode(wrapped) if wrapped else [])
     job = os.fsencode(a.dir)
