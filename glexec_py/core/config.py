@@ -150,7 +150,7 @@ SCHEMA = (
 _TOP_SCALARS = (("state_dir", "abspath", _REQ),)
 # The site tools' sections (glexec_tools.<tool>.plan.parse_section validates each, with its
 # own file:line errors): the engine only knows their names, and never walks their contents.
-TOOL_SECTIONS = ("backmap", "leases", "prune", "sweep")
+TOOL_SECTIONS = ("backmap", "job", "leases", "prune", "sweep")
 # gLExec's epilogue is deliberately not offered (docs/epilogue.md).
 EPILOGUE_REFUSED = ("'epilogue' is not supported: glexec-py runs no program after the payload; the site "
                     "tools clean up instead (glexec-sweep, prune-users, glexec-leases expire): see docs/epilogue.md")

@@ -85,6 +85,7 @@ class Install:
     sutest: Path
     proxy: Path          # root-owned 0600 (sutest copies it for the pilot)
     dn: str
+    pki: TestPKI = None  # makes more users and proxies (tests/batch/test_slurm_job.py)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,7 @@ def binstall(batch_lock, baccounts):
         inst.write_config(prefix, callers={"users": ["gxtbpilot"], "groups": []},
                           payload={"keep_caller_groups": [TRACKING]})
         yield Install(prefix=prefix, glexec=inst.glexec_path(prefix),
-                      sutest=prefix / "sbin" / "glexec-sutest", proxy=proxy, dn=USER_DN)
+                      sutest=prefix / "sbin" / "glexec-sutest", proxy=proxy, dn=USER_DN, pki=pki)
     finally:
         if prefix is not None:
             inst.remove_prefix(prefix)

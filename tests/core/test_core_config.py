@@ -451,7 +451,7 @@ def test_site_tool_sections_are_known_but_not_walked():
     from glexec_py.core.config import TOOL_SECTIONS
     plain = parse_config(BASE, "glexec.yaml")
     tools = "".join(f"{name}:\n  anything: [1, {{x: y}}]\n" for name in TOOL_SECTIONS)
-    assert set(TOOL_SECTIONS) == {"backmap", "leases", "prune", "sweep"}
+    assert set(TOOL_SECTIONS) == {"backmap", "job", "leases", "prune", "sweep"}
     assert parse_config(BASE + tools, "glexec.yaml") == plain
     with pytest.raises(ConfigError, match="unknown section 'prunes'"):
         parse_config(BASE + tools + "prunes: {}\n", "glexec.yaml")

@@ -615,6 +615,30 @@ MUTANTS = [
                  "                self.add(self.lcas_name, lineno, word, ERROR, \"refused\", why)",
                  "                pass")],
          kill=["tests/importer/test_parsers.py::test_lcas_userban_becomes_a_global_dn_ban_and_others_are_refused"]),
+    # --- glexec-job run (tools/glexec_tools/job/pilot.py, jobdir.py) ------------------------------
+    dict(id="job-subreaper", check="the wrapper is a child subreaper, so a payload's setsid/double-fork "
+         "daemon stays below it and is swept",
+         edits=[("tools/glexec_tools/job/pilot.py",
+                 '        self.status["subreaper"] = become_subreaper()',
+                 '        self.status["subreaper"] = True')],
+         kill=[P + "test_e2e_job.py::test_job_inputs_outputs_daemon_and_wipe"]),
+    dict(id="job-live-lock", check="a job whose wrapper still holds its lock is never recovered (swept, wiped) "
+         "by another run of the pilot",
+         edits=[("tools/glexec_tools/job/pilot.py",
+                 "        except BlockingIOError:\n            return True",
+                 "        except BlockingIOError:\n            return False")],
+         kill=[P + "test_e2e_job.py::test_two_owners_at_once_in_one_pilot"]),
+    dict(id="job-outdir-private", check="the pilot's output directory must not be writable by group or others",
+         edits=[("tools/glexec_tools/job/pilot.py",
+                 "st.st_uid != os.geteuid() or st.st_mode & 0o022:\n        raise JobError(f\"{path}: the output",
+                 "st.st_uid != os.geteuid():\n        raise JobError(f\"{path}: the output")],
+         kill=[P + "test_e2e_job.py::test_shared_outdir_is_refused"]),
+    dict(id="job-sweep-own-uid", check="inner sweep signals only the running account's processes",
+         edits=[("tools/glexec_tools/job/jobdir.py",
+                 'if p not in spared and state not in (b"Z", b"X") and uid in uids',
+                 'if p not in spared and state not in (b"Z", b"X")')],
+         kill=["tests/job/test_jobdir.py::test_sweep_signals_only_own_processes_below_the_ancestor"]),
+
     # --- glexec-job's unpacker and collector (tools/glexec_tools/job) --------------------------
     dict(id="job-symlink-stays-inside", check="an archive symlink must name a place inside the job dir",
          edits=[("tools/glexec_tools/job/plan.py",

@@ -24,7 +24,8 @@ EXIT_INTERRUPTED = 130
 MAX_CONFIG = 1 << 20
 
 # glexec.yaml section -> the module whose parse_section(text, filename) validates it
-SECTIONS = {"backmap": "glexec_tools.backmap.plan", "leases": "glexec_tools.leases.plan",
+SECTIONS = {"backmap": "glexec_tools.backmap.plan", "job": "glexec_tools.job.plan",
+            "leases": "glexec_tools.leases.plan",
             "prune": "glexec_tools.prune.plan", "sweep": "glexec_tools.sweep.plan"}
 
 

@@ -213,3 +213,153 @@ def component_matches(pattern: bytes, name: bytes) -> bool:
 
 def _show(name: bytes) -> str:
     return repr(name[:200])[2:-1] if isinstance(name, bytes) else repr(name)
+
+
+# --- the job directory (glexec-job run) ----------------------------------------------------
+
+JOB_DIR_PREFIX = "glexec-job."
+JOB_TMP = b".tmp"                 # the payload's TMPDIR
+JOB_PROXY_DIR = b".proxy"         # the target's proxy: .proxy/x509up (X509_USER_PROXY)
+JOB_PROXY_NAME = b"x509up"
+# The first bytes the payload's stderr carries: written by ``inner exec`` (as the target,
+# after glexec granted), removed by the pilot; without it the payload never started.
+STARTED_MARKER = b"\0glexec-job: payload started\n"
+
+
+# --- the job: configuration, limits, status ------------------------------------------------
+
+# job: keys of glexec.yaml -> (kind, default).  Limits are the site's ceilings: a pilot may
+# ask for less (glexec-job run --wall-time ...), never more; 0 = no limit.
+CONFIG_KEYS = (
+    ("scratch_root", "abspath", "/tmp"),
+    ("python", "abspath", "/usr/bin/python3"),
+    ("wall_time", "seconds", 7 * 86400),
+    ("cpu_time", "seconds", 0),
+    ("max_output_bytes", "bytes", 1 << 30),
+    ("max_disk_bytes", "bytes", 0),
+    ("max_input_bytes", "bytes", 16 << 30),
+    ("max_collect_bytes", "bytes", 4 << 30),
+    ("grace", "seconds", 30),
+    ("disk_check_interval", "seconds", 60),
+    ("heartbeat", "seconds", 30),
+)
+LIMITS = ("wall_time", "cpu_time", "max_output_bytes", "max_disk_bytes")
+MAX_SECONDS, MAX_BYTES = 10 * 365 * 86400, 1 << 50
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    scratch_root: str
+    python: str
+    wall_time: int
+    cpu_time: int
+    max_output_bytes: int
+    max_disk_bytes: int
+    max_input_bytes: int
+    max_collect_bytes: int
+    grace: int
+    disk_check_interval: int
+    heartbeat: int
+
+
+def parse_section(text, filename):
+    """The optional ``job:`` section of glexec.yaml -> JobConfig (every key has a default);
+    ``ConfigError(file, line, what)`` for an unknown key, a wrong type or a relative path."""
+    from glexec_tools.common import section
+
+    def walk(main, c, node):
+        seen = c.entries(node, {k for k, _, _ in CONFIG_KEYS})
+        values = {}
+        for key, kind, default in CONFIG_KEYS:
+            if key not in seen:
+                values[key] = default
+            elif kind == "abspath":
+                values[key] = c.abspath(seen[key], key)
+                if "/../" in values[key] + "/" or "/./" in values[key] + "/":
+                    raise c.err(seen[key], f"'job.{key}' must be a plain absolute path")
+            else:
+                values[key] = c.integer(seen[key], key, 0, MAX_SECONDS if kind == "seconds" else MAX_BYTES)
+        if values["heartbeat"] == 0 or values["disk_check_interval"] == 0:
+            raise c.err(seen.get("heartbeat", seen.get("disk_check_interval")),
+                        "'job.heartbeat' and 'job.disk_check_interval' must be at least 1 second")
+        return JobConfig(**values)
+    return section.load(text, filename, "job", walk)
+
+
+def effective_limits(site: JobConfig, asked: dict) -> dict:
+    """The job's limits: what the pilot asked (None: not asked) where it is within the
+    site's ceiling, else the ceiling.  Refused if the pilot asks for more than the site
+    allows, or for "no limit" (0) where the site has one."""
+    out = {}
+    for key in LIMITS:
+        ceiling, want = getattr(site, key), asked.get(key)
+        if want is None:
+            out[key] = ceiling
+        elif want < 0 or (ceiling and (want == 0 or want > ceiling)):
+            raise Refused(f"{key.replace('_', '-')} {want} is above the site's limit {ceiling} (glexec.yaml job.{key})")
+        else:
+            out[key] = want
+    return out
+
+
+def limit_reached(limits: dict, wall: float, cpu: float, output: int, disk: int):
+    """The first limit the job is over ("wall_time", ...), or None.  0 = no limit."""
+    for key, used in (("wall_time", wall), ("cpu_time", cpu), ("max_output_bytes", output),
+                      ("max_disk_bytes", disk)):
+        if limits[key] and used > limits[key]:
+            return key
+    return None
+
+
+# What failed, for the pilot: the payload's own result, a limit the watchdog enforced, or
+# the infrastructure (glexec refused, an input sandbox refused, a step failed).
+KIND_OK, KIND_APPLICATION, KIND_LIMIT, KIND_INFRASTRUCTURE = "ok", "application", "limit", "infrastructure"
+EXIT_INFRASTRUCTURE = 75          # EX_TEMPFAIL: the payload did not run (glexec's 201-204 pass on)
+GLEXEC_REFUSALS = (201, 202, 203, 204)
+
+
+def exit_of_wait(status: int) -> int:
+    """A wait status -> the shell's exit code: 0-255, or 128+N for a death by signal N."""
+    if status & 0x7F == 0:
+        return (status >> 8) & 0xFF
+    return 128 + (status & 0x7F)
+
+
+def job_outcome(started: bool, glexec_exit, limit, infra: str | None):
+    """(kind, exit code, reason) of a job.  ``glexec_exit``: glexec's exit code for the
+    payload call (which is the payload's own once it started) or None if never called;
+    ``limit``: the limit that stopped it; ``infra``: why a step before the payload failed."""
+    if infra is not None:
+        return KIND_INFRASTRUCTURE, EXIT_INFRASTRUCTURE, infra
+    if not started:
+        code = glexec_exit if glexec_exit in GLEXEC_REFUSALS else EXIT_INFRASTRUCTURE
+        return KIND_INFRASTRUCTURE, code, "glexec did not start the payload"
+    if limit is not None:
+        return KIND_LIMIT, glexec_exit, f"stopped: over {limit}"
+    if glexec_exit == 0:
+        return KIND_OK, 0, None
+    return KIND_APPLICATION, glexec_exit, "the payload failed"
+
+
+def new_job_id(random_bytes: bytes) -> str:
+    return random_bytes.hex()
+
+
+def valid_job_id(text: str) -> bool:
+    return isinstance(text, str) and 8 <= len(text) <= 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def parse_env_assignments(items) -> list:
+    """``NAME=VALUE`` strings -> [(name, value)] bytes; Refused for a name execve cannot
+    carry or a repeated one."""
+    out, seen = [], set()
+    for item in items:
+        raw = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else bytes(item)
+        name, eq, value = raw.partition(b"=")
+        if not eq or not name or b"\0" in raw:
+            raise Refused(f"--env {_show(raw)}: must be NAME=VALUE")
+        if name in seen:
+            raise Refused(f"--env {_show(name)} given twice")
+        seen.add(name)
+        out.append((name, value))
+    return out
