@@ -101,7 +101,7 @@ native:
 TEST_PKGS := python3-pytest python3-hypothesis python3-jwt sudo util-linux strace scitokens-cpp \
 	liblcmaps0 liblcmaps-dev lcmaps-plugins-basic-poolaccount lcmaps-plugins-basic-localaccount \
 	lcmaps-plugins-basic-bandn lcmaps-plugins-basic-dummy lcmaps-plugins-voms lcmaps-plugins-verify-proxy \
-	slurmctld slurmd slurm-client munge slurm-wlm-torque postgresql-client-15 \
+	slurmctld slurmd slurm-client munge slurm-wlm-torque postgresql-client-15 busybox \
 	$(SITE_PKGS)
 # Site-wide leases, audit shipping and back-mapping (issue 13): the tests start private
 # instances; glexec-backmap --site needs python3-psycopg2 at run time.
