@@ -25,6 +25,7 @@ ENTRY = (b"#!/bin/sh\n"
          b"cp -R . \"$GLEXEC_BUNDLE_ORIGIN/copy\" || exit 9\n"
          b"printf '%s\\n' \"$@\" > \"$GLEXEC_BUNDLE_ORIGIN/args\"\n"
          b"printf '%s\\n' \"$GLEXEC_BUNDLE_DIR\" > \"$GLEXEC_BUNDLE_ORIGIN/where\"\n"
+         b"printf '%s\\n' \"$GLEXEC_BUNDLE_CHECKSUM\" > \"$GLEXEC_BUNDLE_ORIGIN/checked\"\n"
          b"exit 3\n")
 
 
@@ -142,6 +143,7 @@ def test_round_trip(tmp_path, toolsets, shell, toolset):
     where = (box.origin / "where").read_bytes().strip()
     assert where.startswith(os.fsencode(box.tmp) + b"/glexec-bundle.") and where.endswith(b"/job")
     assert os.listdir(box.tmp) == [], "the private directory must be removed after the run"
+    assert (box.origin / "checked").read_text() == TOOLSETS[toolset] + "\n"
 
 
 def test_extracted_files_are_private(tmp_path):
@@ -322,3 +324,31 @@ def test_cksum_matches_the_posix_tool(data, split):
     sums.update(data[split:])
     want = subprocess.run(["cksum"], input=data, capture_output=True, check=True).stdout.split()
     assert [str(sums.cksum()).encode(), str(len(data)).encode()] == want
+
+
+def test_json_summary(tmp_path, capsys):
+    src = tmp_path / "src"
+    _tree({b"run.sh": ENTRY}, src)
+    out = tmp_path / "b.sh"
+    assert bundle.main_pack(["--json", "-C", str(src), "-e", "run.sh", "-o", str(out), "run.sh"]) == 0
+    import hashlib
+    import json
+    summary = json.loads(capsys.readouterr().out)
+    data, skip = _payload_range(out)
+    assert summary["sha256"] == hashlib.sha256(data).hexdigest()
+    assert summary["payload_sha256"] == hashlib.sha256(data[skip:]).hexdigest()
+    assert (summary["bytes"], summary["payload_bytes"], summary["entries"]) == (len(data), len(data) - skip, 1)
+
+
+def test_no_checksum_tool_runs_nothing(tmp_path, toolsets):
+    """Without sha256sum and cksum the payload cannot be checked: refused, nothing run."""
+    tools = tmp_path / "bare"
+    tools.mkdir()
+    for t in os.listdir(toolsets["cksum-only"]):
+        if t != "cksum":
+            os.symlink(os.readlink(os.path.join(toolsets["cksum-only"], t)), tools / t)
+    b = pack(tmp_path, {b"f": b"x"})
+    box = Sandbox(tmp_path / "box")
+    r = box.run("dash", b, str(tools))
+    assert r.returncode == 125 and b"cannot check the payload" in r.stderr, r.stderr
+    assert os.listdir(box.origin) == [] and os.listdir(box.tmp) == []

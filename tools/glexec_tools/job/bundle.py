@@ -240,16 +240,19 @@ got=$(wc -c < "$dir/payload") || fail "cannot measure the payload"
 if command -v sha256sum >/dev/null 2>&1; then
     sum=$(sha256sum < "$dir/payload") || fail "sha256sum failed"
     [ "${sum%% *}" = "$sha256" ] || fail "payload sha256 mismatch: corrupt bundle"
-else
+    checked=sha256
+else                            # cksum is POSIX (always there); its CRC-32 finds corruption, not forgery
+    command -v cksum >/dev/null 2>&1 || fail "neither sha256sum nor cksum: cannot check the payload"
     sum=$(cksum < "$dir/payload") || fail "cksum failed"
     [ "${sum%% *}" = "$cksum_crc" ] || fail "payload cksum mismatch: corrupt bundle"
+    checked=cksum
 fi
 mkdir "$dir/job" || fail "cannot make the job directory"
 ( cd "$dir/job" && exec tar -x -m -k --no-same-owner --no-same-permissions -f ../payload ) ||
     fail "tar could not extract the payload"
 rm -f "$dir/payload"
-GLEXEC_BUNDLE_DIR=$dir/job GLEXEC_BUNDLE_ORIGIN=$origin
-export GLEXEC_BUNDLE_DIR GLEXEC_BUNDLE_ORIGIN
+GLEXEC_BUNDLE_DIR=$dir/job GLEXEC_BUNDLE_ORIGIN=$origin GLEXEC_BUNDLE_CHECKSUM=$checked
+export GLEXEC_BUNDLE_DIR GLEXEC_BUNDLE_ORIGIN GLEXEC_BUNDLE_CHECKSUM
 cd "$dir/job" || fail "cannot enter the job directory"
 "./$entry" "$@"
 exit $?
@@ -283,15 +286,18 @@ def pack(base_fd: int, paths: list, entry: bytes, out_fd: int) -> dict:
     with tempfile.TemporaryFile() as spool:       # the header needs the payload's checksums
         sums = write_payload(base_fd, entries, entry, spool)
         head = header_text(sums.size, sums, entry)
+        whole = hashlib.sha256(head)
         spool.seek(0)
         _write_all(out_fd, head)
         while True:
             b = spool.read(CHUNK)
             if not b:
                 break
+            whole.update(b)
             _write_all(out_fd, b)
     return {"entries": len(entries), "payload_bytes": sums.size, "bytes": len(head) + sums.size,
-            "sha256": sums.sha256.hexdigest(), "cksum": sums.cksum()}
+            "payload_sha256": sums.sha256.hexdigest(), "payload_cksum": sums.cksum(),
+            "sha256": whole.hexdigest()}
 
 
 def _write_all(fd, b):
@@ -312,6 +318,8 @@ def build_parser():
                    help="the packed file to run on the worker (relative name; made executable)")
     p.add_argument("--output", "-o", default="-", help="the bundle to create (a new file; '-': stdout)")
     p.add_argument("-C", dest="base", default=".", help="the directory PATHs are relative to")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON summary (entries, sizes, sha256 of the payload and of the whole bundle)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files and directories to carry")
     return p
 
@@ -332,8 +340,11 @@ def main_pack(argv) -> int:
                 except FileExistsError:
                     raise Refused(f"{a.output} already exists (a bundle is never written over a file)") from None
                 created = a.output
-            pack(base_fd, [os.fsencode(p) for p in a.paths], os.fsencode(a.entry), out_fd)
+            summary = pack(base_fd, [os.fsencode(p) for p in a.paths], os.fsencode(a.entry), out_fd)
             created = None
+            if a.json:
+                import json
+                (sys.stderr if a.output == "-" else sys.stdout).write(json.dumps(summary, sort_keys=True) + "\n")
             return EXIT_OK
         finally:
             os.close(base_fd)
