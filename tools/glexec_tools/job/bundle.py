@@ -32,6 +32,7 @@ import tarfile
 import tempfile
 import zlib
 
+from .apply import openat2
 from .plan import Refused, split_name
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_FAIL = 0, 1, 2, 4
@@ -147,7 +148,7 @@ def _walk(base_fd, parts, found):
         found.setdefault(b"/".join(parts[:i]), True)
     if stat.S_ISDIR(st.st_mode):
         found[name] = True
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=base_fd)
+        fd = openat2(base_fd, name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:
             with os.scandir(fd) as it:
                 children = sorted(os.fsencode(e.name) for e in it)
@@ -179,8 +180,8 @@ def write_payload(base_fd: int, entries: list, entry: bytes, out) -> Checksums:
             if is_dir:
                 tar.addfile(_tarinfo(name, tarfile.DIRTYPE, 0o755))
                 continue
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC,
-                         dir_fd=base_fd)
+            # no symlink anywhere on the path, even one swapped in since the walk
+            fd = openat2(base_fd, name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK)
             try:
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode):
