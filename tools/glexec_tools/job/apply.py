@@ -480,6 +480,11 @@ def _member_headers(stream, h, glob, caps):
     return h, records, names
 
 
+_FILE, _DIR, _SYMLINK, _HARDLINK = plan.KIND_FILE, plan.KIND_DIR, plan.KIND_SYMLINK, plan.KIND_HARDLINK
+_Member = plan.Member
+_PLAIN_FILE, _SPARSE, _BLOCK = tarformat.REGULAR, tarformat.GNU_SPARSE, tarformat.BLOCK   # one lookup each
+
+
 def _unpack_member(stream, tree, ledger, h, pax, records, names):
     if pax or names:
         name = pax.get(b"path", names.get(tarformat.GNU_LONGNAME, h.name))
@@ -489,26 +494,26 @@ def _unpack_member(stream, tree, ledger, h, pax, records, names):
         name, link, stored = h.name, h.link, h.size
     t = h.typeflag
     sparse = None
-    if t in tarformat.REGULAR or t == tarformat.GNU_SPARSE:
-        kind = plan.KIND_DIR if name.endswith(b"/") and t == b"\0" and not stored else plan.KIND_FILE
+    if t in _PLAIN_FILE or t == _SPARSE:
+        kind = _DIR if name.endswith(b"/") and t == b"\0" and not stored else _FILE
     elif t == tarformat.DIRECTORY:
-        kind = plan.KIND_DIR
+        kind = _DIR
     elif t == tarformat.SYMLINK:
-        kind = plan.KIND_SYMLINK
+        kind = _SYMLINK
     elif t == tarformat.HARDLINK:
-        kind = plan.KIND_HARDLINK
+        kind = _HARDLINK
     else:
         kind = tarformat.KIND_NAMES.get(t, f"member of type {t!r}")
     size = stored
-    if kind == plan.KIND_FILE:
-        if pax or t == tarformat.GNU_SPARSE:        # else it cannot be sparse
+    if kind == _FILE:
+        if pax or t == _SPARSE:        # else it cannot be sparse
             sparse = _sparse_layout(stream, h, pax, records, ledger.caps)
         if sparse is not None:
             name, size = sparse[0] or name, sparse[1]
-    elif stored and kind in (plan.KIND_DIR, plan.KIND_SYMLINK, plan.KIND_HARDLINK):
+    elif stored and kind in (_DIR, _SYMLINK, _HARDLINK):
         raise Refused(f"{kind} member {plan._show(name)} carries data")
-    a = ledger.admit(plan.Member(name, kind, h.mode, size, link))
-    if a is None or a.kind != plan.KIND_FILE:
+    a = ledger.admit(_Member(name, kind, h.mode, size, link))
+    if a is None or a.kind != _FILE:
         if a is not None:
             tree.apply(a)
         return
@@ -518,11 +523,12 @@ def _unpack_member(stream, tree, ledger, h, pax, records, names):
             stream.copy_to(fd, stored)
         else:
             stored = _write_sparse(stream, fd, sparse, stored, ledger.caps)
-        if 0 <= h.mtime < 1 << 40:
-            os.utime(fd, (h.mtime, h.mtime))
+        mtime = h.mtime
+        if 0 <= mtime < 1 << 40:
+            os.utime(fd, (mtime, mtime))
     finally:
         os.close(fd)
-    stream.skip(-stored % tarformat.BLOCK)
+    stream.skip(-stored % _BLOCK)
 
 
 def _sparse_layout(stream, h, pax, records, caps):
