@@ -33,7 +33,7 @@ import tempfile
 import zlib
 
 from .apply import openat2
-from .plan import Refused, split_name
+from .plan import Caps, Refused, split_name
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_FAIL = 0, 1, 2, 4
 PROG = "glexec-job pack"
@@ -163,11 +163,7 @@ def _walk(base_fd, parts, found):
         raise Refused(f"input {_show(name)} is {what}: a bundle carries files and directories only")
 
 
-class _Caps:             # split_name's limits for input names: the unpacker's own
-    max_path, max_component, max_depth = 4096, 255, 64
-
-
-_CAPS = _Caps()
+_CAPS = Caps()           # input names follow the unpacker's name limits
 
 
 def write_payload(base_fd: int, entries: list, entry: bytes, out) -> Checksums:
