@@ -39,7 +39,6 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_FAIL = 0, 1, 2, 4
 PROG = "glexec-job pack"
 FORMAT_VERSION = 1
 CHUNK = 1 << 20
-EXIT_BUNDLE = 125      # the header's own failures (a corrupt bundle, no tar): not the entry's
 
 
 # --- the payload -------------------------------------------------------------------------
