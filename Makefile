@@ -112,7 +112,7 @@ NFS_PKGS := nfs-ganesha nfs-ganesha-vfs libnfs13 rpcbind iproute2
 TEST_PKGS := python3-pytest python3-hypothesis python3-jwt sudo util-linux strace scitokens-cpp \
 	liblcmaps0 liblcmaps-dev lcmaps-plugins-basic-poolaccount lcmaps-plugins-basic-localaccount \
 	lcmaps-plugins-basic-bandn lcmaps-plugins-basic-dummy lcmaps-plugins-voms lcmaps-plugins-verify-proxy \
-	slurmctld slurmd slurm-client munge slurm-wlm-torque postgresql-client-15 \
+	slurmctld slurmd slurm-client munge slurm-wlm-torque postgresql-client-15 busybox \
 	$(SITE_PKGS) $(NFS_PKGS)
 
 deps:

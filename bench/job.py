@@ -3,7 +3,7 @@
 
     /usr/bin/python3.11 bench/job.py [--scratch /var/tmp] [--small 20000] [--small-size 700]
                                      [--large-mib 1024] [--repeat 5] [--user NAME]
-                                     [--skip-large] [--bomb-gib 4]
+                                     [--skip-large] [--bomb-gib 4] [--baseline TOOLS_DIR]
 
 Builds under ``--scratch`` (a fresh private directory, removed afterwards): a plain tar of
 ``--small`` files of ``--small-size`` bytes in directories of 100, a plain tar of one
@@ -18,6 +18,8 @@ wait4: less sensitive to a busy machine) are both reported.  With ``--user`` (ro
 Prints each repeat, the medians, speed ratios (tar time / ours: target >= 0.8 for small
 files, >= 0.9 for the large one), our peak RSS, the load average before and after; then per
 bomb: our exit code, time and peak RSS until stopped (target < 1 s and < 64 MiB).
+``--baseline`` times another copy of the tools (e.g. /work/main/tools: before a change) in
+the same repeats, so before, after and tar share one machine state.
 """
 import argparse
 import io
@@ -34,8 +36,6 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(REPO, "tools")
-INNER = ("import sys, runpy; sys.path[:0] = [%r]; "
-         "runpy.run_module('glexec_tools.job.inner', run_name='__main__', alter_sys=True)" % TOOLS)
 
 
 def timed(argv, user):
@@ -105,11 +105,23 @@ def build_bomb(path, codec, gib):
         f.write(comp.flush())
 
 
-def compare(label, archive, base, repeat, user):
-    tar_t, our_t, rss, cpu = [], [], [], {"tar": [], "ours": []}
+def inner_boot(tools):
+    return ("import sys, runpy; sys.path[:0] = [%r]; "
+            "runpy.run_module('glexec_tools.job.inner', run_name='__main__', alter_sys=True)" % tools)
+
+
+INNER = inner_boot(TOOLS)
+
+
+def compare(label, archive, base, repeat, user, baseline=None):
+    tar_t, our_t, rss, cpu = [], [], [], {"tar": [], "ours": [], "baseline": []}
+    base_t = []
     for r in range(repeat):
         runs = [("tar", ["tar", "-xf", archive, "-C"]),
                 ("ours", [sys.executable, "-I", "-c", INNER, "unpack", "--archive", archive, "--dir"])]
+        if baseline:
+            runs.append(("baseline", [sys.executable, "-I", "-c", inner_boot(baseline), "unpack",
+                                      "--archive", archive, "--dir"]))
         if r % 2:
             runs.reverse()
         for who, argv in runs:
@@ -119,19 +131,25 @@ def compare(label, archive, base, repeat, user):
             cpu[who].append(c)
             if rc != 0:
                 sys.exit(f"{who} failed on {label} (exit {rc}): {err}")
-            (tar_t if who == "tar" else our_t).append(dt)
+            {"tar": tar_t, "ours": our_t, "baseline": base_t}[who].append(dt)
             if who == "ours":
                 rss.append(maxrss)
             shutil.rmtree(d)
             subprocess.run(["sync"])
         print(f"  {label} repeat {r + 1}: tar {tar_t[-1]:.3f} s (CPU {cpu['tar'][-1]:.3f}), "
-              f"ours {our_t[-1]:.3f} s (CPU {cpu['ours'][-1]:.3f})", flush=True)
+              f"ours {our_t[-1]:.3f} s (CPU {cpu['ours'][-1]:.3f})"
+              + (f", baseline {base_t[-1]:.3f} s (CPU {cpu['baseline'][-1]:.3f})" if baseline else ""),
+              flush=True)
     mt, mo = statistics.median(tar_t), statistics.median(our_t)
     print(f"{label}: median tar {mt:.3f} s, ours {mo:.3f} s, speed ratio (tar/ours) {mt / mo:.2f}, "
           f"our peak RSS {max(rss) // 1024} MiB", flush=True)
     ct, co = statistics.median(cpu["tar"]), statistics.median(cpu["ours"])
     print(f"{label}: median CPU (user+system) tar {ct:.3f} s, ours {co:.3f} s, ratio {ct / co:.2f}",
           flush=True)
+    if baseline:
+        mb, cb = statistics.median(base_t), statistics.median(cpu["baseline"])
+        print(f"{label}: baseline {baseline}: median {mb:.3f} s, speed ratio (tar/baseline) {mt / mb:.2f}, "
+              f"CPU {cb:.3f} s, CPU ratio {ct / cb:.2f}", flush=True)
     return mt / mo
 
 
@@ -145,6 +163,7 @@ def main():
     ap.add_argument("--user")
     ap.add_argument("--skip-large", action="store_true")
     ap.add_argument("--bomb-gib", type=int, default=4)
+    ap.add_argument("--baseline", help="another tools/ directory to time in the same run (before a change)")
     ap.add_argument("--build-bomb", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.build_bomb:
@@ -158,11 +177,11 @@ def main():
         print(f"load average before: {os.getloadavg()}", flush=True)
         small = os.path.join(base, "small.tar")
         build_small(small, a.small, a.small_size)
-        ratios = {"small": compare(f"{a.small} small files", small, base, a.repeat, a.user)}
+        ratios = {"small": compare(f"{a.small} small files", small, base, a.repeat, a.user, a.baseline)}
         if not a.skip_large:
             large = os.path.join(base, "large.tar")
             build_large(large, a.large_mib)
-            ratios["large"] = compare(f"one {a.large_mib} MiB file", large, base, a.repeat, a.user)
+            ratios["large"] = compare(f"one {a.large_mib} MiB file", large, base, a.repeat, a.user, a.baseline)
             os.unlink(large)
         for codec in ("gz", "bz2", "xz"):
             bomb = os.path.join(base, f"bomb.tar.{codec}")

@@ -170,3 +170,32 @@ def test_large_plain_member_is_not_a_bomb(tmp_path):
     assert result == {"format": "tar", "members": 1, "bytes": len(body)}, result
     with open(tmp_path / "b" / "w1" / "w2" / "job" / "big", "rb") as f:
         assert f.read() == body
+
+
+def _with_field(data, at, width, value):
+    """``data`` (a one-member tar) with the header field at ``at`` replaced and the header
+    checksum recomputed, so only the field itself is wrong."""
+    blk = bytearray(data[:512])
+    blk[at:at + width] = value.ljust(width, b"\0")
+    blk[148:156] = b" " * 8
+    blk[148:156] = b"%06o\0 " % sum(blk)
+    return bytes(blk) + data[512:]
+
+
+def test_signed_or_underscored_numbers_refuse(tmp_path):
+    """A number field is octal digits only: int() alone took "-1", "+7" and "1_0", so a
+    mtime of -1 or a size with an underscore got through as a number no tar writes."""
+    data = corpus.tar([corpus.F("f", b"x" * 8)])
+    for at, width, value in [(136, 12, b"-0000000001"), (124, 12, b"0000000001_0"),
+                             (100, 8, b"+000644"), (100, 8, b"00 0644")]:
+        result = job_oracle.check_unpack(str(tmp_path / f"b{at}{value[:2].decode()}"),
+                                         _with_field(data, at, width, value))
+        assert isinstance(result, str) and "bad" in result, (value, result)
+
+
+def test_number_fields_writers_use_are_read():
+    from glexec_tools.job import tarformat
+    assert tarformat.number(b"0000644\0", "mode") == 0o644
+    assert tarformat.number(b"   644 \0", "mode") == 0o644        # old tar: leading spaces
+    assert tarformat.number(b"\0" * 8, "mode") == 0
+    assert tarformat.number(b"\x80" + (5).to_bytes(11, "big"), "size") == 5     # GNU base-256

@@ -10,10 +10,7 @@ walk, ``openat(O_NOFOLLOW)``/``O_EXCL`` for the last component.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
-import hashlib
-import json
 import os
 import stat
 import struct
@@ -32,13 +29,23 @@ RESOLVE_INSIDE = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 _SYS_OPENAT2 = 437          # the same number on every Linux architecture (asm-generic)
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
 _have_openat2 = True
+_syscall = None      # (ctypes, libc, struct open_how): loaded on first use (an unpack of plain
+                     # members never needs it; importing ctypes costs the hot path ~3 ms)
+
+
+def _openat2_binding():
+    global _syscall
+    if _syscall is None:
+        import ctypes
+
+        class OpenHow(ctypes.Structure):
+            _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        _syscall = ctypes, libc, OpenHow
+    return _syscall
 
 
 def openat2(dirfd: int, path: bytes, flags: int, mode: int = 0, resolve: int = RESOLVE_INSIDE) -> int:
@@ -48,10 +55,11 @@ def openat2(dirfd: int, path: bytes, flags: int, mode: int = 0, resolve: int = R
     if b".." in path.split(b"/") or path.startswith(b"/"):
         raise OSError(errno.EXDEV, "path leaves the directory", path)
     if _have_openat2:
-        how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+        ctypes, libc, open_how = _openat2_binding()
+        how = open_how(flags | os.O_CLOEXEC, mode, resolve)
         for _ in range(16):
-            fd = _libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(path),
-                               ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+            fd = libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), ctypes.c_char_p(path),
+                              ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
             if fd >= 0:
                 return fd
             e = ctypes.get_errno()
@@ -223,12 +231,14 @@ class Stream:
     def __init__(self, src: Source, codec, caps: plan.Caps):
         self.src, self.codec, self.caps = src, codec, caps
         self.buf, self.off, self.produced, self.written = b"", 0, 0, 0
+        self.view = memoryview(self.buf)
 
     def _fill(self) -> bool:
         b = self.codec.produce(CHUNK)
         if not b:
             return False
         self.buf = self.buf[self.off:] + b if self.off < len(self.buf) else b
+        self.view = memoryview(self.buf)
         self.off = 0
         self.produced += len(b)
         plan.check_ratio(max(self.produced, self.written), self.src.consumed, self.caps)
@@ -244,11 +254,18 @@ class Stream:
         return b
 
     def block_or_eof(self):
-        if self.off == len(self.buf) and not self._fill():
+        off = self.off
+        if off + tarformat.BLOCK <= len(self.buf):        # buffered: the common case
+            self.off = off + tarformat.BLOCK
+            return self.buf[off:off + tarformat.BLOCK]
+        if off == len(self.buf) and not self._fill():
             return None
         return self.read(tarformat.BLOCK)
 
     def skip(self, n: int) -> None:
+        if self.off + n <= len(self.buf):
+            self.off += n
+            return
         while n:
             avail = len(self.buf) - self.off
             if not avail:
@@ -260,15 +277,23 @@ class Stream:
             n -= k
 
     def copy_to(self, fd: int, n: int) -> None:
-        """Write the next ``n`` bytes to ``fd``."""
+        """Write the next ``n`` bytes to ``fd``: straight from the buffer, one write per
+        buffered piece (a small file is one os.write, no copy)."""
+        off = self.off
+        if off + n <= len(self.buf):          # all buffered: every small file
+            _write_all(fd, self.view[off:off + n])
+            self.off = off + n
+            self.written += n
+            plan.check_ratio(max(self.produced, self.written), self.src.consumed, self.caps)
+            return
         while n:
             avail = len(self.buf) - self.off
             if not avail:
                 if not self._fill():
                     raise Refused("truncated archive")
                 continue
-            k = min(avail, n)
-            _write_all(fd, memoryview(self.buf)[self.off:self.off + k])
+            k = avail if avail < n else n
+            _write_all(fd, self.view[self.off:self.off + k])
             self.off += k
             n -= k
             self.written += k        # as written, not as declared: the ratio compares real bytes
@@ -276,9 +301,11 @@ class Stream:
 
 
 def _write_all(fd, b):
-    mv = memoryview(b)
-    while mv:
-        mv = mv[os.write(fd, mv):]
+    done = os.write(fd, b)
+    if done < len(b):                  # a short write (rare on a regular file): the rest
+        mv = memoryview(b)[done:]
+        while mv:
+            mv = mv[os.write(fd, mv):]
 
 
 # --- writing into the job directory ----------------------------------------------------
@@ -328,8 +355,14 @@ class Tree:
         self.fds = {(): self.root}
 
     def new_file(self, parts: tuple, mode: int) -> int:
-        fd = os.open(parts[-1], NEW_FILE_FLAGS, mode, dir_fd=self.dir(parts[:-1]))
-        self.created.append((parts[:-1], parts[-1], False))
+        """One openat(O_CREAT|O_EXCL|O_NOFOLLOW) with the final mode (the umask is 0 during
+        an unpack): no chmod, no stat."""
+        where = parts[:-1]
+        parent = self.fds.get(where)
+        if parent is None:
+            parent = self.dir(where)
+        fd = os.open(parts[-1], NEW_FILE_FLAGS, mode, dir_fd=parent)
+        self.created.append((where, parts[-1], False))
         return fd
 
     def apply(self, a: plan.Action, member_mtime=None):
@@ -415,18 +448,20 @@ def _unpack_tar(stream: Stream, tree: "Tree", ledger: plan.Ledger) -> None:
             raise Refused("the archive ends without its end-of-archive block (truncated?)")
         if blk == tarformat.ZERO_BLOCK:
             return
-        h, records, names = _member_headers(stream, blk, glob, caps)
-        pax = {**glob, **dict(records)} if glob or records else {}
+        h = tarformat.parse_header(blk)
+        if h.typeflag in tarformat.EXTENDED:
+            h, records, names = _member_headers(stream, h, glob, caps)
+            pax = {**glob, **dict(records)}
+        else:                          # a plain member (most are): no extended headers
+            records, names, pax = (), {}, dict(glob)
         _unpack_member(stream, tree, ledger, h, pax, records, names)
 
 
-def _member_headers(stream, blk, glob, caps):
+def _member_headers(stream, h, glob, caps):
     """The member's own header after its PAX / GNU long-name headers (all of them together
     at most caps.max_meta_bytes); returns (header, PAX records, GNU long names)."""
-    h = tarformat.parse_header(blk)
     records, names, meta = [], {}, 0
-    while h.typeflag in (tarformat.PAX_LOCAL, tarformat.PAX_GLOBAL, tarformat.GNU_LONGNAME,
-                         tarformat.GNU_LONGLINK):
+    while h.typeflag in tarformat.EXTENDED:
         meta += h.size
         if meta > caps.max_meta_bytes:
             raise Refused(f"member headers larger than {caps.max_meta_bytes} bytes")
@@ -445,31 +480,40 @@ def _member_headers(stream, blk, glob, caps):
     return h, records, names
 
 
+_FILE, _DIR, _SYMLINK, _HARDLINK = plan.KIND_FILE, plan.KIND_DIR, plan.KIND_SYMLINK, plan.KIND_HARDLINK
+_Member = plan.Member
+_PLAIN_FILE, _SPARSE, _BLOCK = tarformat.REGULAR, tarformat.GNU_SPARSE, tarformat.BLOCK   # one lookup each
+
+
 def _unpack_member(stream, tree, ledger, h, pax, records, names):
-    name = pax.get(b"path", names.get(tarformat.GNU_LONGNAME, h.name))
-    link = pax.get(b"linkpath", names.get(tarformat.GNU_LONGLINK, h.link))
-    stored = tarformat.pax_number(pax[b"size"], "size") if b"size" in pax else h.size
+    if pax or names:
+        name = pax.get(b"path", names.get(tarformat.GNU_LONGNAME, h.name))
+        link = pax.get(b"linkpath", names.get(tarformat.GNU_LONGLINK, h.link))
+        stored = tarformat.pax_number(pax[b"size"], "size") if b"size" in pax else h.size
+    else:
+        name, link, stored = h.name, h.link, h.size
     t = h.typeflag
     sparse = None
-    if t in tarformat.REGULAR or t == tarformat.GNU_SPARSE:
-        kind = plan.KIND_DIR if name.endswith(b"/") and t == b"\0" and not stored else plan.KIND_FILE
+    if t in _PLAIN_FILE or t == _SPARSE:
+        kind = _DIR if name.endswith(b"/") and t == b"\0" and not stored else _FILE
     elif t == tarformat.DIRECTORY:
-        kind = plan.KIND_DIR
+        kind = _DIR
     elif t == tarformat.SYMLINK:
-        kind = plan.KIND_SYMLINK
+        kind = _SYMLINK
     elif t == tarformat.HARDLINK:
-        kind = plan.KIND_HARDLINK
+        kind = _HARDLINK
     else:
         kind = tarformat.KIND_NAMES.get(t, f"member of type {t!r}")
     size = stored
-    if kind == plan.KIND_FILE:
-        sparse = _sparse_layout(stream, h, pax, records, ledger.caps)
+    if kind == _FILE:
+        if pax or t == _SPARSE:        # else it cannot be sparse
+            sparse = _sparse_layout(stream, h, pax, records, ledger.caps)
         if sparse is not None:
             name, size = sparse[0] or name, sparse[1]
-    elif stored and kind in (plan.KIND_DIR, plan.KIND_SYMLINK, plan.KIND_HARDLINK):
+    elif stored and kind in (_DIR, _SYMLINK, _HARDLINK):
         raise Refused(f"{kind} member {plan._show(name)} carries data")
-    a = ledger.admit(plan.Member(name, kind, h.mode, size, link))
-    if a is None or a.kind != plan.KIND_FILE:
+    a = ledger.admit(_Member(name, kind, h.mode, size, link))
+    if a is None or a.kind != _FILE:
         if a is not None:
             tree.apply(a)
         return
@@ -479,11 +523,12 @@ def _unpack_member(stream, tree, ledger, h, pax, records, names):
             stream.copy_to(fd, stored)
         else:
             stored = _write_sparse(stream, fd, sparse, stored, ledger.caps)
-        if 0 <= h.mtime < 1 << 40:
-            os.utime(fd, (h.mtime, h.mtime))
+        mtime = h.mtime
+        if 0 <= mtime < 1 << 40:
+            os.utime(fd, (mtime, mtime))
     finally:
         os.close(fd)
-    stream.skip(-stored % tarformat.BLOCK)
+    stream.skip(-stored % _BLOCK)
 
 
 def _sparse_layout(stream, h, pax, records, caps):
@@ -791,6 +836,7 @@ class _HashingReader:
     """Exactly ``size`` bytes from ``fd`` (zero-padded if the file shrank), hashed."""
 
     def __init__(self, fd, size):
+        import hashlib
         self.fd, self.left, self.h, self.short = fd, size, hashlib.sha256(), False
 
     def read(self, n=-1):
@@ -860,4 +906,5 @@ def collect(root_fd: int, patterns: list, out_file, max_bytes: int) -> dict:
 
 
 def manifest_json(manifest: dict) -> str:
+    import json
     return json.dumps(manifest, sort_keys=True)

@@ -87,8 +87,12 @@ def split_name(name: bytes, caps: Caps) -> tuple:
         raise Refused(f"absolute member name {_show(name)}")
     if len(name) > caps.max_path:
         raise Refused(f"member name longer than {caps.max_path} bytes")
+    raw = name.split(b"/")
+    if (len(name) <= caps.max_component and len(raw) <= caps.max_depth
+            and b"" not in raw and b"." not in raw and b".." not in raw):
+        return tuple(raw)            # the common case, checked by C loops: nothing to drop
     parts = []
-    for p in name.split(b"/"):
+    for p in raw:
         if p in (b"", b"."):
             continue
         if p == b"..":
@@ -138,43 +142,46 @@ class Ledger:
 
     def admit(self, m: Member) -> Action | None:
         """The action for member ``m`` (None: nothing to do), or raise Refused."""
+        caps, seen = self.caps, self.seen
         self.members += 1
-        if self.members > self.caps.max_members:
-            raise Refused(f"more than {self.caps.max_members} members")
-        parts = split_name(m.name, self.caps)
+        if self.members > caps.max_members:
+            raise Refused(f"more than {caps.max_members} members")
+        parts = split_name(m.name, caps)
         if m.kind not in (KIND_FILE, KIND_DIR, KIND_SYMLINK, KIND_HARDLINK):
             raise Refused(f"member {_show(m.name)} is a {m.kind}: only files, directories and links")
+        kind = m.kind
         if not parts:
-            if m.kind == KIND_DIR:
+            if kind == KIND_DIR:
                 return None          # "./": the job directory itself, left as it is
             raise Refused(f"member {_show(m.name)} names the job directory itself")
-        before = self.seen.get(parts)
+        before = seen.get(parts)
         if before is not None:
-            if before == KIND_DIR and m.kind == KIND_DIR:
+            if before == KIND_DIR and kind == KIND_DIR:
                 return None
             raise Refused(f"duplicate member name {_show(m.name)}")
         for i in range(1, len(parts)):
-            if self.seen.get(parts[:i], KIND_DIR) != KIND_DIR:
+            if seen.get(parts[:i], KIND_DIR) != KIND_DIR:
                 raise Refused(f"member {_show(m.name)} lies under a non-directory member")
-        self.seen[parts] = m.kind
-        if m.kind == KIND_DIR:
+        seen[parts] = kind
+        if kind == KIND_DIR:
             return Action(KIND_DIR, parts, dir_mode(m.mode))
-        if m.kind == KIND_SYMLINK:
+        if kind == KIND_SYMLINK:
             if not symlink_stays_inside(len(parts) - 1, m.link):
                 raise Refused(f"symlink {_show(m.name)} points outside the job directory")
             return Action(KIND_SYMLINK, parts, 0o777, link=m.link)
-        if m.kind == KIND_HARDLINK:
-            src = split_name(m.link, self.caps)
+        if kind == KIND_HARDLINK:
+            src = split_name(m.link, caps)
             if src not in self.regular:
                 raise Refused(f"hardlink {_show(m.name)} to something that is not a file of this archive")
             return Action(KIND_HARDLINK, parts, 0, link=m.link, link_parts=src)
-        if m.size < 0 or m.size > self.caps.max_member_bytes:
-            raise Refused(f"member {_show(m.name)} larger than {self.caps.max_member_bytes} bytes")
-        self.declared_bytes += m.size
-        if self.declared_bytes > self.caps.max_total_bytes:
-            raise Refused(f"archive expands to more than {self.caps.max_total_bytes} bytes")
+        size = m.size
+        if size < 0 or size > caps.max_member_bytes:
+            raise Refused(f"member {_show(m.name)} larger than {caps.max_member_bytes} bytes")
+        self.declared_bytes += size
+        if self.declared_bytes > caps.max_total_bytes:
+            raise Refused(f"archive expands to more than {caps.max_total_bytes} bytes")
         self.regular.add(parts)
-        return Action(KIND_FILE, parts, file_mode(m.mode), size=m.size)
+        return Action(KIND_FILE, parts, file_mode(m.mode), size)
 
 
 def check_ratio(produced: int, consumed: int, caps: Caps) -> None:

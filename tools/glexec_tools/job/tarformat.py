@@ -10,6 +10,7 @@ ends without its end-of-archive block is refused: nothing is guessed.
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from zlib import adler32
 
@@ -23,6 +24,7 @@ REGULAR = {b"0", b"\0", b"7"}
 DIRECTORY, SYMLINK, HARDLINK = b"5", b"2", b"1"
 GNU_LONGNAME, GNU_LONGLINK, GNU_SPARSE = b"L", b"K", b"S"
 PAX_LOCAL, PAX_GLOBAL = b"x", b"g"
+EXTENDED = {PAX_LOCAL, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK}     # headers before a member's own
 KIND_NAMES = {b"3": "character device", b"4": "block device", b"6": "FIFO"}
 
 
@@ -40,18 +42,25 @@ class Header:
 
 
 def number(field: bytes, what: str) -> int:
-    """An octal (NUL/space padded) or GNU base-256 number field."""
-    try:
-        return int(field.rstrip(b"\0 ") or b"0", 8)       # the common case, fast
-    except ValueError:
-        pass
+    """An octal (NUL/space padded) or GNU base-256 number field.  Only octal digits: int()
+    alone would also take a sign, an underscore or inner spaces ("-1" as a size)."""
+    v = field.rstrip(b"\0 ")
+    if v.isdigit():                                       # the common case, fast
+        try:
+            return int(v, 8)
+        except ValueError:                                # an 8 or a 9
+            raise Refused(f"bad {what} in tar header") from None
     if field[:1] == b"\x80":
         return int.from_bytes(field[1:], "big")
     if field[:1] == b"\xff":
         raise Refused(f"negative {what} in tar header")
     s = field.split(b"\0", 1)[0].strip(b" ")
+    if not s:
+        return 0
+    if not s.isdigit():
+        raise Refused(f"bad {what} in tar header")
     try:
-        return int(s or b"0", 8)
+        return int(s, 8)
     except ValueError:
         raise Refused(f"bad {what} in tar header") from None
 
@@ -62,19 +71,21 @@ def _byte_sum(b: bytes) -> int:
     return (adler32(b[:256]) & 0xFFFF) + (adler32(b[256:]) & 0xFFFF) - 2
 
 
+# name, mode, uid, gid, size, mtime, checksum, typeflag, linkname, magic: one C call
+_FIELDS = struct.Struct("100s8s8s8s12s12s8sc100s6s")
+
+
 def parse_header(blk: bytes) -> Header:
-    stored = number(blk[148:156], "checksum")
-    unsigned = _byte_sum(blk) - sum(blk[148:156]) + 256
+    name, mode, _, _, size, mtime, check, typeflag, link, magic = _FIELDS.unpack_from(blk)
+    stored = number(check, "checksum")
+    unsigned = _byte_sum(blk) - sum(check) + 256
     if stored != unsigned:                   # some old writers summed signed bytes
         signed = sum((b - 256) if b > 127 else b for b in blk[:148] + b" " * 8 + blk[156:])
         if stored != signed:
             raise Refused("bad tar header checksum")
-    name = blk[0:100].split(b"\0", 1)[0]
-    typeflag = blk[156:157]
-    magic = blk[257:263]
-    h = Header(name=name, typeflag=typeflag, mode=number(blk[100:108], "mode"),
-               size=number(blk[124:136], "size"), mtime=number(blk[136:148], "mtime"),
-               link=blk[157:257].split(b"\0", 1)[0])
+    name = name.partition(b"\0")[0]
+    h = Header(name, typeflag, number(mode, "mode"), number(size, "size"), number(mtime, "mtime"),
+               link.partition(b"\0")[0])
     if magic == b"ustar\0":                    # POSIX: a prefix for long names
         prefix = blk[345:500].split(b"\0", 1)[0]
         if prefix:
