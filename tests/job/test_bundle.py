@@ -352,3 +352,18 @@ def test_no_checksum_tool_runs_nothing(tmp_path, toolsets):
     r = box.run("dash", b, str(tools))
     assert r.returncode == 125 and b"cannot check the payload" in r.stderr, r.stderr
     assert os.listdir(box.origin) == [] and os.listdir(box.tmp) == []
+
+
+def test_the_glexec_job_command_packs(tmp_path):
+    """`glexec-job pack` (the tool's own launcher, a fresh process) reaches the bundle writer:
+    the bundle it writes runs its entry with the arguments; `pack` without arguments is a
+    usage error (2), not a run of the job CLI."""
+    launcher = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "bin", "glexec-job")
+    (tmp_path / "run.sh").write_text('#!/bin/sh\necho "ran $1"\n')
+    r = subprocess.run([launcher, "pack", "--entry", "run.sh", "-o", "b.sh", "run.sh"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = subprocess.run(["sh", str(tmp_path / "b.sh"), "x"], capture_output=True, text=True, cwd=tmp_path)
+    assert (out.returncode, out.stdout) == (0, "ran x\n"), out.stderr
+    bad = subprocess.run([launcher, "pack"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("glexec-job pack: usage:"), bad.stderr

@@ -6,6 +6,7 @@
                    [--config F] [--json] [--dry-run] -- COMMAND [ARG...]
     glexec-job renew --job ID --proxy FILE [--state-dir DIR] [--json]
     glexec-job recover [--state-dir DIR] [--json]
+    glexec-job pack --entry NAME [-o FILE|-] [-C DIR] [--json] [--] PATH...
 
 Runs as: the pilot (a caller glexec accepts), never root.  ``pack`` is the bundle's
 sub-command (glexec_tools.job.bundle).
@@ -77,6 +78,10 @@ def _state(p):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["pack"]:                   # runs anywhere, needs no glexec (the bundle's own parser)
+        from .bundle import main_pack
+        return main_pack(argv[1:])
     return front.run(PROG, _body, argv)
 
 
