@@ -334,12 +334,15 @@ def cmd_migrate(ctx, args):
 
 def cmd_db_init(ctx, args):
     ctx.pg = True
-    done = apply.db_init(ctx)
-    if done:
-        ctx.audit("db_init", schema=1) if ctx.audit_file else None
-    _emit(args, {"installed": done}, ["schema version 1 installed" if done
-                                      else "a glexec schema is already installed (nothing changed)"])
-    return EXIT_OK if done else EXIT_FOUND
+    found = apply.db_init(ctx)
+    latest = apply.SCHEMA_LATEST
+    if found is not None and ctx.audit_file:
+        ctx.audit("db_init", schema=latest, previous_schema=found or None)
+    line = (f"schema version {latest} is installed already (nothing changed)" if found is None
+            else f"schema version {latest} installed" if found == 0
+            else f"schema upgraded from version {found} to {latest}")
+    _emit(args, {"installed": found is not None, "previous": found, "schema": latest}, [line])
+    return EXIT_OK if found is not None else EXIT_FOUND
 
 
 def cmd_accounts_add(ctx, args):
@@ -435,7 +438,8 @@ def build_parser():
         "-n", "--dry-run", action="store_true", help="post nothing")
     s = add("migrate", "move the leases between the gridmapdir and the lease database")
     s.add_argument("--to", required=True, choices=("postgresql", "gridmapdir"))
-    add("db-init", "install the lease database schema (version 1) into an empty database")
+    add("db-init", "install the lease database schema into an empty database, or upgrade "
+                   "an older one (version 1 -> 2: the lease history)")
     s = add("accounts-add", "add pool accounts (free) to the lease database")
     s.add_argument("pool_name", metavar="POOL")
     s.add_argument("accounts", nargs="+", metavar="ACCOUNT")
