@@ -301,19 +301,19 @@ def cmd_expire(ctx, args):
 
 
 def cmd_confirm(ctx, args):
-    _need_pg(ctx)
+    if not ctx.pg:
+        # The shipped timer and cron job run this on every node: with the gridmapdir,
+        # expire reads this node's prune/sweep records itself; there is nothing to post.
+        _emit(args, {"node": None, "confirmations": [], "note": "no lease database"},
+              ["nothing to confirm: the lease store is the gridmapdir (mapping.lease_store: "
+               "postgresql posts this node's confirmations)"])
+        return EXIT_OK
     rows = [] if args.dry_run else apply.post_confirmations(ctx, boot_id())
     lines = [f"{'posted' if r['posted'] else 'not yet':<8} {escape(r['account']):<16} {r['kind']:<6} "
              f"{r.get('why') or iso(r['observed_at'])}" for r in rows]
     lines.append(f"{sum(r['posted'] for r in rows)} confirmation(s) posted from node {ctx.node()}")
     _emit(args, {"node": ctx.node(), "confirmations": rows}, lines)
     return EXIT_OK
-
-
-def _need_pg(ctx):
-    if not ctx.pg:
-        raise Usage("this command needs the lease database (mapping.lease_store: postgresql, "
-                    "or --postgresql CONNINFO_FILE)")
 
 
 def cmd_migrate(ctx, args):
@@ -434,7 +434,8 @@ def build_parser():
                    help="--force: wait between draining and the process check "
                         f"(default: leases.settle, {plan_mod.DEFAULT_SETTLE:g})")
     add("confirm", "post this node's prune-users/glexec-sweep records of draining leases "
-                   "used here to the lease database (PostgreSQL)").add_argument(
+                   "used here to the lease database (PostgreSQL); with the gridmapdir: "
+                   "nothing to do, exit 0").add_argument(
         "-n", "--dry-run", action="store_true", help="post nothing")
     s = add("migrate", "move the leases between the gridmapdir and the lease database")
     s.add_argument("--to", required=True, choices=("postgresql", "gridmapdir"))
