@@ -374,7 +374,8 @@ def test_site_wide_life_of_a_pool_account(site):
         assert [m["kind"] for m in j["matches"]] == ["audit"] and not j["why"].startswith("lease only"), j
         other = "wnB" if host == "wnA" else "wnA"
         assert ask("--uid", POOL_UID, "--at", _iso(mid[n]), "--host", other)["status"] == "none", n
-        j = ask("--account", POOL_ACCOUNT, "--from", _iso(jobs[n][0]), "--to", _iso(jobs[n][1]))
+        # strictly inside: job 1's end and job 3's grant are the edges of the shipped gap
+        j = ask("--account", POOL_ACCOUNT, "--from", _iso(jobs[n][0] + 1), "--to", _iso(jobs[n][1] - 1))
         assert j["status"] == "known" and holders(j, "audit") == [(host, dn)], (n, j)
         assert [(m["start"], m["end"]) for m in j["matches"]] == [(_iso(jobs[n][0]), _iso(jobs[n][1]))], j
     # job 2 never reached the collector: unknown on wnA, although the lease says A
@@ -391,7 +392,7 @@ def test_site_wide_life_of_a_pool_account(site):
     j = ask("--uid", POOL_UID, "--at", _iso((ended_a + since_b) // 2))
     assert j["status"] == "none" and j["matches"] == [], j
     # the account over A's whole tenancy after the gap: A on wnA only
-    j = ask("--account", POOL_ACCOUNT, "--from", _iso(jobs[3][0]), "--to", _iso(ended_a))
+    j = ask("--account", POOL_ACCOUNT, "--from", _iso(jobs[3][0] + 1), "--to", _iso(ended_a))
     assert j["status"] == "known" and holders(j) == [("wnA", DN_A)], j
     # and the reverse look-up: each DN on its node
     for dn, host in ((DN_A, "wnA"), (DN_B, "wnB")):
