@@ -29,11 +29,15 @@ POOL = "gxtcnf"
 
 
 def fix_paths(text, prefix):
-    """The Makefile's FIX_PATHS for a PREFIX install (conf and state under the prefix)."""
-    for fhs, here in (("/usr/sbin/", f"{prefix}/sbin/"), ("/etc/glexec-py/", f"{prefix}/etc/glexec-py/"),
-                      ("/var/lib/glexec-py", f"{prefix}/var/lib/glexec-py"),
-                      ("/var/log/glexec-py", f"{prefix}/var/log/glexec-py")):
-        text = text.replace(fhs, here)
+    """The Makefile's FIX_PATHS for a PREFIX install (conf and state under the prefix):
+    through markers, so that a replacement is never matched again by the next one."""
+    pairs = (("/usr/sbin/", f"{prefix}/sbin/"), ("/etc/glexec-py/", f"{prefix}/etc/glexec-py/"),
+             ("/var/lib/glexec-py", f"{prefix}/var/lib/glexec-py"),
+             ("/var/log/glexec-py", f"{prefix}/var/log/glexec-py"))
+    for n, (fhs, _here) in enumerate(pairs):
+        text = text.replace(fhs, f"@{n}@")
+    for n, (_fhs, here) in enumerate(pairs):
+        text = text.replace(f"@{n}@", here)
     return text
 
 
@@ -114,8 +118,10 @@ def node_config(prefix):
         return state
     yield write
     inst.write_config(prefix)
-    for d in made:
-        inst._safe_rmtree(d)
+    import shutil
+    for d in set(made):           # inside the session's test prefix, which goes with it
+        assert Path(prefix) in d.parents
+        shutil.rmtree(d)
 
 
 def test_confirm_is_a_no_op_with_the_gridmapdir(prefix, node_config, tmp_path):
