@@ -4,7 +4,7 @@ run with the per-node SQLite index holding the same occupations.
     /usr/bin/python3 bench/backmap.py --site [--records 100000000] [--hosts 1000]
                                       [--ingest-records 200000] [--sqlite-records N]
 
-Runs as root.  Starts a private PostgreSQL 15 (tests/support/pgserver.py: 127.0.0.1, a
+Runs as root.  Starts a private PostgreSQL 15 (tests/support/postgres.py: 127.0.0.1, a
 throw-away directory, stopped by pid at the end; fsync off: the data is thrown away).
 
 * Ingest rate: ``--ingest-records`` shipped messages (grant + end pairs of chained records
@@ -175,11 +175,11 @@ def _copy_inbox(conn, messages):
 
 def run_site(args, directory, report=print):
     """The whole site bench; returns a dict of the numbers (the test checks them)."""
-    from tests.support import pgserver
+    from tests.support import postgres as pgcluster
     from glexec_tools.backmap.site import SiteIndex, INDEXES
     result = {}
     # its own directory: postgres must reach it (the bench directory is private to root)
-    server = pgserver.start(base=tempfile.mkdtemp(prefix="bench-pg-", dir=os.path.dirname(directory)))
+    server = pgcluster.start(base=tempfile.mkdtemp(prefix="bench-pg-", dir=os.path.dirname(directory)))
     try:
         # -- ingest rate, through the real path ------------------------------------------
         conninfo = server.create_db("ingest")
@@ -255,7 +255,7 @@ def run_site(args, directory, report=print):
                f"in the same rounds: {median_ms(bare):.1f} ms; target <= 50 ms "
                f"{'met' if median_ms(cli) <= 50 else 'MISSED'}")
     finally:
-        pgserver.remove(server)
+        pgcluster.remove(server)
 
     # -- the per-node SQLite index with the same occupations -----------------------------
     records = min(args.records, args.sqlite_records)

@@ -1,5 +1,5 @@
 """Pool-account leases in PostgreSQL: one lease authority for many nodes (docs/leases.md,
-"PostgreSQL backend"; schema tools/glexec_tools/leases/sql/schema-v1.sql).
+"PostgreSQL backend"; schema tools/glexec_tools/leases/sql/schema-v1.sql, -v2.sql).
 
 The same methods the engine and the tools call on ``GridmapDir`` (``acquire``,
 ``rollback``, ``release``, ``drain``, ``leases``, ``hold_unleased``), with the same
@@ -27,7 +27,10 @@ from glexec_py.core.leases import groups_column, owner_column
 from glexec_py.effects.pgclient import Connection, DbError, from_bytea
 from glexec_py.errors import NotAuthorized, SystemFault
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# The versions this engine works on: 2 only adds the lease history, which the database
+# writes itself (a trigger), so a node not yet upgraded keeps working on an upgraded database.
+SCHEMA_VERSIONS = ("1", "2")
 _RETRYABLE = ("23505", "40001", "40P01")   # unique violation (a backstop fired), serialization, deadlock
 
 
@@ -81,10 +84,10 @@ class PgLeaseStore:
             self.close()
             raise SystemFault("lease_db_schema", "glexec: the lease database has no glexec schema "
                               "(glexec-leases db init)", cause=e.message) from None
-        if not got or got[0][0] != str(SCHEMA_VERSION):
+        if not got or got[0][0] not in SCHEMA_VERSIONS:
             self.close()
             raise SystemFault("lease_db_schema", "glexec: the lease database has schema version "
-                              f"{got[0][0] if got else None}, this glexec needs {SCHEMA_VERSION}")
+                              f"{got[0][0] if got else None}, this glexec needs one of {', '.join(SCHEMA_VERSIONS)}")
 
     def close(self):
         """Runs as: the caller. Closes the connection."""
@@ -256,6 +259,8 @@ class PgLeaseStore:
         lease_id, account, _name = created
 
         def body():
+            # the lease history (schema 2) says why it ended: never used, no holder to name
+            self._q("SELECT set_config('glexec.lease_end', 'rollback', true)")
             gone = self._q("DELETE FROM lease WHERE id = $1 AND uses = 1 RETURNING account", (lease_id,))
             if not gone:
                 return False

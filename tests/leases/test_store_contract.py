@@ -258,10 +258,14 @@ def test_a_wrong_schema_version_is_refused(pg):
     from glexec_py.effects.pgclient import Connection
     from glexec_py.effects.pgleases import PgLeaseStore
     with Connection(pg.conninfo) as db:
-        db.query("UPDATE glexec_schema SET version = 2")
+        db.query("INSERT INTO glexec_schema VALUES (3)")         # a later, unknown version
     with pytest.raises(SystemFault) as e:
         PgLeaseStore(pg.conninfo, node="n")
     assert e.value.reason == "lease_db_schema"
+    with Connection(pg.conninfo) as db:
+        db.query("DELETE FROM glexec_schema WHERE version >= 2")  # version 1: still served
+    with PgLeaseStore(pg.conninfo, node="n") as s:
+        assert s.acquire(USERS[0][0], POOL, owner=USERS[0][1])[2] is False
 
 
 # --- stateful: grants killed at their k-th statement ------------------------------------------

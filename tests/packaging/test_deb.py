@@ -87,7 +87,8 @@ def test_installed_layout(deb):
 
 def timers():
     found = sorted(UNIT_DIR.glob("glexec-*.timer"))
-    assert {t.stem for t in found} == {"glexec-prune-users", "glexec-sweep", "glexec-leases-expire"}
+    assert {t.stem for t in found} == {"glexec-prune-users", "glexec-sweep", "glexec-leases-expire",
+                                     "glexec-leases-confirm"}
     return found
 
 

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from tests.privileged.conftest import USER1_DN, USER2_DN
-from tests.support import pgserver, rsyslog
+from tests.support import postgres as pgcluster, rsyslog
 from tests.support.skips import strict
 
 BASE = "/var/lib/glexec-py-tests"
@@ -23,7 +23,7 @@ BASE = "/var/lib/glexec-py-tests"
 @pytest.fixture(scope="module")
 def site(session_lock):
     """(PostgreSQL, its site database's conninfo, the collector, a sender factory)."""
-    why = pgserver.available() or rsyslog.available()
+    why = pgcluster.available() or rsyslog.available()
     if why:
         if strict():
             pytest.fail(why)
@@ -33,13 +33,13 @@ def site(session_lock):
     if tools not in sys.path:
         sys.path.insert(0, tools)
     from glexec_tools.backmap.site import SiteIndex
-    pg = pgserver.start()
+    pg = pgcluster.start()
     base = tempfile.mkdtemp(prefix="gxt-site-")
     started = []
     try:
         conninfo = pg.create_db("site")
         SiteIndex(conninfo).close()
-        port = pgserver.free_port()
+        port = pgcluster.free_port()
         started.append(rsyslog.collector(os.path.join(base, "collector"), port, pg.port, "site"))
 
         def sender(host):
@@ -49,7 +49,7 @@ def site(session_lock):
         yield pg, conninfo, sender
     finally:
         rsyslog.remove(*started)
-        pgserver.remove(pg)
+        pgcluster.remove(pg)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -13,20 +13,20 @@ for p in (_ROOT, os.path.join(_ROOT, "tools")):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from tests.support import pgserver  # noqa: E402
+from tests.support import postgres as pgcluster  # noqa: E402
 from tests.support.skips import strict  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def pg():
-    why = pgserver.available() if os.geteuid() == 0 else "needs root (initdb as postgres)"
+    why = pgcluster.available() if os.geteuid() == 0 else "needs root (initdb as postgres)"
     if why:
         if strict():
             pytest.fail(why)
         pytest.skip(why)
-    server = pgserver.start()
+    server = pgcluster.start()
     yield server
-    pgserver.remove(server)
+    pgcluster.remove(server)
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def relay(pg, site_db):
     SiteIndex(site_db).close()                  # the staging table must exist for ompgsql
     base = tempfile.mkdtemp(prefix="gxt-rsyslog-")
     db = site_db.split("dbname=")[1].split()[0]
-    port = pgserver.free_port()
+    port = pgcluster.free_port()
     started = []
 
     class Relay:

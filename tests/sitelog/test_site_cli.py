@@ -9,7 +9,7 @@ import pytest
 from glexec_py.errors import ConfigError
 from glexec_tools.backmap import plan
 from tests.sitelog.shipping import S, T0, format_time, record, ship_all, stage
-from tests.support import pgserver
+from tests.support import postgres as pgcluster
 from tests.support.glexec_yaml import with_section
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -55,7 +55,7 @@ def test_one_line_errors(private_dir):
             (["--config", conf, "--ingest"], b"no site index configured"),
             (["--audit-file", "/x", "--index", os.path.join(private_dir, "i"), "--ingest"],
              b"--ingest feeds the site index"),
-            (["--site-db", f"host=127.0.0.1 port={pgserver.free_port()} dbname=x user=postgres",
+            (["--site-db", f"host=127.0.0.1 port={pgcluster.free_port()} dbname=x user=postgres",
               "--uid", "1", "--at", "now"], b"cannot reach the site index")):
         r = run(*args)
         assert r.returncode == 2 and r.stdout == b"", r

@@ -125,18 +125,20 @@ def test_a_broken_chain_on_one_host_leaves_the_others_known(private_dir, site_db
     idx.close()
 
 
-def test_leases_hook_is_a_second_source(private_dir, site_db):
-    """SiteIndex.add_leases (the hook for the PostgreSQL lease backend): a lease seen holding
-    the account settles a grant whose end is not recorded yet, as in the per-node index."""
+def test_leases_are_a_second_source(private_dir, site_db):
+    """SiteIndex.add_leases (what refresh_leases stores from the PostgreSQL lease backend):
+    a lease seen holding the account settles a grant whose end is not recorded yet, as in
+    the per-node index; the answer is the record's (the records win)."""
     a = ship_all(f"{private_dir}/wnA.jsonl", "wnA", [record("grant", T0, host="wnA", pid=9),
                                                       record("refuse", T0 + 100 * S, host="wnA")])
     idx = SiteIndex(site_db)
     stage(idx.conn, a)
     idx.ingest()
     assert idx.uid_at(47011, T0 + 50 * S).status == "unknown"        # end not recorded
-    idx.add_leases([("wnA", 47011, "pool47011", "/CN=Alice", T0, T0 + 90 * S)])
+    idx.add_leases([("wnA", 47011, "pool47011", "/CN=Alice", T0, T0 + 90 * S, False)], T0 + 90 * S)
     ans = idx.uid_at(47011, T0 + 50 * S)
-    assert ans.status == "known" and {m.kind for m in ans.matches} == {"audit", "lease"}
+    assert ans.status == "known" and [m.kind for m in ans.matches] == ["audit"], ans.why
+    assert not ans.why.startswith("lease only")
     later = ship_all(f"{private_dir}/wnA.jsonl", "wnA", [record("refuse", T0 + 110 * S, host="wnA")])
     stage(idx.conn, later)                                  # the host rebuilt: leases stay
     assert idx.ingest()["stored"] == 3

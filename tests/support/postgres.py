@@ -1,9 +1,16 @@
-"""A private PostgreSQL 15 cluster for tests (Debian's postgresql-15): initdb as the
-``postgres`` user into a throw-away directory, pg_ctl on 127.0.0.1 with a free port and a
-private unix socket directory, stopped by its pid at the end.  Nothing listens elsewhere.
+"""A private PostgreSQL 15 cluster for tests and benches (Debian's postgresql-15): initdb as
+the ``postgres`` user into a throw-away directory, pg_ctl on 127.0.0.1 with a free port and
+a private unix socket directory, stopped by its pid at the end.  Nothing listens elsewhere.
+The one PostgreSQL fixture of the project (the lease store, the site index, the benches).
 
 ``Cluster.conninfo(db)``: libpq conninfo over the private socket (trust auth inside the
-throw-away cluster).  ``fresh_db()``: a new database with the lease schema installed.
+throw-away cluster); ``tcp_conninfo(db)``: the same over 127.0.0.1 (rsyslog's ompgsql, the
+site index).  ``fresh_db()``: a new database with the current lease schema installed;
+``create_db(name)``: an empty one, its TCP conninfo.
+
+Module level, for fixtures of their own: ``available()`` (None or why not), ``start()``
+(a running Cluster), ``remove(cluster)``, ``free_port()``; ``postgres`` is the session
+fixture.
 """
 import os
 import pwd
@@ -20,20 +27,21 @@ from tests.support.skips import strict
 
 BIN = "/usr/lib/postgresql/15/bin"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCHEMA = os.path.join(ROOT, "tools", "glexec_tools", "leases", "sql", "schema-v1.sql")
+SCHEMAS = [os.path.join(ROOT, "tools", "glexec_tools", "leases", "sql", f"schema-v{n}.sql")
+           for n in (1, 2)]        # a new database: v1, then every upgrade in order
 
 
-def _free_port():
+def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 class Cluster:
-    def __init__(self, fsync=False):
+    def __init__(self, fsync=False, base=None):
         self.fsync = fsync        # off for tests (throw-away data); bench/leases.py turns it on
         self.pw = pwd.getpwnam("postgres")
-        self.base = tempfile.mkdtemp(prefix="glexec-pg-", dir="/var/tmp")
+        self.base = base or tempfile.mkdtemp(prefix="glexec-pg-", dir="/var/tmp")
         os.chmod(self.base, 0o755)
         self.data = os.path.join(self.base, "data")
         self.sock = os.path.join(self.base, "sock")
@@ -41,7 +49,7 @@ class Cluster:
         os.mkdir(self.sock, 0o755)
         os.chown(self.base, self.pw.pw_uid, self.pw.pw_gid)
         os.chown(self.sock, self.pw.pw_uid, self.pw.pw_gid)
-        self.port = _free_port()
+        self.port = free_port()
         self._n = 0
         self._as_postgres([f"{BIN}/initdb", "-D", self.data, "-A", "trust", "--no-sync", "-U", "postgres"])
         self.start()
@@ -93,15 +101,21 @@ class Cluster:
                              check=True, capture_output=True, text=True)
         return out.stdout.strip()
 
-    def fresh_db(self):
-        """A new database with the lease schema; returns its name."""
+    def fresh_db(self, version=2):
+        """A new database with the lease schema (up to ``version``); returns its name."""
         self._n += 1
         name = f"leases{self._n}"
         self.psql(f"CREATE DATABASE {name}")
-        subprocess.run([f"{BIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.sock, "-p",
-                        str(self.port), "-U", "postgres", "-d", name, "-f", SCHEMA],
-                       check=True, capture_output=True)
+        for schema in SCHEMAS[:version]:
+            subprocess.run([f"{BIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.sock,
+                            "-p", str(self.port), "-U", "postgres", "-d", name, "-f", schema],
+                           check=True, capture_output=True)
         return name
+
+    def create_db(self, name):
+        """A new empty database ``name``; its conninfo over 127.0.0.1."""
+        self.psql(f'CREATE DATABASE "{name}"')
+        return self.tcp_conninfo(name)
 
     def start_pgbouncer(self, pool_mode="transaction"):
         """A private PgBouncer (Debian's pgbouncer) in front of this cluster, on a unix
@@ -112,7 +126,7 @@ class Cluster:
             return lambda db: f"host={d} port={self.bouncer_port} user=postgres dbname={db}"
         os.makedirs(d, exist_ok=True)
         os.chown(d, self.pw.pw_uid, self.pw.pw_gid)
-        self.bouncer_port = _free_port()
+        self.bouncer_port = free_port()
         with open(os.path.join(d, "users.txt"), "w") as f:
             f.write('"postgres" ""\n')
         with open(os.path.join(d, "pgbouncer.ini"), "w") as f:
@@ -141,19 +155,39 @@ class Cluster:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+def available(psycopg2=True):
+    """None, or why PostgreSQL 15 (and, for the site index, psycopg2) cannot run here."""
+    if os.geteuid() != 0:
+        return "a private PostgreSQL cluster needs root (initdb as postgres)"
+    if not os.path.exists(f"{BIN}/initdb"):
+        return "postgresql-15 is not installed"
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return "no postgres user"
+    if psycopg2:
+        try:
+            import psycopg2 as _  # noqa: F401    (the site index's write path)
+        except ImportError:
+            return "python3-psycopg2 is not installed"
+    return None
+
+
+def start(base=None, fsync=False):
+    """Runs as: root (initdb and the server run as ``postgres``).  A running Cluster in
+    ``base`` (default: a new directory under /var/tmp)."""
+    return Cluster(fsync=fsync, base=base)
+
+
+def remove(cluster):
+    """Stop it (by pid) and remove its directory."""
+    cluster.destroy()
+
+
 def start_cluster():
     """A running Cluster, or a skip (a failure under CI=true) when PostgreSQL 15 is not
     installed or does not start."""
-    if os.geteuid() != 0:
-        pytest.skip("a private PostgreSQL cluster needs root (initdb as postgres)")
-    why = None
-    if not os.path.exists(f"{BIN}/initdb"):
-        why = "postgresql-15 is not installed"
-    else:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            why = "no postgres user"
+    why = available(psycopg2=False)       # the lease store needs libpq only
     if why:
         if strict():
             pytest.fail(why)

@@ -130,6 +130,7 @@ class Index:
     """Runs as: root.  ``Index(path)``; ``refresh(audit_paths)``; then the queries."""
 
     _progress = None           # refresh(progress=...): a callback while records are read
+    RECORDS_WIN = False        # plan.records_first: the site index's rule, not this one's
 
     def __init__(self, path):
         open_private_file(path)
@@ -602,24 +603,26 @@ class Index:
     def uid_between(self, uid, t1, t2, host=None):
         occs = self.covering("uid", uid, t1, t2)
         return bm.answer_range({"uid": uid, "from": bm.format_time(t1), "to": bm.format_time(t2)},
-                               t1, t2, occs, self._flags(t1, t2), self.coverage(), host)
+                               t1, t2, occs, self._flags(t1, t2), self.coverage(), host,
+                               self.RECORDS_WIN)
 
     def uid_at(self, uid, t, host=None):
         occs = self.covering("uid", uid, t, t)
         return bm.answer_at({"uid": uid, "at": bm.format_time(t)}, t, occs,
-                            self._flags(t, t), self.coverage(), host)
+                            self._flags(t, t), self.coverage(), host, self.RECORDS_WIN)
 
     def account_between(self, account, t1, t2, host=None):
         occs = self.covering("account", _b(account), t1, t2)
         question = {"account": account, "from": bm.format_time(t1), "to": bm.format_time(t2)}
         if t1 == t2:
             question = {"account": account, "at": bm.format_time(t1)}
-        return bm.answer_range(question, t1, t2, occs, self._flags(t1, t2), self.coverage(), host)
+        return bm.answer_range(question, t1, t2, occs, self._flags(t1, t2), self.coverage(), host,
+                               self.RECORDS_WIN)
 
     def all_between(self, t1, t2, host=None):
         occs = self.covering(None, None, t1, t2)
         return bm.answer_range({"from": bm.format_time(t1), "to": bm.format_time(t2)}, t1, t2,
-                               occs, self._flags(t1, t2), self.coverage(), host)
+                               occs, self._flags(t1, t2), self.coverage(), host, self.RECORDS_WIN)
 
     def by_dn(self, dn):
         occs = self._select("WHERE o.identity_id IN (SELECT id FROM identities WHERE dn=?)",

@@ -155,30 +155,25 @@ def escape(value):
 
 
 def audit_files_and_index(args):
-    """The audit files, index path, gridmapdir (or None) and the site index's conninfo
-    ("" = answer from the local index): from the options, else from glexec.yaml's
-    ``backmap:`` section and its engine sections.  With both --audit-file and --index, or
-    --site-db, the configuration is not read.  A file without a ``backmap:`` section is
-    read through the engine's cached configuration (no YAML import: a query stays ~20 ms)."""
+    """The audit files, index path, gridmapdir (or None), the site index's conninfo
+    ("" = answer from the local index) and the lease database's conninfo file ("" = none;
+    the site index's second source): from the options, else from glexec.yaml's
+    ``backmap:`` section and its engine sections.  With both --audit-file and --index the
+    configuration is not read; with --site-db only for the lease database, and only if
+    there is one (--config, or the installation's file exists).  A file without a
+    ``backmap:`` section is read through the engine's cached configuration (no YAML
+    import: a query stays ~20 ms)."""
     for name, value in (("--index", args.index), ("--gridmapdir", args.gridmapdir)):
         if value is not None and not value.startswith("/"):
             raise UsageError(f"{name} must be an absolute path")
     files, index = list(args.audit_file), args.index
     if args.site_db:
-        return files, index, args.gridmapdir, args.site_db
+        path = front.config_path(args.config)
+        lease_db = _config(path).lease_db if args.config or os.path.exists(path) else ""
+        return files, index, args.gridmapdir, args.site_db, lease_db
     if files and index and not args.site:
-        return files, index, args.gridmapdir, ""
-    from glexec_tools.backmap import plan
-    from glexec_tools.common.section import present
-    path = front.config_path(args.config)
-    text = front.read_config(path)
-    if present(text, "backmap"):
-        cfg = plan.parse_section(text, path)
-    else:
-        from glexec_py.effects import configfile
-        prefix = path.rsplit("/etc/glexec-py/", 1)[0] if "/etc/glexec-py/" in path else ""
-        state_guess = (prefix or "") + "/var/lib/glexec-py"
-        cfg = plan.defaults(configfile.load(path, state_guess if os.path.isdir(state_guess) else ""))
+        return files, index, args.gridmapdir, "", ""
+    cfg = _config(front.config_path(args.config))
     site = ""
     if args.site or args.ingest or getattr(cfg, "answer_from", "local") == "site":
         site = getattr(cfg, "site", "")
@@ -186,7 +181,20 @@ def audit_files_and_index(args):
             raise UsageError("no site index configured: set backmap.site in glexec.yaml "
                              "or give --site-db")
     return (files or list(cfg.audit_files), index or cfg.index,
-            args.gridmapdir or cfg.gridmapdir or None, site)
+            args.gridmapdir or cfg.gridmapdir or None, site, cfg.lease_db)
+
+
+def _config(path):
+    """glexec.yaml at ``path`` -> plan.BackmapConfig."""
+    from glexec_tools.backmap import plan
+    from glexec_tools.common.section import present
+    text = front.read_config(path)
+    if present(text, "backmap"):
+        return plan.parse_section(text, path)
+    from glexec_py.effects import configfile
+    prefix = path.rsplit("/etc/glexec-py/", 1)[0] if "/etc/glexec-py/" in path else ""
+    state_guess = (prefix or "") + "/var/lib/glexec-py"
+    return plan.defaults(configfile.load(path, state_guess if os.path.isdir(state_guess) else ""))
 
 
 def ask(index, args, now_us):
@@ -341,9 +349,9 @@ def _main(argv):
         raise front.ToolError("permission denied: root only (the DN history is admin-only)")
     os.umask(0o077)
     try:
-        files, index_path, gridmapdir, site = audit_files_and_index(args)
+        files, index_path, gridmapdir, site, lease_db = audit_files_and_index(args)
         if site:
-            return _site_main(args, site)
+            return _site_main(args, site, lease_db)
         if args.ingest:
             raise UsageError("--ingest feeds the site index: give --site or --site-db")
         from glexec_tools.backmap.apply import Index
@@ -395,18 +403,25 @@ def _period(args, now):
     return None
 
 
-def _site_main(args, conninfo):
-    """The question answered from the site-wide index (``backmap.site``)."""
+def _site_main(args, conninfo, lease_db):
+    """The question answered from the site-wide index (``backmap.site``), its second
+    source the lease database (``lease_db``: its conninfo file), reread with an ingest or
+    when the last read is older than ``site.LEASE_SCAN_MAX_AGE``."""
     from glexec_tools.backmap import site
     try:
         index = site.SiteIndex(conninfo)
         try:
-            if args.ingest or (not args.no_refresh and index.pending()):
+            ingested = args.ingest or (not args.no_refresh and index.pending())
+            if ingested:
                 stats = index.ingest(progress=front.Progress(PROG))
-                if args.ingest and not _has_question(args):
-                    sys.stdout.write("ingested: %(received)d received, %(stored)d new, "
-                                     "%(duplicates)d duplicates, %(rejected)d refused\n" % stats)
-                    return 0
+            if lease_db and (args.ingest or not args.no_refresh) and (
+                    ingested or index.lease_scan_due(int(time.time() * 1_000_000))):
+                from glexec_py.effects.pgleases import read_conninfo
+                index.refresh_leases(read_conninfo(lease_db))
+            if args.ingest and not _has_question(args):
+                sys.stdout.write("ingested: %(received)d received, %(stored)d new, "
+                                 "%(duplicates)d duplicates, %(rejected)d refused\n" % stats)
+                return 0
             return _answer(index, args, settle=False)
         finally:
             index.close()

@@ -53,6 +53,14 @@ account over [S, V]: pool leases are exclusive, and a release and re-lease in be
 have moved S.  Such an occupation (``kind`` "lease") is a candidate like any other, and it
 settles an audit grant of the same identity whose end is not recorded (payload running,
 ``linger: false``) at the instants it covers.  It carries no caller and no FQANs.
+
+The site index (``records_win``) takes the PostgreSQL lease backend's leases and lease
+history the same way (``lease_occupation(..., source="lease_db")``: one per node the lease
+was used on, from its creation to its end, or to when it was seen), with two rules of its
+own: where the audit records hold an occupation of the same host and uid, the records are
+the answer (a lease of the same holder only settles an open grant; a lease of another
+identity beside certain records is left out and said so); and an answer that rests on
+leases alone says so in its ``why`` ("lease only").  Flagged regions stay "unknown".
 """
 
 __all__ = ["NEVER", "FOREVER", "parse_time", "format_time", "Ref", "Identity", "Caller",
@@ -310,6 +318,10 @@ class Occupation:
         return self.lo <= t2 and self.hi >= t1
 
     def why(self):
+        if self.kind == "lease" and "lease_db" in self.notes:
+            return ("pool lease in the site lease database, no audit record of it (held from its "
+                    + ("creation to its release)" if "ended" in self.notes
+                       else "creation to when it was seen)"))
         if self.kind == "lease":
             return "pool lease in the gridmapdir (held from its creation or last use to when it was seen)"
         if self.kind == "damaged":
@@ -716,8 +728,10 @@ def _host_ok(host, wanted):
     return wanted is None or host is None or host == wanted
 
 
-def answer_range(question, t1, t2, candidates, flags, coverage, host=None):
-    """Who held it at any instant in [t1, t2] (an instant query is t1 == t2)."""
+def answer_range(question, t1, t2, candidates, flags, coverage, host=None, records_win=False):
+    """Who held it at any instant in [t1, t2] (an instant query is t1 == t2).
+    ``records_win`` (the site index): ``records_first`` decides between audit records and
+    leases of the same host and uid."""
     matches = sorted((o for o in candidates if o.overlaps(t1, t2) and _host_ok(o.host, host)),
                      key=lambda o: (o.lo, o.hi))
     touching = [f for f in flags if f.overlaps(t1, t2) and _host_ok(f.host, host)]
@@ -729,6 +743,9 @@ def answer_range(question, t1, t2, candidates, flags, coverage, host=None):
                       matches, touching, coverage)
     leases = [m for m in matches if m.kind == "lease" and m.lo <= t1 and t2 <= m.hi]
     uncertain = [m for m in matches if not m.certain and not _held_by_lease(m, leases)]
+    overruled = []
+    if records_win:
+        matches, overruled = records_first(matches)
     if touching:
         kinds = ", ".join(sorted({f.kind for f in touching}))
         return Answer(question, "unknown", f"the records are unreliable at {when} ({kinds})",
@@ -739,10 +756,43 @@ def answer_range(question, t1, t2, candidates, flags, coverage, host=None):
         return Answer(question, "none", f"no occupation recorded at {when}", matches,
                       touching, coverage)
     holders = _holders(matches)
-    why = f"{len(matches)} occupation(s) recorded"
+    if records_win and all(m.kind == "lease" for m in matches):
+        why = (f"lease only: {len(matches)} pool lease(s) in the site lease database, "
+               "no audit record of them")
+    else:
+        why = f"{len(matches)} occupation(s) recorded"
     if t1 == t2 and len(holders) > 1:
         why += f"; {len(holders)} identities held it at once (shared account)"
+    if overruled:
+        why += (f"; the records win over {len(overruled)} lease(s) of another identity "
+                "(" + ", ".join(sorted({str(m.identity.dn if m.identity else None)
+                                        for m in overruled})) + ")")
     return Answer(question, "known", why, matches, touching, coverage)
+
+
+def records_first(matches):
+    """(kept, overruled): a lease on a host and uid where the records hold an occupation
+    is no second holder.  Of the same DN it is left out (the records say it better; it
+    already settled their open end); of another DN it is left out only beside records that
+    are certain ("overruled") -- beside an open or damaged record it stays, a candidate."""
+    records = {}
+    for m in matches:
+        if m.kind != "lease":
+            records.setdefault((m.host, m.uid), []).append(m)
+    kept, overruled = [], []
+    for m in matches:
+        beside = records.get((m.host, m.uid)) if m.kind == "lease" else None
+        if not beside:
+            kept.append(m)
+            continue
+        dn = m.identity.dn if m.identity else None
+        if any(r.identity is not None and r.identity.dn == dn for r in beside):
+            continue
+        if all(r.certain for r in beside):
+            overruled.append(m)
+            continue
+        kept.append(m)
+    return kept, overruled
 
 
 def _holders(matches):
@@ -792,16 +842,19 @@ def settle_running(answer, now, host, process_starts, slack=US):
     return answer
 
 
-def lease_occupation(host, uid, account, dn, start, seen):
+def lease_occupation(host, uid, account, dn, start, seen, source="gridmapdir", ended=False):
     """A pool lease of ``dn`` on ``account`` (uid) seen at ``seen``, held since ``start``
-    (its creation when the engine's lease record says so, else the lease file's last use)."""
+    (its creation when the engine's lease record says so, else the lease file's last use).
+    ``source`` "lease_db": from the site's lease database, ``ended``: ``seen`` is its end
+    (the lease history), not only when it was seen."""
     ident = None if dn is None else tuple.__new__(Identity, (dn, None, ()))
+    notes = ["lease"] if source == "gridmapdir" else ["lease", "lease_db"] + (["ended"] if ended else [])
     return Occupation("lease", host, uid, account, ident, None, None, min(start, seen),
-                      end=seen, notes=["lease"])
+                      end=seen, notes=notes)
 
 
-def answer_at(question, t, candidates, flags, coverage, host=None):
-    return answer_range(question, t, t, candidates, flags, coverage, host)
+def answer_at(question, t, candidates, flags, coverage, host=None, records_win=False):
+    return answer_range(question, t, t, candidates, flags, coverage, host, records_win)
 
 
 def answer_listing(question, matches, flags, coverage):
@@ -827,21 +880,23 @@ class BackmapConfig:
     """Where the back-map reads and keeps its evidence: ``audit_files`` (tuple of paths;
     their rotated .N/.N.gz siblings are read too), ``index`` (the SQLite index),
     ``gridmapdir`` ("" = no lease evidence), ``site`` (libpq conninfo of the site-wide
-    index, "" = none) and ``answer_from`` ("local" or "site": which one a query asks
-    unless ``--site`` says so)."""
+    index, "" = none), ``answer_from`` ("local" or "site": which one a query asks
+    unless ``--site`` says so) and ``lease_db`` (the PostgreSQL lease backend's conninfo
+    file with ``mapping.lease_store: postgresql``, else "": the site index's second source)."""
 
-    __slots__ = ("audit_files", "index", "gridmapdir", "site", "answer_from")
+    __slots__ = ("audit_files", "index", "gridmapdir", "site", "answer_from", "lease_db")
 
-    def __init__(self, audit_files, index, gridmapdir, site="", answer_from="local"):
+    def __init__(self, audit_files, index, gridmapdir, site="", answer_from="local", lease_db=""):
         self.audit_files, self.index, self.gridmapdir = tuple(audit_files), index, gridmapdir
-        self.site, self.answer_from = site, answer_from
+        self.site, self.answer_from, self.lease_db = site, answer_from, lease_db
 
 
 def defaults(main):
     """The section's values from the engine's configuration alone: glexec's audit file,
-    ``<state_dir>/backmap.sqlite``, mapping.gridmapdir."""
+    ``<state_dir>/backmap.sqlite``, mapping.gridmapdir, the lease database."""
+    lease_db = main.postgresql.conninfo_file if main.mapping.lease_store == "postgresql" else ""
     return BackmapConfig((main.audit.file,), main.state_dir.rstrip("/") + "/backmap.sqlite",
-                         main.mapping.gridmapdir)
+                         main.mapping.gridmapdir, lease_db=lease_db)
 
 
 def parse_section(text, filename):

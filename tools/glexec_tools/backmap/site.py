@@ -23,9 +23,14 @@ the collector's rsyslog inserts each message as it is (``ompgsql``) into the sta
 The answers come from the same tables and queries as the per-node SQLite index
 (``apply.Index``): this class only stores differently.
 
-Second source, a hook: the PostgreSQL lease backend (issue 13, built separately) is to
-hand its leases to ``SiteIndex.add_leases`` (``LEASE_SOURCE``); they become "lease"
-occupations exactly as a gridmapdir scan's do in the per-node index.
+Second source: the PostgreSQL lease backend (``mapping.lease_store: postgresql``).
+``refresh_leases`` reads its leases (to now) and, with schema 2, its lease history (to
+each lease's end; leases rolled back by a refused call held nothing and are left out), one
+"lease" occupation per node a lease was used on (``lease_occupation(source="lease_db")``),
+and ``plan.records_first`` decides where they meet the records: the records win, a
+lease-only answer says so.  The lease's times are on the database's clock, the records'
+on their nodes' (NTP).  A lease's uid: the account's on this host, else the one the
+records of any node show for it (a site's shared pool accounts); neither: left out.
 """
 from glexec_tools.backmap import plan as bm
 from glexec_tools.backmap.apply import LONG_SPAN, Index, _b, _refs_text
@@ -72,9 +77,7 @@ CREATE INDEX IF NOT EXISTS flags_host ON flags(host);
 """
 INGEST_BATCH = 20_000
 
-# The hook for the second source: a callable(connection) -> [(host, uid, account, dn,
-# held_since_us, seen_us)] the PostgreSQL lease backend provides; None until it exists.
-LEASE_SOURCE = None
+LEASE_SCAN_MAX_AGE = 60 * 1_000_000    # µs: a query rereads the lease database after this
 
 
 class SiteDbError(Exception):
@@ -158,18 +161,21 @@ class _Libpq:
                         + b"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
                         b"SELECT EXISTS (SELECT 1 FROM glexec_audit_inbox), "
                         b"(SELECT value FROM site_meta WHERE key = 'first_time'), "
-                        b"(SELECT value FROM site_meta WHERE key = 'last_time')")
+                        b"(SELECT value FROM site_meta WHERE key = 'last_time'), "
+                        b"(SELECT value FROM site_meta WHERE key = 'lease_scan')")
         try:
             if not res or pq.PQresultStatus(res) != 2:
                 if res and pq.PQresultStatus(res) == 7 and self.schema is None:
                     self.schema, self.pending, self.coverage = False, False, (None, None)
+                    self.lease_scan = None
                     self.execute("ROLLBACK")       # a new database: no tables yet
                     return
                 raise SiteDbError(_first_line(pq.PQerrorMessage(self.conn)))
             value = [None if pq.PQgetisnull(res, 0, c) else
-                     self.ctypes.string_at(pq.PQgetvalue(res, 0, c)) for c in range(3)]
+                     self.ctypes.string_at(pq.PQgetvalue(res, 0, c)) for c in range(4)]
             self.schema, self.pending = True, value[0] == b"t"
-            self.coverage = tuple(None if v is None else int(v) for v in value[1:])
+            self.coverage = tuple(None if v is None else int(v) for v in value[1:3])
+            self.lease_scan = None if value[3] is None else int(value[3])
         finally:
             if res:
                 pq.PQclear(res)
@@ -243,7 +249,7 @@ class _Pg:
             execute_values(self.conn.cursor(), sql, rows, page_size=5000)
 
 
-def connect(conninfo):
+def connect(conninfo, what="the site index"):
     """Runs as: any user.  A psycopg2 connection (the ingest path); SystemFault (one
     line) if it fails."""
     try:
@@ -254,12 +260,54 @@ def connect(conninfo):
         return psycopg2.connect(conninfo, connect_timeout=10,
                                 application_name="glexec-backmap")
     except psycopg2.Error as e:
-        raise SystemFault("backmap_site", f"glexec-backmap: cannot reach the site index: "
+        raise SystemFault("backmap_site", f"glexec-backmap: cannot reach {what}: "
                           f"{_first_line(str(e))}") from None
 
 
+_US = "(extract(epoch FROM {}) * 1000000)::bigint"
+LEASES_NOW = ("SELECT u.node, l.account, l.dn, " + _US.format("l.since") + ", l.id "
+              "FROM lease l JOIN lease_use u ON u.lease_id = l.id")
+LEASES_ENDED = ("SELECT account, dn, " + _US.format("since") + ", " + _US.format("ended")
+                + ", nodes, lease_id FROM lease_history WHERE ended_by <> 'rollback'")
+
+
+def lease_evidence(conninfo):
+    """Runs as: root (a read-only client of the lease database).  ([(node, account, dn,
+    since_us, until_us, ended, lease id)], read_at_us): every lease now (until = when read)
+    and, where the schema has it (version 2), every lease that ended (until = its end),
+    once per node it was used on.  One snapshot; times on the database's clock."""
+    conn = connect(conninfo, "the lease database")
+    try:
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        cur = conn.cursor()
+        cur.execute("SELECT " + _US.format("clock_timestamp()") + ", "
+                    "to_regclass('lease_history') IS NOT NULL")
+        now, history = cur.fetchone()
+        out = []
+        cur.execute(LEASES_NOW)
+        for node, account, dn, since, lease_id in cur.fetchall():
+            out.append((node, account, _dn(dn), since, max(since, now), False, lease_id))
+        if history:
+            import json
+            cur.execute(LEASES_ENDED)
+            for account, dn, since, ended, nodes, lease_id in cur.fetchall():
+                for node in sorted(json.loads(nodes)):
+                    out.append((node, account, _dn(dn), since, ended, True, -lease_id))
+        conn.rollback()
+        return out, now
+    finally:
+        conn.close()
+
+
+def _dn(raw):
+    return None if raw is None else bytes(raw).decode("utf-8", "surrogateescape")
+
+
 class SiteIndex(Index):
-    """Runs as: root.  ``SiteIndex(conninfo)``; ``ingest()``; then ``apply.Index``'s queries."""
+    """Runs as: root.  ``SiteIndex(conninfo)``; ``ingest()``; ``refresh_leases(conninfo)``;
+    then ``apply.Index``'s queries."""
+
+    RECORDS_WIN = True
 
     def __init__(self, conninfo, *, create=True):
         self.conninfo, self._conn, self.path = conninfo, None, "site"
@@ -423,12 +471,51 @@ class SiteIndex(Index):
                 f.host = host          # a damaged or broken record speaks for its host only
         self._store_rows(occs, flags)
 
-    def add_leases(self, leases):
-        """The second source: [(host, uid, account, dn, held_since_us, seen_us)] from the
-        PostgreSQL lease backend -> "lease" occupations (replacing the previous scan's)."""
+    def lease_scan_due(self, now):
+        """The lease database was not read in the last ``LEASE_SCAN_MAX_AGE``."""
+        last = self.db.lease_scan
+        return last is None or not 0 <= now - last < LEASE_SCAN_MAX_AGE
+
+    def refresh_leases(self, lease_conninfo):
+        """Runs as: root (reads the lease database, writes this index).  The PostgreSQL
+        lease backend's leases and lease history become this index's "lease" occupations
+        (``lease_evidence``).  Returns (occupations stored, leases left out: no uid)."""
+        rows, seen = lease_evidence(lease_conninfo)
+        uids, kept, unplaced = {}, [], set()
+        for node, account, dn, start, end, ended, lease_id in rows:
+            if account not in uids:
+                uids[account] = self._lease_uid(account)
+            if uids[account] is None:
+                unplaced.add(lease_id)
+                continue
+            kept.append((node, uids[account], account, dn, start, end, ended))
+        self.add_leases(kept, seen)
+        return len(kept), len(unplaced)
+
+    def _lease_uid(self, account):
+        """The account's uid here, else the one uid the records of the site show for it."""
+        import pwd
+        try:
+            return pwd.getpwnam(account).pw_uid
+        except KeyError:
+            pass
         cur = self.conn.cursor()
+        cur.execute("SELECT DISTINCT uid FROM occupations WHERE account = %s AND kind <> 'lease' "
+                    "AND uid IS NOT NULL LIMIT 2", (_b(account),))
+        found = cur.fetchall()
+        return found[0][0] if len(found) == 1 else None
+
+    def add_leases(self, leases, seen):
+        """The second source: [(host, uid, account, dn, held_since_us, until_us, ended)]
+        -> "lease" occupations, replacing the previous scan's, read at ``seen`` (µs)."""
+        cur = self.conn.cursor()
+        cur.execute("SELECT pg_advisory_xact_lock(1332)")     # one lease scan at a time
         cur.execute("DELETE FROM occupations WHERE kind = 'lease'")
-        self._store_rows([bm.lease_occupation(*row) for row in leases])
+        self._store_rows([bm.lease_occupation(host, uid, account, dn, start, end,
+                                              source="lease_db", ended=ended)
+                          for host, uid, account, dn, start, end, ended in leases])
+        cur.execute("INSERT INTO site_meta VALUES ('lease_scan', %s) ON CONFLICT (key) "
+                    "DO UPDATE SET value = excluded.value", (seen,))
         self.conn.commit()
         self._fresh_snapshot()
 

@@ -360,31 +360,48 @@ def pg_fsck(ctx):
     return out
 
 
-def schema_file():
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "sql", "schema-v1.sql")
+SCHEMA_LATEST = 2
+
+
+def schema_files():
+    """[(version, path)]: schema-v1.sql installs version 1, each later file upgrades from
+    the version before it."""
+    d = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sql")
+    return [(n, os.path.join(d, f"schema-v{n}.sql")) for n in range(1, SCHEMA_LATEST + 1)]
 
 
 def db_init(ctx):
-    """Runs as: root.  Install schema v1 into an empty database (one transaction).
-    Returns False if a glexec schema is already there."""
+    """Runs as: root.  Install the schema into an empty database, or upgrade an older
+    glexec schema to ``SCHEMA_LATEST``, in one transaction (under an advisory lock: two
+    runs at once do it once).  Returns the version found (0: none), or None if it is
+    current already."""
     from glexec_py.effects.pgclient import Connection, DbError
     from glexec_py.effects.pgleases import read_conninfo
     pg = ctx.pg_settings
     if not pg.get("conninfo_file"):
         raise front.ToolError("no lease database: use --postgresql CONNINFO_FILE or --config")
-    with open(schema_file()) as f:
-        sql = f.read()
+    files = schema_files()
     with Connection(read_conninfo(pg["conninfo_file"]), pg.get("connect_timeout", 2), 30) as db:
-        if db.query("SELECT to_regclass('glexec_schema')")[0][0] is not None:
-            return False
         db.query("BEGIN")
         try:
-            for statement in _statements(sql):
-                db.query(statement)
+            db.query("SELECT pg_advisory_xact_lock(1329)")
+            have = 0
+            if db.query("SELECT to_regclass('glexec_schema')")[0][0] is not None:
+                have = int(db.query("SELECT coalesce(max(version), 0) FROM glexec_schema")[0][0])
+            if have > SCHEMA_LATEST:
+                raise front.ToolError(f"the lease database has schema version {have}, newer than "
+                                      f"this glexec-leases knows ({SCHEMA_LATEST})", EXIT_FAIL)
+            if have == SCHEMA_LATEST:
+                db.query("ROLLBACK")
+                return None
+            for _version, path in files[have:]:
+                with open(path) as f:
+                    for statement in _statements(f.read()):
+                        db.query(statement)
             db.query("COMMIT")
         except DbError as e:
             raise front.ToolError(f"schema not installed: {e.message}", EXIT_FAIL) from None
-    return True
+    return have
 
 
 def _statements(sql):
@@ -483,6 +500,7 @@ def migrate_to_gridmapdir(ctx):
                  last_use=last_use)
 
     def body():
+        store._q("SELECT set_config('glexec.lease_end', 'migrated', true)")    # lease history
         for lease, (account, _rec, _t) in leases.items():
             store._q("DELETE FROM lease WHERE name = $1", (lease,))
             store._q("UPDATE pool_account SET state = 'free' WHERE account = $1", (account.decode(),))

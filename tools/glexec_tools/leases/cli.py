@@ -301,19 +301,19 @@ def cmd_expire(ctx, args):
 
 
 def cmd_confirm(ctx, args):
-    _need_pg(ctx)
+    if not ctx.pg:
+        # The shipped timer and cron job run this on every node: with the gridmapdir,
+        # expire reads this node's prune/sweep records itself; there is nothing to post.
+        _emit(args, {"node": None, "confirmations": [], "note": "no lease database"},
+              ["nothing to confirm: the lease store is the gridmapdir (mapping.lease_store: "
+               "postgresql posts this node's confirmations)"])
+        return EXIT_OK
     rows = [] if args.dry_run else apply.post_confirmations(ctx, boot_id())
     lines = [f"{'posted' if r['posted'] else 'not yet':<8} {escape(r['account']):<16} {r['kind']:<6} "
              f"{r.get('why') or iso(r['observed_at'])}" for r in rows]
     lines.append(f"{sum(r['posted'] for r in rows)} confirmation(s) posted from node {ctx.node()}")
     _emit(args, {"node": ctx.node(), "confirmations": rows}, lines)
     return EXIT_OK
-
-
-def _need_pg(ctx):
-    if not ctx.pg:
-        raise Usage("this command needs the lease database (mapping.lease_store: postgresql, "
-                    "or --postgresql CONNINFO_FILE)")
 
 
 def cmd_migrate(ctx, args):
@@ -334,12 +334,15 @@ def cmd_migrate(ctx, args):
 
 def cmd_db_init(ctx, args):
     ctx.pg = True
-    done = apply.db_init(ctx)
-    if done:
-        ctx.audit("db_init", schema=1) if ctx.audit_file else None
-    _emit(args, {"installed": done}, ["schema version 1 installed" if done
-                                      else "a glexec schema is already installed (nothing changed)"])
-    return EXIT_OK if done else EXIT_FOUND
+    found = apply.db_init(ctx)
+    latest = apply.SCHEMA_LATEST
+    if found is not None and ctx.audit_file:
+        ctx.audit("db_init", schema=latest, previous_schema=found or None)
+    line = (f"schema version {latest} is installed already (nothing changed)" if found is None
+            else f"schema version {latest} installed" if found == 0
+            else f"schema upgraded from version {found} to {latest}")
+    _emit(args, {"installed": found is not None, "previous": found, "schema": latest}, [line])
+    return EXIT_OK if found is not None else EXIT_FOUND
 
 
 def cmd_accounts_add(ctx, args):
@@ -431,11 +434,13 @@ def build_parser():
                    help="--force: wait between draining and the process check "
                         f"(default: leases.settle, {plan_mod.DEFAULT_SETTLE:g})")
     add("confirm", "post this node's prune-users/glexec-sweep records of draining leases "
-                   "used here to the lease database (PostgreSQL)").add_argument(
+                   "used here to the lease database (PostgreSQL); with the gridmapdir: "
+                   "nothing to do, exit 0").add_argument(
         "-n", "--dry-run", action="store_true", help="post nothing")
     s = add("migrate", "move the leases between the gridmapdir and the lease database")
     s.add_argument("--to", required=True, choices=("postgresql", "gridmapdir"))
-    add("db-init", "install the lease database schema (version 1) into an empty database")
+    add("db-init", "install the lease database schema into an empty database, or upgrade "
+                   "an older one (version 1 -> 2: the lease history)")
     s = add("accounts-add", "add pool accounts (free) to the lease database")
     s.add_argument("pool_name", metavar="POOL")
     s.add_argument("accounts", nargs="+", metavar="ACCOUNT")
