@@ -451,8 +451,8 @@ MUTANTS = [
          kill=["tests/leases/test_caller_limit.py::test_live_is_linked_leased_and_this_callers"]),
     dict(id="caller-lease-limit-reuse-free", check="reusing an existing lease is never counted against the limit",
          edits=[("glexec_py/effects/gridmapdir.py",
-                 "        self.adopted = False\n        got = self._inspect(lease, req)",
-                 "        self.adopted = False\n        if req.caller is not None and req.caller_limit:\n"
+                 "self._allocate(lease, req)\n        got = self._inspect(lease, req)",
+                 "self._allocate(lease, req)\n        if req.caller is not None and req.caller_limit:\n"
                  "            self._check_caller_limit(lease, req)\n"
                  "        got = self._inspect(lease, req)"),
                 ("glexec_py/effects/gridmapdir.py",
