@@ -254,18 +254,21 @@ class Request:
         if uid != 0:
             raise PeerRefused(f"peer euid {uid} is not root")   # before reading a byte from it
         msg, fds, flags, _ = socket.recv_fds(self.conn, len(HELLO), PASSED_FDS + 1, socket.MSG_CMSG_CLOEXEC)
-        if msg != HELLO or len(fds) != PASSED_FDS or flags & socket.MSG_CTRUNC:
+        try:
+            if msg != HELLO or len(fds) != PASSED_FDS or flags & socket.MSG_CTRUNC:
+                raise PeerRefused("not a glexec shim's offer")
+            blob = _sealed_contents(fds[3])
+            facts = handoff.parse(blob)
+            why = peercheck.mismatch(facts, pid, uid, _kernel_status(pid))
+            if why is not None:
+                raise PeerRefused(why)
+            self.conn.sendall(b"A")
+            if self.conn.recv(1) != b"G":
+                raise PeerRefused("the shim did not commit (it has fallen back)")
+        except BaseException:
             for fd in fds:
                 os.close(fd)
-            raise PeerRefused("not a glexec shim's offer")
-        blob = _sealed_contents(fds[3])
-        facts = handoff.parse(blob)
-        why = peercheck.mismatch(facts, pid, uid, _kernel_status(pid))
-        if why is not None:
-            raise PeerRefused(why)
-        self.conn.sendall(b"A")
-        if self.conn.recv(1) != b"G":
-            raise PeerRefused("the shim did not commit (it has fallen back)")
+            raise
         return fds, blob, facts
 
 
@@ -285,9 +288,7 @@ def _sealed_contents(fd):
         sealed = False
     if not sealed or (st.st_mode & 0o170000) != 0o100000 or st.st_size > MAX_BLOB:
         raise PeerRefused("the hand-off is not a sealed memfd")
-    data = os.pread(fd, st.st_size + 1, 0)
-    os.close(fd)
-    return data
+    return os.pread(fd, st.st_size + 1, 0)
 
 
 def _kernel_status(pid):

@@ -8,7 +8,6 @@ are handled; many concurrent calls leave an exact audit trail.
 import os
 import signal
 import socket
-import struct
 import subprocess
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from tests.privileged.conftest import GLEXEC_REASON_LINE, USER1_DN, USER2_DN
 from tests.support import install as inst
-from tests.support.runas import popen_as, run_as
+from tests.support.runas import popen_as
 
 SH = os.path.realpath("/bin/sh")
 HELLO = b"GLEXEC-SERVICE-1\n"
@@ -397,3 +396,46 @@ def test_many_concurrent_calls_have_an_exact_audit(gx, service):
         events = by_pid[pid]
         assert [e["event"] for e in events] == ["grant", "end"], events
         assert events[1]["status"] == 0 and events[1]["payload_pid"] == int(out)
+
+
+_NON_ROOT_LISTENER = r"""
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o600)
+os.setresgid(int(sys.argv[2]), int(sys.argv[2]), int(sys.argv[2]))
+os.setgroups([])
+os.setresuid(int(sys.argv[2]), int(sys.argv[2]), int(sys.argv[2]))
+s.listen(8)            # SO_PEERCRED of the listening side: these credentials
+print("listening", flush=True)
+s.settimeout(20)
+conn, _ = s.accept()
+conn.settimeout(5)
+try:
+    msg, fds, _, _ = socket.recv_fds(conn, 64, 8)
+except OSError:
+    msg, fds = b"", []
+print(repr((msg, len(fds))), flush=True)
+"""
+
+
+def test_the_shim_offers_a_call_only_to_a_root_listener(gx, prefix, accounts):
+    """A listener on the socket path that is not root (here: bound by root, listening as
+    another user) never receives the caller's fds or hand-off; the call runs in-process."""
+    inst.stop_service(prefix)
+    sock = inst.service_socket_path(prefix)
+    sock.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    fake = subprocess.Popen(["/usr/bin/python3", "-c", _NON_ROOT_LISTENER, str(sock), str(accounts.outsider.uid)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert fake.stdout.readline() == b"listening\n"
+        r = gx.run(["/usr/bin/id", "-un"])
+        out, err = fake.communicate(timeout=30)
+    finally:
+        if fake.poll() is None:
+            fake.kill()
+            fake.wait()
+        _restore(prefix)
+    gx.assert_granted(r)
+    assert r.stdout == b"gxttarget1\n"
+    assert out == b"(b'', 0)\n", (out, err)
