@@ -200,9 +200,12 @@ class Service:
             self.last_activity = time.monotonic()
 
 
+_log_fd = 2      # the service's stderr (the journal); a request child's fd 2 becomes the caller's
+
+
 def _log(line):
     try:
-        os.write(2, f"glexec-engine-service[{os.getpid()}]: {line}\n".encode("utf-8", "backslashreplace"))
+        os.write(_log_fd, f"glexec-engine-service[{os.getpid()}]: {line}\n".encode("utf-8", "backslashreplace"))
     except OSError:
         pass
 
@@ -262,7 +265,7 @@ class Request:
             why = peercheck.mismatch(facts, pid, uid, _kernel_status(pid))
             if why is not None:
                 raise PeerRefused(why)
-            self.conn.sendall(b"A")
+            self.conn.sendall(b"A", socket.MSG_NOSIGNAL)
             if self.conn.recv(1) != b"G":
                 raise PeerRefused("the shim did not commit (it has fallen back)")
         except BaseException:
@@ -316,6 +319,8 @@ def take_caller_place(fds, facts):
     signals, the shim's constant environment. Caches of the parent are dropped."""
     import resource
     from glexec_py.effects import trust
+    global _log_fd
+    _log_fd = os.dup(2)          # close-on-exec: never reaches the payload
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
     os.fchdir(fds[4])
@@ -359,7 +364,8 @@ class ShimExecutor:
 
     def send(self, tag, payload):
         try:
-            self.conn.sendall(_HDR.pack(tag, len(payload)) + payload)
+            # MSG_NOSIGNAL: a dead shim is an error here, not a SIGPIPE (signals are default now)
+            self.conn.sendall(_HDR.pack(tag, len(payload)) + payload, socket.MSG_NOSIGNAL)
             return True
         except OSError:
             return False
