@@ -70,7 +70,10 @@ def main(engine_file, args):
     import importlib
     for name in PRELOAD:
         importlib.import_module(name)
-    trust.check_interpreter_state()
+    try:
+        trust.check_interpreter_state()
+    except SystemFault as e:
+        sys.exit(f"glexec-engine-service: {e.message}")
     listener = _bound() if opts.bind else _from_systemd()
     Service(listener, engine_file, opts).serve()
 
@@ -227,15 +230,14 @@ class Request:
         signal.alarm(max(1, int(self.timeout)))
         self.conn.settimeout(GO_TIMEOUT)
         try:
-            fds, blob, facts = self.receive()
+            blob, facts = self.receive()
         except PeerRefused as why:
             _log(f"peer refused: {why}")
             return 1
-        except (OSError, SystemFault) as e:
-            _log(f"peer dropped: {e}")
+        except (OSError, ValueError, SystemFault) as e:
+            _log(f"peer dropped: {e!r}")
             return 1
         self.conn.settimeout(None)
-        take_caller_place(fds, facts)
         from glexec_py import engine
         executor = ShimExecutor(self.conn, facts.pid, self.policy_done)
         code = engine.main(self.engine_file, [site_paths.CONFIG_FILE], handoff=blob, executor=executor)
@@ -265,14 +267,16 @@ class Request:
             why = peercheck.mismatch(facts, pid, uid, _kernel_status(pid))
             if why is not None:
                 raise PeerRefused(why)
-            self.conn.sendall(b"A", socket.MSG_NOSIGNAL)
-            if self.conn.recv(1) != b"G":
-                raise PeerRefused("the shim did not commit (it has fallen back)")
         except BaseException:
             for fd in fds:
                 os.close(fd)
             raise
-        return fds, blob, facts
+        # Ready to stand in for the shim before saying so: a failure here is a fall-back.
+        take_caller_place(fds, facts)
+        self.conn.sendall(b"A", socket.MSG_NOSIGNAL)
+        if self.conn.recv(1) != b"G":
+            raise PeerRefused("the shim did not commit (it has fallen back)")
+        return blob, facts
 
 
 def _timed_out(signum, frame):
@@ -329,15 +333,13 @@ def take_caller_place(fds, facts):
             os.close(fd)
     os.umask(0o077)
     for res, (soft, hard) in facts.rlimits.items():
-        resource.setrlimit(res, (_limit(soft), _limit(hard)))
+        _set_limit(res, _limit(soft), _limit(hard))
     inf = resource.RLIM_INFINITY
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    for res in (resource.RLIMIT_FSIZE, resource.RLIMIT_CPU, resource.RLIMIT_AS, resource.RLIMIT_DATA):
-        resource.setrlimit(res, (inf, inf))
-    for res, want in ((resource.RLIMIT_NOFILE, 1024), (resource.RLIMIT_STACK, 8 << 20)):
+    for res, want in ((resource.RLIMIT_FSIZE, inf), (resource.RLIMIT_CPU, inf), (resource.RLIMIT_AS, inf),
+                      (resource.RLIMIT_DATA, inf), (resource.RLIMIT_NOFILE, 1024), (resource.RLIMIT_STACK, 8 << 20)):
         soft, hard = resource.getrlimit(res)
-        hard = hard if hard == inf or hard >= want else want
-        resource.setrlimit(res, (soft if soft == inf or soft >= want else want, hard))
+        _set_limit(res, _at_least(soft, want), _at_least(hard, want))
     for sig in range(1, signal.NSIG):
         if sig not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGALRM):
             try:
@@ -353,6 +355,26 @@ def take_caller_place(fds, facts):
 def _limit(value):
     import resource
     return resource.RLIM_INFINITY if value == -1 else value
+
+
+def _at_least(value, want):
+    import resource
+    inf = resource.RLIM_INFINITY
+    return inf if inf in (value, want) else max(value, want)
+
+
+def _set_limit(res, soft, hard):
+    """Runs as: root. As the shim's raise_limit: without CAP_SYS_RESOURCE (some containers)
+    a hard limit cannot be raised; then the soft one goes as far as the hard one allows."""
+    import resource
+    try:
+        resource.setrlimit(res, (soft, hard))
+    except (ValueError, OSError):
+        _, current = resource.getrlimit(res)
+        inf = resource.RLIM_INFINITY
+        hard = current if hard == inf or (current != inf and hard > current) else hard
+        soft = hard if soft == inf or (hard != inf and soft > hard) else soft
+        resource.setrlimit(res, (soft, hard))
 
 
 class ShimExecutor:
