@@ -109,6 +109,7 @@ int service_offer(void)
     if (r != 1 || read(sock, &answer, 1) != 1 || answer != 'A' || send(sock, "G", 1, MSG_NOSIGNAL) != 1)
         goto fallback;
     close(cwd);
+    close(3); /* the hand-off is the service's now; the payload must not inherit it */
     return 1;
 fallback:
     if (sock >= 0)
