@@ -106,6 +106,15 @@ def test_destdir_installs_agree_on_the_config_path_and_stay_in_destdir(session_l
         shim = Path(f"{dest}{prefix}/sbin/glexec")
         assert compiled_strings(shim, b"/glexec-py/glexec.yaml") == [paths["CONFIG_FILE"].encode()]
         assert compiled_strings(shim, b"/glexec-engine.py") == [f"{prefix}/lib/glexec-py/glexec-engine.py".encode()]
+        # The engine service's socket: the same path in the shim, site_paths and the socket unit.
+        sock = ("/run" if prefix == "/usr" else f"{meaning['var']}/run") + "/glexec-py/engine.sock"
+        assert paths["SERVICE_SOCKET"] == sock, (variables, paths)
+        assert compiled_strings(shim, b"/glexec-py/engine.sock") == [sock.encode()]
+        socket_unit = Path(f"{dest}{extra['SYSTEMDUNITDIR']}/glexec-engine.socket").read_text()
+        assert f"ListenStream={sock}\n" in socket_unit
+        service_unit = Path(f"{dest}{extra['SYSTEMDUNITDIR']}/glexec-engine.service").read_text()
+        assert f" {prefix}/lib/glexec-py/glexec-engine-service.py " in service_unit
+        assert Path(f"{lib}/glexec-engine-service.py").is_file()
         mode = shim.stat().st_mode
         assert not mode & (stat.S_ISUID | stat.S_ISGID) and mode & 0o777 == 0o755
 
