@@ -22,7 +22,7 @@
 #error "GLEXEC_SOCKET must be set at compile time"
 #endif
 
-#define ANSWER_MS 1000 /* connect, send and the service's accept answer, each */
+#define ANSWER_MS 1000 /* connect, send and each of the service's answers */
 static const char HELLO[] = "GLEXEC-SERVICE-1\n";
 static int sock = -1;
 /* Read through a volatile pointer: the path stays one string in the binary (checked by
@@ -68,6 +68,18 @@ static void failed(const gx_exec_result *res)
     report('F', v, 2);
 }
 
+/* The service's next byte within ANSWER_MS, or 0. */
+static char answered(void)
+{
+    struct pollfd p = { sock, POLLIN, 0 };
+    char answer = 0;
+    int r;
+    do
+        r = poll(&p, 1, ANSWER_MS);
+    while (r < 0 && errno == EINTR);
+    return r == 1 && read(sock, &answer, 1) == 1 ? answer : 0;
+}
+
 /* 1: the service took the call (this process runs its plan); 0: fall back to the engine.
  * Runs with the caller's real ids still in place: the service compares them, and this
  * pid, with what the kernel says (SO_PEERCRED, /proc/<pid>/status under a pidfd). */
@@ -77,7 +89,6 @@ int service_offer(void)
     struct timeval tv = { ANSWER_MS / 1000, (ANSWER_MS % 1000) * 1000 };
     struct ucred peer;
     socklen_t plen = sizeof peer;
-    char answer = 0;
     size_t len = strlen(socket_path);
     if (len >= sizeof addr.sun_path)
         return 0;
@@ -90,6 +101,10 @@ int service_offer(void)
         connect(sock, (struct sockaddr *)&addr, sizeof addr) ||
         getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &peer, &plen) || peer.uid != 0)
         goto fallback; /* only a root listener is the service */
+    /* The caller's fds travel only to a request child that has taken the connection: fds
+     * left in an unaccepted one would hold the caller's pipes open after a fall-back. */
+    if (answered() != 'R')
+        goto fallback;
 
     int fds[5] = { 0, 1, 2, 3, cwd }; /* stdio, the hand-off memfd, the cwd */
     union { char buf[CMSG_SPACE(sizeof fds)]; struct cmsghdr align; } ctl;
@@ -104,13 +119,8 @@ int service_offer(void)
     if (sendmsg(sock, &msg, MSG_NOSIGNAL) != (ssize_t)(sizeof HELLO - 1))
         goto fallback;
 
-    struct pollfd p = { sock, POLLIN, 0 };
-    int r;
-    do
-        r = poll(&p, 1, ANSWER_MS);
-    while (r < 0 && errno == EINTR);
     /* Until the service has our "G" it does nothing: falling back now never doubles a call. */
-    if (r != 1 || read(sock, &answer, 1) != 1 || answer != 'A' || send(sock, "G", 1, MSG_NOSIGNAL) != 1)
+    if (answered() != 'A' || send(sock, "G", 1, MSG_NOSIGNAL) != 1)
         goto fallback;
     close(cwd);
     close(3); /* the hand-off is the service's now; the payload must not inherit it */

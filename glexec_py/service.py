@@ -12,8 +12,9 @@ them. The child:
   1. trusts only the shim: a root peer (SO_PEERCRED) that is the process the hand-off names,
      whose real and effective ids and groups are, by the kernel's account
      (/proc/<pid>/status under a pidfd), those of the hand-off (core.peercheck);
-  2. answers "A" and waits for the shim's "G": until then it has done nothing the shim's
-     fall-back to the in-process engine could duplicate;
+  2. answers "R" once it has the connection (only then does the shim send the caller's
+     fds), "A" once the checks passed, and waits for the shim's "G": until then it has done
+     nothing the shim's fall-back to the in-process engine could duplicate;
   3. stands in for the shim's process as the in-process engine would run (the caller's
      fds 0-2 and cwd, umask 077, the shim's rlimits, a constant environment) and runs
      engine.main with a ShimExecutor: the plan is run by the shim, in the caller's session
@@ -258,6 +259,7 @@ class Request:
         pid, uid, _ = struct.unpack("3i", self.conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         if uid != 0:
             raise PeerRefused(f"peer euid {uid} is not root")   # before reading a byte from it
+        self.conn.sendall(b"R", socket.MSG_NOSIGNAL)            # taken: now the shim sends its fds
         msg, fds, flags, _ = socket.recv_fds(self.conn, len(HELLO), PASSED_FDS + 1, socket.MSG_CMSG_CLOEXEC)
         try:
             if msg != HELLO or len(fds) != PASSED_FDS or flags & socket.MSG_CTRUNC:
