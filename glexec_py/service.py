@@ -218,6 +218,12 @@ class PeerRefused(Exception):
     pass
 
 
+class LingeringShimGone(BaseException):
+    """The shim died while its payload ran (SIGKILLed with the job): the call ends here
+    with no further record, as the in-process engine, that same process, would have.
+    A BaseException: engine.main must not turn it into a refusal after the grant."""
+
+
 class Request:
     """One call, in its own forked child."""
 
@@ -241,7 +247,10 @@ class Request:
         self.conn.settimeout(None)
         from glexec_py import engine
         executor = ShimExecutor(self.conn, facts.pid, self.policy_done)
-        code = engine.main(self.engine_file, [site_paths.CONFIG_FILE], handoff=blob, executor=executor)
+        try:
+            code = engine.main(self.engine_file, [site_paths.CONFIG_FILE], handoff=blob, executor=executor)
+        except LingeringShimGone:
+            return 0
         self.policy_done()
         if code is not None:              # None: the shim became the payload
             executor.send(b"X", struct.pack("<I", code & 0xFF))
@@ -450,8 +459,10 @@ class ShimExecutor:
         pid = report[1][0]
         on_started(pid)
         report = self.receive()
-        if report is None or report[0] != b"W" or len(report[1]) != 5:
-            err = report[1][1] if report is not None and report[0] == b"F" else 104   # ECONNRESET
+        if report is None:
+            raise LingeringShimGone()
+        if report[0] != b"W" or len(report[1]) != 5:
+            err = report[1][1] if report[0] == b"F" and len(report[1]) == 2 else 71   # EPROTO
             raise SystemFault("linger", f"glexec: cannot wait for the payload: {os.strerror(err)}", errno=err)
         status, us, uus, ss, sus = report[1]
         code = os.waitstatus_to_exitcode(status)
