@@ -678,7 +678,8 @@ class Call:
         rec = self.record("end", {**end, "lost": str(cause)})
         rec["time"] = auditlog.iso_time(time.time())
         auditlog.to_syslog("end record not written: " + encode(rec).decode("ascii").rstrip(),
-                           self.cfg.audit.syslog_facility if self.cfg else "LOG_DAEMON", error=True)
+                           self.cfg.audit.syslog_facility if self.cfg else "LOG_DAEMON", error=True,
+                           pid=self.glexec_pid())
 
     def record(self, event, extra):
         facts, ident, target = self.facts, self.identity, self.target
@@ -744,8 +745,9 @@ class Call:
         auditlog.append(path, auditlog.stamper(rec, encode), privileged=privileged, ship_to=ship_to)
         if self.cfg is not None and self.cfg.audit.syslog:
             if event == "grant" and "classic" in rec:
-                auditlog.to_syslog([self.identity_line(), rec["classic"]], self.cfg.audit.syslog_facility)
+                auditlog.to_syslog([self.identity_line(), rec["classic"]], self.cfg.audit.syslog_facility,
+                                   pid=self.glexec_pid())
             elif event == "refuse":
                 auditlog.to_syslog(f"refused ({rec.get('reason')}): {rec.get('message')}",
-                                   self.cfg.audit.syslog_facility, error=True)
+                                   self.cfg.audit.syslog_facility, error=True, pid=self.glexec_pid())
 

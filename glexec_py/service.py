@@ -44,6 +44,9 @@ SYSTEMD_FIRST_FD = 3
 KILL_GRACE = 10.0            # a child past its timeout that did not refuse in time is killed
 _HDR = struct.Struct("<cI")
 _F_GET_SEALS, _SEALED = 1034, 0x1 | 0x2 | 0x4 | 0x8   # F_SEAL_SEAL|SHRINK|GROW|WRITE
+# The service sees the caller's files, pids, network and host name only from the same
+# namespaces; a caller elsewhere falls back to the in-process engine, which is in its own.
+SAME_NAMESPACES = ("mnt", "pid", "net", "uts", "ipc", "user", "cgroup")
 _ENGINE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}   # as the shim's
 
 # What engine.main imports lazily, imported once in the warm parent (code only: no state).
@@ -311,7 +314,8 @@ def _sealed_contents(fd):
 
 def _kernel_status(pid):
     """Runs as: root. /proc/<pid>/status, read while a pidfd of `pid` is open, and only
-    if that process is still alive afterwards (so the text is not a successor's)."""
+    if that process is still alive afterwards (so the text is not a successor's).
+    A peer in other namespaces than the service's (a container's) is refused."""
     try:
         pidfd = os.pidfd_open(pid)
     except OSError:
@@ -319,11 +323,15 @@ def _kernel_status(pid):
     try:
         with open(f"/proc/{pid}/status", "r", encoding="ascii", errors="replace") as f:
             text = f.read()
+        other = [ns for ns in SAME_NAMESPACES
+                 if os.stat(f"/proc/{pid}/ns/{ns}").st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino]
         signal.pidfd_send_signal(pidfd, 0)
     except OSError:
         raise PeerRefused(f"pid {pid} is gone") from None
     finally:
         os.close(pidfd)
+    if other:       # its files, pids, host name are not ours: the in-process engine's job
+        raise PeerRefused(f"peer is in another {'/'.join(other)} namespace")
     return text
 
 
