@@ -32,8 +32,8 @@ def installed_site_paths(lib: Path) -> dict:
     """The values of the site_paths.py that make install wrote into ``lib``."""
     ns = {}
     exec(compile((lib / "glexec_py" / "site_paths.py").read_text(), "site_paths", "exec"), ns)
-    return {k: ns[k] for k in ("PREFIX", "SYSCONFDIR", "LOCALSTATEDIR", "CONFIG_FILE",
-                               "STATE_DIR", "LOG_DIR")}
+    return {k: ns[k] for k in ("PREFIX", "SYSCONFDIR", "LOCALSTATEDIR", "RUNSTATEDIR", "CONFIG_FILE",
+                               "STATE_DIR", "LOG_DIR", "SERVICE_SOCKET")}
 
 
 def compiled_strings(shim: Path, suffix: bytes) -> list[bytes]:
