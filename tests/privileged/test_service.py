@@ -428,6 +428,7 @@ s.settimeout(20)
 conn, _ = s.accept()
 conn.settimeout(5)
 try:
+    conn.send(b"R")    # as a request child would: "send me the call"
     msg, fds, _, _ = socket.recv_fds(conn, 64, 8)
 except OSError:
     msg, fds = b"", []
