@@ -10,9 +10,11 @@ PREFIX ?= /usr/local
 ifeq ($(PREFIX),/usr)
 SYSCONFDIR ?= /etc
 LOCALSTATEDIR ?= /var
+RUNSTATEDIR ?= /run
 else
 SYSCONFDIR ?= $(PREFIX)/etc
 LOCALSTATEDIR ?= $(PREFIX)/var
+RUNSTATEDIR ?= $(LOCALSTATEDIR)/run
 endif
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
@@ -35,19 +37,23 @@ CC = gcc
 CFLAGS_SHIM := -O2 -Wall -Wextra -Werror -fPIE -fstack-protector-strong -D_FORTIFY_SOURCE=2
 LDFLAGS_SHIM := -pie -Wl,-z,relro,-z,now -Wl,-z,noexecstack
 # The payload plan's executor (and the identity switch and guards it uses) is built into the
-# shim for the engine service, which hands it a plan; today the native module runs it.
+# shim for the engine service, which hands it a plan (csrc/shim_service.c); in-process, the
+# native module runs it.
 EXEC_SRC := csrc/plan_decode.c csrc/plan_run.c csrc/plan_linger.c csrc/identity.c csrc/guards.c
-SHIM_SRC := csrc/shim.c csrc/shim_blob.c csrc/shim_userns.c $(EXEC_SRC)
+SHIM_SRC := csrc/shim.c csrc/shim_blob.c csrc/shim_userns.c csrc/shim_service.c $(EXEC_SRC)
 SHIM_DEPS := $(SHIM_SRC) csrc/shim.h csrc/native.h Makefile
 
 # The prefix and the config path are compiled into the shim, so each pair gets its own build directory.
-PREFIX_TAG := $(subst /,_,$(PREFIX))$(if $(filter-out $(PREFIX)/etc,$(SYSCONFDIR)),__etc$(subst /,_,$(SYSCONFDIR)))
+PREFIX_TAG := $(subst /,_,$(PREFIX))$(if $(filter-out $(PREFIX)/etc,$(SYSCONFDIR)),__etc$(subst /,_,$(SYSCONFDIR)))$(if $(filter-out $(PREFIX)/var/run,$(RUNSTATEDIR)),__run$(subst /,_,$(RUNSTATEDIR)))
 PSHIM := build/prefix$(PREFIX_TAG)/glexec
 LIBDIR := $(PREFIX)/lib/glexec-py
 CONFDIR := $(SYSCONFDIR)/glexec-py
 CONFIG_FILE := $(CONFDIR)/glexec.yaml
 LOGDIR := $(LOCALSTATEDIR)/log/glexec-py
 STATEDIR := $(LOCALSTATEDIR)/lib/glexec-py
+# The engine service's root-only socket (systemd socket activation for packages; a test
+# prefix's service binds it itself): compiled into the shim and written into site_paths.
+SERVICE_SOCKET := $(RUNSTATEDIR)/glexec-py/engine.sock
 # D = the staging root; a real install (no DESTDIR) also sets owners and the setuid bit.
 D := $(DESTDIR)
 ifeq ($(DESTDIR),)
@@ -71,16 +77,19 @@ define check_path
 endef
 check_prefix = $(call check_path,$(1),PREFIX)
 
-# $(1) = prefix, $(2) = output, $(3) = sysconfdir. Interpreter, engine and config paths are
-# fixed here, never at run time; the config path is site_paths.CONFIG_FILE's.
+# $(1) = prefix, $(2) = output, $(3) = sysconfdir, $(4) = runstatedir. Interpreter, engine,
+# config and service socket paths are fixed here, never at run time; the config path is
+# site_paths.CONFIG_FILE's, the socket site_paths.SERVICE_SOCKET's.
 define build_shim
 	$(call check_prefix,$(1))
 	$(call check_path,$(3),SYSCONFDIR)
+	$(call check_path,$(4),RUNSTATEDIR)
 	mkdir -p $(dir $(2))
 	$(CC) $(CFLAGS_SHIM) \
 		-DGLEXEC_INTERP='"$(PYTHON)"' \
 		-DGLEXEC_ENGINE='"$(patsubst //%,/%,$(1)/lib/glexec-py/glexec-engine.py)"' \
 		-DGLEXEC_CONFIG='"$(patsubst //%,/%,$(3)/glexec-py/glexec.yaml)"' \
+		-DGLEXEC_SOCKET='"$(patsubst //%,/%,$(4)/glexec-py/engine.sock)"' \
 		$(LDFLAGS_SHIM) -o $(2) $(SHIM_SRC)
 endef
 
@@ -89,10 +98,10 @@ endef
 all build: build/glexec native
 
 build/glexec: $(SHIM_DEPS)
-	$(call build_shim,/usr/local,$@,/usr/local/etc)
+	$(call build_shim,/usr/local,$@,/usr/local/etc,/usr/local/var/run)
 
 $(PSHIM): $(SHIM_DEPS)
-	$(call build_shim,$(PREFIX),$@,$(SYSCONFDIR))
+	$(call build_shim,$(PREFIX),$@,$(SYSCONFDIR),$(RUNSTATEDIR))
 
 native:
 	$(NATIVE_BUILD)
@@ -147,6 +156,7 @@ install-preflight:
 	$(call check_prefix,$(PREFIX))
 	$(call check_path,$(SYSCONFDIR),SYSCONFDIR)
 	$(call check_path,$(LOCALSTATEDIR),LOCALSTATEDIR)
+	$(call check_path,$(RUNSTATEDIR),RUNSTATEDIR)
 	$(call check_path,$(SBINDIR),SBINDIR)
 	@[ -z '$(DESTDIR)' ] || case '$(DESTDIR)' in /*) ;; *) echo "DESTDIR must be an absolute path" >&2; exit 1;; esac
 	@for top in '$(PREFIX)' '$(SYSCONFDIR)' '$(LOCALSTATEDIR)'; do d=$$top; while :; do \
@@ -163,9 +173,9 @@ install-preflight:
 # installation's.  Through markers (@N@, which no checked path can hold), so that a
 # replacement is never matched again by the next one.
 FIX_PATHS = sed -e 's|/usr/sbin/|@1@|g' -e 's|/usr/lib/glexec-py/|@2@|g' -e 's|/var/log/glexec-py|@3@|g' \
-	-e 's|/var/lib/glexec-py|@4@|g' -e 's|/etc/glexec-py/|@5@|g' \
+	-e 's|/var/lib/glexec-py|@4@|g' -e 's|/etc/glexec-py/|@5@|g' -e 's|/run/glexec-py/|@6@|g' \
 	-e 's|@1@|$(SBINDIR)/|g' -e 's|@2@|$(LIBDIR)/|g' -e 's|@3@|$(LOGDIR)|g' -e 's|@4@|$(STATEDIR)|g' \
-	-e 's|@5@|$(CONFDIR)/|g'
+	-e 's|@5@|$(CONFDIR)/|g' -e 's|@6@|$(RUNSTATEDIR)/glexec-py/|g'
 
 # umask 022: missing ancestors are created by install -d as 0755.
 install: install-preflight $(PSHIM) native
@@ -182,9 +192,10 @@ install: install-preflight $(PSHIM) native
 	# Where this installation keeps its files (the shim has the same CONFIG_FILE compiled in).
 	sed -e 's|^PREFIX = .*|PREFIX = "$(PREFIX)"|' -e 's|^SYSCONFDIR = .*|SYSCONFDIR = "$(SYSCONFDIR)"|' \
 		-e 's|^LOCALSTATEDIR = .*|LOCALSTATEDIR = "$(LOCALSTATEDIR)"|' \
+		-e 's|^RUNSTATEDIR = .*|RUNSTATEDIR = "$(RUNSTATEDIR)"|' \
 		glexec_py/site_paths.py > '$(D)$(LIBDIR)/glexec_py/site_paths.py'
-	@[ "$$($(PYTHON) -I -S -B -c 'ns = {}; exec(open("$(D)$(LIBDIR)/glexec_py/site_paths.py").read(), ns); print(ns["CONFIG_FILE"], ns["STATE_DIR"], ns["LOG_DIR"])')" \
-		= '$(CONFIG_FILE) $(STATEDIR) $(LOGDIR)' ] || { echo "site_paths.py was not generated correctly" >&2; exit 1; }
+	@[ "$$($(PYTHON) -I -S -B -c 'ns = {}; exec(open("$(D)$(LIBDIR)/glexec_py/site_paths.py").read(), ns); print(ns["CONFIG_FILE"], ns["STATE_DIR"], ns["LOG_DIR"], ns["SERVICE_SOCKET"])')" \
+		= '$(CONFIG_FILE) $(STATEDIR) $(LOGDIR) $(SERVICE_SOCKET)' ] || { echo "site_paths.py was not generated correctly" >&2; exit 1; }
 	rm -rf '$(D)$(LIBDIR)/glexec_tools'
 	@if [ -d tools/glexec_tools ]; then \
 		for d in $$(cd tools && find glexec_tools -name __pycache__ -prune -o -type d -print); do \
@@ -193,6 +204,7 @@ install: install-preflight $(PSHIM) native
 			install $(OWN) -m 0644 "tools/$$f" "$(D)$(LIBDIR)/$$f"; done; \
 	fi
 	install $(OWN) -m 0644 packaging/glexec-engine.py '$(D)$(LIBDIR)/glexec-engine.py'
+	install $(OWN) -m 0644 packaging/glexec-engine-service.py '$(D)$(LIBDIR)/glexec-engine-service.py'
 	# Hash-based pycs that the engine never re-validates against the source: both are root-owned
 	# in trusted dirs (checked at run time), and skipping the source hash saves ~0.2 ms a module.
 	# -s/-p: the paths recorded in them are the final ones, not the stage's.
@@ -223,7 +235,7 @@ install: install-preflight $(PSHIM) native
 		install -d -m 0755 '$(D)$(MANDIR)'/man$$sec && \
 		$(FIX_PATHS) "$$f" > '$(D)$(MANDIR)'/man$$sec/$${f##*/} && chmod 0644 '$(D)$(MANDIR)'/man$$sec/$${f##*/}; done
 	@if [ -n '$(SYSTEMDUNITDIR)' ]; then install -d -m 0755 '$(D)$(SYSTEMDUNITDIR)' && \
-		for f in packaging/systemd/*.service packaging/systemd/*.timer; do \
+		for f in packaging/systemd/*.service packaging/systemd/*.timer packaging/systemd/*.socket; do \
 			$(FIX_PATHS) "$$f" > '$(D)$(SYSTEMDUNITDIR)'/$${f##*/} && chmod 0644 '$(D)$(SYSTEMDUNITDIR)'/$${f##*/}; done; fi
 	@if [ -n '$(CRONDIR)' ]; then install -d -m 0755 '$(D)$(CRONDIR)' && \
 		$(FIX_PATHS) packaging/cron.d/glexec-py > '$(D)$(CRONDIR)/glexec-py' && chmod 0644 '$(D)$(CRONDIR)/glexec-py'; fi

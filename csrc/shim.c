@@ -1,6 +1,7 @@
 /* glexec shim: the setuid-root entry point. No parsing, no policy: refuse unsafe
  * situations, hand the caller's facts to the engine as data on fd 3, become full root,
- * exec the fixed interpreter with a constant environment (docs/internals.md). */
+ * and either run the plan the engine service sends (shim_service.c) or exec the fixed
+ * interpreter with a constant environment (docs/internals.md). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -175,9 +176,12 @@ int main(int argc, char **argv, char **envp)
     trust_walk(GLEXEC_ENGINE); /* covers the engine directory and all its ancestors */
     if (close_range(4, ~0U, 0))
         die(EXIT_SYSTEM, "cannot close inherited descriptors", NULL);
+    sane_process(privileged);
+    int served = privileged && service_offer(); /* before the switch: the service checks us */
     if (privileged)
         become_root();
-    sane_process(privileged);
+    if (served)
+        service_run();
 
     static char *const args[] = { GLEXEC_INTERP, "-I", "-S", "-B", GLEXEC_ENGINE,
                                   GLEXEC_CONFIG, NULL };

@@ -24,4 +24,9 @@ int uid_map_is_initial(const char *buf, size_t n);
 /* Record the caller facts (sets umask 077) and leave the sealed blob on fd 3. */
 void handoff_to_fd3(int argc, char **argv, char **envp, int privileged);
 
+/* Service mode (csrc/shim_service.c): 1 if the engine service took the call, 0 to fall back
+ * to exec'ing the engine; then, as full root, run its plan and exit with its verdict. */
+int service_offer(void);
+_Noreturn void service_run(void);
+
 #endif

@@ -19,12 +19,15 @@ HANDOFF_FD = 3
 SHIM_INTERPRETER = "/usr/bin/python3.11"
 
 
-def main(engine_file, args):
+def main(engine_file, args, handoff=None, executor=None):
+    """In-process mode: started by the shim, the hand-off on fd 3, the payload run here.
+    The engine service (glexec_py/service.py) calls it per request with the hand-off's
+    bytes and an executor that has the shim run the plan: the same steps either way."""
     paths = Paths(engine_file, args[0] if args else "")
     call = Call(paths)
     try:
         trust.check_interpreter_state()
-        facts = call.facts = read_handoff()
+        facts = call.facts = read_handoff(handoff)
         command = facts.argv[1:]
         if command and command[0] in (b"-h", b"-v", b"-V"):
             return informational(command[0], facts, paths)
@@ -50,7 +53,7 @@ def main(engine_file, args):
                     b"X509_USER_PROXY=" + staged_proxy.path])
         if plan is None:
             return 0  # no command: proxy copy only (DIRAC's renewal call)
-        return run_payload(call, cfg, plan)
+        return run_payload(call, cfg, plan, executor)
     except GlexecError as refusal:
         return call.refuse(refusal)
     except Exception as bug:  # fail closed, with the evidence in the audit record
@@ -73,9 +76,12 @@ def exit_process(code):
 
 # -- the steps -------------------------------------------------------------------------
 
-def read_handoff():
-    """The caller's facts as the shim recorded them (fd 3, a sealed memfd)."""
+def read_handoff(blob=None):
+    """The caller's facts as the shim recorded them (fd 3, a sealed memfd; or its bytes,
+    read by the engine service from the memfd the shim passed)."""
     from glexec_py.core import handoff
+    if blob is not None:
+        return handoff.parse(blob)
     chunks = []
     try:
         while True:
@@ -513,12 +519,16 @@ def stage_target_proxy(call, cfg, runas):
     return staged, staged.path  # the default location may have been taken: see userfiles
 
 
-def run_payload(call, cfg, plan):
-    from glexec_py.effects import payload
+def run_payload(call, cfg, plan, executor=None):
+    """The plan runs here (effects.payload), or in the shim for the engine service (its
+    executor has the same two entry points)."""
+    if executor is None:
+        from glexec_py.effects import payload as executor
     if not plan.linger:
-        call.started(os.getpid())    # this process becomes the payload
-        payload.exec_in_place(plan)  # never returns on success; the PAM session stays open
-    pid, status, signum, cpu_user, cpu_system, failure = payload.run_lingering(plan, on_started=call.started)
+        call.started(executor.in_place_pid())   # that process becomes the payload
+        executor.exec_in_place(plan)  # returns only in the service; the PAM session stays open
+        return None                   # the shim is the payload now: no verdict to send
+    pid, status, signum, cpu_user, cpu_system, failure = executor.run_lingering(plan, on_started=call.started)
     if call.pam is not None and os.geteuid() == 0:
         os.setresuid(0, 0, 0)  # the payload ended: close the session with the ids that opened it
     pam_end = call.end_pam()
@@ -596,6 +606,11 @@ class Call:
         return Account(pw.pw_name, pw.pw_uid, self.facts.rgid, self.caller_names[1],
                        tuple(sorted({self.facts.rgid, *self.facts.groups})), (), pw.pw_dir)
 
+    def glexec_pid(self):
+        """The glexec process's pid: this one in-process (the shim exec'd the engine), the
+        shim's when the engine service runs the call."""
+        return self.facts.pid if self.facts is not None else os.getpid()
+
     def started(self, pid):
         self.payload_pid = pid
         self.monitor(self.monitor_started)
@@ -615,7 +630,7 @@ class Call:
         from glexec_py.core import audit
         from glexec_py.effects import auditlog
         auditlog.to_syslog(lines(audit), self.cfg.audit.syslog_facility,
-                           ident=audit.monitor_ident(os.getpid(), self.payload_pid))
+                           ident=audit.monitor_ident(self.glexec_pid(), self.payload_pid))
 
     def say(self, line):
         try:
@@ -678,13 +693,14 @@ class Call:
         rec = self.record("end", {**end, "lost": str(cause)})
         rec["time"] = auditlog.iso_time(time.time())
         auditlog.to_syslog("end record not written: " + encode(rec).decode("ascii").rstrip(),
-                           self.cfg.audit.syslog_facility if self.cfg else "LOG_DAEMON", error=True)
+                           self.cfg.audit.syslog_facility if self.cfg else "LOG_DAEMON", error=True,
+                           pid=self.glexec_pid())
 
     def record(self, event, extra):
         facts, ident, target = self.facts, self.identity, self.target
         # time and mono are placeholders here, read under the append lock (auditlog.stamper)
         rec = {"time": None, "event": event, "host": os.uname().nodename, "boot_id": _boot_id(), "mono": None,
-               "pid": os.getpid()}
+               "pid": self.glexec_pid()}
         if facts is not None:
             names = self.caller_names or (None, None, ())
             rec["caller"] = {"uid": facts.ruid, "gid": facts.rgid, "user": names[0], "group": names[1],
@@ -744,8 +760,9 @@ class Call:
         auditlog.append(path, auditlog.stamper(rec, encode), privileged=privileged, ship_to=ship_to)
         if self.cfg is not None and self.cfg.audit.syslog:
             if event == "grant" and "classic" in rec:
-                auditlog.to_syslog([self.identity_line(), rec["classic"]], self.cfg.audit.syslog_facility)
+                auditlog.to_syslog([self.identity_line(), rec["classic"]], self.cfg.audit.syslog_facility,
+                                   pid=self.glexec_pid())
             elif event == "refuse":
                 auditlog.to_syslog(f"refused ({rec.get('reason')}): {rec.get('message')}",
-                                   self.cfg.audit.syslog_facility, error=True)
+                                   self.cfg.audit.syslog_facility, error=True, pid=self.glexec_pid())
 

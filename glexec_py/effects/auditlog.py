@@ -160,12 +160,15 @@ def _unwritable(path, cause):
 _FACILITIES = ("LOG_DAEMON", "LOG_AUTH", "LOG_AUTHPRIV", "LOG_USER") + tuple(f"LOG_LOCAL{i}" for i in range(8))
 
 
-def to_syslog(message, facility="LOG_DAEMON", *, error=False, ident=None):
+def to_syslog(message, facility="LOG_DAEMON", *, error=False, ident=None, pid=None):
     """Runs as: any user. The classic gLExec syslog line(s) (``message``: one line or a
-    list) under ident `glexec` with the pid, or under ``ident`` as given (the monitor's
+    list) under ident `glexec` with the pid (``pid``: the glexec process's, which is not
+    this one's in the engine service), or under ``ident`` as given (the monitor's
     ``glexec.mon[<pid>#<pid>]``, which carries its own pids).
     Best effort: syslog(3) reports no errors, the JSON file is the record that counts."""
     import syslog
+    if ident is None and pid is not None:
+        ident = f"glexec[{pid}]"          # what LOG_PID would write, with the given pid
     syslog.openlog(ident or "glexec", 0 if ident else syslog.LOG_PID,
                    getattr(syslog, facility if facility in _FACILITIES else "LOG_DAEMON"))
     for line in [message] if isinstance(message, str) else message:

@@ -382,6 +382,12 @@ def _spawn_error(res):
     return SpawnError(name, res.err)
 
 
+def spawn_error(step: int, err: int) -> SpawnError:
+    """Runs as: anyone. The SpawnError of an executor's (step, errno) report (the shim's
+    report to the engine service uses the C executor's numbers)."""
+    return _spawn_error(ffi.new("gx_exec_result *", {"step": step, "err": err}))
+
+
 def _decoded(encoded):
     """The C executor's own decoding of a plan (core.plan.encode); SpawnError("plan")
     if it refuses it."""

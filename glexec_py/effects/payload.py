@@ -51,7 +51,8 @@ def _single_threaded():
         raise SystemFault("threads", "glexec: internal error (engine is not single-threaded)")
 
 
-def _encoded(plan):
+def encoded_plan(plan):
+    """Runs as: anyone (pure encoding). core.plan.encode, an unencodable plan a SystemFault."""
     from glexec_py.core.plan import encode
     try:
         return encode(plan)
@@ -59,12 +60,18 @@ def _encoded(plan):
         raise SystemFault("plan", "glexec: internal error (payload plan not encodable)", error=str(e)) from None
 
 
+def in_place_pid():
+    """Runs as: root (the caller in log-only mode). The pid a plan without linger becomes:
+    this process's."""
+    return os.getpid()
+
+
 def exec_in_place(plan):
     """Runs as: root (the caller in log-only mode); becomes the payload of `plan`
     (core.plan.Plan, linger off) and never returns."""
     _single_threaded()
     try:
-        native.become_payload(_encoded(plan))
+        native.become_payload(encoded_plan(plan))
     except native.SpawnError as e:
         raise ExecFailure("exec_failed", f"glexec: cannot execute payload ({e.step}): {os.strerror(e.errno)}",
                           step=e.step, errno=e.errno) from None
@@ -78,7 +85,7 @@ def run_lingering(plan, on_started):
     (pid, exit status or None, signal number or None, cpu_user, cpu_system, SpawnError or None)."""
     _single_threaded()
     try:
-        started = native.start_payload(_encoded(plan))
+        started = native.start_payload(encoded_plan(plan))
     except native.SpawnError as e:
         return None, None, None, 0.0, 0.0, e
     on_started(started.pid)

@@ -22,6 +22,12 @@ def _check_node(path, st):
                           path=path)
 
 
+def forget():
+    """Runs as: anyone. Drop the directories found trusted so far: each call of the engine
+    service (a child of its warm parent) checks them afresh, as an in-process engine does."""
+    _trusted_dirs.clear()
+
+
 def check_dir_chain(directory):
     """Runs as: any user (lstat only). Raise SystemFault unless `directory` and all its
     ancestors are root-owned, not group/other-writable, real directories (no symlinks)."""

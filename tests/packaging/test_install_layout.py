@@ -32,8 +32,8 @@ def installed_site_paths(lib: Path) -> dict:
     """The values of the site_paths.py that make install wrote into ``lib``."""
     ns = {}
     exec(compile((lib / "glexec_py" / "site_paths.py").read_text(), "site_paths", "exec"), ns)
-    return {k: ns[k] for k in ("PREFIX", "SYSCONFDIR", "LOCALSTATEDIR", "CONFIG_FILE",
-                               "STATE_DIR", "LOG_DIR")}
+    return {k: ns[k] for k in ("PREFIX", "SYSCONFDIR", "LOCALSTATEDIR", "RUNSTATEDIR", "CONFIG_FILE",
+                               "STATE_DIR", "LOG_DIR", "SERVICE_SOCKET")}
 
 
 def compiled_strings(shim: Path, suffix: bytes) -> list[bytes]:
@@ -106,6 +106,15 @@ def test_destdir_installs_agree_on_the_config_path_and_stay_in_destdir(session_l
         shim = Path(f"{dest}{prefix}/sbin/glexec")
         assert compiled_strings(shim, b"/glexec-py/glexec.yaml") == [paths["CONFIG_FILE"].encode()]
         assert compiled_strings(shim, b"/glexec-engine.py") == [f"{prefix}/lib/glexec-py/glexec-engine.py".encode()]
+        # The engine service's socket: the same path in the shim, site_paths and the socket unit.
+        sock = ("/run" if prefix == "/usr" else f"{meaning['var']}/run") + "/glexec-py/engine.sock"
+        assert paths["SERVICE_SOCKET"] == sock, (variables, paths)
+        assert compiled_strings(shim, b"/glexec-py/engine.sock") == [sock.encode()]
+        socket_unit = Path(f"{dest}{extra['SYSTEMDUNITDIR']}/glexec-engine.socket").read_text()
+        assert f"ListenStream={sock}\n" in socket_unit
+        service_unit = Path(f"{dest}{extra['SYSTEMDUNITDIR']}/glexec-engine.service").read_text()
+        assert f" {prefix}/lib/glexec-py/glexec-engine-service.py " in service_unit
+        assert Path(f"{lib}/glexec-engine-service.py").is_file()
         mode = shim.stat().st_mode
         assert not mode & (stat.S_ISUID | stat.S_ISGID) and mode & 0o777 == 0o755
 

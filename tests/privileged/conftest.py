@@ -125,6 +125,16 @@ def write_default_policy(prefix):
     inst.write_config(prefix)
 
 
+@pytest.fixture
+def in_process_engine(prefix):
+    """For a test that must trace the engine in the shim's own process (strace): no engine
+    service for the prefix while it runs (GLEXEC_TEST_MODE=service restarts it after)."""
+    inst.stop_service(prefix)
+    yield
+    if inst.service_mode():
+        inst.start_service(prefix)
+
+
 @pytest.fixture(scope="session")
 def run_dir(session_lock):
     d = inst.make_run_dir("run")

@@ -264,7 +264,7 @@ def _tmp_leftovers(gridmapdir, uids):
     return out
 
 
-def test_kill_at_each_write_syscall(gx, gridmapdir, pool_accounts):
+def test_kill_at_each_write_syscall(gx, gridmapdir, pool_accounts, in_process_engine):
     proxy = gx.proxy("user1")
     env = {"GLEXEC_CLIENT_CERT": str(proxy)}
     counts, audit_open = _engine_counts(gx, env)

@@ -9,6 +9,12 @@ since the shim refuses to run when any ancestor of its engine/config is group/ot
     remove_prefix(prefix)
 
 Config schema (strict; unknown keys are errors in the engine): see ``default_config``.
+
+Engine mode: with ``GLEXEC_TEST_MODE=service`` in the environment, ``install_prefix`` also
+starts the prefix's engine service (``start_service``: bound to the prefix's compiled-in
+socket, ``<prefix>/var/run/glexec-py/engine.sock``) and ``remove_prefix`` stops it, so a
+whole suite runs in service mode; unset (or ``in-process``), no service runs and the shim
+execs the engine as before.
 """
 from __future__ import annotations
 
@@ -26,7 +32,8 @@ __all__ = ["REPO_ROOT", "TESTS_BASE", "InstallError", "DELETE", "ensure_base", "
            "write_config", "write_config_text", "write_gridmap", "install_trust_dir",
            "glexec_path", "config_path", "audit_path", "pam_service", "install_pam_service",
            "remove_pam_service", "gridmap_path", "trust_dir_path",
-           "make_run_dir", "use_base"]
+           "make_run_dir", "use_base", "service_mode", "service_socket_path", "start_service",
+           "stop_service"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DELETE = object()  # override value: remove this key from the default config
@@ -140,8 +147,98 @@ def _safe_rmtree(d: Path) -> None:
 
 
 def remove_prefix(prefix: Path) -> None:
+    stop_service(prefix)
     remove_pam_service(prefix)
     _safe_rmtree(Path(prefix))
+
+
+# --- the engine service of a prefix -------------------------------------------------------------
+
+def service_mode() -> bool:
+    """GLEXEC_TEST_MODE=service: every installed prefix gets its engine service."""
+    mode = os.environ.get("GLEXEC_TEST_MODE", "in-process")
+    if mode not in ("service", "in-process"):
+        raise InstallError(f"GLEXEC_TEST_MODE={mode!r}: want 'service' or 'in-process'")
+    return mode == "service"
+
+
+def service_socket_path(prefix: Path) -> Path:
+    return Path(prefix) / "var" / "run" / "glexec-py" / "engine.sock"
+
+
+def _service_pidfile(prefix: Path) -> Path:
+    return Path(prefix) / "var" / "run" / "glexec-py" / "test-service.pid"
+
+
+_services: dict = {}   # prefix -> Popen
+
+
+def start_service(prefix: Path, *args: str, timeout: float = 30.0) -> subprocess.Popen:
+    """Start the prefix's installed engine service (``--bind``: no systemd here) and wait
+    until it listens. ``args``: its options (``--max-active 2`` ...). Log:
+    <prefix>/var/log/glexec-py/service.log."""
+    prefix = Path(prefix)
+    stop_service(prefix)
+    entry = prefix / "lib" / "glexec-py" / "glexec-engine-service.py"
+    sock = service_socket_path(prefix)
+    log = open(Path(prefix) / "var" / "log" / "glexec-py" / "service.log", "ab")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+    proc = subprocess.Popen(["/usr/bin/python3.11", "-I", "-S", "-B", str(entry), "--bind", *args],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd="/",
+                            start_new_session=True)
+    log.close()
+    import time
+    deadline = time.monotonic() + timeout
+    while not sock.is_socket() or _listening(sock) is False:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise InstallError(f"engine service for {prefix} did not start; see its service.log")
+        time.sleep(0.05)
+    _services[str(prefix)] = proc
+    _service_pidfile(prefix).write_text(f"{proc.pid}\n")
+    return proc
+
+
+def _listening(sock: Path) -> bool:
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(str(sock))   # the service drops a peer that offers nothing
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def stop_service(prefix: Path) -> None:
+    """Stop the prefix's engine service (ours, or one a crashed session left: by its pid
+    file, only if that pid still runs this prefix's service)."""
+    import signal
+    prefix = Path(prefix)
+    proc = _services.pop(str(prefix), None)
+    if proc is not None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    else:
+        pidfile = _service_pidfile(prefix)
+        try:
+            pid = int(pidfile.read_text())
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            cmd = b""
+        if str(prefix / "lib" / "glexec-py" / "glexec-engine-service.py").encode() in cmd.split(b"\0"):
+            os.kill(pid, signal.SIGKILL)
+    for p in (_service_pidfile(prefix), service_socket_path(prefix)):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def cleanup_leftover_prefixes() -> list[Path]:
@@ -154,6 +251,8 @@ def cleanup_leftover_prefixes() -> list[Path]:
     if TESTS_BASE.is_dir():
         for d in TESTS_BASE.iterdir():
             if d.is_dir() and not d.is_symlink() and d.name.split("-")[0] in ("prefix", "run", "pki"):
+                if d.name.startswith("prefix-"):
+                    stop_service(d)
                 _safe_rmtree(d)
                 gone.append(d)
     return gone
@@ -180,6 +279,8 @@ def install_prefix(repo: Path = REPO_ROOT, log_dir: Path | None = None) -> Path:
         raise InstallError(f"{g} is missing or not root 4755 after make install; log {log}")
     log.unlink()
     install_pam_service(prefix)
+    if service_mode():
+        start_service(prefix)
     return prefix
 
 
