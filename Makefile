@@ -289,6 +289,8 @@ rpm:
 # just passed on this very tree.
 test: test-deps build
 	/usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests
+	# the end-to-end suite again with every test prefix's engine service running (issue 12)
+	GLEXEC_TEST_MODE=service /usr/bin/python3 -m pytest -q -rs -p no:cacheprovider tests/privileged
 	/usr/bin/python3 tests/mutants/run.py --no-baseline --if-root --budget $(MUTANTS_BUDGET)
 
 # Mutation check (root): every security check in tests/mutants/mutants.py must have a test

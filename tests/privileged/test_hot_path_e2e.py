@@ -38,7 +38,8 @@ def stdlib_modules_opened(gx, args, proxy):
 
 
 @pytest.fixture
-def traced(gx):
+def traced(gx, in_process_engine):
+    """strace must see the engine in the shim's own process: no engine service meanwhile."""
     if not shutil.which("strace"):
         pytest.skip("strace is not installed (Makefile TEST_PKGS)")    # a failure under CI=true
     return gx
