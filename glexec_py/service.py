@@ -78,6 +78,7 @@ def main(engine_file, args):
         trust.check_interpreter_state()
     except SystemFault as e:
         sys.exit(f"glexec-engine-service: {e.message}")
+    trust.remember_checked_modules()     # each call checks only what it imports after the fork
     listener = _bound() if opts.bind else _from_systemd()
     Service(listener, engine_file, opts).serve()
 
