@@ -78,8 +78,23 @@ def main(engine_file, args):
         trust.check_interpreter_state()
     except SystemFault as e:
         sys.exit(f"glexec-engine-service: {e.message}")
+    trust.remember_checked_modules()     # each call checks only what it imports after the fork
+    warm_libraries()
     listener = _bound() if opts.bind else _from_systemd()
     Service(listener, engine_file, opts).serve()
+
+
+def warm_libraries():
+    """Runs as: root. Load, once, the shared libraries every call would otherwise load
+    afresh in its child: glibc's NSS modules (the passwd and group lookups of the mapping).
+    Code only: no account data is kept (no nscd here), and glibc re-reads nsswitch.conf in
+    the child when it changes. Then the parent's objects are moved out of the collector's
+    way, so a child does not copy their pages."""
+    import gc
+    import pwd
+    os.getgrouplist("root", 0)
+    pwd.getpwuid(0)
+    gc.freeze()
 
 
 def _from_systemd():

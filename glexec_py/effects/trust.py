@@ -11,6 +11,7 @@ from stat import S_ISDIR, S_ISLNK, S_ISREG
 from glexec_py.errors import SystemFault
 
 _trusted_dirs = set()
+_checked_in_memory = {}      # module name -> the module object whose files were found trusted
 
 
 def _check_node(path, st):
@@ -26,6 +27,15 @@ def forget():
     """Runs as: anyone. Drop the directories found trusted so far: each call of the engine
     service (a child of its warm parent) checks them afresh, as an in-process engine does."""
     _trusted_dirs.clear()
+
+
+def remember_checked_modules():
+    """Runs as: anyone. The engine service's warm parent calls this once
+    check_interpreter_state passed: these modules' code is in memory, where their files on
+    disk can no longer change it, so a call forked from that parent checks only the modules
+    imported after the fork (check_loaded_modules). The sys.path entries are still checked
+    on every call: a lazy import must come from a trusted directory."""
+    _checked_in_memory.update(sys.modules)
 
 
 def check_dir_chain(directory):
@@ -86,8 +96,11 @@ def check_interpreter_state():
 
 
 def check_loaded_modules():
-    """Runs as: any user (lstat only). Every module loaded from a file is trusted."""
-    for module in list(sys.modules.values()):
+    """Runs as: any user (lstat only). Every module loaded from a file is trusted (those
+    checked before they were forked into this process excepted: remember_checked_modules)."""
+    for name, module in list(sys.modules.items()):
+        if _checked_in_memory.get(name) is module:
+            continue
         path = getattr(module, "__file__", None)
         if path:
             check_file(path)
