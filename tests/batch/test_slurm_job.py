@@ -70,21 +70,6 @@ def _own(path, a, mode=0o600):
     return path
 
 
-def _procs(uids):
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                st = (d / "status").read_text()
-            except OSError:
-                continue
-            if "\nState:\tZ" not in st and any(
-                    line.startswith("Uid:") and set(map(int, line.split()[1:])) & set(uids)
-                    for line in st.splitlines()):
-                out.append(int(d.name))
-    return out
-
-
 def test_two_identities_one_after_another_and_at_once(slurm, binstall, baccounts, target2):
     pilot, t1 = baccounts.pilot, baccounts.target
     pki = binstall.pki
@@ -135,7 +120,7 @@ def test_two_identities_one_after_another_and_at_once(slurm, binstall, baccounts
             assert list((work / f"state-{name}" / "live").iterdir()) == []
         assert (work / "left.txt").read_text().strip() == "", "processes left inside the pilot's job"
         assert (work / "scratch.txt").read_text().strip() == "", "job directories left"
-        assert _procs([t1.uid, target2.uid]) == []
+        assert acc.live_uid_processes([t1.uid, target2.uid]) == []
     finally:
         acc.kill_uid_processes([t1.uid, target2.uid])
         inst.write_gridmap(binstall.prefix, [(binstall.dn, "gxtbtarget")])

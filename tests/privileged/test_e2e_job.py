@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import accounts as acc
 from tests.support.job_payload import PAYLOAD, tar_gz as _tar
 from tests.support.runas import popen_as, run_as
 
@@ -69,29 +70,13 @@ def pilot(gx):
     return Pilot(gx, "a")
 
 
-def _target_processes(uid):
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                st = (d / "status").read_text()
-            except OSError:
-                continue
-            if "\nState:\tZ" in st:
-                continue
-            for line in st.splitlines():
-                if line.startswith("Uid:") and uid in {int(x) for x in line.split()[1:]}:
-                    out.append(int(d.name))
-    return out
-
-
 def _assert_nothing_left(p, status, alone=True):
     assert status["processes_left"] == 0, status
     assert status["wipe"]["gone"] is True, status
     assert not Path(status["job_dir"]).exists()
     if alone:
         assert not list(p.scratch.glob("glexec-job.*"))
-    assert _target_processes(p.target.uid) == []
+    assert acc.live_uid_processes([p.target.uid]) == []
     assert not Path(f"/tmp/x509up_u{p.target.uid}").exists()
     assert p.live() == []
 
@@ -114,7 +99,7 @@ def test_job_inputs_outputs_daemon_and_wipe(pilot):
     assert seen["pilot_proxy"] == "Permission denied"
     assert str(p.pilot_proxy) not in json.dumps({k: v for k, v in env.items() if k != "PILOT_PROXY"})
     # the daemon (setsid + double fork) is gone
-    assert not Path(f"/proc/{seen['daemon']}").exists() or seen["daemon"] not in _target_processes(t.uid)
+    assert not Path(f"/proc/{seen['daemon']}").exists() or seen["daemon"] not in acc.live_uid_processes([t.uid])
     _assert_nothing_left(p, s)
     # outputs: exact honest files, hostile links refused, missing reported, pilot-owned
     tar = p.outdir / "outputs.tar"
@@ -156,7 +141,7 @@ def test_wall_time_limit_kills_payload_and_stubborn_daemon(pilot):
     assert s["kind"] == "limit" and s["limit"] == "wall_time", s
     assert r.returncode == s["exit"] == 128 + signal.SIGTERM, (r, s)   # python dies by the forwarded TERM
     assert took < 3 + 2 * 2 + 15, took
-    assert pilot.seen()["daemon"] not in _target_processes(pilot.target.uid)
+    assert pilot.seen()["daemon"] not in acc.live_uid_processes([pilot.target.uid])
     _assert_nothing_left(pilot, s)
     # outputs made before the stop still come back
     with tarfile.open(pilot.outdir / "outputs.tar") as tf:
@@ -266,7 +251,7 @@ def test_wrapper_sigkill_then_recovery_wipes_everything(pilot):
         if proc.poll() is None:
             proc.kill()
     daemon = p.seen()["daemon"]
-    assert daemon in _target_processes(p.target.uid)       # left behind by the dead wrapper
+    assert daemon in acc.live_uid_processes([p.target.uid])       # left behind by the dead wrapper
     assert job_dir.is_dir() and len(p.live()) == 3
     r = run_as("gxtpilot", [p.tool, "recover", "--json", "--state-dir", str(p.state)], env=p.env(),
                cwd=str(p.gx.box), timeout=60)
@@ -275,9 +260,9 @@ def test_wrapper_sigkill_then_recovery_wipes_everything(pilot):
     assert done["event"] == "recovered" and done["wipe"]["gone"] is True, done
     assert not job_dir.exists() and p.live() == []
     end = time.monotonic() + 5
-    while _target_processes(p.target.uid) and time.monotonic() < end:
+    while acc.live_uid_processes([p.target.uid]) and time.monotonic() < end:
         time.sleep(0.1)
-    assert _target_processes(p.target.uid) == []
+    assert acc.live_uid_processes([p.target.uid]) == []
     assert [j["event"] for j in p.jobs()] == ["recovered"]
 
 
@@ -334,7 +319,7 @@ def test_two_owners_at_once_in_one_pilot(pilot):
             assert tf.extractfile("result.txt").read() == f"result of job-{'slow' if p is a else 'daemon'}\n".encode()
         _assert_nothing_left(p, s, alone=False)
     assert not list(a.scratch.glob("glexec-job.*"))
-    assert _target_processes(b.target.uid) == []
+    assert acc.live_uid_processes([b.target.uid]) == []
 
 
 def test_shared_outdir_is_refused(pilot):

@@ -228,6 +228,22 @@ def _uids_of(pid_dir: Path) -> set[int]:
     return set()
 
 
+def live_uid_processes(uids) -> list[int]:
+    """Pids of processes (zombies excepted) whose real, effective, saved or fs uid is in ``uids``."""
+    uids, out = set(uids), []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                st = (d / "status").read_text()
+            except OSError:
+                continue
+            if "\nState:\tZ" not in st and any(
+                    line.startswith("Uid:") and {int(x) for x in line.split()[1:]} & uids
+                    for line in st.splitlines()):
+                out.append(int(d.name))
+    return out
+
+
 def kill_uid_processes(uids, timeout: float = 5.0) -> list[int]:
     """SIGKILL every process whose real, effective, saved or fs uid is in ``uids``."""
     uids = set(uids)
