@@ -488,9 +488,12 @@ def _parse_jwks(text, source, bad, check_key):
                     raise ValueError(f"EC curve {crv!r} is not supported")
                 _, params, size = _CURVES[crv]
                 x, y = _b64_strict(jwk["x"]), _b64_strict(jwk["y"])
-                if len(x) != size or len(y) != size:
-                    raise ValueError("coordinate length does not match the curve")
-                spki = _spki(_OID_EC, params, b"\x04" + x + y)
+                # RFC 7518 6.2.1.2 wants full-length coordinates, but PyJWT < 2.8 (Debian 12's
+                # python3-jwt) drops leading zero bytes, about 1 key in 128, and scitokens-cpp
+                # takes them; the integer is the same, so pad.  Longer is never accepted.
+                if not (0 < len(x) <= size and 0 < len(y) <= size):
+                    raise ValueError(f"a {crv} coordinate is 1 to {size} bytes")
+                spki = _spki(_OID_EC, params, b"\x04" + x.rjust(size, b"\0") + y.rjust(size, b"\0"))
             elif kty == "OKP":
                 crv = jwk.get("crv")
                 if crv != "Ed25519":
