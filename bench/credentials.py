@@ -1,6 +1,7 @@
 #!/usr/bin/python3.11
-"""verify + authorize per credential kind in a fresh process: glexec-py vs the real LCMAPS,
-same run (issue 3, item 8; targets: <= 1.0x LCMAPS for an RFC proxy, <= 0.5x for VOMS).
+"""verify + authorize per credential kind, in-process and in service mode: glexec-py vs the
+real LCMAPS, same run (issue 12: in service mode <= 1.0x LCMAPS for an RFC proxy, <= 0.5x for
+VOMS).
 
     sudo /usr/bin/python3.11 bench/credentials.py [--runs 30] [--keep]
 
@@ -25,6 +26,11 @@ engine imports for that credential kind and does what the engine does:
          ``iss,sub``, getpwnam (tokens are not wired as docs/tokens.md describes).
 
 No kind may import ``cryptography`` or PyJWT (the child asserts it).
+
+service mode (rows ``service <kind>``): the engine service's shape, one ``WARM`` parent
+started once with every module above imported (and so libcrypto loaded); per request it
+forks a child that does the same ``work`` and exits, and answers once the child is reaped.
+The wall is the bench's request..answer round trip over a pipe.
 
 LCMAPS: tests/voms/lcmaps_pem_harness.c (compiled from its path), one fork+exec per run:
 policy ``rfc: verifyproxy -> localaccount`` for the RFC proxy, policy
@@ -62,54 +68,95 @@ SUB = "b4c1-0c5e-4d2f"
 AUD = "https://ce.example.org"
 HARNESS_SRC = os.path.join(REPO, "tests", "voms", "lcmaps_pem_harness.c")
 
-# argv: repo kind credential ca_dir vomsdir gridmapfile keyfile
-CHILD = r"""
+# What the engine does per credential kind once its modules are imported (both modes).
+WORK = r"""
+def work(kind, cred, ca, vd, gm, keyfile):
+    if kind == "token":
+        pol = tokens.TokenPolicy({"issuers": [{"issuer": %(iss)r, "audiences": [%(aud)r],
+                                               "keys": [keyfile], "profile": "wlcg"}]})
+        with open(cred, "rb") as f:
+            raw = f.read()
+        ident = tokens.verify_token(raw, pol, tokenkeys.KeyStore(pol), time.time(), verify=native.verify_jws)
+        keys, wildcards = [ident.mapping_name.encode()], False
+    else:
+        with open(cred, "rb") as f:
+            pem = f.read()
+        now = int(time.time())
+        r = native.verify_chain(pem, ca, now)
+        ident = proxychain.interpret(r)
+        if kind == "rfc-ns":
+            from types import SimpleNamespace as NS
+            creds = NS(namespace_policy="require", ca_dir=ca)
+            engine.check_namespaces(NS(chain=r.chain), NS(credentials=creds), ident)
+        if kind == "voms":
+            res = vomsdir.check_voms([c.der for c in r.chain], ident.depth, ca, vd, now, mode="lcmaps")
+            assert res.fqans and not res.errors, res.errors
+            keys, wildcards = [q.encode() for q in res.fqans], True
+        else:
+            keys, wildcards = [oneline_bytes(ident.subject)], False
+    with open(gm, "rb") as f:
+        lines = gridmap.parse_gridmap(f.read(), gm)
+    account = next(a for a in (gridmap.local_account(lines, k, wildcards=wildcards) for k in keys) if a)
+    return pwd.getpwnam(account.decode()).pw_name
+""" % {"iss": ISS, "aud": AUD}
+
+PRELUDE = r"""
 import sys, time
 t0 = time.perf_counter()
-repo, kind, cred, ca, vd, gm, keyfile = sys.argv[1:8]
-sys.path.insert(0, repo)
+sys.path.insert(0, sys.argv[1])
 from glexec_py import engine
 sys.path.append("/usr/lib/python3/dist-packages")
 import pwd
 from glexec_py.core import gridmap
 from glexec_py.core.identity import oneline_bytes
-if kind == "token":
-    from glexec_py.core import tokens
-    from glexec_py.effects import native, tokenkeys
-    pol = tokens.TokenPolicy({"issuers": [{"issuer": %(iss)r, "audiences": [%(aud)r],
-                                           "keys": [keyfile], "profile": "wlcg"}]})
-    with open(cred, "rb") as f:
-        raw = f.read()
-    ident = tokens.verify_token(raw, pol, tokenkeys.KeyStore(pol), time.time(), verify=native.verify_jws)
-    keys = [ident.mapping_name.encode()]
-    wildcards = False
-else:
-    from glexec_py.core import proxychain
-    from glexec_py.effects import native
-    with open(cred, "rb") as f:
-        pem = f.read()
-    now = int(time.time())
-    r = native.verify_chain(pem, ca, now)
-    ident = proxychain.interpret(r)
-    if kind == "rfc-ns":
-        from types import SimpleNamespace as NS
-        creds = NS(namespace_policy="require", ca_dir=ca)
-        engine.check_namespaces(NS(chain=r.chain), NS(credentials=creds), ident)
-    if kind == "voms":
-        from glexec_py.effects import vomsdir
-        res = vomsdir.check_voms([c.der for c in r.chain], ident.depth, ca, vd, now, mode="lcmaps")
-        assert res.fqans and not res.errors, res.errors
-        keys, wildcards = [q.encode() for q in res.fqans], True
-    else:
-        keys, wildcards = [oneline_bytes(ident.subject)], False
-with open(gm, "rb") as f:
-    lines = gridmap.parse_gridmap(f.read(), gm)
-account = next(a for a in (gridmap.local_account(lines, k, wildcards=wildcards) for k in keys) if a)
-pw = pwd.getpwnam(account.decode())
-t1 = time.perf_counter()
+"""
+IMPORTS = {"token": "from glexec_py.core import tokens\nfrom glexec_py.effects import native, tokenkeys\n",
+           "x509": "from glexec_py.core import proxychain\nfrom glexec_py.effects import native\n",
+           "voms": "from glexec_py.effects import vomsdir\n"}
+NO_CRYPTOGRAPHY = r"""
 assert not [m for m in sys.modules if m.split(".")[0] in ("cryptography", "jwt")], "cryptography/PyJWT on the hot path"
-sys.stdout.write("%%.6f %%s\n" %% (t1 - t0, pw.pw_name))
-""" % {"iss": ISS, "aud": AUD}
+"""
+
+
+def child_code(kind):
+    """In-process: a fresh interpreter per run, as the shim starts the engine, importing only
+    the modules the engine imports for that kind.  argv: lib kind credential ca_dir vomsdir
+    gridmapfile keyfile."""
+    imports = {"token": IMPORTS["token"], "voms": IMPORTS["x509"] + IMPORTS["voms"]}.get(kind, IMPORTS["x509"])
+    return PRELUDE + imports + WORK + r"""
+name = work(*sys.argv[2:8])
+t1 = time.perf_counter()
+""" + NO_CRYPTOGRAPHY + r"""
+sys.stdout.write("%.6f %s\n" % (t1 - t0, name))
+"""
+
+
+# service mode: the engine service's shape -- one warm parent with every module imported and
+# libcrypto loaded, a child forked per request that does the work and exits.  Requests on
+# stdin ("kind credential"), one answer line per request once the child has been reaped.
+# argv: lib ca_dir vomsdir gridmapfile keyfile
+WARM = PRELUDE + "".join(IMPORTS.values()) + WORK + NO_CRYPTOGRAPHY + r"""
+import os
+ca, vd, gm, keyfile = sys.argv[2:6]
+out = sys.stdout.buffer
+for line in sys.stdin.buffer:
+    kind, cred = line.decode().split()
+    r, w = os.pipe()
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.write(w, work(kind, cred, ca, vd, gm, keyfile).encode())
+        os._exit(0)
+    os.close(w)
+    name = os.read(r, 256).decode()
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    t1 = time.perf_counter()
+    assert status == 0, status
+    out.write(b"%.6f %s\n" % (t1 - t0, name.encode()))
+    out.flush()
+"""
 
 
 def med_ms(xs):
@@ -187,17 +234,53 @@ def setup(top):
                     str(lib)], check=True)
     common = [str(pki.ca_dir), str(vomsdir), str(gridmapfile), str(keyfile)]
     py_env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C"}
-    variants = {
-        "interpreter (-c pass)": ([PY, "-I", "-S", "-B", "-c", "pass"], py_env, None),
-        "glexec-py rfc": ([PY, "-I", "-S", "-B", "-c", CHILD, str(lib), "rfc", str(rfc), *common], py_env, "py"),
-        "glexec-py rfc-ns": ([PY, "-I", "-S", "-B", "-c", CHILD, str(lib), "rfc-ns", str(rfc), *common], py_env,
-                             "py"),
-        "glexec-py voms": ([PY, "-I", "-S", "-B", "-c", CHILD, str(lib), "voms", str(voms), *common], py_env, "py"),
-        "glexec-py token": ([PY, "-I", "-S", "-B", "-c", CHILD, str(lib), "token", str(token), *common], py_env, "py"),
-        "LCMAPS rfc": ([str(harness), "pem", str(rfc), "-p", "rfc"], lenv, "lcmaps"),
-        "LCMAPS voms": ([str(harness), "pem", str(voms), "-p", "voms"], lenv, "lcmaps"),
-    }
-    return variants
+    creds = {"rfc": rfc, "rfc-ns": rfc, "voms": voms, "token": token}
+    warm = Warm([PY, "-I", "-S", "-B", "-c", WARM, str(lib), *common], py_env)
+    variants = {"interpreter (-c pass)": (Spawn([PY, "-I", "-S", "-B", "-c", "pass"], py_env), None)}
+    for kind, cred in creds.items():
+        variants[f"glexec-py {kind}"] = (Spawn([PY, "-I", "-S", "-B", "-c", child_code(kind), str(lib), kind,
+                                                str(cred), *common], py_env), "py")
+    for kind, cred in creds.items():
+        variants[f"service {kind}"] = (warm.request(kind, cred), "py")
+    variants["LCMAPS rfc"] = (Spawn([str(harness), "pem", str(rfc), "-p", "rfc"], lenv), "lcmaps")
+    variants["LCMAPS voms"] = (Spawn([str(harness), "pem", str(voms), "-p", "voms"], lenv), "lcmaps")
+    return variants, warm
+
+
+class Spawn:
+    """One fresh process per run: wall from fork to exit, and what it printed."""
+
+    def __init__(self, argv, env):
+        self.argv, self.env = argv, env
+
+    def __call__(self):
+        return spawn(self.argv, self.env)
+
+
+class Warm:
+    """The WARM parent, started once; each request's wall runs from writing the request to
+    reading the answer, which comes after the forked child has been reaped."""
+
+    def __init__(self, argv, env):
+        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def request(self, kind, cred):
+        line = f"{kind} {cred}\n".encode()
+
+        def run():
+            t = time.perf_counter()
+            self.proc.stdin.write(line)
+            self.proc.stdin.flush()
+            out = self.proc.stdout.readline()
+            dt = time.perf_counter() - t
+            if not out:
+                raise SystemExit(f"the warm parent died ({self.proc.wait()})")
+            return dt, out.decode()
+        return run
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 def inner_seconds(kind, out):
@@ -220,21 +303,24 @@ def main():
     if os.geteuid() != 0:
         sys.exit("run as root (root-owned vomsdir and key files, LCMAPS)")
     top = Path(benchsite.scratch_dir(a, "cred-bench"))
+    warm = None
     try:
-        variants = setup(top)
+        variants, warm = setup(top)
         walls = {n: [] for n in variants}
         inner = {n: [] for n in variants}
-        for name, (argv, env, kind) in variants.items():     # warm-up (page cache), not timed
-            inner_seconds(kind, spawn(argv, env)[1])
+        for name, (run, kind) in variants.items():     # warm-up (page cache), not timed
+            inner_seconds(kind, run()[1])
         for _ in range(a.runs):
-            for name, (argv, env, kind) in variants.items():
-                dt, out = spawn(argv, env)
+            for name, (run, kind) in variants.items():
+                dt, out = run()
                 walls[name].append(dt)
                 s = inner_seconds(kind, out)
                 if s is not None:
                     inner[name].append(s)
         report(walls, inner, a.runs)
     finally:
+        if warm is not None:
+            warm.close()
         if a.keep:
             print(f"kept {top}")
         else:
@@ -245,24 +331,27 @@ def report(walls, inner, runs):
     w = {n: med_ms(v) for n, v in walls.items()}
     i = {n: med_ms(v) for n, v in inner.items() if v}
     base = w["interpreter (-c pass)"]
-    print(f"fresh process per run, {runs} rounds round-robin, medians in ms "
-          f"(wall = fork..exit from the parent; inside = perf_counter in the child / "
-          f"init+run+term in the harness)")
+    print(f"{runs} rounds round-robin, medians in ms.  in-process: a fresh interpreter per run "
+          f"(wall = fork..exit from the parent); service: a request to the warm parent, which forks "
+          f"a child for it (wall = request..answer after the child is reaped); inside = perf_counter "
+          f"in the child / the forking parent, init+run+term in the LCMAPS harness")
     print(f"  {'python3.11 -I -S -B -c pass':28s} wall {base:7.2f}")
-    for n in ("glexec-py rfc", "glexec-py rfc-ns", "glexec-py voms", "glexec-py token", "LCMAPS rfc",
-              "LCMAPS voms"):
-        extra = f"   (+{w[n] - base:6.2f} over interpreter start-up)" if n.startswith("glexec") else ""
-        print(f"  {n:28s} wall {w[n]:7.2f}   inside {i[n]:7.2f}{extra}")
-    print("ratios glexec-py / LCMAPS (wall, whole fresh process; target rfc <= 1.0, voms <= 0.5):")
+    for n in walls:
+        if n.startswith(("glexec-py", "service", "LCMAPS")):
+            extra = f"   (+{w[n] - base:6.2f} over interpreter start-up)" if n.startswith("glexec") else ""
+            print(f"  {n:28s} wall {w[n]:7.2f}   inside {i[n]:7.2f}{extra}")
+    print("ratios / LCMAPS (wall; targets in service mode: rfc <= 1.0, voms <= 0.5):")
     for kind, target in (("rfc", 1.0), ("voms", 0.5)):
-        r = w[f"glexec-py {kind}"] / w[f"LCMAPS {kind}"]
-        ri = i[f"glexec-py {kind}"] / i[f"LCMAPS {kind}"]
-        print(f"  {kind:5s} wall {r:6.3f}  ({'meets' if r <= target else 'MISSES'} target {target})"
-              f"   inside-only {ri:6.3f}")
-    print(f"  namespaces check (rfc-ns - rfc): wall {w['glexec-py rfc-ns'] - w['glexec-py rfc']:+.2f} ms, "
-          f"inside {i['glexec-py rfc-ns'] - i['glexec-py rfc']:+.2f} ms")
-    print(f"  token: no LCMAPS counterpart; {w['glexec-py token']:.2f} ms wall, "
-          f"+{w['glexec-py token'] - base:.2f} ms over interpreter start-up")
+        for mode in ("service", "glexec-py"):
+            r = w[f"{mode} {kind}"] / w[f"LCMAPS {kind}"]
+            ri = i[f"{mode} {kind}"] / i[f"LCMAPS {kind}"]
+            verdict = f"({'meets' if r <= target else 'MISSES'} target {target})" if mode == "service" else ""
+            label = "service" if mode == "service" else "in-process"
+            print(f"  {kind:5s} {label:10s} wall {r:6.3f} {verdict:22s} inside-only {ri:6.3f}")
+    print(f"  namespaces check (rfc-ns - rfc): in-process wall {w['glexec-py rfc-ns'] - w['glexec-py rfc']:+.2f} ms, "
+          f"service wall {w['service rfc-ns'] - w['service rfc']:+.2f} ms")
+    print(f"  token: no LCMAPS counterpart; in-process {w['glexec-py token']:.2f} ms wall, "
+          f"service {w['service token']:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 Each glexec case is a mode (the MODES table) x a credential x a mapping:
 
     modes        inproc : the installed setuid shim execs the engine (python3.11) per call
-                 (issue 12 §2 adds ``service``: the shim asks the resident engine; one row)
+                 service: the shim asks the prefix's resident engine service, which forks a
+                          child per call from its warm parent; the shim runs the plan
     credentials  rfc    : an RFC 3820 proxy: full chain verification
                  voms   : the same user's proxy with two FQANs (voms-proxy-fake) and a vomsdir:
                           the attribute certificate verified, mapped by its first FQAN
@@ -63,20 +64,32 @@ POOL_GROUP, POOL_GID, POOL_FIRST_UID = "gxtbpool", 47160, 47161
 
 
 class InProcess:
-    """The shim execs the engine for every call (the only mode until the engine service)."""
+    """The shim execs the engine for every call (the fall-back when no service answers)."""
     name = "inproc"
 
     def __init__(self, prefix):
         self.prefix = prefix
 
     def start(self):
-        pass
+        inst.stop_service(self.prefix)   # none may answer for this prefix
 
     def stop(self):
         pass
 
 
-MODES = {"inproc": InProcess}
+class Service(InProcess):
+    """The prefix's resident engine service (glexec_py/service.py --bind) decides; the shim
+    runs the plan."""
+    name = "service"
+
+    def start(self):
+        inst.start_service(self.prefix)
+
+    def stop(self):
+        inst.stop_service(self.prefix)
+
+
+MODES = {"inproc": InProcess, "service": Service}
 
 
 # --- accounts -----------------------------------------------------------------------------
@@ -273,7 +286,8 @@ def main():
                 os.chown(c, site.pilot.uid, site.pilot.gid)
                 os.chmod(c, 0o600)
             mappings = ["local"] + (["pool"] if site.pool else [])
-            installed = {m: install_case(site, pki, work, args, m) for m in mappings}
+            # one prefix per mode and mapping: a service answers every call of its prefix
+            installed = {(mode, m): install_case(site, pki, work, args, m) for mode in args.modes for m in mappings}
             prefixes += installed.values()
             nopam = install_case(site, pki, work, args, "local", pam=False)
             prefixes.append(nopam)
@@ -287,16 +301,17 @@ def main():
             renv = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
             tuid, tgid = site.target_ids
             cases, expect = {}, {}
-            for mode_name in args.modes:
-                for mapping, prefix in installed.items():
-                    mode = MODES[mode_name](prefix)
-                    mode.start()
-                    modes.append(mode)
-                    for cred in creds:
-                        name = f"{mode_name}-{cred}-{mapping}"
-                        cases[name] = ([str(inst.glexec_path(prefix)), "/usr/bin/id", "-un"], genv(cred),
-                                       site.pilot_ids)
-                        expect[name] = {site.target} if mapping == "local" else set(site.pool)
+            for (mode_name, mapping), prefix in installed.items():
+                mode = MODES[mode_name](prefix)
+                mode.start()
+                modes.append(mode)
+                for cred in creds:
+                    name = f"{mode_name}-{cred}-{mapping}"
+                    cases[name] = ([str(inst.glexec_path(prefix)), "/usr/bin/id", "-un"], genv(cred),
+                                   site.pilot_ids)
+                    expect[name] = {site.target} if mapping == "local" else set(site.pool)
+            modes.append(InProcess(nopam))
+            modes[-1].start()
             cases["nopam"] = ([str(inst.glexec_path(nopam)), "/bin/true"], genv("rfc"), site.pilot_ids)
             for mapping, prefix in baseline.items():
                 cases[f"baseline-rfc-{mapping}"] = ([str(inst.glexec_path(prefix)), "/bin/true"], genv("rfc"),
@@ -329,9 +344,10 @@ def main():
                 chosen += [n for n in cases if n.startswith("service-rfc-")]
                 report_concurrency({n: cases[n] for n in chosen + ["runuser", "sudo", "setpriv"]},
                                    args.levels, args.calls)
-            records = sum(1 for _ in open(inst.audit_path(installed["local"]), "rb"))
-            print(f"\naudit records written (inproc local prefix): {records}")
-            import_profile(installed["local"])
+            for (mode_name, mapping), prefix in installed.items():
+                records = sum(1 for _ in open(inst.audit_path(prefix), "rb"))
+                print(f"audit records written ({mode_name}-{mapping} prefix): {records}")
+            import_profile(next(iter(installed.values())))
         finally:
             os.chdir("/")
             for mode in modes:
@@ -360,6 +376,15 @@ def report_sequential(samples, rounds):
               f"{med[name] / med['setpriv']:9.2f}")
     print(f"  {'sudo':22s} {med['sudo'] / med['runuser']:9.2f}")
     print(f"  {'setpriv':22s} {med['setpriv'] / med['runuser']:9.2f}")
+    for name, target in (("service-rfc-local", 1.3), ("service-rfc-pool", 1.3), ("inproc-rfc-local", 3.0),
+                         ("inproc-rfc-pool", 3.0)):
+        if name in med:
+            r = med[name] / med["runuser"]
+            print(f"target {name}/runuser <= {target}: {r:.2f} ({'meets' if r <= target else 'MISSES'})")
+    for cred_map in ("rfc-local", "rfc-pool", "voms-local", "voms-pool"):
+        if f"service-{cred_map}" in med and f"inproc-{cred_map}" in med:
+            print(f"ratio service-{cred_map}/inproc-{cred_map} = "
+                  f"{med[f'service-{cred_map}'] / med[f'inproc-{cred_map}']:.2f}")
     if "nopam" in med and "inproc-rfc-local" in med:
         print(f"PAM cost: inproc-rfc-local - nopam = {med['inproc-rfc-local'] - med['nopam']:.2f} ms")
     for mapping in ("local", "pool"):
@@ -383,6 +408,12 @@ def report_concurrency(cases, levels, calls):
             print(f"  {level:9d} {name:22s} {rate:8.1f} {p50 * 1000:8.2f} {p99 * 1000:8.2f} {cpu * 1000:11.2f}"
                   f" {rate / ref[0]:12.2f} {p99 / ref[2]:11.2f} {rate / rows['sudo'][0]:9.2f}"
                   f" {rate / rows['setpriv'][0]:12.2f}")
+        if level == 32:
+            for name in (n for n in rows if n.startswith("service-")):
+                thru, tail = rows[name][0] / ref[0], rows[name][2] / ref[2]
+                print(f"  target at 32 in flight, {name}: throughput/runuser >= 0.5: {thru:.2f} "
+                      f"({'meets' if thru >= 0.5 else 'MISSES'}); p99/runuser <= 3: {tail:.2f} "
+                      f"({'meets' if tail <= 3 else 'MISSES'})")
 
 
 if __name__ == "__main__":
