@@ -17,6 +17,7 @@ import time
 import pytest
 
 from glexec_tools.sutest import plan as core
+from tests.support import accounts as acc
 
 # the same values as tests/batch/conftest.py (not importable: no package)
 TRACKING = "47650-47659"
@@ -89,7 +90,7 @@ def test_sutest_all_checks_on_slurm(slurm, binstall, baccounts):
         assert d["gone_after"] is not None, _show(esc)             # and killed with it
     assert rc == 0, report
     # nothing of the mapped account outlives the tool (leftover daemons are cleaned up)
-    assert not _procs_of(baccounts.target.uid), _procs_of(baccounts.target.uid)
+    assert acc.live_uid_processes([baccounts.target.uid], grace=2) == []
 
 
 def test_torque_wrappers_qsub_qdel(slurm, binstall, baccounts):
@@ -102,7 +103,7 @@ def test_torque_wrappers_qsub_qdel(slurm, binstall, baccounts):
     assert checks["kill"]["status"] == "pass", _show(checks["kill"])
     assert checks["kill"]["evidence"]["cancelled_with"] == "qdel"
     assert rc == 0
-    assert not _procs_of(baccounts.target.uid)
+    assert acc.live_uid_processes([baccounts.target.uid], grace=2) == []
 
 
 def test_unmapped_proxy_fails_identity(slurm, binstall, baccounts):
@@ -121,28 +122,6 @@ def test_unmapped_proxy_fails_identity(slurm, binstall, baccounts):
     assert ident["status"] == "fail"
     assert "no payload" in ident["summary"]
     assert any("glexec" in line for line in ident["evidence"]["job_output_tail"]), _show(ident)
-
-
-def _procs_of(uid, grace=2.0):
-    deadline = time.monotonic() + grace
-    while True:
-        found = []
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/status") as f:
-                    st = f.read()
-            except OSError:
-                continue
-            if "\nState:\tZ" in st:
-                continue
-            for line in st.splitlines():
-                if line.startswith("Uid:") and uid in {int(x) for x in line.split()[1:]}:
-                    found.append(int(d))
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
 
 
 # --- pure: the verdict logic ----------------------------------------------------------------------

@@ -259,10 +259,7 @@ def test_wrapper_sigkill_then_recovery_wipes_everything(pilot):
     (done,) = json.loads(r.stdout)["recovered"]
     assert done["event"] == "recovered" and done["wipe"]["gone"] is True, done
     assert not job_dir.exists() and p.live() == []
-    end = time.monotonic() + 5
-    while acc.live_uid_processes([p.target.uid]) and time.monotonic() < end:
-        time.sleep(0.1)
-    assert acc.live_uid_processes([p.target.uid]) == []
+    assert acc.live_uid_processes([p.target.uid], grace=5) == []
     assert [j["event"] for j in p.jobs()] == ["recovered"]
 
 

@@ -334,24 +334,6 @@ def _read_audit_from(path, offset):
     return recs, offset + end
 
 
-def _pool_processes(uids):
-    found = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/status") as f:
-                st = f.read()
-        except OSError:
-            continue
-        if "\nState:\tZ" in st:
-            continue
-        for line in st.splitlines():
-            if line.startswith("Uid:") and {int(x) for x in line.split()[1:]} & uids:
-                found.append(int(d))
-    return found
-
-
 def run_round(env: Env, rnd, rng, summary: Summary, audit_offset, intervals):
     from glexec_py.core.leases import lease_name
     from glexec_py.effects.gridmapdir import GridmapDir
@@ -449,7 +431,7 @@ def run_round(env: Env, rnd, rng, summary: Summary, audit_offset, intervals):
                                           "payload_uid": uid_by_dn[r["dn"]]})
 
     # lease store: bijection, names, fsck; then release everything for the next round
-    left = _pool_processes(set(env.pool_uids))
+    left = acc.live_uid_processes(env.pool_uids)
     if left:
         summary.violate("processes_left", {"round": rnd, "pids": left[:10]})
         acc.kill_uid_processes(set(env.pool_uids))

@@ -228,20 +228,26 @@ def _uids_of(pid_dir: Path) -> set[int]:
     return set()
 
 
-def live_uid_processes(uids) -> list[int]:
-    """Pids of processes (zombies excepted) whose real, effective, saved or fs uid is in ``uids``."""
-    uids, out = set(uids), []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                st = (d / "status").read_text()
-            except OSError:
-                continue
-            if "\nState:\tZ" not in st and any(
-                    line.startswith("Uid:") and {int(x) for x in line.split()[1:]} & uids
-                    for line in st.splitlines()):
-                out.append(int(d.name))
-    return out
+def live_uid_processes(uids, grace: float = 0.0) -> list[int]:
+    """Pids of processes (zombies excepted) whose real, effective, saved or fs uid is in
+    ``uids``; with ``grace``, asked again until there are none or ``grace`` seconds passed
+    (a payload's last children may still be exiting)."""
+    uids, deadline = set(uids), time.monotonic() + grace
+    while True:
+        out = []
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    st = (d / "status").read_text()
+                except OSError:
+                    continue
+                if "\nState:\tZ" not in st and any(
+                        line.startswith("Uid:") and {int(x) for x in line.split()[1:]} & uids
+                        for line in st.splitlines()):
+                    out.append(int(d.name))
+        if not out or time.monotonic() >= deadline:
+            return out
+        time.sleep(0.1)
 
 
 def kill_uid_processes(uids, timeout: float = 5.0) -> list[int]:
