@@ -5,7 +5,6 @@ mktemp).  Needs no account: whoever runs pytest runs the bundles, each in its ow
 (cwd, TMPDIR) whose every other change is checked."""
 import os
 import shutil
-import stat
 import subprocess
 import tarfile
 
@@ -13,6 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 
 from glexec_tools.job import bundle
+from tests.support import job_oracle
 from tests.support.skips import strict
 
 SHELLS = {"dash": ["/usr/bin/dash"], "bash": ["/usr/bin/bash"], "busybox": ["/usr/bin/busybox", "sh"]}
@@ -70,23 +70,6 @@ def _tree(files, root):
             os.makedirs(os.path.dirname(p), exist_ok=True)
             with open(p, "wb") as f:
                 f.write(data)
-
-
-def _snapshot(root):
-    """Every path under root with its type and content (files) or link target."""
-    out = {}
-    for dirpath, dirs, files in os.walk(os.fsencode(root)):
-        for n in dirs + files:
-            p = os.path.join(dirpath, n)
-            st_ = os.lstat(p)
-            if stat.S_ISREG(st_.st_mode):
-                with open(p, "rb") as f:
-                    out[p] = ("file", f.read())
-            elif stat.S_ISLNK(st_.st_mode):
-                out[p] = ("link", os.readlink(p))
-            else:
-                out[p] = ("dir", None)
-    return out
 
 
 def pack(tmp_path, files, entry=b"run.sh", paths=None, name="b.sh"):
@@ -221,12 +204,13 @@ def test_never_writes_outside_its_directory(tmp_path, toolsets):
     (tmp_path / "box" / "sibling" / "keep").write_bytes(b"k")
     for shell in SHELLS:
         for toolset in TOOLSETS:
-            before = _snapshot(tmp_path / "box")
+            before = job_oracle.snapshot(tmp_path / "box")
             r = box.run(shell, b, toolsets[toolset])
             assert r.returncode == 3, r.stderr
-            after = _snapshot(tmp_path / "box")
+            after = job_oracle.snapshot(tmp_path / "box")
             changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
-            assert all(p.startswith(os.fsencode(box.origin) + b"/") for p in changed), changed
+            origin = os.path.relpath(box.origin, tmp_path / "box")
+            assert all(p.startswith(origin + "/") for p in changed), changed
             shutil.rmtree(box.origin)
             box.origin.mkdir()
 

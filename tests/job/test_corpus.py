@@ -10,7 +10,6 @@ no symlink resolving outside the job dir, caps respected; a refusal is exit 1 wi
 and leaves the job dir exactly as before that archive.  The baselines' results are recorded
 (``GLEXEC_JOB_CORPUS_REPORT``, default /var/tmp/glexec-job-corpus.json) and the last test
 asserts the corpus has teeth: the baselines do escape on some cases."""
-import hashlib
 import json
 import os
 import stat
@@ -21,6 +20,7 @@ import tarfile
 import pytest
 
 from tests.job import corpus
+from tests.support import job_oracle
 
 pytestmark = pytest.mark.privileged
 
@@ -55,44 +55,6 @@ def _layout(runner, root):
         os.chmod(p, 0o644)
     w2 = runner.mkdir(os.path.join(runner.mkdir(os.path.join(root, "w1"), 0o755), "w2"), 0o755)
     return runner.mkdir(os.path.join(w2, "job"), 0o700)
-
-
-def _snapshot(root, skip):
-    """Everything under ``root`` except the ``skip`` subtree, with contents."""
-    out = {}
-    for d, dirs, files in os.walk(root):
-        if d == skip:
-            dirs[:] = []
-            continue
-        for n in dirs + files:
-            p = os.path.join(d, n)
-            if p == skip:
-                continue
-            st = os.lstat(p)
-            rec = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_size)
-            if stat.S_ISLNK(st.st_mode):
-                rec += (os.readlink(p),)
-            elif stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    rec += (hashlib.sha256(f.read()).hexdigest(),)
-            out[os.path.relpath(p, root)] = rec
-    return out
-
-
-def _job_state(job):
-    state = {}
-    for d, dirs, files in os.walk(job):
-        for n in dirs + files:
-            p = os.path.join(d, n)
-            st = os.lstat(p)
-            rec = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_size)
-            if stat.S_ISLNK(st.st_mode):
-                rec += (os.readlink(p),)
-            elif stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    rec += (hashlib.sha256(f.read()).hexdigest(),)
-            state[os.path.relpath(p, job)] = rec
-    return state
 
 
 def _inspect(job, uid, planted=()):
@@ -151,17 +113,17 @@ def _run_one(runner, case, root, tool):
         for d, dirs, files in os.walk(job):
             for n in dirs + files:
                 os.lchown(os.path.join(d, n), runner.account.uid, runner.account.gid)
-    planted = set(_job_state(job))
+    planted = set(job_oracle.snapshot(job))
     paths = []
     for i, data in enumerate(archives):
         paths.append(os.path.join(root, f"archive{i}"))
         with open(paths[-1], "wb") as f:
             f.write(data)
         os.chmod(paths[-1], 0o644)
-    before = _snapshot(root, job)
+    before = job_oracle.snapshot(root, job)
     rec = {"exit": [], "refused_clean": True, "stderr": ""}
     for path, data in zip(paths, archives):
-        job_before = _job_state(job)
+        job_before = job_oracle.snapshot(job)
         is_zip = data.startswith(b"PK")
         if tool == "ours":
             r = runner.unpack(job, path, *case.caps)
@@ -178,9 +140,9 @@ def _run_one(runner, case, root, tool):
         rec["exit"].append(r.returncode)
         rec["stderr"] = r.stderr.decode(errors="replace")
         if r.returncode != 0:
-            rec["refused_clean"] = _job_state(job) == job_before
+            rec["refused_clean"] = job_oracle.snapshot(job) == job_before
             break
-    rec["escaped"] = _snapshot(root, job) != before
+    rec["escaped"] = job_oracle.snapshot(root, job) != before
     rec.update(_inspect(job, runner.account.uid, planted))
     rec["job"] = job
     return rec

@@ -25,7 +25,9 @@ SMALL_CAPS = plan.Caps(max_total_bytes=4 << 20, max_members=200, max_member_byte
                        ratio_grace=1 << 20, max_meta_bytes=64 << 10)
 
 
-def snapshot(root, skip):
+def snapshot(root, skip=None):
+    """Everything under ``root`` except the ``skip`` subtree: type, mode, owner, size and
+    content digest or link target."""
     out = {}
     for d, dirs, files in os.walk(root):
         if d == skip:
@@ -36,7 +38,7 @@ def snapshot(root, skip):
             if p == skip:
                 continue
             st = os.lstat(p)
-            rec = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_size)
+            rec = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_size)
             if stat.S_ISLNK(st.st_mode):
                 rec += (os.readlink(p),)
             elif stat.S_ISREG(st.st_mode):
