@@ -180,3 +180,21 @@ def decode(data):
                 caller_ruid=caller_ruid)
     _check(plan)
     return plan
+
+
+def audit_view(plan, data=None):
+    """What the audit record says of `plan` (the grant record's ``plan``): every field that
+    decides what runs, and ``sha256`` of ``data`` -- the exact bytes the executor receives
+    (``encode(plan)`` if not given).  The environment by names only, in order: its values
+    may be secrets (bearer tokens, passwords); the digest still covers them, so the one plan
+    with these values is the one that matches.  Values stay bytes (core.audit.encode writes
+    non-UTF-8 reversibly); ``rlimits`` as ``{"<resource>": [soft, hard]}`` (-1 unlimited)."""
+    import _sha256  # builtin: hashlib would load OpenSSL's (~8 ms a call)
+    if data is None:
+        data = encode(plan)
+    return {"path": plan.path, "argv": list(plan.argv), "env": [e.partition(b"=")[0] for e in plan.env],
+            "uid": plan.uid, "gid": plan.gid, "groups": list(plan.groups), "cwd": plan.cwd, "umask": plan.umask,
+            "rlimits": {str(r): list(v) for r, v in plan.rlimits}, "switch_identity": plan.switch_identity,
+            "no_new_privs": plan.no_new_privs, "tty_guard": plan.tty_guard, "linger": plan.linger,
+            "pdeathsig": plan.pdeathsig, "forward_signals": list(plan.forward_signals),
+            "caller_ruid": plan.caller_ruid, "sha256": _sha256.sha256(data).hexdigest()}
