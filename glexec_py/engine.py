@@ -755,7 +755,7 @@ class Call:
         rec = self.record(event, extra)
         path = self.cfg.audit.file if self.cfg else self.paths.audit_file
         privileged = self.facts.privileged if self.facts is not None else os.geteuid() == 0
-        ship_to = (self.cfg.audit.ship_socket, self.cfg.audit.ship_facility) \
+        ship_to = (self.cfg.audit.ship_socket, self.cfg.audit.ship_facility, self.glexec_pid()) \
             if self.cfg is not None and self.cfg.audit.ship else None
         auditlog.append(path, auditlog.stamper(rec, encode), privileged=privileged, ship_to=ship_to)
         if self.cfg is not None and self.cfg.audit.syslog:
