@@ -77,6 +77,21 @@ class Plan:
         return "Plan(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in FIELDS) + ")"
 
 
+def within(rlimits, ceiling):
+    """`rlimits` ({resource: (soft, hard)}, -1 unlimited) with no hard limit above the
+    executor's (`ceiling`: {resource: hard}; empty when it may raise them) and no soft limit
+    above its hard one: what an executor that cannot raise a hard limit delivers (the shim
+    lowers the core limit; without CAP_SYS_RESOURCE it stays lowered), decided here so
+    that the plan on record is the one the payload gets."""
+    def low(a, b):
+        return b if a == -1 else a if b == -1 else min(a, b)
+    out = {}
+    for res, (soft, hard) in dict(rlimits).items():
+        hard = low(hard, ceiling.get(res, -1))
+        out[res] = (low(soft, hard), hard)
+    return out
+
+
 def _wire_limit(v):
     if v == -1:
         return RLIM_INFINITY

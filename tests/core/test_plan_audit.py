@@ -92,3 +92,31 @@ def test_the_recorded_view_is_the_plan_but_its_env_values(plan):
 @given(plans(st), plans(st))
 def test_different_plans_have_different_digests(a, b):
     assert (P.audit_view(a)["sha256"] == P.audit_view(b)["sha256"]) == (a == b)
+
+
+def test_within_lowers_to_what_the_executor_can_give():
+    """The shim lowers the core limit to 0/0; an executor without CAP_SYS_RESOURCE cannot
+    raise it back, so the plan (and its record) says what the payload will have."""
+    caller = {4: (0, -1), 7: (256, 4096), 3: (-1, -1), 0: (100, 200)}
+    ceiling = {4: 0, 7: 1024, 3: 8388608, 0: -1}
+    assert P.within(caller, ceiling) == {4: (0, 0), 7: (256, 1024), 3: (8388608, 8388608), 0: (100, 200)}
+    assert P.within(caller, {}) == caller
+
+
+limit = st.one_of(st.just(-1), st.integers(0, 2**64 - 2))
+
+
+def _le(a, b):
+    return b == -1 or (a != -1 and a <= b)
+
+
+@given(st.dictionaries(st.integers(0, 15), st.tuples(limit, limit).filter(lambda p: _le(*p))),
+       st.dictionaries(st.integers(0, 15), limit))
+def test_within_never_raises_a_limit(rlimits, ceiling):
+    out = P.within(rlimits, ceiling)
+    assert out.keys() == rlimits.keys()
+    for r, (soft, hard) in out.items():
+        assert _le(soft, hard) and _le(hard, ceiling.get(r, -1))
+        assert _le(soft, rlimits[r][0]) and _le(hard, rlimits[r][1])
+        if _le(rlimits[r][1], ceiling.get(r, -1)):
+            assert (soft, hard) == rlimits[r]
