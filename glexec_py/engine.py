@@ -42,15 +42,15 @@ def main(engine_file, args, handoff=None, executor=None):
         check_account(call, cfg, target)
         plan, staged_proxy = prepare(call, cfg, target, command)
         if plan is not None:
-            plan = open_session(call, cfg, plan)
+            plan = call.decide(open_session(call, cfg, plan), executor)
 
         call.audit("grant")
         call.granted = True
         if staged_proxy:
+            planned = staged_proxy.path
             staged_proxy.commit()
-            if plan is not None:  # a file planted at the default name sent the proxy elsewhere
-                plan = plan.replace(env=[e for e in plan.env if not e.startswith(b"X509_USER_PROXY=")] + [
-                    b"X509_USER_PROXY=" + staged_proxy.path])
+            if plan is not None and staged_proxy.path != planned:
+                plan = replan_proxy(call, plan, planned, staged_proxy.path)
         if plan is None:
             return 0  # no command: proxy copy only (DIRAC's renewal call)
         return run_payload(call, cfg, plan, executor)
@@ -519,6 +519,20 @@ def stage_target_proxy(call, cfg, runas):
     return staged, staged.path  # the default location may have been taken: see userfiles
 
 
+def replan_proxy(call, plan, planned, path):
+    """A file planted at the default target-proxy name between staging and commit sent the
+    proxy elsewhere (userfiles.StagedProxy): the payload's X509_USER_PROXY must say where.
+    The path is known only once the commit has run, and the commit stays after the grant
+    record -- before it, a refused or crashed call would have replaced the target's proxy
+    with nothing on record -- so the plan that runs is on record here, before it runs, in a
+    ``plan`` record saying why it differs from the grant's (fail closed: unwritable, refused)."""
+    old = b"X509_USER_PROXY=" + planned
+    plan = call.decide(plan.replace(env=[b"X509_USER_PROXY=" + path if e == old else e for e in plan.env]),
+                       limits=False)
+    call.audit("plan", changed="target_proxy_moved", target_proxy=path)
+    return plan
+
+
 def run_payload(call, cfg, plan, executor=None):
     """The plan runs here (effects.payload), or in the shim for the engine service (its
     executor has the same two entry points)."""
@@ -584,6 +598,7 @@ class Call:
         self.credential = self.credential_path = self.staged_proxy = self.chain = None
         self.voms = self.mapped_by = self.verified_at = self.eec_depth = None
         self.payload_pid = self.lease = self.namespaces = self.new_lease = None
+        self.plan_view = None
         self.granted = False
         self.pam = self.pam_info = self.pam_account = None
         self.pam_skipped = []
@@ -605,6 +620,19 @@ class Call:
         pw = pwd.getpwuid(self.facts.ruid)
         return Account(pw.pw_name, pw.pw_uid, self.facts.rgid, self.caller_names[1],
                        tuple(sorted({self.facts.rgid, *self.facts.groups})), (), pw.pw_dir)
+
+    def decide(self, plan, executor=None, *, limits=True):
+        """`plan` is what runs: its rlimits as the executor (effects.payload, or the engine
+        service's) can give them (core.plan.within; ``limits``), its audit view
+        (core.plan.audit_view, over the very bytes the executor is given) for the next
+        record.  An unencodable plan is refused here, before anything is granted."""
+        from glexec_py.core.plan import audit_view, within
+        from glexec_py.effects import payload
+        if limits:
+            ceiling = payload.rlimit_ceiling((executor or payload).in_place_pid())
+            plan = plan.replace(rlimits=within(plan.rlimits, ceiling)) if ceiling else plan
+        self.plan_view = audit_view(plan, payload.encoded_plan(plan))
+        return plan
 
     def glexec_pid(self):
         """The glexec process's pid: this one in-process (the shim exec'd the engine), the
@@ -725,12 +753,14 @@ class Call:
                 rec["lease"] = self.lease
             if self.pam_info is not None:
                 rec["pam"] = self.pam_info
-        if facts is not None and event != "end":
+        if facts is not None and event not in ("end", "plan"):
             argv = facts.argv[1:]
             rec.update(command=argv[0] if argv else None, resolved=self.resolved[1] if self.resolved else None,
                        args=argv[1:], cwd=facts.cwd)
             if event == "grant" and target is not None:
                 rec["classic"] = self.classic_line()
+        if event in ("grant", "plan") and self.plan_view is not None:
+            rec["plan"] = self.plan_view    # what runs (none for a proxy copy only)
         rec.update(extra)
         return rec
 
@@ -755,7 +785,7 @@ class Call:
         rec = self.record(event, extra)
         path = self.cfg.audit.file if self.cfg else self.paths.audit_file
         privileged = self.facts.privileged if self.facts is not None else os.geteuid() == 0
-        ship_to = (self.cfg.audit.ship_socket, self.cfg.audit.ship_facility) \
+        ship_to = (self.cfg.audit.ship_socket, self.cfg.audit.ship_facility, self.glexec_pid()) \
             if self.cfg is not None and self.cfg.audit.ship else None
         auditlog.append(path, auditlog.stamper(rec, encode), privileged=privileged, ship_to=ship_to)
         if self.cfg is not None and self.cfg.audit.syslog:

@@ -77,6 +77,21 @@ class Plan:
         return "Plan(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in FIELDS) + ")"
 
 
+def within(rlimits, ceiling):
+    """`rlimits` ({resource: (soft, hard)}, -1 unlimited) with no hard limit above the
+    executor's (`ceiling`: {resource: hard}; empty when it may raise them) and no soft limit
+    above its hard one: what an executor that cannot raise a hard limit delivers (the shim
+    lowers the core limit; without CAP_SYS_RESOURCE it stays lowered), decided here so
+    that the plan on record is the one the payload gets."""
+    def low(a, b):
+        return b if a == -1 else a if b == -1 else min(a, b)
+    out = {}
+    for res, (soft, hard) in dict(rlimits).items():
+        hard = low(hard, ceiling.get(res, -1))
+        out[res] = (low(soft, hard), hard)
+    return out
+
+
 def _wire_limit(v):
     if v == -1:
         return RLIM_INFINITY
@@ -180,3 +195,21 @@ def decode(data):
                 caller_ruid=caller_ruid)
     _check(plan)
     return plan
+
+
+def audit_view(plan, data=None):
+    """What the audit record says of `plan` (the grant record's ``plan``): every field that
+    decides what runs, and ``sha256`` of ``data`` -- the exact bytes the executor receives
+    (``encode(plan)`` if not given).  The environment by names only, in order: its values
+    may be secrets (bearer tokens, passwords); the digest still covers them, so the one plan
+    with these values is the one that matches.  Values stay bytes (core.audit.encode writes
+    non-UTF-8 reversibly); ``rlimits`` as ``{"<resource>": [soft, hard]}`` (-1 unlimited)."""
+    import _sha256  # builtin: hashlib would load OpenSSL's (~8 ms a call)
+    if data is None:
+        data = encode(plan)
+    return {"path": plan.path, "argv": list(plan.argv), "env": [e.partition(b"=")[0] for e in plan.env],
+            "uid": plan.uid, "gid": plan.gid, "groups": list(plan.groups), "cwd": plan.cwd, "umask": plan.umask,
+            "rlimits": {str(r): list(v) for r, v in plan.rlimits}, "switch_identity": plan.switch_identity,
+            "no_new_privs": plan.no_new_privs, "tty_guard": plan.tty_guard, "linger": plan.linger,
+            "pdeathsig": plan.pdeathsig, "forward_signals": list(plan.forward_signals),
+            "caller_ruid": plan.caller_ruid, "sha256": _sha256.sha256(data).hexdigest()}

@@ -37,8 +37,9 @@ def append(path, line, *, privileged=True, ship_to=None):
 
     Returns the line as written (with its chain) and the sha256 of the file's first line
     (the chain's identity; None for an unchained, log-only record).  ``ship_to``
-    ((socket, facility), the engine's audit.ship settings) or ``ship_records_of``: the
-    written record is then also shipped (``ship``, best effort)."""
+    ((socket, facility[, pid]): the engine's audit.ship settings and the glexec process's
+    pid) or ``ship_records_of``: the written record is then also shipped (``ship``, best
+    effort)."""
     import fcntl
     try:
         directory = path.rpartition("/")[0] or "/"
@@ -74,7 +75,7 @@ def append(path, line, *, privileged=True, ship_to=None):
         os.close(fd)
     ship_to = ship_to or _SHIP_FILES.get(path)
     if ship_to is not None and chain is not None:
-        ship(line, chain, *ship_to)
+        ship(line, chain, ship_to[0], ship_to[1], pid=ship_to[2] if len(ship_to) > 2 else None)
     return line, chain
 
 
@@ -192,9 +193,10 @@ def ship_message(line, chain, host, boot_id):
     return head[:-2] + b',"rec":' + body + b"}"
 
 
-def ship(line, chain, socket_path, facility="LOG_AUTHPRIV", host=None, boot_id=None):
+def ship(line, chain, socket_path, facility="LOG_AUTHPRIV", host=None, boot_id=None, pid=None):
     """Runs as: root (or the caller in log-only mode).  Sends ``ship_message`` as one
-    datagram to the local syslog socket under the tag ``glexec-audit``, never blocking: a
+    datagram to the local syslog socket under the tag ``glexec-audit[<pid>]`` (``pid``: the
+    glexec process's, which is not this one's in the engine service), never blocking: a
     full or absent socket drops it (the collector sees the hole in ``seq`` and answers
     "unknown" there), the JSON file stays the record that counts.  A record without a
     chain (``chain`` None: log-only mode) is not shipped: nothing could vouch for it.
@@ -213,7 +215,7 @@ def ship(line, chain, socket_path, facility="LOG_AUTHPRIV", host=None, boot_id=N
             pass
     pri = getattr(syslog, facility if facility in _FACILITIES else "LOG_AUTHPRIV") | syslog.LOG_NOTICE
     stamp = time.strftime("%b %d %H:%M:%S", time.localtime()).encode()
-    msg = b"<%d>%s %s[%d]: " % (pri, stamp, SHIP_TAG.encode(), os.getpid()) + \
+    msg = b"<%d>%s %s[%d]: " % (pri, stamp, SHIP_TAG.encode(), os.getpid() if pid is None else pid) + \
         ship_message(line, chain, host, boot_id)
     try:
         s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)

@@ -60,6 +60,23 @@ def encoded_plan(plan):
         raise SystemFault("plan", "glexec: internal error (payload plan not encodable)", error=str(e)) from None
 
 
+def rlimit_ceiling(pid):
+    """Runs as: root (the caller in log-only mode).  The hard limits that process `pid`,
+    the plan's executor (this process, or the shim for the engine service), could not
+    raise: {resource: hard} when it lacks CAP_SYS_RESOURCE (some containers: the core
+    limit the shim lowered stays lowered), else {}."""
+    try:
+        with open(b"/proc/%d/status" % pid, "rb") as f:
+            caps = next((line.split()[1] for line in f if line.startswith(b"CapEff:")), b"0")
+        if int(caps, 16) >> 24 & 1:   # CAP_SYS_RESOURCE
+            return {}
+        import resource
+        return {r: resource.prlimit(pid, r)[1] for r in range(16)}
+    except (OSError, ValueError) as e:
+        raise SystemFault("rlimits", "glexec: internal error (cannot read the executor's limits)",
+                          error=str(e)) from None
+
+
 def in_place_pid():
     """Runs as: root (the caller in log-only mode). The pid a plan without linger becomes:
     this process's."""

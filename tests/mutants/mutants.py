@@ -521,6 +521,23 @@ MUTANTS = [
                  "    early = time.time()\n\n    def line():\n        now = early\n")],
          kill=["tests/backmap/test_clock.py::test_concurrent_appends_are_in_time_order"]),
 
+    # --- the plan is what is audited and what runs (issue 12) -----------------------------------
+    dict(id="plan-env-names-only", check="the grant record's plan names the env entries, never their values",
+         edits=[("glexec_py/core/plan.py", '"env": [e.partition(b"=")[0] for e in plan.env],',
+                 '"env": list(plan.env),')],
+         kill=["tests/core/test_plan_audit.py::test_env_values_are_never_in_the_record",
+               P + "test_e2e_plan_audit.py::test_the_grant_records_plan_is_what_the_payload_got"]),
+    dict(id="plan-record-when-proxy-moved", check="a plan changed after the grant is on record before it runs",
+         edits=[("glexec_py/engine.py", '    call.audit("plan", changed="target_proxy_moved", target_proxy=path)\n',
+                 "")],
+         kill=[P + "test_e2e_plan_audit.py::test_a_proxy_moved_at_commit_is_on_record_before_the_payload_runs"]),
+    dict(id="plan-limits-as-delivered", check="the plan's rlimits are those the executor can give",
+         edits=[("glexec_py/engine.py",
+                 "            plan = plan.replace(rlimits=within(plan.rlimits, ceiling)) if ceiling else plan\n",
+                 "")],
+         # killed where root lacks CAP_SYS_RESOURCE (containers, the test VM): the core limit
+         kill=[P + "test_e2e_plan_audit.py::test_the_grant_records_plan_is_what_the_payload_got"]),
+
     # --- make install: the final location must be one the shim will trust ---------------------
     dict(id="install-preflight-conf-state", check="make install refuses a SYSCONFDIR/LOCALSTATEDIR "
          "under a group/other-writable or non-root ancestor",

@@ -2,7 +2,8 @@
 import json
 import os
 
-# Dumps what the payload process is: identity, caps, session, env, cwd, fds, argv.
+# Dumps what the payload process is: identity, caps, session, env, cwd, fds, argv (as python sees
+# it and as the kernel has it), its executable, rlimits and parent-death signal.
 # Writes JSON to the file named by argv[1] if given (and not "-"), else to stdout.
 # The fd scan comes first, before Python opens anything of its own.
 DUMP = r'''#!/usr/bin/python3
@@ -32,6 +33,13 @@ with open("/proc/self/stat", "rb") as f:
 stat_fields = stat[stat.rindex(b")") + 2:].split()
 with open("/proc/self/environ", "rb") as f:
     environ = [e.decode("latin-1") for e in f.read().split(b"\0") if e]
+with open("/proc/self/cmdline", "rb") as f:
+    cmdline = [a.decode("latin-1") for a in f.read().split(b"\0")[:-1]]
+with open("/proc/self/limits") as f:    # one line per resource, in RLIMIT_* order
+    limits = [[-1 if v == "unlimited" else int(v) for v in line[26:].split()[:2]] for line in list(f)[1:]]
+import ctypes
+_sig = ctypes.c_int(-1)
+ctypes.CDLL(None, use_errno=True).prctl(2, ctypes.byref(_sig), 0, 0, 0)   # PR_GET_PDEATHSIG
 d = {
     "pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0), "pgid": os.getpgid(0),
     "stat_ppid": int(stat_fields[1]), "stat_pgid": int(stat_fields[2]),
@@ -41,6 +49,7 @@ d = {
     "environ": environ, "cwd": os.getcwdb().decode("latin-1"),
     "fds": fds, "fd_targets": fd_targets,
     "argv": [os.fsencode(a).decode("latin-1") for a in sys.argv],
+    "cmdline": cmdline, "exe": os.readlink("/proc/self/exe"), "limits": limits, "pdeathsig": _sig.value,
 }
 out = json.dumps(d)
 if len(sys.argv) > 1 and sys.argv[1] != "-":

@@ -73,3 +73,31 @@ def test_no_monitor_lines_unless_configured(gx, syslog):
     gx.assert_granted(r)
     lines = syslog()
     assert any("LCMAPS CRED FINAL" in x for x in lines) and not any("glexec.mon[" in x for x in lines)
+
+
+def test_shipped_records_are_tagged_with_the_glexec_pid(gx):
+    """audit.ship: each record's datagram is tagged ``glexec-audit[<glexec's pid>]``, as the
+    classic lines are -- with the engine service too, where the process that appends is the
+    service's child and glexec is the shim (GLEXEC_TEST_MODE=service)."""
+    path = f"/tmp/gxt-ship-{os.getpid()}.sock"
+    rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        rx.bind(path)
+        rx.setblocking(False)
+        gx.config(audit={"file": str(gx.audit_file), "ship": True, "ship_socket": path})
+        r = gx.run(["/bin/true"])
+        gx.assert_granted(r)
+        got = []
+        while True:
+            try:
+                got.append(rx.recv(65536))
+            except BlockingIOError:
+                break
+    finally:
+        rx.close()
+        os.unlink(path)
+    assert len(got) == len(r.records) == 2, (got, r)
+    for datagram, rec in zip(got, r.records):
+        head, _, body = datagram.partition(b": ")
+        assert head.endswith(b" glexec-audit[%d]" % r.pid), head
+        assert rec["pid"] == r.pid and b'"event":"%s"' % rec["event"].encode() in body

@@ -44,6 +44,24 @@ def test_ship_sends_one_authpriv_datagram(private_dir):
     assert bm.parse_shipped(body).line == line.rstrip(b"\n")
 
 
+def test_shipped_tag_carries_the_glexec_pid_given(private_dir):
+    """The engine service appends for a glexec process that is not itself (the shim): the
+    datagram is tagged with the pid the engine passes (Call.glexec_pid), as its classic
+    syslog lines are."""
+    path = os.path.join(private_dir, "audit.jsonl")
+    sock_path = os.path.join(private_dir, "log.sock")
+    glexec_pid = os.getpid() + 4242
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as rx:
+        rx.bind(sock_path)
+        line, _ = auditlog.append(path, record("grant", T0, host=os.uname().nodename),
+                                  ship_to=(sock_path, "LOG_LOCAL5", glexec_pid))
+        got = rx.recv(65536)
+    assert got.startswith(b"<%d>" % (syslog.LOG_LOCAL5 | syslog.LOG_NOTICE))
+    head, _, body = got.partition(b": ")
+    assert head.endswith(b" glexec-audit[%d]" % glexec_pid)
+    assert bm.parse_shipped(body).line == line.rstrip(b"\n")
+
+
 def test_ship_never_blocks_and_never_raises(private_dir):
     path = os.path.join(private_dir, "audit.jsonl")
     line, chain = auditlog.append(path, record("grant", T0, host="wnA"))
