@@ -57,7 +57,9 @@ PRELOAD = ("glexec_py.engine", "glexec_py.core.handoff", "glexec_py.core.config"
            "glexec_py.core.peercheck", "glexec_py.effects.configfile", "glexec_py.effects.accounts",
            "glexec_py.effects.native", "glexec_py.effects.userfiles", "glexec_py.effects.leasestore",
            "glexec_py.effects.auditlog", "glexec_py.effects.pam", "glexec_py.effects.payload",
-           "glexec_py.effects.banfiles", "glexec_py.effects.capolicy")
+           "glexec_py.effects.banfiles", "glexec_py.effects.capolicy", "glexec_py.core.pamstack",
+           # and what the service's own steps and the engine's hot path import lazily
+           "fcntl", "resource", "_sha256", "encodings.ascii")
 
 
 def main(engine_file, args):
