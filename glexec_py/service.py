@@ -74,13 +74,14 @@ def main(engine_file, args):
         sys.exit("glexec-engine-service: must run as root")
     from glexec_py.effects import trust
     import importlib
-    for name in PRELOAD:
+    for name in PRELOAD + ("ctypes",):   # ctypes: warm_pam_modules, checked with the rest
         importlib.import_module(name)
     try:
         trust.check_interpreter_state()
     except SystemFault as e:
         sys.exit(f"glexec-engine-service: {e.message}")
     trust.remember_checked_modules()     # each call checks only what it imports after the fork
+    warm_pam_modules(engine_file)
     warm_libraries()
     listener = _bound() if opts.bind else _from_systemd()
     Service(listener, engine_file, opts).serve()
@@ -101,6 +102,54 @@ def warm_libraries():
     pwd.getpwuid(0)
     native.crypto_warm()
     gc.freeze()
+
+
+_pam_libraries = []      # handles that keep the PAM stack's code mapped (never used)
+
+
+def warm_pam_modules(engine_file):
+    """Runs as: root. Map, once, the code of the PAM stack a call's child would load afresh
+    (~2 ms): the modules of the configured service and of /etc/pam.d/other, which Linux-PAM
+    reads for the types the service leaves out, and their libraries. Linux-PAM itself picks
+    them: a transaction for root is started (no module is called) after the same checks as
+    a call's (effects.pam.check_service), each newly mapped library gets one more dlopen
+    reference, and the transaction ends. Code only: the child still reads the config and
+    the service files and starts its own transaction; a module it needs that is not mapped
+    here is loaded as before. A replaced module file is seen after a restart (as a Python
+    module or libcrypto is)."""
+    import ctypes
+    from glexec_py import engine
+    from glexec_py.effects import configfile, pam
+    from glexec_py.errors import GlexecError
+    try:
+        paths = engine.Paths(engine_file, site_paths.CONFIG_FILE)
+        cfg = configfile.load(paths.config, paths.state_dir)
+        if not cfg.pam.enabled:
+            return
+        pam.check_service(cfg.pam.service)
+        before = _mapped_files()
+        handle = pam.Pam(cfg.pam.service, "root", "root")
+    except (GlexecError, OSError):
+        return                           # each call finds and reports what is wrong
+    try:
+        for path in sorted(_mapped_files() - before):
+            try:
+                _pam_libraries.append(ctypes.CDLL(path, mode=os.RTLD_NOW | os.RTLD_NOLOAD))
+            except OSError:
+                pass
+    finally:
+        handle.end()
+
+
+def _mapped_files():
+    """The files mapped into this process (/proc/self/maps)."""
+    names = set()
+    with open("/proc/self/maps", "rb") as f:
+        for line in f:
+            fields = line.split(None, 5)
+            if len(fields) == 6 and fields[5].startswith(b"/"):
+                names.add(os.fsdecode(fields[5].rstrip(b"\n")))
+    return names
 
 
 def _from_systemd():

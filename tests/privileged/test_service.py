@@ -456,3 +456,22 @@ def test_the_shim_offers_a_call_only_to_a_root_listener(gx, prefix, accounts):
     gx.assert_granted(r)
     assert r.stdout == b"gxttarget1\n"
     assert out == b"(b'', 0)\n", (out, err)
+
+
+def test_the_parent_maps_the_pam_stack_once_and_each_call_still_applies_its_rules(gx, service, prefix):
+    """warm_pam_modules: the parent has the PAM service's modules mapped (a call's child
+    does not load them again), yet their rules are read by each call: an access.conf
+    change made after the service started refuses the very next call."""
+    maps = Path(f"/proc/{service.pid}/maps").read_text()
+    assert "/security/pam_unix.so" in maps and "/security/pam_access.so" in maps
+    gx.assert_granted(gx.run(["/usr/bin/id", "-un"]))
+    access = prefix / "etc" / "glexec-py" / "access.conf"
+    old = access.read_bytes()
+    try:
+        inst._write_root_file(access, b"-:gxttarget1:ALL\n")
+        r = gx.run(["/usr/bin/id"])
+        gx.assert_refused(r, 203, "pam_account")
+        assert r.records[0]["detail"]["pam_code"] == "PAM_PERM_DENIED"
+    finally:
+        inst._write_root_file(access, old)
+    gx.assert_granted(gx.run(["/usr/bin/id"]))
