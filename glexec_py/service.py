@@ -78,11 +78,14 @@ def main(engine_file, args):
         importlib.import_module(name)
     try:
         trust.check_interpreter_state()
+        warm_pam_modules(engine_file)
+        warm_libraries()
+        # Again: what the warm-ups imported (the YAML parser, if the config was not cached)
+        # is checked here once, not by every call.
+        trust.check_interpreter_state()
     except SystemFault as e:
         sys.exit(f"glexec-engine-service: {e.message}")
     trust.remember_checked_modules()     # each call checks only what it imports after the fork
-    warm_pam_modules(engine_file)
-    warm_libraries()
     listener = _bound() if opts.bind else _from_systemd()
     Service(listener, engine_file, opts).serve()
 
