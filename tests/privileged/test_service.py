@@ -497,7 +497,9 @@ def test_a_spare_forked_ahead_serves_the_next_call_and_a_dead_one_is_replaced(gx
     """Between calls the service keeps one child forked ahead (named glexec-spare): it has
     no connection of its own (not even the listener) until the parent hands it the next
     call, which it then serves; a spare that died meanwhile is replaced, the call served."""
-    assert _wait_for(lambda: len(_spares(service.pid)) == 1, 5)
+    # a call first: start_service's probe connection has been served (by a spare) by then
+    gx.assert_granted(gx.run(["/bin/true"]))
+    assert _wait_for(lambda: len(_spares(service.pid)) == 1 and not _call_children(service.pid), 10)
     spare = _spares(service.pid)[0]
     sockets = {os.readlink(f"/proc/{spare}/fd/{fd}") for fd in os.listdir(f"/proc/{spare}/fd")}
     assert len([x for x in sockets if x.startswith("socket:")]) == 1, sockets   # the hand-over one
