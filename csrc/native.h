@@ -69,6 +69,7 @@ enum gx_verify_flags { GX_VC_CRL_CHECK = 1, GX_VC_CRL_EXPIRED_OK = 2 };
 void gx_verify_chain(const char *pem, size_t len, const char *ca_dir, int64_t at_time,
                      int flags, gx_result *res);
 void gx_result_free(gx_result *res);
+void gx_crypto_warm(void);
 /* sigverify.c (VOMS attribute certificates; the AC itself is parsed in Python) */
 int gx_verify_signature(const unsigned char *cert, size_t cert_len,
                         const unsigned char *alg, size_t alg_len,

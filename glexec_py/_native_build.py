@@ -19,8 +19,8 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CSRC = os.path.join(ROOT, "csrc")
-SOURCES = ["identity.c", "x509chain.c", "x509info.c", "plan_decode.c", "plan_run.c", "plan_linger.c",
-           "sigverify.c", "jws.c", "sweepwalk.c", "guards.c", "pam.c"]
+SOURCES = ["identity.c", "x509chain.c", "x509info.c", "cryptowarm.c", "plan_decode.c", "plan_run.c",
+           "plan_linger.c", "sigverify.c", "jws.c", "sweepwalk.c", "guards.c", "pam.c"]
 CFLAGS = ["-O2", "-Wall", "-Werror", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2"]
 LDFLAGS = ["-Wl,-z,relro,-z,now", "-Wl,-z,noexecstack"]
 

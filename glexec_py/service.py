@@ -3,8 +3,9 @@
 Started by systemd socket activation (packaging/systemd/glexec-engine.socket, LISTEN_FDS)
 or binding site_paths.SERVICE_SOCKET itself (``--bind``: tests, sites without systemd).
 The modules the engine needs are imported once, here; nothing else is kept. Every accepted
-connection gets a child forked from this warm parent, and the child runs engine.main, the
-same steps as in-process mode: the config, CA store, CRLs, ban lists and vomsdir are read
+connection gets its own child forked from this warm parent (forked ahead of the call: one
+spare waits, holding nothing, for the connection the parent hands it), and the child runs
+engine.main, the same steps as in-process mode: the config, CA store, CRLs, ban lists and vomsdir are read
 afresh by every call, so an admin's change is seen by the next one, and nothing of one
 call (module state, a PAM handle, a signal handler) can reach another: the kernel isolates
 them. The child:
@@ -41,6 +42,7 @@ HELLO = b"GLEXEC-SERVICE-1\n"
 PASSED_FDS = 5               # stdio, the hand-off memfd, the caller's cwd
 GO_TIMEOUT = 5.0             # the shim answers "G" at once; a peer that does not is dropped
 SYSTEMD_FIRST_FD = 3
+SPARE_NAME, CALL_NAME = "glexec-spare", "glexec-call"   # /proc/<pid>/comm of the children
 KILL_GRACE = 10.0            # a child past its timeout that did not refuse in time is killed
 _HDR = struct.Struct("<cI")
 _F_GET_SEALS, _SEALED = 1034, 0x1 | 0x2 | 0x4 | 0x8   # F_SEAL_SEAL|SHRINK|GROW|WRITE
@@ -57,7 +59,9 @@ PRELOAD = ("glexec_py.engine", "glexec_py.core.handoff", "glexec_py.core.config"
            "glexec_py.core.peercheck", "glexec_py.effects.configfile", "glexec_py.effects.accounts",
            "glexec_py.effects.native", "glexec_py.effects.userfiles", "glexec_py.effects.leasestore",
            "glexec_py.effects.auditlog", "glexec_py.effects.pam", "glexec_py.effects.payload",
-           "glexec_py.effects.banfiles", "glexec_py.effects.capolicy")
+           "glexec_py.effects.banfiles", "glexec_py.effects.capolicy", "glexec_py.core.pamstack",
+           # and what the service's own steps and the engine's hot path import lazily
+           "fcntl", "resource", "_sha256", "encodings.ascii")
 
 
 def main(engine_file, args):
@@ -72,29 +76,85 @@ def main(engine_file, args):
         sys.exit("glexec-engine-service: must run as root")
     from glexec_py.effects import trust
     import importlib
-    for name in PRELOAD:
+    for name in PRELOAD + ("ctypes",):   # ctypes: warm_pam_modules, checked with the rest
         importlib.import_module(name)
     try:
+        trust.check_interpreter_state()
+        warm_pam_modules(engine_file)
+        warm_libraries()
+        # Again: what the warm-ups imported (the YAML parser, if the config was not cached)
+        # is checked here once, not by every call.
         trust.check_interpreter_state()
     except SystemFault as e:
         sys.exit(f"glexec-engine-service: {e.message}")
     trust.remember_checked_modules()     # each call checks only what it imports after the fork
-    warm_libraries()
     listener = _bound() if opts.bind else _from_systemd()
     Service(listener, engine_file, opts).serve()
 
 
 def warm_libraries():
     """Runs as: root. Load, once, the shared libraries every call would otherwise load
-    afresh in its child: glibc's NSS modules (the passwd and group lookups of the mapping).
-    Code only: no account data is kept (no nscd here), and glibc re-reads nsswitch.conf in
-    the child when it changes. Then the parent's objects are moved out of the collector's
-    way, so a child does not copy their pages."""
+    afresh in its child: glibc's NSS modules (the passwd and group lookups of the mapping),
+    libcrypto's providers, decoders and method stores (native.crypto_warm: a throw-away
+    verification of a constant certificate, ~1 ms a call). Code only: no account data is
+    kept (no nscd here), glibc re-reads nsswitch.conf in the child when it changes, and no
+    CA, CRL or credential is read here: every call builds its own store. Then the parent's
+    objects are moved out of the collector's way, so a child does not copy their pages."""
     import gc
     import pwd
+    from glexec_py.effects import native
     os.getgrouplist("root", 0)
     pwd.getpwuid(0)
+    native.crypto_warm()
     gc.freeze()
+
+
+_pam_libraries = []      # handles that keep the PAM stack's code mapped (never used)
+
+
+def warm_pam_modules(engine_file):
+    """Runs as: root. Map, once, the code of the PAM stack a call's child would load afresh
+    (~2 ms): the modules of the configured service and of /etc/pam.d/other, which Linux-PAM
+    reads for the types the service leaves out, and their libraries. Linux-PAM itself picks
+    them: a transaction for root is started (no module is called) after the same checks as
+    a call's (effects.pam.check_service), each newly mapped library gets one more dlopen
+    reference, and the transaction ends. Code only: the child still reads the config and
+    the service files and starts its own transaction; a module it needs that is not mapped
+    here is loaded as before. A replaced module file is seen after a restart (as a Python
+    module or libcrypto is)."""
+    import ctypes
+    from glexec_py import engine
+    from glexec_py.effects import configfile, pam
+    from glexec_py.errors import GlexecError
+    try:
+        paths = engine.Paths(engine_file, site_paths.CONFIG_FILE)
+        cfg = configfile.load(paths.config, paths.state_dir)
+        if not cfg.pam.enabled:
+            return
+        pam.check_service(cfg.pam.service)
+        before = _mapped_files()
+        handle = pam.Pam(cfg.pam.service, "root", "root")
+    except (GlexecError, OSError):
+        return                           # each call finds and reports what is wrong
+    try:
+        for path in sorted(_mapped_files() - before):
+            try:
+                _pam_libraries.append(ctypes.CDLL(path, mode=os.RTLD_NOW | os.RTLD_NOLOAD))
+            except OSError:
+                pass
+    finally:
+        handle.end()
+
+
+def _mapped_files():
+    """The files mapped into this process (/proc/self/maps)."""
+    names = set()
+    with open("/proc/self/maps", "rb") as f:
+        for line in f:
+            fields = line.split(None, 5)
+            if len(fields) == 6 and fields[5].startswith(b"/"):
+                names.add(os.fsdecode(fields[5].rstrip(b"\n")))
+    return names
 
 
 def _from_systemd():
@@ -136,6 +196,7 @@ class Service:
         self.selector = selectors.DefaultSelector()
         self.accepting = False
         self.last_activity = time.monotonic()
+        self.spare = None            # (pid, hand-over socket, busy pipe) of the child forked ahead
 
     def busy(self):
         return sum(1 for fd in self.children.values() if fd is not None)
@@ -146,6 +207,10 @@ class Service:
         while True:
             self.reap()
             want = self.busy() < self.opts.max_active
+            if self.spare is None and self.busy() == 0:
+                # Between calls (none in its policy phase, whose CPU the fork would take):
+                # the next call finds its child forked. Under load calls fork on demand.
+                self.spare = self.fork_spare()
             if want != self.accepting:
                 (self.selector.register if want else self.selector.unregister)(
                     self.listener, *((selectors.EVENT_READ,) if want else ()))
@@ -166,29 +231,56 @@ class Service:
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
         self.last_activity = time.monotonic()
+        for _ in range(2):               # a spare that died since it was forked is replaced once
+            spare, self.spare = self.spare or self.fork_spare(), None
+            pid, hand, busy_r = spare
+            try:
+                socket.send_fds(hand, [b"C"], [conn.fileno()], socket.MSG_NOSIGNAL)
+            except OSError:
+                hand.close()
+                os.close(busy_r)         # reap() collects it
+                continue
+            hand.close()
+            self.children[pid] = busy_r
+            self.deadlines[pid] = time.monotonic() + self.opts.request_timeout + KILL_GRACE
+            self.selector.register(busy_r, selectors.EVENT_READ, pid)
+            break
+        conn.close()                     # the child's now (not handed over: the shim falls back)
+
+    def fork_spare(self):
+        """A child forked ahead of the next call (a fork of this parent costs ~1 ms): it
+        waits, holding nothing of any call, for the connection the parent hands it, then
+        serves that one call as a child forked at accept time would. It exits when the
+        parent goes (EOF). (pid, the parent's end of the hand-over socket, busy pipe)"""
         busy_r, busy_w = os.pipe()
+        hand, take = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             code = 202
             try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 os.close(busy_r)
+                hand.close()
                 self.selector.close()
                 self.listener.close()
                 for fd in self.children.values():
                     if fd is not None:
                         os.close(fd)
-                code = Request(conn, busy_w, self.engine_file, self.opts.request_timeout).handle()
+                _name_self(SPARE_NAME)
+                conn = _taken_call(take)
+                code = 0
+                if conn is not None:
+                    _name_self(CALL_NAME)
+                    code = Request(conn, busy_w, self.engine_file, self.opts.request_timeout).handle()
             except BaseException as e:   # never back into the parent's loop
                 _log(f"request failed: {e!r}")
             finally:
                 os._exit(code)
-        conn.close()
+        take.close()
         os.close(busy_w)
-        self.children[pid] = busy_r
-        self.deadlines[pid] = time.monotonic() + self.opts.request_timeout + KILL_GRACE
-        self.selector.register(busy_r, selectors.EVENT_READ, pid)
+        return pid, hand, busy_r
 
     def policy_ended(self, pid):
         fd = self.children.get(pid)
@@ -210,16 +302,44 @@ class Service:
                 self.policy_ended(pid)
 
     def reap(self):
-        while self.children:
+        while self.children or self.spare is not None:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
+            if self.spare is not None and self.spare[0] == pid:   # killed while it waited
+                self.spare[1].close()
+                os.close(self.spare[2])
+                self.spare = None
+                continue
             self.policy_ended(pid)
             self.children.pop(pid, None)
             self.last_activity = time.monotonic()
+
+
+def _taken_call(take):
+    """Runs as: root, in a spare child. The connection the parent hands over, or None if
+    the parent went away first."""
+    try:
+        msg, fds, _, _ = socket.recv_fds(take, 1, 1, socket.MSG_CMSG_CLOEXEC)
+    finally:
+        take.close()
+    if msg != b"C" or len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        return None
+    return socket.socket(fileno=fds[0])
+
+
+def _name_self(name):
+    """The process name ps and the tests see: a spare, or a child serving a call."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(name)
+    except OSError:
+        pass
 
 
 _log_fd = 2      # the service's stderr (the journal); a request child's fd 2 becomes the caller's

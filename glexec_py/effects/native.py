@@ -238,6 +238,15 @@ def _cert(c):
     return info, good
 
 
+def crypto_warm() -> None:
+    """Runs as: root, in the engine service's parent before it forks (any user would do).
+    libcrypto's one-time set-up (default provider, decoders, method stores), done by
+    verifying a constant self-signed certificate with no CA directory, so a call's child
+    does not redo it (~1 ms): no caller's data, CA or CRL is read or kept
+    (csrc/cryptowarm.c)."""
+    lib.gx_crypto_warm()
+
+
 def verify_chain(pem: bytes, ca_dir: str, at_time: int, *, crl_check: bool = True,
                  crl_expired_ok: bool = False) -> ChainResult:
     """Runs as: any user (pure computation plus reads of ca_dir through OpenSSL's hash-dir

@@ -306,3 +306,37 @@ def test_timing(pki, rfc_pem, capsys):
     with capsys.disabled():
         print(f"\nverify_chain median of 200: {med:.3f} ms (min {min(times) * 1000:.3f} ms)")
     assert med < 50
+
+
+_WARM_PROBE = """
+import sys
+from glexec_py.effects import native
+warm, ca, good, foreign, revoked, at = sys.argv[1] == "1", *sys.argv[2:6], int(sys.argv[6])
+if warm:
+    native.crypto_warm()
+for path in (good, foreign, revoked):
+    r = native.verify_chain(open(path, "rb").read(), ca, at)
+    print(r.ok, r.error, r.error_depth, r.tolerated, [c.sha256 for c in r.chain])
+"""
+
+
+def test_crypto_warm_changes_no_verdict(pki, tmp_path):
+    """The engine service warms libcrypto before it forks (csrc/cryptowarm.c): a fresh
+    process that did must judge chains exactly as one that did not — the good one passes,
+    a foreign CA's and a revoked user's fail — so the warm-up kept no trust of its own."""
+    import sys
+    other = TestPKI(tmp_path / "other", ca_dn="/DC=test/DC=glexec-py/CN=Other CA")
+    foreign = other.proxy(other.user(JANE), tmp_path / "foreign.pem")
+    carl = pki.user("/DC=test/DC=glexec-py/OU=Users/CN=Carl Revoked")
+    revoked = pki.proxy(carl, tmp_path / "carl.pem")
+    pki.revoke(carl)
+    good = pki.proxy(pki.jane, tmp_path / "good.pem")
+    root = Path(__file__).resolve().parents[2]
+    out = {}
+    for warm in ("0", "1"):
+        p = subprocess.run([sys.executable, "-c", _WARM_PROBE, warm, str(pki.ca_dir), str(good), str(foreign),
+                            str(revoked), str(now())], cwd=root, capture_output=True, text=True, check=True)
+        out[warm] = p.stdout.splitlines()
+    assert out["1"] == out["0"]
+    assert [line.split()[:2] for line in out["1"]] == [
+        ["True", "0"], ["False", str(UNABLE_TO_GET_ISSUER_CERT_LOCALLY)], ["False", str(CERT_REVOKED)]]

@@ -51,6 +51,22 @@ def _children(pid):
     return out
 
 
+def _comm(pid):
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _call_children(pid):
+    """The service's children that serve a call (not the spare forked ahead of the next)."""
+    return [c for c in _children(pid) if _comm(c) != "glexec-spare"]
+
+
+def _spares(pid):
+    return [c for c in _children(pid) if _comm(c) == "glexec-spare"]
+
+
 def _wait_for(predicate, timeout=10.0):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -144,7 +160,7 @@ def test_a_call_is_served_by_the_service_and_the_payload_stays_in_the_callers_se
         assert _wait_for(lambda: gx.marker("pid").read_text().strip() != "")
         payload = int(gx.marker("pid").read_text())
         # the service has a child for this call (lingering for the end record) ...
-        assert _children(service.pid), "no request child: the call was not served by the service"
+        assert _call_children(service.pid), "no request child: the call was not served by the service"
         # ... while the payload is the shim's child, in the caller's session and process group
         stat = Path(f"/proc/{payload}/stat").read_text().rsplit(")", 1)[1].split()
         assert int(stat[1]) == p.pid and int(stat[2]) == p.pid and int(stat[3]) == p.pid
@@ -297,12 +313,12 @@ def test_a_caller_that_dies_mid_request_leaves_a_complete_record(gx, service):
     _slow_pam(gx, 2)
     try:
         p = gx.popen([SH, "-c", f"touch {gx.marker('ran')}"])
-        assert _wait_for(lambda: _children(service.pid), 5)
+        assert _wait_for(lambda: _call_children(service.pid), 5)
         time.sleep(0.5)                          # the request child is in PAM now
         os.kill(p.pid, signal.SIGKILL)
         p.communicate(timeout=30)
-        child = _children(service.pid)
-        assert _wait_for(lambda: not _children(service.pid), 20), "request child did not finish"
+        child = _call_children(service.pid)
+        assert _wait_for(lambda: not _call_children(service.pid), 20), "request child did not finish"
     finally:
         inst.install_pam_service(gx.prefix)
     assert child
@@ -318,7 +334,7 @@ def test_service_killed_mid_call_fails_closed_and_the_next_call_falls_back(gx, s
     _slow_pam(gx, 2)
     try:
         p = gx.popen([SH, "-c", f"touch {gx.marker('ran')}"])
-        assert _wait_for(lambda: _children(service.pid), 5)
+        assert _wait_for(lambda: _call_children(service.pid), 5)
         time.sleep(0.5)
         os.killpg(service.pid, signal.SIGKILL)   # the service and its request children
         out, err = p.communicate(timeout=30)
@@ -339,7 +355,7 @@ def test_service_killed_while_the_payload_runs(gx, prefix):
     try:
         p = gx.popen([SH, "-c", f"touch {gx.marker('started')}; sleep 1; touch {gx.marker('done')}"])
         assert _wait_for(lambda: gx.marker("started").exists(), 10)
-        assert _children(proc.pid), "the call was not served by the service"
+        assert _call_children(proc.pid), "the call was not served by the service"
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = p.communicate(timeout=30)
     finally:
@@ -381,7 +397,7 @@ def test_silent_peers_do_not_stall_a_real_call(gx, prefix):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.connect(str(inst.service_socket_path(prefix)))
             silent.append(s)
-        assert _wait_for(lambda: len(_children(proc.pid)) == 2, 5)
+        assert _wait_for(lambda: len(_call_children(proc.pid)) == 2, 5)
         started = time.monotonic()
         r = gx.run(["/usr/bin/id", "-un"])
         took = time.monotonic() - started
@@ -457,3 +473,47 @@ def test_the_shim_offers_a_call_only_to_a_root_listener(gx, prefix, accounts):
     gx.assert_granted(r)
     assert r.stdout == b"gxttarget1\n"
     assert out == b"(b'', 0)\n", (out, err)
+
+
+def test_the_parent_maps_the_pam_stack_once_and_each_call_still_applies_its_rules(gx, service, prefix):
+    """warm_pam_modules: the parent has the PAM service's modules mapped (a call's child
+    does not load them again), yet their rules are read by each call: an access.conf
+    change made after the service started refuses the very next call."""
+    maps = Path(f"/proc/{service.pid}/maps").read_text()
+    assert "/security/pam_unix.so" in maps and "/security/pam_access.so" in maps
+    gx.assert_granted(gx.run(["/usr/bin/id", "-un"]))
+    access = prefix / "etc" / "glexec-py" / "access.conf"
+    old = access.read_bytes()
+    try:
+        inst._write_root_file(access, b"-:gxttarget1:ALL\n")
+        r = gx.run(["/usr/bin/id"])
+        gx.assert_refused(r, 203, "pam_account")
+        assert r.records[0]["detail"]["pam_code"] == "PAM_PERM_DENIED"
+    finally:
+        inst._write_root_file(access, old)
+    gx.assert_granted(gx.run(["/usr/bin/id"]))
+
+
+def test_a_spare_forked_ahead_serves_the_next_call_and_a_dead_one_is_replaced(gx, service):
+    """Between calls the service keeps one child forked ahead (named glexec-spare): it has
+    no connection of its own (not even the listener) until the parent hands it the next
+    call, which it then serves; a spare that died meanwhile is replaced, the call served."""
+    # a call first: start_service's probe connection has been served (by a spare) by then
+    gx.assert_granted(gx.run(["/bin/true"]))
+    assert _wait_for(lambda: len(_spares(service.pid)) == 1 and not _call_children(service.pid), 10)
+    spare = _spares(service.pid)[0]
+    sockets = {os.readlink(f"/proc/{spare}/fd/{fd}") for fd in os.listdir(f"/proc/{spare}/fd")}
+    assert len([x for x in sockets if x.startswith("socket:")]) == 1, sockets   # the hand-over one
+    p = gx.popen([SH, "-c", f"touch {gx.marker('started')}; sleep 1"])
+    try:
+        assert _wait_for(lambda: gx.marker("started").exists(), 10)
+        assert _comm(spare) == "glexec-call" and _call_children(service.pid) == [spare]
+        assert _wait_for(lambda: len(_spares(service.pid)) == 1, 5)    # the next one, forked
+    finally:
+        out, err = p.communicate(timeout=30)
+    assert (p.returncode, err) == (0, b"")
+    os.kill(_spares(service.pid)[0], signal.SIGKILL)
+    r = gx.run(["/usr/bin/id", "-un"])
+    gx.assert_granted(r)
+    assert r.stdout == b"gxttarget1\n"
+    assert _wait_for(lambda: len(_spares(service.pid)) == 1, 5)
