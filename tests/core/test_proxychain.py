@@ -168,6 +168,11 @@ def test_structure_proves_proxies():
     rfc = proxy(JANE_RDNS, "rfc3820")
     rfc.subject_der = name([(DC, "test")], [(CN, "Mallory")], [(CN, "12345")])
     refused(Result([rfc, eec(), ca()]), "credential_not_proxy")
+    # as many RDNs as a proxy of Jane, but another name above the proxy CN
+    for kind in ("gt2", "rfc3820"):
+        alien = proxy(JANE_RDNS, kind)
+        alien.subject_der = name([(DC, "test")], [(OU, "Users")], [(CN, "Mallory")], [(CN, "proxy")])
+        refused(Result([alien, eec(), ca()], [(1, 79)] if kind == "gt2" else ()), "credential_not_proxy")
     # a proxy extension on the EEC or a CA; no proxy at all; a second EEC
     refused(Result([proxy(CA_RDNS, "rfc3820"), ca()]), "credential_invalid")
     refused(Result([eec(), ca()]), "credential_not_proxy")

@@ -344,6 +344,33 @@ def test_duplicate_members_and_non_json(policy, keys_by_issuer, rsa_a):
     refused("token_malformed", h + b"." + b64(surrogate) + b"." + s, policy, keys_by_issuer)
 
 
+def test_nesting_deeper_than_the_limit_is_refused_even_when_signed(policy, keys_by_issuer, rsa_a):
+    """Nesting the JSON parser still handles (below its recursion limit) but beyond
+    tokens._MAX_DEPTH is refused, even in a token the issuer really signed."""
+    deep = "x"
+    for _ in range(tokens._MAX_DEPTH + 5):
+        deep = [deep]
+    refused("token_malformed", sign(wlcg_claims(extra=deep), rsa_a), policy, keys_by_issuer)
+    shallow = "x"
+    for _ in range(tokens._MAX_DEPTH - 2):
+        shallow = [shallow]
+    assert verify_token(sign(wlcg_claims(extra=shallow), rsa_a), policy, keys_by_issuer, NOW).subject == "user-1"
+
+
+def test_empty_signature_is_refused_before_the_verifier_is_asked(policy, keys_by_issuer, rsa_a):
+    """An empty signature segment never reaches the signature check (a verifier that
+    took an empty signature for a valid one could not make it pass)."""
+    h, p, _ = sign(wlcg_claims(), rsa_a).split(b".")
+    asked = []
+
+    def verify(*args):
+        asked.append(args)
+        return 1
+    with pytest.raises(CallerError) as ei:
+        tokens.verify_token(h + b"." + p + b".", policy, keys_by_issuer, NOW, verify=verify)
+    assert ei.value.reason == "token_malformed" and asked == []
+
+
 def test_non_canonical_base64_is_refused(policy, keys_by_issuer, rsa_a):
     """Two encodings of one signature would give two fingerprints for one token."""
     h, p, s = sign(wlcg_claims(), rsa_a).split(b".")

@@ -259,3 +259,55 @@ def test_vomscheck_rejects_bad_arguments():
     with pytest.raises(ValueError):
         vomscheck.check([], 0, 0, lookup_lsc=None, legacy_certs=None, verify_signature=None,
                         verify_chain=None, mode="lenient")
+
+
+def _ac_of(good):
+    return voms.parse_ac(voms.acs_from_extension(ac_ext_of(good))[0])
+
+
+def _swap_once(tbs, old, new, count=1):
+    """The first occurrence of ``old`` replaced (``count``: how often it must occur)."""
+    assert len(old) == len(new) and old != new and tbs.count(old) == count
+    return tbs.replace(old, new, 1)
+
+
+def _renamed(name_der):
+    """The same Name with its last character changed (same length, still a valid Name)."""
+    return name_der[:-1] + (b"X" if name_der[-1:] != b"X" else b"Y")
+
+
+def test_holder_serial_alone_must_match(venv, good):
+    """An AC naming the right holder issuer but another serial (another certificate of
+    the same CA) is not the holder's, however validly signed."""
+    s = _ac_of(good).holder_serial
+    enc = lambda v: tlv(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big"))
+    p = _forged(venv, good, "holder-serial", lambda tbs: _swap_once(tbs, enc(s), enc(s ^ 1)))
+    assert_dropped(venv, p, "voms_holder")
+
+
+def test_holder_issuer_alone_must_match(venv, good):
+    hi = _ac_of(good).holder_issuer
+    p = _forged(venv, good, "holder-issuer", lambda tbs: _swap_once(tbs, hi, _renamed(hi)))
+    assert_dropped(venv, p, "voms_holder")
+
+
+def test_holder_issuer_uid_must_match(venv, good):
+    """An issuerUID in the AC's holder that the end-entity certificate does not have."""
+    def add_uid(tbs):
+        f = voms._items(tbs, *voms._expect(tbs, 0, len(tbs), 0x30, "t"))
+        _, hs, he, hts = f[1]                                   # holder
+        (_, bs, be, _), = voms._items(tbs, hs, he)              # [0] baseCertificateID
+        holder = tlv(0x30, tlv(0xA0, tbs[bs:be] + tlv(0x03, b"\x00\x01\x02")))
+        return tlv(0x30, tbs[f[0][3]:hts] + holder + tbs[he:f[-1][2]])
+    p = _forged(venv, good, "holder-uid", add_uid)
+    assert voms.parse_ac(voms.acs_from_extension(ac_ext_of(p))[0]).holder_uid == b"\x00\x01\x02"
+    assert_dropped(venv, p, "voms_holder")
+
+
+def test_ac_issuer_must_be_the_lsc_signer(venv, good):
+    """With an .lsc, the AC's issuer must be the subject of the VOMS server certificate
+    that signed it (the name is what the audit and the legacy lookup trust)."""
+    iss = _ac_of(good).issuer
+    # first in the AC's issuer field, then as the subject of the server certificate it carries
+    p = _forged(venv, good, "ac-issuer", lambda tbs: _swap_once(tbs, iss, _renamed(iss), count=2))
+    assert_dropped(venv, p, "voms_signature")
