@@ -64,17 +64,36 @@ def rlimit_ceiling(pid):
     """Runs as: root (the caller in log-only mode).  The hard limits that process `pid`,
     the plan's executor (this process, or the shim for the engine service), could not
     raise: {resource: hard} when it lacks CAP_SYS_RESOURCE (some containers: the core
-    limit the shim lowered stays lowered), else {}."""
+    limit the shim lowered stays lowered), else {}.  Read from /proc/<pid>/limits, not
+    prlimit(2): without CAP_SYS_RESOURCE root may not prlimit a shim whose real uid is
+    the caller's, and the shim's ids change while the service decides."""
     try:
         with open(b"/proc/%d/status" % pid, "rb") as f:
             caps = next((line.split()[1] for line in f if line.startswith(b"CapEff:")), b"0")
         if int(caps, 16) >> 24 & 1:   # CAP_SYS_RESOURCE
             return {}
-        import resource
-        return {r: resource.prlimit(pid, r)[1] for r in range(16)}
+        with open(b"/proc/%d/limits" % pid, "rb") as f:
+            return hard_limits(f.read())
     except (OSError, ValueError) as e:
         raise SystemFault("rlimits", "glexec: internal error (cannot read the executor's limits)",
                           error=str(e)) from None
+
+
+_LIMIT_ROWS = 16   # the kernel writes RLIMIT_CPU .. RLIMIT_RTTIME in that order (fs/proc/base.c)
+
+
+def hard_limits(text):
+    """{resource: hard} of a /proc/<pid>/limits text (-1 = unlimited).  ValueError."""
+    rows = text.split(b"\n")[1:1 + _LIMIT_ROWS]
+    if len(rows) != _LIMIT_ROWS:
+        raise ValueError("not a /proc limits file")
+    out = {}
+    for res, row in enumerate(rows):
+        fields = row[25:].split()      # after the 25-column name: soft, hard, units
+        if len(fields) < 2 or not row.startswith(b"Max "):
+            raise ValueError(f"limits row {res} unreadable")
+        out[res] = -1 if fields[1] == b"unlimited" else int(fields[1])
+    return out
 
 
 def in_place_pid():
