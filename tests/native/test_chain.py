@@ -260,6 +260,22 @@ def test_encrypted_key_is_malformed(pki, tmp_path, rfc_pem, how):
     assert (res.ok, res.error, res.error_text, res.chain) == (False, -1, "malformed PEM", [])
 
 
+def test_key_block_with_encryption_headers_is_malformed(pki, tmp_path, rfc_pem):
+    """A key block that says it is encrypted (Proc-Type/DEK-Info) is refused even when its
+    body is the plain key: what the headers claim is never guessed at."""
+    (key,) = [blk for n, blk in blocks(rfc_pem) if "PRIVATE KEY" in n]
+    (tmp_path / "k.pem").write_bytes(key)
+    trad = subprocess.run(["openssl", "rsa", "-traditional", "-in", str(tmp_path / "k.pem")],
+                          check=True, capture_output=True).stdout
+    assert trad.startswith(b"-----BEGIN RSA PRIVATE KEY-----\n")
+    swap = lambda k: b"".join(k if "PRIVATE KEY" in n else blk for n, blk in blocks(rfc_pem))
+    assert native.verify_chain(swap(trad), str(pki.ca_dir), now()).ok     # the plain block is fine
+    headed = trad.replace(b"-----\n", b"-----\nProc-Type: 4,ENCRYPTED\n"
+                          b"DEK-Info: AES-256-CBC,00112233445566778899AABBCCDDEEFF\n\n", 1)
+    res = native.verify_chain(swap(headed), str(pki.ca_dir), now())
+    assert (res.ok, res.error, res.error_text, res.chain) == (False, -1, "malformed PEM", [])
+
+
 @pytest.mark.parametrize("pem", [
     b"", b"garbage", b"\0" * 100, b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
     b"-----BEGIN CERTIFICATE-----\nMIIB\n", b"-----BEGIN FOO-----\nAAAA\n-----END FOO-----\n",

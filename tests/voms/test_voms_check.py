@@ -311,3 +311,30 @@ def test_ac_issuer_must_be_the_lsc_signer(venv, good):
     # first in the AC's issuer field, then as the subject of the server certificate it carries
     p = _forged(venv, good, "ac-issuer", lambda tbs: _swap_once(tbs, iss, _renamed(iss), count=2))
     assert_dropped(venv, p, "voms_signature")
+
+
+def test_md5_signed_ac_is_refused(venv, good):
+    """An AC signed by the real VOMS key with md5WithRSAEncryption (in the acinfo and
+    outside) is refused by the allow-list, although libcrypto verifies the signature."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from glexec_py.effects import native
+    ac = _ac_of(good)
+    sha256_rsa = tlv(0x06, bytes.fromhex("2a864886f70d01010b"))
+    md5_rsa = tlv(0x06, bytes.fromhex("2a864886f70d010104"))
+    assert ac.sig_alg.count(sha256_rsa) == 1
+    alg = ac.sig_alg.replace(sha256_rsa, md5_rsa)
+    f = voms._items(ac.tbs, *voms._expect(ac.tbs, 0, len(ac.tbs), 0x30, "t"))
+    _, _, se, ss = f[3]                                         # the acinfo's signature field
+    assert ac.tbs[ss:se] == ac.sig_alg
+    tbs = tlv(0x30, ac.tbs[f[0][3]:ss] + alg + ac.tbs[se:f[-1][2]])
+    key = serialization.load_pem_private_key(venv.pki.voms_host.key.read_bytes(), None)
+    sig = tlv(0x03, b"\x00" + key.sign(tbs, padding.PKCS1v15(), hashes.MD5()))
+    new_ac = tlv(0x30, tbs + alg + sig)
+    md5 = voms.parse_ac(new_ac)
+    assert md5.sig_alg_oid == "1.2.840.113549.1.1.4"
+    signer = voms.parse_certificate(md5.ac_certs[0])
+    assert native.verify_signature(signer.der, md5.sig_alg, md5.tbs, md5.signature)
+    p = resign_proxy(good, venv.alice, venv.path("md5"), wrap_acs([new_ac]))
+    res = assert_dropped(venv, p, "voms_signature")
+    assert "algorithm 1.2.840.113549.1.1.4 not accepted" in res.errors[0]["detail"], res

@@ -107,3 +107,23 @@ def test_der_chain(venv):
             for b in pem.split("-----END CERTIFICATE-----")[:-1] if "BEGIN CERTIFICATE" in b]
     ok, err, _ = native.verify_der_chain(ders, str(venv.pki.ca_dir), now)
     assert not ok
+
+
+def _ders(pem):
+    return [ssl.PEM_cert_to_DER_cert(b[b.index("-----BEGIN CERTIFICATE-----"):] + "-----END CERTIFICATE-----\n")
+            for b in pem.split("-----END CERTIFICATE-----")[:-1] if "BEGIN CERTIFICATE" in b]
+
+
+def test_a_proxy_never_signs_voms_attributes(venv):
+    """A proxy among the certificates handed in refuses the chain (X509_V_ERR_PROXY_-
+    CERTIFICATES_NOT_ALLOWED, 40) even where libcrypto's path building leaves it out: the
+    signer's own chain verifies, an extra ordinary certificate is harmless, an extra proxy
+    is not."""
+    import time
+    now, ca = int(time.time()), str(venv.pki.ca_dir)
+    host = ssl.PEM_cert_to_DER_cert(venv.pki.voms_host.cert.read_text())
+    proxy, eec = _ders(venv.pki.proxy(venv.alice, venv.path("signerproxy")).read_text())
+    assert native.verify_der_chain([host], ca, now) == (True, 0, 0)
+    assert native.verify_der_chain([host, eec], ca, now) == (True, 0, 0)
+    assert native.verify_der_chain([proxy, eec], ca, now) == (False, 40, 0)
+    assert native.verify_der_chain([host, proxy, eec], ca, now) == (False, 40, 1)
