@@ -28,7 +28,8 @@ engine imports for that credential kind and does what the engine does:
 No kind may import ``cryptography`` or PyJWT (the child asserts it).
 
 service mode (rows ``service <kind>``): the engine service's shape, one ``WARM`` parent
-started once with every module above imported (and so libcrypto loaded); per request it
+started once with every module above imported and libcrypto set up (``native.crypto_warm``,
+as the service's parent does); per request it
 forks a child that does the same ``work`` and exits, and answers once the child is reaped.
 The wall is the bench's request..answer round trip over a pipe.
 
@@ -137,6 +138,7 @@ sys.stdout.write("%.6f %s\n" % (t1 - t0, name))
 # argv: lib ca_dir vomsdir gridmapfile keyfile
 WARM = PRELUDE + "".join(IMPORTS.values()) + WORK + NO_CRYPTOGRAPHY + r"""
 import os
+native.crypto_warm()          # as the service's parent does before it forks
 ca, vd, gm, keyfile = sys.argv[2:6]
 out = sys.stdout.buffer
 for line in sys.stdin.buffer:

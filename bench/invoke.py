@@ -26,7 +26,8 @@ PAM).  Peers, run as root for the same target account:
 Sequential: all cases round-robin (machine noise hits all alike), ``--rounds``; medians, p10,
 p90 and every glexec case's ratio to runuser, sudo and setpriv.  Concurrency (``--levels``,
 default 2 8 32 in flight, ``--calls`` per level and command): calls/s, p50/p99 latency and CPU
-per call (the children's user+system time, from getrusage) for glexec (rfc, local and pool)
+per call (the children's user+system time, from getrusage; in service mode plus the
+service's own and its call children's, from /proc/<pid>/stat) for glexec (rfc, local and pool)
 and the peers, each command on its own, ratios to the peers printed.  The load average is
 printed before and after.  Then the engine's import profile (python -X importtime).
 
@@ -83,7 +84,15 @@ class Service(InProcess):
     name = "service"
 
     def start(self):
-        inst.start_service(self.prefix)
+        self.pid = inst.start_service(self.prefix).pid
+
+    def cpu(self):
+        """The service's CPU seconds so far: its own and its reaped call children's
+        (/proc/<pid>/stat utime, stime, cutime, cstime): a call's work the caller's
+        getrusage does not see."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         inst.stop_service(self.prefix)
@@ -188,8 +197,9 @@ def children_cpu():
     return r.ru_utime + r.ru_stime
 
 
-def concurrent(argv, env, ids, in_flight, calls):
-    """``calls`` runs of ``argv`` with ``in_flight`` at a time: (calls/s, latencies, CPU/call)."""
+def concurrent(argv, env, ids, in_flight, calls, server_cpu=None):
+    """``calls`` runs of ``argv`` with ``in_flight`` at a time: (calls/s, latencies, CPU/call).
+    ``server_cpu``: a callable giving the CPU seconds a server spent for the calls."""
     latencies, lock, left = [], threading.Lock(), [calls]
 
     def worker():
@@ -201,6 +211,7 @@ def concurrent(argv, env, ids, in_flight, calls):
             dt = run_once(argv, env, ids)
             with lock:
                 latencies.append(dt)
+    server0 = server_cpu() if server_cpu else 0.0
     cpu0, t0 = children_cpu(), time.perf_counter()
     workers = [threading.Thread(target=worker) for _ in range(in_flight)]
     for w in workers:
@@ -208,6 +219,8 @@ def concurrent(argv, env, ids, in_flight, calls):
     for w in workers:
         w.join()
     wall, cpu = time.perf_counter() - t0, children_cpu() - cpu0
+    if server_cpu:
+        cpu += server_cpu() - server0
     if len(latencies) != calls:
         raise SystemExit("bench: a concurrent call failed")
     return calls / wall, latencies, cpu / calls
@@ -342,8 +355,10 @@ def main():
             if args.levels:
                 chosen = [n for n in ("inproc-rfc-local", "inproc-rfc-pool") if n in cases]
                 chosen += [n for n in cases if n.startswith("service-rfc-")]
+                servers = {f"{m.name}-rfc-{mapping}": m.cpu for m, (_, mapping) in zip(modes, installed)
+                           if isinstance(m, Service)}
                 report_concurrency({n: cases[n] for n in chosen + ["runuser", "sudo", "setpriv"]},
-                                   args.levels, args.calls)
+                                   args.levels, args.calls, servers)
             for (mode_name, mapping), prefix in installed.items():
                 records = sum(1 for _ in open(inst.audit_path(prefix), "rb"))
                 print(f"audit records written ({mode_name}-{mapping} prefix): {records}")
@@ -394,14 +409,14 @@ def report_sequential(samples, rounds):
                   f"({med[f'inproc-rfc-{mapping}'] - med[f'baseline-rfc-{mapping}']:+.2f} ms)")
 
 
-def report_concurrency(cases, levels, calls):
+def report_concurrency(cases, levels, calls, servers):
     print(f"\nconcurrency: {calls} calls per level and command, each command on its own")
     print(f"  {'in flight':>9s} {'command':22s} {'calls/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'CPU ms/call':>11s}"
           f" {'thru/runuser':>12s} {'p99/runuser':>11s} {'thru/sudo':>9s} {'thru/setpriv':>12s}")
     for level in levels:
         rows = {}
         for name, (argv, env, ids) in cases.items():
-            rate, lat, cpu = concurrent(argv, env, ids, level, calls)
+            rate, lat, cpu = concurrent(argv, env, ids, level, calls, servers.get(name))
             rows[name] = (rate, pct(lat, 50), pct(lat, 99), cpu)
         ref = rows["runuser"]
         for name, (rate, p50, p99, cpu) in rows.items():
