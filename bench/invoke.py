@@ -313,11 +313,13 @@ def main():
                         "GLEXEC_TARGET_PROXY": "/dev/null"}
             renv = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
             tuid, tgid = site.target_ids
-            cases, expect = {}, {}
+            cases, expect, servers = {}, {}, {}
             for (mode_name, mapping), prefix in installed.items():
                 mode = MODES[mode_name](prefix)
                 mode.start()
                 modes.append(mode)
+                if isinstance(mode, Service):
+                    servers.update({f"{mode_name}-{cred}-{mapping}": mode.cpu for cred in creds})
                 for cred in creds:
                     name = f"{mode_name}-{cred}-{mapping}"
                     cases[name] = ([str(inst.glexec_path(prefix)), "/usr/bin/id", "-un"], genv(cred),
@@ -355,8 +357,6 @@ def main():
             if args.levels:
                 chosen = [n for n in ("inproc-rfc-local", "inproc-rfc-pool") if n in cases]
                 chosen += [n for n in cases if n.startswith("service-rfc-")]
-                servers = {f"{m.name}-rfc-{mapping}": m.cpu for m, (_, mapping) in zip(modes, installed)
-                           if isinstance(m, Service)}
                 report_concurrency({n: cases[n] for n in chosen + ["runuser", "sudo", "setpriv"]},
                                    args.levels, args.calls, servers)
             for (mode_name, mapping), prefix in installed.items():
