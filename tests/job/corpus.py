@@ -392,6 +392,7 @@ def cases() -> list[Case]:
     add("zip-symlink-inside", one(lambda c: zipa([("f", b"z", 0o100644), ("l", b"f", 0o120777)])), "ok",
         is_link(b"l", b"f"))
     add("zip-fifo", one(lambda c: zipa([("p", b"", 0o010644)])), "refuse")
+    add("zip-fifo-dirname", one(lambda c: zipa([("p/", b"", 0o010644)])), "refuse")   # type beats the "/"
     add("zip-chardev", one(lambda c: zipa([("c", b"", 0o020644)])), "refuse")
     add("zip-setuid", one(lambda c: zipa([("s", b"#!", 0o104755)])), "ok", has(b"s", mode=0o755))
     add("zip-duplicate", one(lambda c: zipa([("f", b"1", 0o100644), ("f", b"2", 0o100644)])), "refuse")

@@ -625,15 +625,17 @@ def _zip_member(zf, info, tree, ledger, counter):
     unix = info.external_attr >> 16
     fmt = stat.S_IFMT(unix)
     mode = stat.S_IMODE(unix) if unix else (0o755 if name.endswith(b"/") else 0o644)  # no unix attributes
-    if name.endswith(b"/") or fmt == stat.S_IFDIR:
+    # The type in the Unix attributes decides before the name's trailing "/": a FIFO or a
+    # device named "a/" is refused, not quietly made a directory.
+    if fmt not in (0, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
+        kind = {stat.S_IFCHR: "device", stat.S_IFBLK: "device", stat.S_IFIFO: "FIFO",
+                stat.S_IFSOCK: "socket"}.get(fmt, "member of unknown type")
+    elif name.endswith(b"/") or fmt == stat.S_IFDIR:
         kind = plan.KIND_DIR
-    elif fmt in (0, stat.S_IFREG):
-        kind = plan.KIND_FILE
     elif fmt == stat.S_IFLNK:
         kind = plan.KIND_SYMLINK
     else:
-        kind = {stat.S_IFCHR: "device", stat.S_IFBLK: "device", stat.S_IFIFO: "FIFO",
-                stat.S_IFSOCK: "socket"}.get(fmt, "member of unknown type")
+        kind = plan.KIND_FILE
     link = b""
     counter.consumed += info.compress_size
     if kind == plan.KIND_SYMLINK:
