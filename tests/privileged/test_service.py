@@ -410,9 +410,12 @@ def test_silent_peers_do_not_stall_a_real_call(gx, prefix):
 
 
 def test_many_concurrent_calls_have_an_exact_audit(gx, service):
-    n = 200
+    n = 500
     proxy = gx.proxy("user1")
-    procs = [popen_as("gxtpilot", [gx.glexec, SH, "-c", "echo $$"], env={"GLEXEC_CLIENT_CERT": str(proxy)},
+    # the payload's parent is the lingering supervisor: the shim itself when the service
+    # served the call, the in-process engine (python) when the shim fell back
+    script = "read who < /proc/$PPID/comm; echo $$ $who"
+    procs = [popen_as("gxtpilot", [gx.glexec, SH, "-c", script], env={"GLEXEC_CLIENT_CERT": str(proxy)},
                       cwd=str(gx.box)) for _ in range(n)]
     results = [(p.pid,) + p.communicate(timeout=300) + (p.returncode,) for p in procs]
     bad = [r for r in results if r[3] != 0 or r[2] != b""]
@@ -425,10 +428,16 @@ def test_many_concurrent_calls_have_an_exact_audit(gx, service):
         if pid in {r[0] for r in results}:
             by_pid.setdefault(pid, []).append(rec)
     assert len(by_pid) == n
+    supervisors = {}
     for pid, out, _, _ in results:
+        payload, who = out.split()
+        supervisors[who] = supervisors.get(who, 0) + 1
         events = by_pid[pid]
         assert [e["event"] for e in events] == ["grant", "end"], events
-        assert events[1]["status"] == 0 and events[1]["payload_pid"] == int(out)
+        assert events[1]["status"] == 0 and events[1]["payload_pid"] == int(payload)
+    print("supervisors:", supervisors)
+    # those beyond --max-active wait in the backlog and may fall back: both kinds are exact
+    assert supervisors.get(b"glexec", 0) >= 1, supervisors
 
 
 _NON_ROOT_LISTENER = r"""
