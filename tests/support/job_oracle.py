@@ -8,8 +8,12 @@ directory next to a sentinel tree and check what must hold for ANY input:
   job directory are identical, nothing new appeared there);
 * inside: no device, FIFO or socket, no set-id/sticky bit, every symlink resolves inside;
 * caps: bytes written <= max_total_bytes, entries <= max_members (+ implicit parents);
-* a refusal leaves the job directory empty."""
+* a refusal leaves the job directory empty;
+* a zip that Python's zipfile lists with a member the rules forbid by what it declares (a
+  FIFO, device, socket or unknown Unix type, whatever its name; an absolute name; a '..'
+  component) is refused: an independent reading of the listing, not the unpacker's."""
 import hashlib
+import io
 import os
 import shutil
 import stat
@@ -106,4 +110,28 @@ def check_unpack(base, data: bytes, caps=SMALL_CAPS):
         assert entries == 0, f"refused ({result}) but {entries} entries left"
     else:
         assert result["bytes"] <= caps.max_total_bytes
+        forbidden = zip_forbidden_member(data)
+        assert forbidden is None, f"accepted a zip declaring {forbidden!r}"
     return result
+
+
+_ZIP_TYPES_ALLOWED = (0, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK)
+
+
+def zip_forbidden_member(data: bytes):
+    """The first member of a zip (as the unpacker recognises one) that its declared type or
+    name forbids, or None (also when zipfile cannot list it: then only a refusal is right,
+    which the other checks allow)."""
+    import zipfile
+    if not data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return None
+    try:
+        infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except Exception:       # noqa: BLE001 -- any reason zipfile cannot list it
+        return None
+    for info in infos:
+        name = info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437", "surrogateescape")
+        if stat.S_IFMT(info.external_attr >> 16) not in _ZIP_TYPES_ALLOWED \
+                or name.startswith(b"/") or b".." in name.split(b"/"):
+            return (name, oct(info.external_attr >> 16))
+    return None
